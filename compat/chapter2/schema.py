@@ -1,0 +1,74 @@
+"""`schemas/chapter2-em.schema.json`: the JSON Schema (draft 2020-12) of a chapter2 em after loading.
+
+Generated from the pydantic models in `compat.chapter2.models` (their field descriptions become
+the schema's descriptions) so the schema and the loader cannot drift apart; a test checks that the
+committed file equals `build_schema()`. Regenerate with `python -m compat.chapter2.schema`.
+Loading checks every loaded em against the committed file (`check_loaded`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "chapter2-em.schema.json"
+SCHEMA_ID = "https://chapterx.invalid/schemas/chapter2-em.schema.json"
+
+
+def _fix_inf(value: Any) -> Any:
+    """JSON has no infinity: write float defaults of inf as the string "Infinity" (YAML `.inf`)."""
+    if isinstance(value, float) and math.isinf(value):
+        return "Infinity"
+    if isinstance(value, dict):
+        return {k: _fix_inf(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fix_inf(v) for v in value]
+    return value
+
+
+def build_schema() -> dict[str, Any]:
+    from compat.chapter2.models import Config
+
+    body = Config.model_json_schema(mode="validation")
+    schema: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "chapter2 em config (after loading)",
+        "description": (
+            "One Chapter II em after chapter2's loader has merged its layers (~/.config/chapter2, "
+            "ems/vendors.yaml, ems/config.yaml, ems/<em>/config.yaml, key-files), routed flat keys into "
+            "`em` and `interfaces`, and applied defaults. Unknown keys are ignored by chapter2 at every "
+            "level, so they are not listed here (chapterx warns about them). Infinity is `.inf` in YAML."
+        ),
+    }
+    for k, v in body.items():
+        if k not in ("title", "description"):
+            schema[k] = v
+    return _fix_inf(schema)  # type: ignore[no-any-return]
+
+
+def render_schema() -> str:
+    return json.dumps(build_schema(), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8")) if SCHEMA_PATH.exists() else build_schema()
+    return Draft202012Validator(schema)
+
+
+def check_loaded(data: dict[str, Any]) -> list[str]:
+    """Problems (one line each) of a loaded em config against the schema; [] when it conforms."""
+    errors = sorted(_validator().iter_errors(data), key=lambda e: list(e.absolute_path))
+    return [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message[:200]}" for e in errors]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    SCHEMA_PATH.parent.mkdir(parents=True, exist_ok=True)
+    SCHEMA_PATH.write_text(render_schema(), encoding="utf-8")
+    print(f"wrote {SCHEMA_PATH}")
