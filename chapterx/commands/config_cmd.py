@@ -1,17 +1,117 @@
-"""`chapterx config` (placeholder until its issue lands)."""
+"""`chapterx config show`: print one bot's resolved config, secrets shown as `***`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("config", help="config (not yet available)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(handler=_handle)
+    p = subparsers.add_parser("config", help="inspect configuration", description="Inspect configuration.")
+    sub = p.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    sub.required = True
+    show = sub.add_parser(
+        "show",
+        help="print a bot's resolved config",
+        description="Resolve a bot's config through all layers and print it (secrets shown as ***).",
+    )
+    src = show.add_mutually_exclusive_group(required=True)
+    src.add_argument("--config", metavar="BOT_FILE", help="the bot's YAML file (config root = its folder's parent)")
+    src.add_argument("--ems", metavar="DIR", help="an ems folder (chapter2 or ChapterX EMS layout); needs --bot")
+    show.add_argument("--bot", metavar="NAME", help="bot / em name (with --ems; overrides the id with --config)")
+    show.add_argument("--config-root", metavar="DIR", help="config root (default: CONFIG_PATH or the bot file's grandparent)")
+    show.add_argument("--guild", metavar="ID", help="apply this guild's layers")
+    show.add_argument("--pin", metavar="TEXT", action="append", default=[],
+                      help="a pinned message text ('.config [target]\\n---\\nkey: value'); repeatable, applied in order")
+    show.add_argument("--strict", action="store_true", help="treat unknown keys as errors")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=_handle_show)
 
 
-def _handle(args: argparse.Namespace) -> int:
-    print("chapterx config: not yet available", file=sys.stderr)
-    return 2
+def _handle_show(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from chapterx.config.load import resolve_bot_config
+    from chapterx.config.pins import parse_pin
+    from chapterx.config.secrets import mask_secrets
+    from chapterx.errors import UsageError, UserError
+
+    if args.ems and not args.bot:
+        raise UsageError("--ems needs --bot NAME")
+    for i, text in enumerate(args.pin):
+        text = text.replace("\\n", "\n")
+        if parse_pin(text) is None:
+            raise UsageError(f"--pin #{i + 1}: not a .config pin (line 1 '.config [target]', line 2 '---', then YAML)")
+    pins = [t.replace("\\n", "\n") for t in args.pin]
+
+    if args.ems:
+        ems = Path(args.ems)
+        from compat.chapter2 import api
+
+        looks = False
+        try:
+            looks = bool(api.looks_like_chapter2(ems))
+        except Exception:  # noqa: BLE001 - a failing probe means "not chapter2"
+            looks = False
+        if looks:
+            try:
+                translated = api.translate_em(ems, args.bot)
+            except NotImplementedError:
+                raise UserError(f"{ems}: chapter2 em translation is not available yet") from None
+            _print({"bot_id": args.bot, "layout": "chapter2", "config": mask_secrets(translated)}, args.json)
+            return 0
+
+    from chapterx.config.pins import extract_config_pins
+
+    channel_configs = extract_config_pins(pins, None)
+    resolved = resolve_bot_config(
+        bot_file=Path(args.config) if args.config else None,
+        ems_path=Path(args.ems) if args.ems else None,
+        config_root=Path(args.config_root) if args.config_root else None,
+        bot_name=args.bot,
+        guild_id=args.guild,
+        channel_configs=channel_configs,
+        strict=args.strict,
+    )
+    for w in resolved.warnings:
+        print(f"warning: {w.message}", file=sys.stderr)
+    out: dict[str, Any] = {
+        "bot_id": resolved.bot_id,
+        "layout": resolved.layout,
+        "files": [str(p) for p in resolved.paths],
+        "config": mask_secrets(resolved.config),
+        "vendors": [mask_secrets({"name": v.name, "kind": v.kind, "config": v.config, "provides": v.provides,
+                                  **({"formatter": v.formatter} if v.formatter else {})}) for v in resolved.vendors],
+    }
+    if args.json:
+        out["warnings"] = [w.message for w in resolved.warnings]
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        _print(out, False)
+    return 0
+
+
+def _print(out: dict[str, Any], as_json: bool) -> None:
+    import json
+
+    if as_json:
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return
+    from io import StringIO
+
+    from ruamel.yaml import YAML
+
+    y = YAML(typ="safe", pure=True)
+    y.default_flow_style = False
+    y.allow_unicode = True
+    y.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    header = [f"# bot: {out.get('bot_id')}  (layout: {out.get('layout')})"]
+    for f in out.get("files", []):
+        header.append(f"# read: {f}")
+    buf = StringIO()
+    body = {k: out[k] for k in ("config", "vendors") if k in out}
+    y.dump(body, buf)
+    print("\n".join(header))
+    print(buf.getvalue(), end="")

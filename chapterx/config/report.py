@@ -31,6 +31,7 @@ class FileReport:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     note: str | None = None  # e.g. "not a config: steering probe catalog"
+    unreadable: bool = False  # the path could not be used at all (missing, unreadable): CLI exit 2
 
     @property
     def ok(self) -> bool:

@@ -1,0 +1,202 @@
+"""Checks one config document (a file or a pin) against the schema: spelling, unknown keys, types.
+
+Returns the normalised mapping (camelCase renamed, `innerName` -> `name`) plus problems, each with
+its key and line. Messages never echo string values (they may be secrets).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema.exceptions import ValidationError
+
+from chapterx.config import schema as sch
+from chapterx.config.report import Problem
+from chapterx.config.yamlio import Document
+
+YAML11_BOOLS = {"yes": "true", "no": "false", "on": "true", "off": "false", "y": "true", "n": "false"}
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "number": "a number",
+    "integer": "an integer",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+@dataclass
+class Checked:
+    data: dict[str, Any]
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=dict)
+
+
+def nearest(key: str, known: list[str]) -> str | None:
+    """Closest known key by spelling (difflib), also trying the snake_case form of `key`."""
+    for probe in (key, sch.snake_case(key)):
+        match = difflib.get_close_matches(probe, known, n=1, cutoff=0.6)
+        if match:
+            return match[0]
+    return None
+
+
+def check_document(doc: Document, schema_name: str, *, strict: bool = False, role: str = "bot") -> Checked:
+    """Normalise and validate one parsed document. `role` is "bot", "shared", "guild" or "pin"."""
+    out = Checked(data={}, lines=dict(doc.lines))
+    data = doc.data
+    if data is None:
+        return out
+    if not isinstance(data, dict):
+        out.errors.append(Problem(f"top level must be a mapping of keys, not {type_name(data)}", None, 1))
+        return out
+    table = sch.key_table(schema_name)
+    known = table.known
+    unknown_bucket = out.errors if strict else out.warnings
+    normalised: dict[str, Any] = {}
+    renamed: dict[str, str] = {}
+    for key, value in data.items():
+        line = doc.lines.get(key)
+        if key in table.properties:
+            normalised[key] = value
+            continue
+        if key in table.aliases:
+            target = table.aliases[key]
+            if target in data:
+                out.warnings.append(Problem(f"{key} is deprecated and ignored here because {target} is also set", key, line))
+            else:
+                out.warnings.append(Problem(f"{key} is deprecated; write {target}: instead", key, line))
+                normalised[target] = value
+                renamed[target] = key
+            continue
+        if key in table.camel:
+            target = table.camel[key]
+            if target in data:
+                out.warnings.append(Problem(f"{key} is ignored because {target} is also set (keys are snake_case)", key, line))
+            else:
+                out.warnings.append(Problem(f"{key} is camelCase; read as {target} (write {target} instead)", key, line))
+                normalised[target] = value
+                renamed[target] = key
+            continue
+        if role != "shared" and key in ("vendors", "providers"):
+            unknown_bucket.append(Problem(f"unknown key {key}: vendors belong in the shared file (shared.yaml)", key, line))
+            continue
+        hint = nearest(key, known)
+        msg = f"unknown key {key}" + (f" (did you mean {hint}?)" if hint else "") + "; it is ignored"
+        unknown_bucket.append(Problem(msg, key, line))
+    for target, original in renamed.items():  # errors on renamed keys point at the original spelling
+        if original in doc.lines:
+            out.lines[target] = doc.lines[original]
+            for k, v in doc.lines.items():
+                if k.startswith(original + "."):
+                    out.lines[target + k[len(original):]] = v
+    if role != "bot" and "providers_config" in normalised:
+        out.warnings.append(Problem("providers_config only has an effect in a bot file; it is ignored here",
+                                    "providers_config", out.lines.get("providers_config")))
+    for key, spec in table.properties.items():
+        if key in normalised and spec.get("x-effect") == "none" and normalised[key] is not None:
+            out.warnings.append(Problem(f"{key} is accepted but has no effect", key, out.lines.get(key)))
+    out.errors.extend(schema_problems(normalised, schema_name, out.lines))
+    out.errors.sort(key=lambda p: p.line or 0)
+    out.warnings.sort(key=lambda p: p.line or 0)
+    out.data = normalised
+    return out
+
+
+def _dotted(path: Any) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def schema_problems(data: dict[str, Any], schema_name: str, lines: dict[str, int]) -> list[Problem]:
+    """Schema errors as Problems, nulls tolerated (a null never overrides anything)."""
+    cleaned = {k: v for k, v in data.items() if v is not None}
+    problems = []
+    seen: set[tuple[str, str]] = set()
+    for err in sorted(sch.validator(schema_name).iter_errors(cleaned), key=lambda e: [str(p) for p in e.absolute_path]):
+        for leaf in _leaves(err):
+            key = _dotted(leaf.absolute_path) or None
+            msg = describe(leaf, key)
+            if (key or "", msg) in seen:
+                continue
+            seen.add((key or "", msg))
+            line = None
+            probe = key
+            while probe:
+                if probe in lines:
+                    line = lines[probe]
+                    break
+                probe = probe.rsplit(".", 1)[0] if "." in probe else None
+            problems.append(Problem(msg, key, line))
+    return problems
+
+
+def _leaves(err: ValidationError) -> list[ValidationError]:
+    if err.context and err.validator in ("anyOf", "oneOf", "allOf"):
+        out: list[ValidationError] = []
+        for sub in err.context:
+            out.extend(_leaves(sub))
+        return out
+    return [err]
+
+
+def _num(v: Any) -> str:
+    return repr(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else "the value"
+
+
+def describe(err: ValidationError, key: str | None) -> str:
+    """A short message for one schema error that names the key and never echoes strings."""
+    name = key or "document"
+    v = err.validator
+    inst = err.instance
+    if v == "type":
+        expected = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        if "boolean" in expected and isinstance(inst, str) and inst.lower() in YAML11_BOOLS:
+            return (f"{name}: '{inst}' is a string in YAML 1.2, not a boolean; "
+                    f"write {YAML11_BOOLS[inst.lower()]} instead")
+        if "boolean" in expected and isinstance(inst, str) and inst.lower() in ("true", "false"):
+            return f"{name}: a quoted \"{inst}\" is a string, not a boolean; write {inst.lower()} without quotes"
+        if expected[0] in ("number", "integer") and isinstance(inst, str):
+            return f"{name}: expected {_TYPE_NAMES[expected[0]]}, got a string (remove the quotes or underscores)"
+        wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in expected)
+        return f"{name}: expected {wanted}, got {type_name(inst)}"
+    if v == "enum":
+        allowed = ", ".join(str(x) for x in err.validator_value)
+        shown = f"'{inst}'" if isinstance(inst, str) and len(inst) < 40 else type_name(inst)
+        return f"{name}: {shown} is not one of: {allowed}"
+    if v == "minimum":
+        return f"{name}: {_num(inst)} is below the minimum {err.validator_value}"
+    if v == "maximum":
+        return f"{name}: {_num(inst)} is above the maximum {err.validator_value}"
+    if v == "exclusiveMinimum":
+        return f"{name}: {_num(inst)} must be greater than {err.validator_value}"
+    if v == "exclusiveMaximum":
+        return f"{name}: {_num(inst)} must be less than {err.validator_value}"
+    if v == "required":
+        missing = [m for m in err.validator_value if not isinstance(inst, dict) or m not in inst]
+        return f"{name}: missing required key(s): {', '.join(missing)}"
+    if v == "minLength":
+        return f"{name}: must not be empty"
+    return f"{name}: {v} check failed"
