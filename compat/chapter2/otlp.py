@@ -548,7 +548,7 @@ def reply_entry(reply: Reply) -> dict[str, Any]:
         "channelId": channel_id,
         "triggeringMessageId": trigger_id,
         "botName": em,
-        "channelName": channel_id,
+        "channelName": None,
         "activationReason": None,
         "triggerPreview": _preview(_trigger_text(history)),
         "responsePreview": _preview(response_text),
