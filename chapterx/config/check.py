@@ -186,6 +186,11 @@ def describe(err: ValidationError, key: str | None) -> str:
         allowed = ", ".join(str(x) for x in err.validator_value)
         shown = f"'{inst}'" if isinstance(inst, str) and len(inst) < 40 else type_name(inst)
         return f"{name}: {shown} is not one of: {allowed}"
+    spec = err.schema if isinstance(err.schema, dict) else {}
+    if v in ("minimum", "maximum") and "minimum" in spec and "maximum" in spec:
+        return f"{name} must be between {spec['minimum']} and {spec['maximum']} (got {_num(inst)})"
+    if v == "exclusiveMinimum" and err.validator_value == 0:
+        return f"{name} must be positive (got {_num(inst)})"
     if v == "minimum":
         return f"{name}: {_num(inst)} is below the minimum {err.validator_value}"
     if v == "maximum":

@@ -268,8 +268,9 @@ def resolve_bot_config(
     missing = [k for k in REQUIRED if not config.get(k)]
     if missing:
         where = str(paths.bot) + ("" if paths.bot.exists() else " (not found)")
-        raise ConfigError(f"Missing required bot config fields: {', '.join(missing)}", path=where,
-                          key=missing[0])
+        err = ConfigError(f"Missing required bot config fields: {', '.join(missing)}", path=where)
+        err.key = missing[0]
+        raise err
     if config.get("streaming") is False and isinstance(config.get("tts_relay"), dict) and config["tts_relay"].get("enabled"):
         r.warn(str(paths.bot), Problem("streaming: false with tts_relay.enabled: the relay gets whole messages only",
                                        "streaming"))
@@ -285,6 +286,21 @@ def resolve_bot_config(
         config=config, vendors=vendors, warnings=warnings, paths=list(r.read), bot_id=paths.bot_id,
         layout=paths.layout, config_root=paths.config_root, raw=raw, sources=_sources(layers),
         startup=startup, settings=settings, findings=r.findings)
+
+
+def load_vendors(**kwargs: Any) -> tuple[list[VendorConfig], list[Problem]]:
+    """Vendors from the shared file only (what the runtime reads once at startup)."""
+    env = kwargs.pop("env", None)
+    environ = os.environ if env is None else env
+    paths = locate(settings=Settings.from_env(environ), **kwargs)
+    r = _Resolver(paths, environ, False)
+    bot = r.file_layer(paths.bot, "bot", required=paths.explicit_bot)
+    shared_path = paths.shared
+    if bot is not None and isinstance(bot.data.get("providers_config"), str):
+        shared_path = Path(paths.bot).parent / bot.data["providers_config"]
+    shared = r.file_layer(shared_path, "shared", required=shared_path != paths.shared)
+    vendors, warnings = normalise_vendors(shared.data if shared else {}, environ)
+    return vendors, [Problem(f"{shared_path}: {w.message}", w.key) for w in warnings]
 
 
 def load_bot_config_only(**kwargs: Any) -> dict[str, Any]:

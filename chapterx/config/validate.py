@@ -103,7 +103,7 @@ def validate_config_root(root: Path, strict: bool = False) -> list[FileReport]:
     for b in bots:
         m = re.match(r"^(.+)-(\d*)$", _stem(b))
         role = "bot-guild" if m and m.group(1) in stems else "bot"
-        out.append(validate_file(b, role=role, strict=strict, config_root=root))
+        out.append(validate_file(b, role=role, strict=strict, config_root=root, others_reported=True))
     if not bots:
         out.append(FileReport(str(root / "bots"), "chapterx", warnings=[Problem("no bot files (bots/*.yaml) found")]))
     return out
@@ -117,7 +117,8 @@ def validate_ems_root(root: Path, strict: bool = False) -> list[FileReport]:
     for d in _subdirs(root):
         if d.name == "guilds" or not (d / "config.yaml").exists():
             continue
-        out.append(validate_file(d / "config.yaml", role="bot", strict=strict, ems_root=root, bot_name=d.name))
+        out.append(validate_file(d / "config.yaml", role="bot", strict=strict, ems_root=root, bot_name=d.name,
+                                 others_reported=True))
         for g in _yaml_files(d / "guilds"):
             out.append(validate_file(g, role="bot-guild", strict=strict))
     return out
@@ -168,7 +169,8 @@ def classify(path: Path, doc: Document | None) -> str:
 
 
 def validate_file(path: Path, *, role: str | None = None, strict: bool = False, config_root: Path | None = None,
-                  ems_root: Path | None = None, bot_name: str | None = None) -> FileReport:
+                  ems_root: Path | None = None, bot_name: str | None = None,
+                  others_reported: bool = False) -> FileReport:
     """Validate one file; `role` is guessed when not given."""
     shown = str(path)
     if role is None and not path.is_dir():
@@ -200,12 +202,12 @@ def validate_file(path: Path, *, role: str | None = None, strict: bool = False, 
         for w in vwarn:
             report.warnings.append(Problem(w.message, w.key, doc.line_of(w.key)))
     if role == "bot" and not report.errors:
-        _check_resolution(path, report, doc, strict, config_root, ems_root, bot_name)
+        _check_resolution(path, report, doc, strict, config_root, ems_root, bot_name, others_reported)
     return report
 
 
 def _check_resolution(path: Path, report: FileReport, doc: Document, strict: bool, config_root: Path | None,
-                      ems_root: Path | None, bot_name: str | None) -> None:
+                      ems_root: Path | None, bot_name: str | None, others_reported: bool = False) -> None:
     """Resolve the bot (shared + bot file) as the runtime would, to catch missing required keys."""
     kwargs: dict[str, Any] = {"env": {}, "strict": strict}
     if ems_root is not None:
@@ -219,7 +221,7 @@ def _check_resolution(path: Path, report: FileReport, doc: Document, strict: boo
         if same:
             line = exc.line if exc.line else doc.line_of(exc.key) if exc.key in ("providers_config",) else None
             report.errors.append(Problem(exc.detail, exc.key, line))
-        else:
+        elif not others_reported:  # inside a config root the other file has its own report
             report.errors.append(Problem(f"cannot resolve this bot: {exc}", exc.key))
         return
     for f in resolved.findings:
