@@ -50,12 +50,10 @@ _SLIM_SQL = (
 
 
 def _default_index_path(bases: list[Path]) -> Path:
-    """Next to the traces when there is one writable base; otherwise in the user's cache folder
-    (a reader must never need write access to the logs, e.g. a read-only mount)."""
-    if len(bases) == 1:
-        tdir = bases[0] / "traces"
-        if tdir.is_dir() and os.access(tdir, os.W_OK):
-            return tdir / ".chapterx-index.sqlite"
+    """`TRACE_INDEX_PATH`, else a file in the user's cache folder keyed by the logs bases. Never
+    inside the logs tree: readers must not need write access there (read-only mounts, golden data)."""
+    if os.environ.get("TRACE_INDEX_PATH"):
+        return Path(os.environ["TRACE_INDEX_PATH"])
     key = hashlib.sha256("\n".join(str(b.resolve()) for b in bases).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "chapterx"
     return cache / f"trace-index-{key}.sqlite"
