@@ -106,7 +106,7 @@ def _print(out: dict[str, Any], as_json: bool) -> None:
     y = YAML(typ="safe", pure=True)
     y.default_flow_style = False
     y.allow_unicode = True
-    y.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    setattr(y, "sort_base_mapping_type_on_output", False)  # noqa: B010 - keep the schema's key order
     header = [f"# bot: {out.get('bot_id')}  (layout: {out.get('layout')})"]
     for f in out.get("files", []):
         header.append(f"# read: {f}")

@@ -169,7 +169,7 @@ def _num(v: Any) -> str:
 def describe(err: ValidationError, key: str | None) -> str:
     """A short message for one schema error that names the key and never echoes strings."""
     name = key or "document"
-    v = err.validator
+    v = str(err.validator)
     inst = err.instance
     if v == "type":
         expected = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
@@ -180,7 +180,7 @@ def describe(err: ValidationError, key: str | None) -> str:
             return f"{name}: a quoted \"{inst}\" is a string, not a boolean; write {inst.lower()} without quotes"
         if expected[0] in ("number", "integer") and isinstance(inst, str):
             return f"{name}: expected {_TYPE_NAMES[expected[0]]}, got a string (remove the quotes or underscores)"
-        wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in expected)
+        wanted = " or ".join(_TYPE_NAMES.get(str(t), str(t)) for t in expected)
         return f"{name}: expected {wanted}, got {type_name(inst)}"
     if v == "enum":
         allowed = ", ".join(str(x) for x in err.validator_value)

@@ -101,8 +101,8 @@ def locate(*, config_root: Path | None = None, bot_file: Path | None = None, ems
         stem = bot_file.name
         for suffix in (".yaml", ".yml"):
             stem = stem.removesuffix(suffix)
-        bot_id = bot_name or s.bot_name or stem
-        return LayerPaths("file", bot_id, root, root / "shared.yaml", bot_file, bot_file.parent,
+        file_bot_id: str = bot_name or s.bot_name or stem
+        return LayerPaths("file", file_bot_id, root, root / "shared.yaml", bot_file, bot_file.parent,
                           root / "guilds", bot_file.parent, f"{stem}-", explicit_bot=True)
     bot_id = bot_name or s.bot_name
     if ems_path is not None:
