@@ -513,7 +513,14 @@ async def shell(request: web.Request) -> web.StreamResponse:
         return await api(request)
     if _suspicious_path(raw):
         raise ApiError(400, "Invalid path")
-    return _static_response("index.html")
+    if raw in ("/", "/index.html"):
+        return _static_response("index.html")
+    parts = raw.split("/")
+    if len(parts) in (3, 4) and parts[1] == "trace" and (len(parts) == 3 or parts[3] == ""):
+        if not security.valid_trace_id(_decode_segment(parts[2])):
+            raise ApiError(400, "Invalid trace id")
+        return _static_response("index.html")
+    raise ApiError(404, "Not found")
 
 
 def _suspicious_path(raw: str) -> bool:
