@@ -26,6 +26,9 @@ Stages, in order (reference §3.7, with the fixes listed in docs/differences/pos
 7. Refusal: every sent reply message gets the category emoji (🛑 by default), or the trigger if nothing
    was sent.
 
+For bots with `chapter2_prompt`, `plan_reply_texts(replies, ctx)` sends each parsed chapter2 reply as
+its own message(s) through the same stages 6-7 (see `compat.chapter2.formats.generation`).
+
 The tool loops (inline XML and native) live in the pipeline; they call `plan_discord_actions` for the
 text before a tool call (with `reply_to` set) and again for the rest (with `reply_to=None` once a reply
 was sent), and pass `max_depth_reached` on the last call.
@@ -43,6 +46,7 @@ from chapterx.postprocess.plan import (
     actions_as_vector,
     debug_thinking_messages,
     plan_discord_actions,
+    plan_reply_texts,
     refusal_reactions,
     segment_messages,
 )
@@ -81,6 +85,7 @@ __all__ = [
     "parse_segments",
     "pick_member",
     "plan_discord_actions",
+    "plan_reply_texts",
     "refusal_reactions",
     "replace_known_mentions",
     "resolve_emojis",

@@ -186,6 +186,12 @@ def segment_messages(segments: Sequence[Segment], ctx: PostprocessContext) -> li
     return out
 
 
+def plan_reply_texts(texts: Sequence[str], ctx: PostprocessContext) -> list[SendMessage]:
+    """Messages for replies that are already split (chapter2 prompt mode: one Discord message per parsed
+    reply line): each text goes through the same mention/emoji/split stages; the first replies."""
+    return segment_messages([Segment(t.strip()) for t in texts if t.strip()], ctx)
+
+
 def refusal_reactions(category: str | None, sent: int, trigger_id: str | None) -> list[AddReaction]:
     """React to every sent message, or to the trigger when nothing was sent."""
     emoji = REFUSAL_EMOJI.get(category or "", DEFAULT_REFUSAL_EMOJI)

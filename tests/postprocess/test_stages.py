@@ -114,3 +114,14 @@ def test_max_depth_note_and_no_reply_after_pre_tool_text() -> None:
 def test_hallucinated_start_after_leading_space() -> None:
     plan = plan_discord_actions(Completion(" bob: hi"), PostprocessContext(bot_name="Aria", participants=["bob"]))
     assert plan.actions == [] and plan.hallucinated_start == "bob"
+
+
+def test_chapter2_reply_texts_each_their_own_message() -> None:
+    from chapterx.postprocess import plan_reply_texts
+
+    ctx = PostprocessContext(bot_name="wren", reply_to="9", human_usernames={"tobin": "5"})
+    got = actions_as_vector(plan_reply_texts(["hi <@tobin>", "  ", "second"], ctx))
+    assert got == [
+        {"type": "send", "content": "hi <@5>", "reply_to": "9"},
+        {"type": "send", "content": "second", "reply_to": None},
+    ]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from compat.chapter2.formats.formats import MessageFormat, load_format
 from compat.chapter2.formats.messages import Author, Message
-from compat.chapter2.formats.prompt import PromptSettings
+from compat.chapter2.formats.prompt import PromptSettings, build_prompt
 
 MAX_STOP_SEQUENCES = 3
 MUFFLER_TRIES = 3
@@ -171,3 +172,37 @@ def exa_results_to_messages(results: Sequence[Mapping[str, Any]]) -> list[Messag
                 timestamp = datetime.fromisoformat(str(published) + "T00:00:00+00:00").timestamp()
         out.append(Message(Author(str(result.get("url"))), text, timestamp=timestamp))
     return out
+
+
+@dataclass
+class Chapter2Request:
+    """What the pipeline sends for a chapter2-prompt bot (base-model completion) and needs afterwards."""
+
+    prompt: str
+    stop_sequences: list[str]
+    max_tokens: int
+    completion_prefix: str
+    settings: PromptSettings
+    warnings: list[str] = field(default_factory=list)
+
+
+def prepare_request(
+    chapter2_prompt: dict[str, Any],
+    history: Sequence[Message],
+    *,
+    em_name: str,
+    now: datetime,
+    base_dir: Path,
+    **options: Any,
+) -> Chapter2Request:
+    """Prompt, stop list (first 3, as chapter2 sends) and max_tokens for `history` (oldest first)."""
+    settings = PromptSettings.from_dict(chapter2_prompt)
+    built = build_prompt(settings, history, em_name=em_name, now=now, base_dir=base_dir, **options)
+    return Chapter2Request(
+        prompt=built.prompt,
+        stop_sequences=build_stop_sequences(settings, history, em_name),
+        max_tokens=settings.continuation_max_tokens,
+        completion_prefix=built.completion_prefix,
+        settings=settings,
+        warnings=built.warnings,
+    )

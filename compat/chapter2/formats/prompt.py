@@ -5,8 +5,11 @@
 `message_history_operator`, `message_history_max_tokens`, `recency_window`, `ensembles`, `name_prefix`,
 `name_prefix_optional`, `split_message`, `trim_final_incomplete_sentence`, `stop_sequences`,
 `continuation_max_tokens`, `total_max_tokens` (or `prompt_max_tokens`), `continuation_model` (only its
-`@N` context-length suffix is used here), `scene_break`, `prevent_gpt_topic_change`, `mufflers`, and
-`chr_dir` (folder holding `<name>.chr/`, relative to the bot file; default: the bot file's folder).
+`@N` context-length suffix is used here) or `context_length`, `scene_break`, `prevent_gpt_topic_change`,
+`mufflers`, and `chr_dir` or `folder` (folder holding `<name>.chr/`, relative to `base_dir`, normally the
+bot file's folder; default: `base_dir` itself). `chapter2_prompt_from_bot_config` fills the keys that
+`migrate` writes at the ChapterX level (`recency_window_messages`, `max_tokens`, `stop_sequences`,
+`continuation_model`) when `chapter2_prompt` does not repeat them.
 
 History is given **oldest first** (as ChapterX builds context); chapter2 itself takes it newest first,
 and the reversal happens here.
@@ -28,7 +31,7 @@ import pydantic
 
 from compat.chapter2.formats.character import Ranker, character_chunks, lexical_ranker
 from compat.chapter2.formats.formats import IRCMessageFormat, MessageFormat, load_format
-from compat.chapter2.formats.messages import Message
+from compat.chapter2.formats.messages import Author, Message
 from compat.chapter2.formats.templating import render_template, template_context
 
 INF = float("inf")
@@ -149,7 +152,7 @@ class PromptSettings:
             s.scene_break = str(data["scene_break"])
         if data.get("mufflers") is not None:
             s.mufflers = [str(x) for x in data["mufflers"]]
-        s.chr_dir = data.get("chr_dir")
+        s.chr_dir = data.get("chr_dir") or data.get("folder")
         return s
 
     @property
@@ -161,6 +164,39 @@ class PromptSettings:
         if not self.name_prefix:
             return ""
         return self.message_history_format.name_prefix(em_name) or ""
+
+
+_BOT_LEVEL_FALLBACKS = {
+    "recency_window_messages": "recency_window",
+    "max_tokens": "continuation_max_tokens",
+    "stop_sequences": "stop_sequences",
+    "continuation_model": "continuation_model",
+}
+
+
+def chapter2_prompt_from_bot_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The effective chapter2 prompt keys of a bot: `chapter2_prompt`, completed from the ChapterX-level
+    keys migrate maps them to (the values inside `chapter2_prompt` win)."""
+    merged = {c2: config[cx] for cx, c2 in _BOT_LEVEL_FALLBACKS.items() if config.get(cx) is not None}
+    merged.update(config.get("chapter2_prompt") or {})
+    return merged
+
+
+def messages_from_turns(turns: Sequence[Any]) -> list[Message]:
+    """chapter2 messages from ChapterX participant messages (anything with `.participant`, `.text()`,
+    and optionally `.message_id` / `.timestamp` as ISO text), oldest first."""
+    out: list[Message] = []
+    for turn in turns:
+        stamp = getattr(turn, "timestamp", None)
+        seconds = 0.0
+        if stamp:
+            try:
+                seconds = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                seconds = 0.0
+        out.append(Message(Author(turn.participant), turn.text(), timestamp=seconds,
+                           id=getattr(turn, "message_id", None)))
+    return out
 
 
 def format_ensemble(
