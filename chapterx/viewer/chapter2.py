@@ -109,7 +109,8 @@ class IngestError(ValueError):
 
 def decode_body(body: bytes, content_type: str, content_encoding: str) -> dict[str, Any]:
     """OTLP/HTTP request body (JSON or protobuf, optionally gzip) -> OTLP-JSON dict with hex ids."""
-    if content_encoding.strip().lower() == "gzip":
+    # aiohttp already inflates gzip request bodies; only inflate what still looks compressed.
+    if content_encoding.strip().lower() == "gzip" and body[:2] == b"\x1f\x8b":
         try:
             body = _gunzip_limited(body)
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
