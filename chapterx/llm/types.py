@@ -39,6 +39,12 @@ class ProviderRequest:
     thinking: dict[str, Any] | None = None
     stream: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # vendor-specific pass-through
+    # added by the providers helper:
+    llm_retries: int | None = None  # total attempts bound (`llm_retries`); None = provider default
+    # Added by the pipeline (formatters):
+    repetition_penalty: float | None = None
+    response_modalities: list[str] | None = None  # Gemini `generate_images`: ["TEXT", "IMAGE"] / ["TEXT"]
+    formatter: str | None = None  # "prefill" | "chat" | "completions": which formatter built this request
 
 
 @dataclass
