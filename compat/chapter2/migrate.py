@@ -25,7 +25,7 @@ from ruamel.yaml.representer import RoundTripRepresenter
 from chapterx.errors import UsageError, UserError
 from compat.chapter2.load import Chapter2Error, list_ems, load
 from compat.chapter2.translate import CHAPTER2_PROMPT_KEY, Outcome, Translation, translate
-from compat.chapter2.vendors import VendorTranslation, translate_vendor
+from compat.chapter2.vendors import VendorTranslation, glob_matches, translate_vendor
 
 REPORT_VERSION = 1
 SECRET_MODE = 0o600
@@ -206,6 +206,9 @@ def plan_migration(
     for name in names:
         try:
             res = load(ems_dir, name, home=home)
+            if not any(f.parent == ems_dir / name for f in res.files):
+                raise Chapter2Error(name, ems_dir / name / "config.yaml",
+                                    "missing: the em folder has no config.yaml and no key-files (nothing to migrate)")
             t = translate(res)
         except Chapter2Error as exc:
             errors.append(exc)
@@ -223,6 +226,8 @@ def plan_migration(
         raise UserError(f"{errors[0].message}{more}")
 
     vendors = _consolidate(translations)
+    for t in translations:
+        loaded_warnings[t.sysname].extend(_routing_warnings(t, vendors))
     files: dict[str, bytes] = {}
     modes: dict[str, int] = {}
     copies: dict[str, Path] = {}
@@ -285,6 +290,24 @@ def plan_migration(
     files["migration-report.json"] = (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode()
     files["MIGRATION_REPORT.md"] = render_markdown(report).encode()
     return Plan(ems_dir, translations, vendors, files, modes, copies, report)
+
+
+def _routing_warnings(t: Translation, vendors: list[VendorRow]) -> list[str]:
+    """Say when ChapterX will not route the em's model to the vendor chapter2 used."""
+    model = str(t.bot.get("continuation_model"))
+    if t.vendor_choice is None:
+        return []
+    row = next((r for r in vendors if r.source_name == t.vendor_choice and t.sysname in r.ems), None)
+    if row is None:
+        return [f"chapter2 routed '{model}' to vendor '{t.vendor_choice}', which is not in this em's vendors "
+                "(intermodel's name heuristics); check the ChapterX routing"]
+    if row.name is None:
+        return [f"chapter2 routed '{model}' to vendor '{t.vendor_choice}', which has no ChapterX equivalent"]
+    globs = list((row.entry or {}).get("provides") or [])
+    if not any(glob_matches(g, model) for g in globs):
+        return [f"chapter2 routed '{model}' to vendor '{t.vendor_choice}' but no translated provides glob of "
+                f"'{row.name}' matches it: ChapterX will route it by its own heuristics; add a glob to shared.yaml"]
+    return []
 
 
 def _all_chr(em_dir: Path) -> list[str]:
