@@ -34,7 +34,14 @@ text before a tool call (with `reply_to` set) and again for the rest (with `repl
 was sent), and pass `max_depth_reached` on the last call.
 """
 
-from chapterx.postprocess.members import MemberRecord, member_search_from, members_from_world, pick_member
+from chapterx.postprocess.members import (
+    MemberRecord,
+    emoji_lookup_from_port,
+    member_search_from,
+    members_from_port,
+    members_from_world,
+    pick_member,
+)
 from chapterx.postprocess.plan import (
     AddReaction,
     Completion,
@@ -78,8 +85,10 @@ __all__ = [
     "actions_as_vector",
     "debug_thinking_messages",
     "emoji_lookup_from",
+    "emoji_lookup_from_port",
     "extract_thinking_blocks",
     "member_search_from",
+    "members_from_port",
     "members_from_world",
     "mention_names",
     "parse_segments",

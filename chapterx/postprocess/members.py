@@ -74,3 +74,22 @@ def members_from_world(discord: Mapping[str, Any]) -> list[MemberRecord]:
             )
         )
     return out
+
+
+def members_from_port(port: Any) -> list[MemberRecord]:
+    """Member records from a `chapterx.discord.port.DiscordPort` (`members()` + `user(id)`)."""
+    out: list[MemberRecord] = []
+    for mem in port.members():
+        user = port.user(mem.user_id)
+        if user is None:
+            continue
+        out.append(MemberRecord(user.id, user.username, user.global_name, mem.nickname, bool(user.bot),
+                                mem.joined_at or ""))
+    return out
+
+
+def emoji_lookup_from_port(port: Any) -> Callable[[str], str | None]:
+    """`:name:` lookup over a DiscordPort's guild emojis (`emojis()` records with id, name, animated)."""
+    from chapterx.postprocess.text import emoji_lookup_from
+
+    return emoji_lookup_from([{"id": e.id, "name": e.name, "animated": e.animated} for e in port.emojis()])

@@ -125,3 +125,23 @@ def test_chapter2_reply_texts_each_their_own_message() -> None:
         {"type": "send", "content": "hi <@5>", "reply_to": "9"},
         {"type": "send", "content": "second", "reply_to": None},
     ]
+
+
+def test_port_helpers_read_the_in_memory_port() -> None:
+    from chapterx.discord.port import Emoji, Member, User
+    from chapterx.postprocess import emoji_lookup_from_port, member_search_from, members_from_port
+
+    class Port:
+        def members(self) -> list[Member]:
+            return [Member("1", nickname="Capt", joined_at="2024-01-01"), Member("2")]
+
+        def user(self, uid: str) -> User | None:
+            return {"1": User("1", "odile"), "2": User("2", "odbot", bot=True)}.get(uid)
+
+        def emojis(self) -> list[Emoji]:
+            return [Emoji("7", "tide", animated=True)]
+
+    port = Port()
+    search = member_search_from(members_from_port(port))
+    assert search("capt") == "1" and search("odbot") == "2" and search("od") is None
+    assert emoji_lookup_from_port(port)("tide") == "<a:tide:7>"
