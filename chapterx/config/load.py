@@ -283,7 +283,9 @@ def resolve_bot_config(
     warnings = [Problem(f"{f.source}{':' + str(f.problem.line) if f.problem.line else ''}: {f.problem.message}",
                         f.problem.key, f.problem.line) for f in r.findings]
     return ResolvedConfig(
-        config=config, vendors=vendors, warnings=warnings, paths=list(r.read), bot_id=paths.bot_id,
+        config=config, vendors=vendors, warnings=warnings,
+        paths=[Path(x.source) for x in file_layers] + [x for x in r.read if str(x) not in {y.source for y in file_layers}],
+        bot_id=paths.bot_id,
         layout=paths.layout, config_root=paths.config_root, raw=raw, sources=_sources(layers),
         startup=startup, settings=settings, findings=r.findings)
 
