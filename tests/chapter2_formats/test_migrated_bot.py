@@ -61,3 +61,19 @@ def test_missing_corpus_is_a_warning_not_a_crash(tmp_path) -> None:
                           now=datetime(2025, 3, 14), base_dir=tmp_path)
     assert req.prompt == "Log of 2025-03-14\nwren:"
     assert any("no chunks" in w for w in req.warnings)
+
+
+def test_json_dumped_infinities_are_accepted() -> None:
+    from compat.chapter2.formats import Author, Message
+    from compat.chapter2.formats.generation import build_stop_sequences
+    from compat.chapter2.formats.prompt import PromptSettings, assemble_prompt
+
+    keys = {"recency_window": "Infinity", "message_history_max_tokens": "Infinity",
+            "ensembles": [{"faculty": "character", "recent_message_attention": "Infinity",
+                           "ensemble_format": [{"format": {"name": "irc"}, "max_tokens": "Infinity"}]}]}
+    history = [Message(Author("a"), "one"), Message(Author("b"), "two")]
+    settings = PromptSettings.from_dict(keys)
+    assert build_stop_sequences(settings, history, "wren") == ["\n<b>", "\n<a>"]
+    assert assemble_prompt(keys, history, em_name="wren", now=datetime(2025, 1, 1), base_dir=BOT_DIR) == (
+        "<a> one\n<b> two\n<wren>"
+    )

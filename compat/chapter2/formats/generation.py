@@ -27,7 +27,8 @@ def build_stop_sequences(settings: PromptSettings, history: Sequence[Message], e
     """User stops, then `\\n<name prefix>` of each other author in the recency window (newest first),
     de-duplicated; only the first 3 are sent. Without a completion prefix the stops lose the `\\n`."""
     newline = "\n" if settings.completion_prefix(em_name) else ""
-    recent = list(history)[::-1][: settings.recency_window]
+    window = settings.recency_window
+    recent = list(history)[::-1][: None if window == float("inf") else int(window)]
     stops = list(settings.stop_sequences)
     for msg in recent:
         if msg.author is None or msg.author.name == em_name:

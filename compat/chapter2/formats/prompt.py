@@ -109,7 +109,7 @@ class PromptSettings:
     message_history_separator: str = ""
     message_history_operator: Literal["prepend", "append"] = "prepend"
     message_history_max_tokens: float = INF
-    recency_window: int = 35
+    recency_window: float = 35
     total_max_tokens: float = 31_900
     continuation_max_tokens: int = 120
     context_length: float = INF
@@ -135,7 +135,7 @@ class PromptSettings:
         if data.get("message_history_operator") in ("prepend", "append"):
             s.message_history_operator = data["message_history_operator"]
         s.message_history_max_tokens = _number(data.get("message_history_max_tokens"), INF)
-        s.recency_window = int(data.get("recency_window", 35))
+        s.recency_window = _number(data.get("recency_window"), 35)
         total = data.get("total_max_tokens", data.get("prompt_max_tokens"))
         s.total_max_tokens = _number(total, 31_900)
         s.continuation_max_tokens = int(data.get("continuation_max_tokens", 120))
