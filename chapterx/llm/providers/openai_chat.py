@@ -1,0 +1,382 @@
+"""OpenAI chat completions (official, OpenRouter, OpenAI-compatible servers) and `/v1/completions`,
+through the official `openai` SDK.
+
+Translation from the Anthropic-shaped ProviderRequest (golden README 5): system as a leading
+`system` message; a message whose blocks are all plain text becomes one string joined with "\\n";
+images become `image_url` data URIs; OpenRouter keeps `cache_control` on text parts (so such a
+message stays an array); `tool_use` / `tool_result` become `tool_calls` / role `tool`; stop lists
+are cut to 4; reasoning models (o1/o3/o4, gpt-5) get `max_completion_tokens` and no sampling
+parameters; OpenRouter drops `top_p` for Claude models and merges `provider_params` into the body.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx2
+import openai
+from openai import AsyncStream
+from openai.types import Completion
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from chapterx.llm.errors import ProviderError
+from chapterx.llm.providers.base import Provider, StopCutter, StreamStalled, status_error, with_stall_timeout
+from chapterx.llm.types import ChatMessage, ContentBlock, ProviderRequest, ProviderResponse
+
+OPENROUTER_HEADERS = {"HTTP-Referer": "https://chapterx.local", "X-Title": "ChapterX"}
+
+_REASONING = re.compile(r"^(o1|o3|o4|gpt-5|gpt5)")
+_FINISH = {"stop": "end_turn", "length": "max_tokens", "content_filter": "refusal", "tool_calls": "tool_use",
+           "function_call": "tool_use"}
+
+
+def is_reasoning_model(model: str) -> bool:
+    return _REASONING.match(model) is not None
+
+
+def openai_tool(tool: dict[str, Any]) -> dict[str, Any]:
+    params = tool.get("input_schema") or tool.get("inputSchema") or tool.get("parameters") or {"type": "object",
+                                                                                                 "properties": {}}
+    fn: dict[str, Any] = {"name": tool["name"]}
+    if tool.get("description") is not None:
+        fn["description"] = tool["description"]
+    fn["parameters"] = params
+    return {"type": "function", "function": fn}
+
+
+def _image_url(block: ContentBlock) -> dict[str, Any]:
+    source = block.get("source") or {}
+    if source.get("type") == "url":
+        url = source.get("url", "")
+    else:
+        media = source.get("media_type") or source.get("mediaType") or "image/png"
+        url = f"data:{media};base64,{source.get('data', '')}"
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _tool_result_text(block: ContentBlock) -> str:
+    content = block.get("content", "")
+    if isinstance(content, list):
+        return "\n".join(b.get("text", "") for b in content if b.get("type") == "text")
+    return str(content)
+
+
+class OpenAIChatProvider(Provider):
+    """Chat completions; `flavour` is "openai" (official), "openrouter" or "compatible"."""
+
+    kind = "openai"
+    stop_cap = 4
+
+    def __init__(self, *args: Any, flavour: str = "openai", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flavour = flavour
+        self.error_prefix = {"openai": "OpenAI API error: ", "openrouter": "OpenRouter error: "}.get(
+            flavour, "OpenAI-compatible API error: "
+        )
+        self._client: openai.AsyncOpenAI | None = None
+
+    def client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=self.settings.get("api_key") or "not-needed",
+                base_url=self.base_url,
+                max_retries=self.sdk_max_retries,
+                timeout=self.options.timeout,
+                default_headers=OPENROUTER_HEADERS if self.flavour == "openrouter" else None,
+            )
+        return self._client
+
+    # -- messages --------------------------------------------------------------------------------
+    def _keep_cache_control(self) -> bool:
+        return self.flavour == "openrouter"
+
+    def _content(self, content: str | list[ContentBlock]) -> Any:
+        if isinstance(content, str):
+            return content
+        parts: list[dict[str, Any]] = []
+        plain = True
+        for block in content:
+            btype = block.get("type")
+            if btype == "text":
+                part: dict[str, Any] = {"type": "text", "text": block.get("text", "")}
+                if self._keep_cache_control() and block.get("cache_control"):
+                    part["cache_control"] = block["cache_control"]
+                    plain = False
+                parts.append(part)
+            elif btype == "image":
+                parts.append(_image_url(block))
+                plain = False
+            elif btype == "image_url":
+                parts.append(dict(block))
+                plain = False
+        if plain:
+            return "\n".join(p["text"] for p in parts)
+        return parts
+
+    def convert_messages(self, request: ProviderRequest) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        if request.system:
+            out.append({"role": "system", "content": self._content(request.system)})
+        for msg in request.messages:
+            out.extend(self._convert(msg))
+        return out
+
+    def _convert(self, msg: ChatMessage) -> list[dict[str, Any]]:
+        if isinstance(msg.content, str):
+            return [{"role": msg.role, "content": msg.content}]
+        blocks = msg.content
+        tool_uses = [b for b in blocks if b.get("type") == "tool_use"]
+        tool_results = [b for b in blocks if b.get("type") == "tool_result"]
+        rest = [b for b in blocks if b.get("type") in ("text", "image", "image_url")]
+        out: list[dict[str, Any]] = []
+        if msg.role == "assistant" and tool_uses:
+            text = "\n".join(b.get("text", "") for b in rest if b.get("type") == "text")
+            out.append({
+                "role": "assistant",
+                "content": text or None,
+                "tool_calls": [
+                    {"id": b["id"], "type": "function",
+                     "function": {"name": b["name"], "arguments": json.dumps(b.get("input", {}), separators=(",", ":"),
+                                                                             ensure_ascii=False)}}
+                    for b in tool_uses
+                ],
+            })
+            return out
+        for b in tool_results:
+            out.append({"role": "tool", "tool_call_id": b.get("tool_use_id"), "content": _tool_result_text(b)})
+        if rest or not tool_results:
+            out.append({"role": msg.role, "content": self._content(rest)})
+        return out
+
+    # -- body ------------------------------------------------------------------------------------
+    def build_body(self, request: ProviderRequest) -> dict[str, Any]:
+        model = request.model
+        native_tools = bool(request.tools)
+        reasoning = self.flavour == "openai" and is_reasoning_model(model)
+        body: dict[str, Any] = {"model": model, "messages": self.convert_messages(request)}
+        if reasoning:
+            body["max_completion_tokens"] = request.max_tokens
+        else:
+            body["max_tokens"] = request.max_tokens
+            if request.temperature is not None:
+                body["temperature"] = request.temperature
+            drop_top_p = self.flavour == "openrouter" and "claude" in model.lower()
+            if not native_tools:
+                if request.top_p is not None and not drop_top_p:
+                    body["top_p"] = request.top_p
+                if request.presence_penalty is not None:
+                    body["presence_penalty"] = request.presence_penalty
+                if request.frequency_penalty is not None:
+                    body["frequency_penalty"] = request.frequency_penalty
+        withhold_stop = reasoning and model.startswith(("o1", "o3", "o4"))
+        if request.stop_sequences and not native_tools and not withhold_stop:
+            body["stop"] = self.capped_stops(request.stop_sequences)
+        body.update(request.extra)
+        if native_tools:
+            body["tools"] = [openai_tool(t) for t in request.tools or []]
+        if request.stream:
+            body["stream"] = True
+            if self.flavour in ("openai", "openrouter"):
+                body["stream_options"] = {"include_usage": True}
+        return body
+
+    # -- one attempt -----------------------------------------------------------------------------
+    async def _attempt(self, request: ProviderRequest, body: dict[str, Any], cutter: StopCutter) -> ProviderResponse:
+        client = self.client()
+        if not body.get("stream"):
+            resp = await client.post("/chat/completions", body=dict(body), cast_to=ChatCompletion)
+            data = resp.model_dump(mode="json")
+            choice = (data.get("choices") or [{}])[0]
+            message = choice.get("message") or {}
+            cutter.feed(message.get("content") or "")
+            tool_calls = message.get("tool_calls") or []
+            return self._finish(cutter, choice.get("finish_reason"), tool_calls, data.get("usage"),
+                                data.get("model") or request.model, body)
+        stream = await client.post("/chat/completions", body=dict(body), cast_to=ChatCompletion, stream=True,
+                                   stream_cls=AsyncStream[ChatCompletionChunk])
+        finish: str | None = None
+        usage: Any = None
+        model: str | None = None
+        calls: dict[int, dict[str, Any]] = {}
+        try:
+            async for chunk in with_stall_timeout(stream, self.options.stall_timeout):
+                data = chunk.model_dump(mode="json")
+                model = data.get("model") or model
+                if data.get("usage"):
+                    usage = data["usage"]
+                for choice in data.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    if delta.get("content"):
+                        cutter.feed(delta["content"])
+                    for tc in delta.get("tool_calls") or []:
+                        slot = calls.setdefault(int(tc.get("index") or 0), {"id": None, "name": "", "arguments": ""})
+                        if tc.get("id"):
+                            slot["id"] = tc["id"]
+                        fn = tc.get("function") or {}
+                        if fn.get("name"):
+                            slot["name"] += fn["name"]
+                        if fn.get("arguments"):
+                            slot["arguments"] += fn["arguments"]
+                    if choice.get("finish_reason"):
+                        finish = choice["finish_reason"]
+        finally:
+            try:
+                await stream.close()
+            except Exception:  # noqa: BLE001
+                pass
+        if finish is None:
+            raise ProviderError(f"{self.error_prefix}stream ended without a finish reason", retryable=True)
+        tool_calls = [
+            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for _, c in sorted(calls.items())
+        ]
+        return self._finish(cutter, finish, tool_calls, usage, model or request.model, body)
+
+    def _finish(self, cutter: StopCutter, finish: str | None, tool_calls: list[dict[str, Any]], usage: Any,
+                model: str, body: dict[str, Any]) -> ProviderResponse:
+        text = cutter.finish()
+        content: list[ContentBlock] = []
+        if text:
+            content.append({"type": "text", "text": text})
+        for tc in tool_calls:
+            fn = tc.get("function") or {}
+            try:
+                args = json.loads(fn.get("arguments") or "{}")
+            except ValueError as exc:
+                raise ProviderError(f"{self.error_prefix}malformed tool call arguments", retryable=True) from exc
+            content.append({"type": "tool_use", "id": tc.get("id"), "name": fn.get("name"), "input": args})
+        stop_reason = _FINISH.get(finish or "stop", "end_turn")
+        stop_sequence = None
+        if cutter.hit is not None and stop_reason in ("end_turn",):
+            stop_reason, stop_sequence = "stop_sequence", cutter.hit
+        u = _usage(usage)
+        raw = {"content": content, "stop_reason": stop_reason, "stop_sequence": stop_sequence, "model": model,
+               "usage": u, "finish_reason": finish}
+        return ProviderResponse(text=text, content=content, stop_reason=stop_reason, stop_sequence=stop_sequence,
+                                usage=u, model=model, raw=raw)
+
+    def _classify(self, exc: BaseException) -> ProviderError:
+        return classify_openai(exc, self.error_prefix)
+
+
+def classify_openai(exc: BaseException, prefix: str) -> ProviderError:
+    if isinstance(exc, openai.APIStatusError):
+        try:
+            text = exc.response.text
+        except Exception:  # noqa: BLE001
+            text = str(exc.body)
+        return status_error(prefix, exc.status_code, text, exc.response.headers)
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderError(f"{prefix}request timed out", retryable=True)
+    if isinstance(exc, openai.APIConnectionError):
+        inner = exc.__cause__ or exc.__context__
+        return ProviderError(f"{prefix}connection error: {type(inner).__name__ if inner else exc}", retryable=True)
+    if isinstance(exc, StreamStalled):
+        return ProviderError(f"{prefix}{exc}", retryable=True)
+    if isinstance(exc, (httpx2.HTTPError, ValueError, KeyError)):
+        return ProviderError(f"{prefix}malformed or interrupted response: {type(exc).__name__}", retryable=True)
+    return ProviderError(f"{prefix}{type(exc).__name__}: {exc}", retryable=False)
+
+
+def _usage(usage: Any) -> dict[str, int]:
+    if not usage:
+        return {}
+    out = {"input_tokens": int(usage.get("prompt_tokens") or 0), "output_tokens": int(usage.get("completion_tokens") or 0)}
+    details = usage.get("prompt_tokens_details") or {}
+    if details.get("cached_tokens"):
+        out["cache_read_input_tokens"] = int(details["cached_tokens"])
+    return out
+
+
+class CompletionsProvider(Provider):
+    """`/v1/completions` for base models (openaicompletion* vendors and chapter2 openai* vendors)."""
+
+    kind = "openai-completions"
+    error_prefix = "OpenAI completions error: "
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._client: openai.AsyncOpenAI | None = None
+
+    def client(self) -> openai.AsyncOpenAI:
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                api_key=self.settings.get("api_key") or "not-needed",
+                base_url=self.base_url,
+                max_retries=self.sdk_max_retries,
+                timeout=self.options.timeout,
+            )
+        return self._client
+
+    def build_body(self, request: ProviderRequest) -> dict[str, Any]:
+        prompt = request.prompt
+        if prompt is None:
+            raise ProviderError("completions vendor needs a text prompt (base-model mode)", retryable=False)
+        body: dict[str, Any] = dict(self.settings.get("extra_body") or {})
+        body.update({"model": request.model, "prompt": prompt, "max_tokens": request.max_tokens})
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.top_p is not None:
+            body["top_p"] = request.top_p
+        if request.presence_penalty is not None:
+            body["presence_penalty"] = request.presence_penalty
+        if request.frequency_penalty is not None:
+            body["frequency_penalty"] = request.frequency_penalty
+        rep = request.repetition_penalty
+        if rep is not None:
+            body["repetition_penalty"] = rep
+        if request.stop_sequences:
+            body["stop"] = list(request.stop_sequences)
+        body.update(request.extra)
+        if request.stream:
+            body["stream"] = True
+        return body
+
+    async def _attempt(self, request: ProviderRequest, body: dict[str, Any], cutter: StopCutter) -> ProviderResponse:
+        client = self.client()
+        finish: str | None = None
+        usage: Any = None
+        model: str | None = None
+        if not body.get("stream"):
+            resp = await client.post("/completions", body=dict(body), cast_to=Completion)
+            data = resp.model_dump(mode="json")
+            choice = (data.get("choices") or [{}])[0]
+            cutter.feed(choice.get("text") or "")
+            finish, usage, model = choice.get("finish_reason"), data.get("usage"), data.get("model")
+        else:
+            stream = await client.post("/completions", body=dict(body), cast_to=Completion, stream=True,
+                                       stream_cls=AsyncStream[Completion])
+            try:
+                async for chunk in with_stall_timeout(stream, self.options.stall_timeout):
+                    data = chunk.model_dump(mode="json")
+                    model = data.get("model") or model
+                    if data.get("usage"):
+                        usage = data["usage"]
+                    for choice in data.get("choices") or []:
+                        if choice.get("text"):
+                            cutter.feed(choice["text"])
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+            finally:
+                try:
+                    await stream.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            if finish is None:
+                raise ProviderError(f"{self.error_prefix}stream ended without a finish reason", retryable=True)
+        text = cutter.finish()
+        stop_reason = _FINISH.get(finish or "stop", "end_turn")
+        stop_sequence = None
+        if cutter.hit is not None and stop_reason == "end_turn":
+            stop_reason, stop_sequence = "stop_sequence", cutter.hit
+        u = _usage(usage)
+        content: list[ContentBlock] = [{"type": "text", "text": text}] if text else []
+        raw = {"content": content, "stop_reason": stop_reason, "stop_sequence": stop_sequence,
+               "model": model or request.model, "usage": u, "finish_reason": finish}
+        return ProviderResponse(text=text, content=content, stop_reason=stop_reason, stop_sequence=stop_sequence,
+                                usage=u, model=model or request.model, raw=raw)
+
+    def _classify(self, exc: BaseException) -> ProviderError:
+        return classify_openai(exc, self.error_prefix)
