@@ -24,6 +24,7 @@ from chapterx.config.vendors import VendorConfig, normalise_vendors
 from chapterx.config.yamlio import Document, load_file, parse_yaml, read_text
 
 REQUIRED = ("name", "continuation_model")
+PROMPT_FILE_LIMIT = 8 * 1024 * 1024  # prompt texts can be long; they are not parsed
 
 
 @dataclass
@@ -215,7 +216,7 @@ def _read_prompt_files(config: dict[str, Any], r: _Resolver, shared_path: Path |
             r.warn(str(path), Problem(f"{fkey} points at the shared file (it holds API keys); refused", fkey))
             continue
         try:
-            config[target] = read_text(path, what=f"{fkey} file")
+            config[target] = read_text(path, what=f"{fkey} file", limit=PROMPT_FILE_LIMIT)
             r.read.append(path)
         except ConfigError as exc:
             r.warn(str(path), Problem(f"{fkey}: {exc.detail}; {target} stays unset", fkey))

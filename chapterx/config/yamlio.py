@@ -78,7 +78,7 @@ class Document:
         return None
 
 
-def read_text(path: Path, *, what: str = "config file") -> str:
+def read_text(path: Path, *, what: str = "config file", limit: int = MAX_FILE_BYTES) -> str:
     """The file's text, or a one-line ConfigError saying why it cannot be used."""
     shown = str(path)
     if not path.exists():
@@ -87,21 +87,22 @@ def read_text(path: Path, *, what: str = "config file") -> str:
         raise ConfigError(f"is a directory, expected a YAML {what}", path=shown, exit_code=2)
     try:
         size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
+        if size > limit:
             raise ConfigError(
-                f"file is too large ({size / 1048576:.1f} MB; a {what} may be at most 1 MB)", path=shown
+                f"file is too large ({size / 1048576:.1f} MB; a {what} may be at most {limit // 1048576} MB)",
+                path=shown,
             )
         raw = path.read_bytes()
     except PermissionError:
         raise ConfigError("cannot read file: permission denied", path=shown, exit_code=2) from None
     except OSError as exc:
         raise ConfigError(f"cannot read file: {exc.strerror or exc}", path=shown, exit_code=2) from None
-    return decode_text(raw, shown)
+    return decode_text(raw, shown, limit)
 
 
-def decode_text(raw: bytes, shown: str) -> str:
+def decode_text(raw: bytes, shown: str, limit: int = MAX_FILE_BYTES) -> str:
     """UTF-8 text without NUL bytes; anything else is a binary file, not a config."""
-    if len(raw) > MAX_FILE_BYTES:
+    if len(raw) > limit:
         raise ConfigError(f"file is too large ({len(raw) / 1048576:.1f} MB; at most 1 MB)", path=shown)
     if b"\x00" in raw:
         raise ConfigError("binary file, not a YAML config", path=shown)
@@ -135,6 +136,7 @@ def parse_yaml(text: str, source: str) -> Document:
     """Parse one YAML document; syntax errors, duplicate keys and alias bombs raise ConfigError."""
     if len(text) > MAX_FILE_BYTES:
         raise ConfigError("text is too large (at most 1 MB)", path=source)
+    _check_nesting(text, source)
     try:
         docs = list(_yaml().load_all(text))
     except YAMLError as exc:
@@ -156,6 +158,29 @@ def parse_yaml(text: str, source: str) -> Document:
     except RecursionError:
         raise ConfigError("YAML is nested too deeply", path=source) from None
     return Document(source=source, data=data, lines=lines, empty=root is None)
+
+
+MAX_DEPTH = 100
+
+
+def _check_nesting(text: str, source: str) -> None:
+    """Refuse absurd nesting before the (recursive, slow on such input) YAML loader sees it.
+
+    Counts unclosed flow brackets and leading indentation; real configs stay far below the limits,
+    even with brackets inside prompt text.
+    """
+    depth = peak = 0
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+            peak = max(peak, depth)
+        elif ch in "]}" and depth:
+            depth -= 1
+    if peak > 2 * MAX_DEPTH:
+        raise ConfigError("YAML is nested too deeply", path=source)
+    for number, line in enumerate(text.split("\n"), 1):
+        if len(line) - len(line.lstrip(" ")) > 8 * MAX_DEPTH:
+            raise ConfigError("YAML is nested too deeply (indentation)", path=source, line=number)
 
 
 def _check_size(root: Any, source: str) -> None:
@@ -190,7 +215,7 @@ def _plain(node: Any, path: str, lines: dict[str, int], source: str) -> Any:
     if isinstance(node, CommentedMap):
         out: dict[str, Any] = {}
         for key, value in node.items():
-            if isinstance(key, (dict, list)):
+            if isinstance(key, (dict, list, tuple)):
                 raise ConfigError("complex (non-scalar) mapping keys are not allowed", path=source)
             skey = _key_text(key)
             child = f"{path}.{skey}" if path else skey

@@ -186,3 +186,30 @@ def test_real_process_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     assert f"{path}:3: error: include_images" in proc.stdout and "write false" in proc.stdout
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+def test_unreadable_file_even_as_root() -> None:
+    """/proc/self/mem exists but cannot be read from offset 0 (EIO), even by root."""
+    res = run_cli("validate", "/proc/self/mem")
+    assert res.code == 2
+    _assert_one_line(res.out, Path("/proc/self/mem"), None)
+    assert "cannot read file" in res.out
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("? [a]\n: b\n", "complex"),
+        ("a: !!set {x}\n", "unsupported YAML value"),
+        ("a: !!binary aGVsbG8=\n", "binary"),
+        ("a: " + "[" * 3000 + "\n", "nested too deeply"),
+        ("a: *nope\n", "undefined alias"),
+    ],
+)
+def test_odd_yaml_constructs(content: str, needle: str, tmp_path: Path) -> None:
+    path = _bot_tree(tmp_path, content)
+    res = run_cli("validate", str(path))
+    assert res.code == 1
+    _assert_one_line(res.out, path, None)
+    assert needle in res.out

@@ -216,3 +216,11 @@ def test_chapter2_dispatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     res = run_cli("config", "show", "--json", "--ems", str(tmp_path / "ems"), "--bot", "em1")
     assert res.code == 0
     assert json.loads(res.out)["config"] == {"name": "em1", "api_key": "***"}
+
+
+def test_config_show_chapterx_ems_layout(tmp_path: Path) -> None:
+    write_tree(tmp_path, {"ems/config.yaml": "max_tokens: 321\n", "ems/aria/config.yaml": GOOD + "mode: chat\n"})
+    res = run_cli("config", "show", "--json", "--ems", str(tmp_path / "ems"), "--bot", "aria")
+    assert res.code == 0, res.err
+    data = json.loads(res.out)
+    assert data["layout"] == "ems" and data["config"]["max_tokens"] == 321 and data["config"]["mode"] == "chat"
