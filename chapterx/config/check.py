@@ -119,11 +119,38 @@ def check_document(doc: Document, schema_name: str, *, strict: bool = False, rol
     for key, spec in table.properties.items():
         if key in normalised and spec.get("x-effect") == "none" and normalised[key] is not None:
             out.warnings.append(Problem(f"{key} is accepted but has no effect", key, out.lines.get(key)))
+    for key, value in normalised.items():
+        if key in table.properties:
+            _nested_unknown(value, table.properties[key], key, out, unknown_bucket)
     out.errors.extend(schema_problems(normalised, schema_name, out.lines))
     out.errors.sort(key=lambda p: p.line or 0)
     out.warnings.sort(key=lambda p: p.line or 0)
     out.data = normalised
     return out
+
+
+def _nested_unknown(value: Any, spec: dict[str, Any], path: str, out: Checked, bucket: list[Problem]) -> None:
+    """Unknown keys inside closed sub-mappings (soma, tts_relay, mcp_servers[], vendor entries...)."""
+    if isinstance(value, list) and isinstance(spec.get("items"), dict):
+        for i, item in enumerate(value):
+            _nested_unknown(item, spec["items"], f"{path}.{i}", out, bucket)
+        return
+    if not isinstance(value, dict):
+        return
+    props = spec.get("properties")
+    extra = spec.get("additionalProperties")
+    if isinstance(props, dict):
+        for k, v in value.items():
+            child = f"{path}.{k}"
+            if k in props:
+                _nested_unknown(v, props[k], child, out, bucket)
+            elif not spec.get("x-open") and not isinstance(extra, dict) and extra is not True:
+                hint = nearest(str(k), list(props))
+                msg = f"unknown key {child}" + (f" (did you mean {hint}?)" if hint else "") + "; it is ignored"
+                bucket.append(Problem(msg, child, out.lines.get(child)))
+    elif isinstance(extra, dict):
+        for k, v in value.items():
+            _nested_unknown(v, extra, f"{path}.{k}", out, bucket)
 
 
 def _dotted(path: Any) -> str:
