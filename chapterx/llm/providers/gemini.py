@@ -137,21 +137,41 @@ class GeminiProvider(Provider):
                                        parameters_json_schema=t.get("input_schema") or t.get("inputSchema"))
                 for t in request.tools
             ])]
-        if request.extra:
-            kwargs["http_options"] = gt.HttpOptions(extra_body=dict(request.extra))
+        # The SDK serialises inline images as `inline_data.mime_type`; upstream (and the API docs)
+        # use `inlineData.mimeType`. The exact JSON contents go through `extra_body`, which the
+        # SDK merges over what it built from the typed contents.
+        extra: dict[str, Any] = {"contents": self.contents_json(request)}
+        extra.update(request.extra)
+        kwargs["http_options"] = gt.HttpOptions(extra_body=extra)
         return gt.GenerateContentConfig(**kwargs)
+
+    def contents_json(self, request: ProviderRequest) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for content in self.contents(request):
+            parts: list[dict[str, Any]] = []
+            for part in content.parts or []:
+                if part.inline_data is not None:
+                    parts.append({"inlineData": {"mimeType": part.inline_data.mime_type,
+                                                 "data": base64.b64encode(part.inline_data.data or b"").decode()}})
+                else:
+                    parts.append(part.model_dump(mode="json", exclude_none=True, by_alias=True))
+            out.append({"role": content.role, "parts": parts})
+        return out
 
     def build_body(self, request: ProviderRequest) -> dict[str, Any]:
         """The body as sent (for the trace): what the SDK serialises from contents and config."""
         cfg = self.config(request)
-        body: dict[str, Any] = {
-            "contents": [c.model_dump(mode="json", exclude_none=True, by_alias=True) for c in self.contents(request)]
-        }
+        body: dict[str, Any] = {"contents": self.contents_json(request)}
         if isinstance(cfg.system_instruction, gt.Content):
             body["systemInstruction"] = cfg.system_instruction.model_dump(mode="json", exclude_none=True, by_alias=True)
         gen = cfg.model_dump(mode="json", exclude_none=True, by_alias=True,
                              exclude={"system_instruction", "http_options", "tools"})
         body["generationConfig"] = gen
+        for key, value in request.extra.items():
+            if isinstance(value, dict) and isinstance(body.get(key), dict):
+                body[key] = {**body[key], **value}
+            else:
+                body[key] = value
         return body
 
     # -- one attempt -------------------------------------------------------------------------

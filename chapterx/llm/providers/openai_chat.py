@@ -36,6 +36,11 @@ def is_reasoning_model(model: str) -> bool:
     return _REASONING.match(model) is not None
 
 
+def _thinking_on(request: ProviderRequest) -> bool:
+    th = request.thinking or {}
+    return bool(th.get("type") in ("enabled", "adaptive") or th.get("enabled"))
+
+
 def openai_tool(tool: dict[str, Any]) -> dict[str, Any]:
     params = tool.get("input_schema") or tool.get("inputSchema") or tool.get("parameters") or {"type": "object",
                                                                                                  "properties": {}}
@@ -160,8 +165,11 @@ class OpenAIChatProvider(Provider):
             body["max_completion_tokens"] = request.max_tokens
         else:
             body["max_tokens"] = request.max_tokens
-            if request.temperature is not None:
-                body["temperature"] = request.temperature
+            temperature = request.temperature
+            if self.flavour == "openrouter" and _thinking_on(request):
+                temperature = 1  # upstream forced it; no thinking/reasoning field is sent (use provider_params)
+            if temperature is not None:
+                body["temperature"] = temperature
             drop_top_p = self.flavour == "openrouter" and "claude" in model.lower()
             if not native_tools:
                 if request.top_p is not None and not drop_top_p:
