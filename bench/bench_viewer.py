@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Benchmark the trace viewer over HTTP against a generated 1,000,000-trace logs tree.
+
+Measures, with the server as a separate process (`chapterx traces serve`):
+  - index build: first start on a fresh index, until the first /api/traces answer;
+  - cold start with the index persisted: process spawn -> first /api/traces answer;
+  - p50/p95 latency of list (first page, filtered pages, a deep page) and search (id, link);
+  - peak RSS of the server process (VmHWM).
+
+Usage: .venv/bin/python bench/bench_viewer.py [--traces 1000000] [--dir /tmp/cx-viewer-bench] [--runs 200]
+The tree is reused when it already has the requested size (generation takes a while).
+It uses bench/gen_traces.py (the trace store's generator) when that exposes `generate(logs_dir, n)`,
+otherwise its own generator of upstream-format index lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+REPO = Path(__file__).resolve().parents[1]
+BOTS = [f"Bot{i:02d}" for i in range(20)]
+GUILD = "1217880720932995072"
+WORDS = "moth rope sugar lantern rover tide ferry note battery thread lab count night trap wing".split()
+
+
+def _snowflake(ts: datetime, seq: int) -> str:
+    ms = int(ts.timestamp() * 1000) - 1420070400000
+    return str((ms << 22) | (seq & 0x3FFFFF))
+
+
+def generate(logs: Path, n: int, seed: int = 7) -> None:
+    """n upstream-format index lines (newest last), 20 bots, 200 channels, ~5% failed, 90 days."""
+    rng = random.Random(seed)
+    tdir = logs / "traces"
+    tdir.mkdir(parents=True, exist_ok=True)
+    for b in BOTS:
+        (tdir / b).mkdir(exist_ok=True)
+    channels = [str(1300000000000000000 + i * 7919) for i in range(200)]
+    start = datetime.now(UTC) - timedelta(days=90)
+    step = timedelta(days=90) / n
+    history: dict[str, list[str]] = {c: [] for c in channels}
+    tmp = tdir / "index.jsonl.tmp"
+    with open(tmp, "w") as fh:
+        buf = []
+        for i in range(n):
+            ts = start + step * i
+            ch = channels[rng.randrange(len(channels))]
+            trig = _snowflake(ts, i)
+            hist = history[ch]
+            hist.append(trig)
+            if len(hist) > 30:
+                del hist[:-30]
+            ctx = hist[-15:]
+            ok = rng.random() > 0.05
+            sent = [_snowflake(ts + timedelta(seconds=3), i + 1)] if ok else []
+            if ok:
+                hist.append(sent[0])
+            bot = BOTS[rng.randrange(len(BOTS))]
+            tid = f"{rng.getrandbits(64):016x}{i:016x}"
+            entry = {
+                "traceId": tid,
+                "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z",
+                "channelId": ch,
+                "triggeringMessageId": trig,
+                "botName": bot,
+                "channelName": f"chan-{channels.index(ch)}",
+                "activationReason": rng.choice(["mention", "reply", "random", "m_command"]),
+                "triggerPreview": " ".join(rng.choice(WORDS) for _ in range(8)),
+                "responsePreview": " ".join(rng.choice(WORDS) for _ in range(14)) if ok else None,
+                "isThread": False,
+                "success": ok,
+                "durationMs": rng.randrange(800, 9000),
+                "llmCallCount": 1,
+                "toolExecutionCount": 0,
+                "totalTokens": rng.randrange(200, 9000),
+                "contextMessageIds": ctx,
+                "sentMessageIds": sent,
+                "filename": f"{ch}-{tid}-x.json",
+                "guildId": GUILD,
+            }
+            if entry["responsePreview"] is None:
+                del entry["responsePreview"]
+            buf.append(json.dumps(entry, separators=(",", ":")))
+            if len(buf) >= 10000:
+                fh.write("\n".join(buf) + "\n")
+                buf.clear()
+        if buf:
+            fh.write("\n".join(buf) + "\n")
+    os.replace(tmp, tdir / "index.jsonl")
+
+
+def ensure_tree(logs: Path, n: int) -> float:
+    index = logs / "traces" / "index.jsonl"
+    marker = logs / ".bench-size"
+    if index.exists() and marker.exists() and marker.read_text().strip() == str(n):
+        return 0.0
+    t = time.perf_counter()
+    used = False
+    try:
+        sys.path.insert(0, str(REPO))
+        from bench import gen_traces  # type: ignore[import-not-found]
+
+        if hasattr(gen_traces, "generate"):
+            gen_traces.generate(logs, n)
+            used = True
+    except Exception:
+        used = False
+    if not used:
+        generate(logs, n)
+    marker.write_text(str(n))
+    return time.perf_counter() - t
+
+
+class Server:
+    def __init__(self, logs: Path, index: Path) -> None:
+        env = dict(os.environ, INDEX_RETENTION_DAYS="0", PYTHONUNBUFFERED="1")
+        env.pop("AUTH_TOKEN", None)
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chapterx", "traces", "serve", "--host", "127.0.0.1", "--port", "0",
+             "--logs-dir", str(logs), "--index", str(index)],
+            cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        )
+        assert self.proc.stderr is not None
+        self.port = 0
+        for line in self.proc.stderr:
+            m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+            if m:
+                self.port = int(m.group(1))
+                break
+        if not self.port:
+            raise SystemExit("server did not start")
+        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        self.conn.request("GET", path, headers={"Accept-Encoding": "gzip"})
+        r = self.conn.getresponse()
+        return r.status, r.read()
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.conn.close()
+        self.proc.terminate()
+        self.proc.wait(30)
+
+
+def first_list(srv: Server) -> float:
+    status, _ = srv.get("/api/traces")
+    assert status == 200, status
+    return time.perf_counter() - srv.t0
+
+
+def timed(srv: Server, paths: list[str]) -> tuple[float, float]:
+    times = []
+    for p in paths:
+        t = time.perf_counter()
+        status, _ = srv.get(p)
+        times.append((time.perf_counter() - t) * 1000)
+        assert status == 200, (p, status)
+    times.sort()
+    return statistics.median(times), times[int(len(times) * 0.95) - 1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--traces", type=int, default=1_000_000)
+    ap.add_argument("--dir", default="/tmp/cx-viewer-bench")
+    ap.add_argument("--runs", type=int, default=200)
+    args = ap.parse_args()
+    root = Path(args.dir)
+    logs = root / "logs"
+    gen_s = ensure_tree(logs, args.traces)
+    if gen_s:
+        print(f"generated {args.traces:,} index lines in {gen_s:.1f}s")
+    index = root / "index.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(index) + suffix).unlink(missing_ok=True)
+
+    srv = Server(logs, index)
+    build_s = first_list(srv)
+    rss_build = srv.peak_rss_mb()
+    srv.stop()
+    print(f"first start, index built from scratch: {build_s:.1f}s (peak RSS {rss_build:.0f} MB)")
+
+    srv = Server(logs, index)
+    cold_s = first_list(srv)
+    print(f"cold start with persisted index -> first list: {cold_s:.2f}s")
+    rng = random.Random(1)
+    lines = (logs / "traces" / "index.jsonl").open("rb")
+    size = os.fstat(lines.fileno()).st_size
+    sample_ids: list[str] = []
+    while len(sample_ids) < args.runs:
+        lines.seek(rng.randrange(size - 10000))
+        lines.readline()
+        e = json.loads(lines.readline())
+        sample_ids.append(rng.choice([e["triggeringMessageId"], *e.get("contextMessageIds", [])]))
+    n = args.runs
+    cases = {
+        "list first page": ["/api/traces"] * n,
+        "list ?bot=": [f"/api/traces?bot={rng.choice(BOTS)}" for _ in range(n)],
+        "list ?failed=true": ["/api/traces?failed=true"] * n,
+        "list ?bot=&failed=true&offset=100": [f"/api/traces?bot={rng.choice(BOTS)}&failed=true&offset=100" for _ in range(n)],
+        "list page 200 (offset 10000)": ["/api/traces?offset=10000"] * n,
+        "list ?since=7d": ["/api/traces?since=7d"] * n,
+        "search by id": [f"/api/search?q={i}" for i in sample_ids],
+        "search by link": [
+            "/api/search?q=" + quote(f"https://discord.com/channels/{GUILD}/1/{i}", safe="") for i in sample_ids
+        ],
+        "list ?text= (LIKE scan)": [f"/api/traces?text={rng.choice(WORDS)}%20{rng.choice(WORDS)}" for _ in range(max(5, n // 20))],
+    }
+    print(f"\n| request ({n} runs, keep-alive, gzip) | p50 ms | p95 ms |\n|---|---:|---:|")
+    for name, paths in cases.items():
+        p50, p95 = timed(srv, paths)
+        print(f"| {name} | {p50:.1f} | {p95:.1f} |")
+    print(f"\npeak RSS (serving, persisted index): {srv.peak_rss_mb():.0f} MB")
+    srv.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
