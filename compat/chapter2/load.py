@@ -94,9 +94,30 @@ def _parse(em: str, path: Path, text: str, warnings: list[Problem]) -> Any:
     for dup in dups:
         key = f"{dup.path}.{dup.key}" if dup.path else dup.key
         warnings.append(
-            Problem(f"{path}:{dup.line}: duplicate key '{key}': the last value wins (as in chapter2)", key, dup.line)
+            Problem(f"{path}:{dup.line}: duplicate key '{key}': the last value wins (as in chapter2)", key)
         )
     return value
+
+
+_LAYER_CACHE: dict[tuple[str, int, int, int], tuple[Any, list[Problem]]] = {}
+
+
+def _parse_cached(em: str, path: Path, warnings: list[Problem]) -> Any:
+    """Shared layers (ems/config.yaml, vendors.yaml) are read once per run, not once per em."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise Chapter2Error(em, path, _describe_os_error(exc)) from None
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size, st.st_ino)
+    hit = _LAYER_CACHE.get(key)
+    if hit is None:
+        found: list[Problem] = []
+        hit = (_parse(em, path, _read_text(em, path), found), found)
+        if len(_LAYER_CACHE) > 64:
+            _LAYER_CACHE.clear()
+        _LAYER_CACHE[key] = hit
+    warnings.extend(hit[1])
+    return copy.deepcopy(hit[0])
 
 
 def _read_layer(em: str, path: Path, warnings: list[Problem], files: list[Path]) -> dict[str, Any]:
@@ -114,7 +135,7 @@ def _read_layer(em: str, path: Path, warnings: list[Problem], files: list[Path])
                 raise Chapter2Error(em, path, "symlink loop") from None
         return {}  # dangling symlink: chapter2 sees FileNotFoundError and uses {}
     files.append(path)
-    value = _parse(em, path, _read_text(em, path), warnings)
+    value = _parse_cached(em, path, warnings)
     if value is None:
         return {}
     if not isinstance(value, dict):

@@ -8,8 +8,8 @@ failure never leaves a half-written tree, and never touches the source.
 
 from __future__ import annotations
 
-import io
 import json
+import math
 import os
 import re
 import shutil
@@ -19,9 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.representer import RoundTripRepresenter
-
 from chapterx.errors import UsageError, UserError
 from compat.chapter2.load import Chapter2Error, list_ems, load
 from compat.chapter2.translate import CHAPTER2_PROMPT_KEY, Outcome, Translation, translate
@@ -29,42 +26,82 @@ from compat.chapter2.vendors import VendorTranslation, glob_matches, translate_v
 
 REPORT_VERSION = 1
 SECRET_MODE = 0o600
-# Strings a YAML 1.1 reader would turn into something else: always quote them.
+# Strings a YAML reader (1.1 or 1.2) would turn into something else, or that need quoting.
 _AMBIGUOUS = re.compile(
     r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF|~|null|Null|NULL"
-    r"|[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9_]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)"
-    r"|[-+]?0[xob][0-9a-fA-F_]+|[0-9]+(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}.*)$"
+    r"|[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)|[-+]?0[xob][0-9a-fA-F_]+|[0-9]+(?::[0-5]?[0-9])+(?:\.[0-9_]*)?"
+    r"|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}.*|<<|=)$"
 )
+_PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ ./+@-]*$")
 
 
-class _Representer(RoundTripRepresenter):
-    pass
+def _scalar(value: Any) -> str:
+    """One YAML scalar that reads back as exactly `value` under YAML 1.1 and 1.2 readers."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan"
+        if math.isinf(value):
+            return ".inf" if value > 0 else "-.inf"
+        text = repr(value)
+        return text if ("." in text or "e" not in text) else text.replace("e", ".0e", 1)
+    text = str(value)
+    if _PLAIN.match(text) and not text.endswith(" ") and not _AMBIGUOUS.match(text):
+        return text
+    # JSON strings are valid YAML double-quoted scalars; escape what YAML 1.1 treats as line breaks.
+    return json.dumps(text, ensure_ascii=False).replace("\u2028", "\\u2028").replace(
+        "\u2029", "\\u2029").replace("\x85", "\\x85")
 
 
-def _repr_str(rep: RoundTripRepresenter, data: str) -> Any:
-    if "\n" in data or (data and (data[0].isspace() or data[-1].isspace())):
-        return rep.represent_scalar("tag:yaml.org,2002:str", data, style='"')
-    if _AMBIGUOUS.match(data):
-        return rep.represent_scalar("tag:yaml.org,2002:str", data, style='"')
-    return rep.represent_str(data)
+def _emit(value: Any, indent: int, out: list[str]) -> None:
+    pad = " " * indent
+    if isinstance(value, dict):
+        for k, v in value.items():
+            key = _scalar(str(k))
+            if isinstance(v, (dict, list)) and v:
+                out.append(f"{pad}{key}:\n")
+                _emit(v, indent + 2, out)
+            else:
+                out.append(f"{pad}{key}: {_inline(v)}\n")
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict) and item:
+                sub: list[str] = []
+                _emit(item, indent + 2, sub)
+                out.append(f"{pad}- {sub[0][indent + 2:]}")
+                out.extend(sub[1:])
+            elif isinstance(item, list) and item:
+                out.append(f"{pad}-\n")
+                _emit(item, indent + 2, out)
+            else:
+                out.append(f"{pad}- {_inline(item)}\n")
 
 
-_Representer.add_representer(str, _repr_str)
+def _inline(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{}"
+    if isinstance(value, list):
+        return "[]"
+    return _scalar(value)
 
 
-def _yaml() -> YAML:
-    y = YAML(typ="rt")
-    y.Representer = _Representer
-    y.width = 4096
-    y.allow_unicode = True
-    y.indent(mapping=2, sequence=4, offset=2)
-    return y
+def dump_yaml(data: dict[str, Any]) -> str:
+    """Block-style YAML for plain data (dicts, lists, str, int, float, bool, None), key order kept.
 
-
-def dump_yaml(data: Any) -> str:
-    buf = io.StringIO()
-    _yaml().dump(data, buf)
-    return buf.getvalue()
+    A small emitter of our own: ruamel's pure-Python emitter made a 200-em migration miss its
+    5 s budget, and this subset is simple to get exactly right (tests round-trip it).
+    """
+    out: list[str] = []
+    _emit(data, 0, out)
+    return "".join(out)
 
 
 def _flow(value: Any) -> str:

@@ -59,7 +59,34 @@ def _validator() -> Any:
     from jsonschema import Draft202012Validator
 
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8")) if SCHEMA_PATH.exists() else build_schema()
-    return Draft202012Validator(schema)
+    return Draft202012Validator(_inline_refs(schema))
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The same schema with every non-recursive `$ref` replaced by its target (same constraints).
+
+    jsonschema resolves each `$ref` on every visit, which made checking 200 ems ~3x slower.
+    Recursive references (a sim faculty's nested em) stay as `$ref`s into the kept `$defs`.
+    """
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any, stack: frozenset[str]) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                name = ref.split("/")[-1]
+                if name in stack or name not in defs:
+                    return node
+                rest = {k: walk(v, stack) for k, v in node.items() if k != "$ref"}
+                return {**walk(defs[name], stack | {name}), **rest}
+            return {k: walk(v, stack) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(x, stack) for x in node]
+        return node
+
+    out = walk({k: v for k, v in schema.items() if k != "$defs"}, frozenset())
+    out["$defs"] = defs
+    return out  # type: ignore[no-any-return]
 
 
 def check_loaded(data: dict[str, Any]) -> list[str]:

@@ -80,8 +80,9 @@ class _PyYAML11Resolver(VersionedResolver):
                 for ch in first:
                     table.setdefault(ch, []).append((tag, regexp))
             _PyYAML11Resolver._table = table
-        # ruamel extends the returned lists in place (`resolvers += ...`); hand out copies.
-        return {k: list(v) for k, v in _PyYAML11Resolver._table.items()}
+        # ruamel does `resolvers += table.get(None, [])` on the returned lists; the table has no
+        # None entry, so that appends nothing and the shared table stays intact.
+        return _PyYAML11Resolver._table
 
 
 @dataclass(frozen=True)
