@@ -39,6 +39,7 @@ _TRACE_ORDER = (
     "botId", "botUserId", "activation", "rawDiscordMessages", "contextBuild", "llmCalls", "toolExecutions",
     "outcome", "logs", "durationMs", "config",
 )
+CHECKPOINT_INTERVAL = 1.0
 PHASES = ("activation", "context_build", "llm_call", "tool_execution", "discord_send")
 
 
@@ -169,6 +170,7 @@ class TraceCollector:
         self.max_log_bytes = max_log_bytes
         self._log_bytes = 0
         self._finished = False
+        self._last_checkpoint = time.monotonic()
         self.trace: dict[str, Any] = {
             "traceId": trace_id or new_trace_id(),
             "timestamp": iso_now(),
@@ -195,8 +197,15 @@ class TraceCollector:
         return int((time.monotonic() - self._t0) * 1000)
 
     def _checkpoint(self) -> None:
-        """Refresh the in-progress marker so a crash keeps what was recorded so far."""
+        """Refresh the in-progress marker so a crash keeps what was recorded so far; at most once a
+        second, so short activations cost one marker write, not one per step."""
+        if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Rewrite the in-progress marker now (e.g. before a long tool call)."""
         if not self._finished:
+            self._last_checkpoint = time.monotonic()
             self.writer.write_marker(self.trace, self.phase)
 
     # ------------------------------------------------------------------ setters

@@ -10,6 +10,7 @@ responses) with upstream's `[BASE64_DATA_<n>_BYTES]` marker.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -37,6 +38,7 @@ _DATA_URL_RE = re.compile(r"data:([\w.+/-]+);base64,([A-Za-z0-9+/=_-]{32,})")
 _B64_KEYS = {"data", "b64_json", "bytes", "image_base64", "base64"}
 
 
+@functools.lru_cache(maxsize=4096)
 def key_is_secret(key: str) -> bool:
     """`discord_token`, `soma.token`, `SEARCH_API_KEY`, `apiKey`, `client_secret` are secrets;
     `max_tokens`, `tokenUsage`, `cache_key` are not (the secret word must end the key)."""

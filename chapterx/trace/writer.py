@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -46,7 +47,9 @@ def safe_folder_name(name: str) -> str:
     return cleaned[:200]
 
 
+@functools.lru_cache(maxsize=8)
 def _proc_start(pid: int) -> str | None:
+    """Start time of a process (with the pid it tells a live writer from a reused pid)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
             return fh.read().rsplit(")", 1)[1].split()[19]

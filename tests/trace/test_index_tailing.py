@@ -1,0 +1,110 @@
+"""Incremental tailing of index.jsonl and the message table."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from tests.trace.helpers import new_writer, write_activation
+
+
+def _line(tid: str, ts: str, **extra: Any) -> str:
+    entry = {"traceId": tid, "timestamp": ts, "channelId": "10", "triggeringMessageId": f"rm_c_{tid}0",
+             "botName": "B", "success": True, "durationMs": 1, "llmCallCount": 1, "toolExecutionCount": 0,
+             "totalTokens": 5, "contextMessageIds": [], "sentMessageIds": [], "filename": f"10-{tid}-x.json"}
+    entry.update(extra)
+    return json.dumps(entry)
+
+
+def _index(base: Path) -> Path:
+    p = base / "traces" / "index.jsonl"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def test_partial_line_waits_then_completes(tmp_path: Path, make_store: Any) -> None:
+    idx = _index(tmp_path)
+    full = _line("aaaa1111", "2026-01-01T00:00:01.000Z")
+    idx.write_text(_line("aaaa0000", "2026-01-01T00:00:00.000Z") + "\n" + full[:40])
+    store = make_store(tmp_path)
+    assert store.list_traces()["total"] == 1
+    with open(idx, "a") as fh:
+        fh.write(full[40:] + "\n")
+    listing = store.list_traces()
+    assert listing["total"] == 2 and listing["traces"][0]["traceId"] == "aaaa1111"
+
+
+def test_malformed_lines_are_skipped_and_counted(tmp_path: Path, make_store: Any) -> None:
+    idx = _index(tmp_path)
+    idx.write_text("not json\n" + _line("bbbb0000", "2026-01-01T00:00:00.000Z") + "\n[1,2]\n{\"x\":1}\n\n")
+    store = make_store(tmp_path)
+    stats = store.refresh()
+    assert store.list_traces()["total"] == 1
+    assert stats.malformed == 3
+
+
+def test_truncation_and_rotation_are_detected(tmp_path: Path, make_store: Any) -> None:
+    idx = _index(tmp_path)
+    idx.write_text("".join(_line(f"cccc000{i}", f"2026-01-01T00:00:0{i}.000Z") + "\n" for i in range(5)))
+    store = make_store(tmp_path)
+    assert store.list_traces()["total"] == 5
+    idx.write_text(_line("dddd0000", "2026-01-02T00:00:00.000Z") + "\n")  # truncated + rewritten
+    assert [t["traceId"] for t in store.list_traces()["traces"]] == ["dddd0000"]
+    rotated = idx.with_suffix(".new")
+    rotated.write_text("".join(_line(f"eeee000{i}", f"2026-01-03T00:00:0{i}.000Z") + "\n" for i in range(3)))
+    os.replace(rotated, idx)  # rotation to a *larger* file (upstream misses this one)
+    assert {t["traceId"] for t in store.list_traces()["traces"]} == {"eeee0000", "eeee0001", "eeee0002"}
+    idx.unlink()
+    assert store.list_traces()["total"] == 0
+
+
+def test_many_bases_and_incremental_updates(tmp_path: Path, make_store: Any) -> None:
+    prod, staging = tmp_path / "prod", tmp_path / "staging"
+    wp, ws = new_writer(prod, background=False), new_writer(staging, background=False)
+    a = write_activation(wp, bot="ProdBot", trigger="111", context=["110", "111"], sent=["112"])
+    b = write_activation(ws, bot="StageBot", trigger="rm_relay_110", context=["rm_relay_110"])
+    store = make_store(prod, staging)
+    assert store.bots() == {"bots": ["ProdBot", "StageBot"]}
+    res = store.search("https://discord.com/channels/9/10/110")["results"]
+    assert {(r["traceId"], r["role"]) for r in res} == {(a, "context"), (b, "trigger")}
+    assert [r["position"] for r in res if r["role"] == "context"] == [0]
+    assert store.search("112")["results"][0]["role"] == "sent"
+    c = write_activation(wp, bot="ProdBot", trigger="113")
+    assert store.list_traces()["traces"][0]["traceId"] == c
+    assert store.get_trace(a)["botId"] == "ProdBot" and store.get_trace(b)["botId"] == "StageBot"
+    channels = store.channels()["channels"]
+    assert channels == [{"id": "1000", "name": "general", "count": 3}]
+
+
+def test_non_bot_folders_are_not_bots(tmp_path: Path, make_store: Any) -> None:
+    w = new_writer(tmp_path, background=False)
+    write_activation(w, bot="Real Bot")
+    (tmp_path / "traces" / "bodies").mkdir()
+    (tmp_path / "traces" / "misc").mkdir()
+    (tmp_path / "traces" / "misc" / "notes.txt").write_text("x")
+    assert make_store(tmp_path).bots() == {"bots": ["Real Bot"]}
+
+
+def test_external_chapter2_entries(tmp_path: Path, make_store: Any) -> None:
+    w = new_writer(tmp_path, background=False)
+    write_activation(w, bot="CxBot")
+    store = make_store(tmp_path)
+    n = store.add_external([{
+        "traceId": "0af7651916cd43dd8448eb211c80319c", "timestamp": "2030-01-01T00:00:00.000Z",
+        "channelId": "77", "triggeringMessageId": "7001", "botName": "em-one", "channelName": "c2",
+        "success": True, "durationMs": 10, "llmCallCount": 1, "toolExecutionCount": 0, "totalTokens": 9,
+        "responsePreview": "hi", "sentMessageIds": ["7002"], "detail": {"prompt": "P", "continuation": "C"},
+    }])
+    assert n == 1
+    first = store.list_traces()["traces"][0]
+    assert first["framework"] == "chapter2" and first["botName"] == "em-one"
+    assert store.list_traces(framework="chapter2")["total"] == 1
+    assert store.list_traces(framework="chapterx")["total"] == 1
+    assert store.search("7002")["results"][0]["framework"] == "chapter2"
+    assert store.get_trace("0af7651916cd43dd8448eb211c80319c")["prompt"] == "P"
+    store.add_external([{"traceId": "0af7651916cd43dd8448eb211c80319c", "timestamp": "2030-01-01T00:00:00.000Z",
+                         "channelId": "77", "success": False}])
+    assert store.list_traces(framework="chapter2")["traces"][0]["success"] is False  # replaced, not duplicated
+    assert store.list_traces(framework="chapter2")["total"] == 1
