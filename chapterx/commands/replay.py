@@ -1,17 +1,98 @@
-"""`chapterx replay` (placeholder until its issue lands)."""
+"""`chapterx replay CASE.json [--json]`: run one activation offline and show what it would do.
+
+The file holds a case `input` (or a whole vector case / vector file entry with `input`): config
+files, a Discord world, the trigger, channel state and scripted LLM responses. The activation runs
+against an in-memory Discord and a local fake LLM server; the output is the provider requests,
+Discord actions and channel state after, in the golden vectors' `expected` shape.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+from typing import Any
+
+from chapterx.errors import UsageError, UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("replay", help="replay (not yet available)")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p = subparsers.add_parser(
+        "replay",
+        help="run one activation offline (in-memory Discord, fake LLM) and print requests and actions",
+        description="Replay one activation from a case file (a vector case `input`, or a whole case "
+        "with `input`) against an in-memory Discord and a local fake LLM server.",
+    )
+    p.add_argument("case", help="JSON file: a case input, or a case object with `input`")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (default: a readable summary)")
+    p.add_argument("--case-id", help="when the file is a vector file with `cases`, which case to run")
     p.set_defaults(handler=_handle)
 
 
+def _load(path: Path, case_id: str | None) -> dict[str, Any]:
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("cases"), list):
+        if not case_id:
+            raise UsageError(f"{path} holds {len(data['cases'])} cases; choose one with --case-id")
+        for case in data["cases"]:
+            if case.get("id") == case_id:
+                return dict(case)
+        raise UserError(f"{path}: no case with id {case_id!r}")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    inp = data.get("input", data)
+    if not isinstance(inp, dict) or "discord" not in inp or "files" not in inp:
+        raise UserError(f"{path}: not a case input (needs `bot_id`, `files`, `discord`, `trigger_message_id`)")
+    return inp
+
+
+def _summary(out: dict[str, Any]) -> str:
+    lines = []
+    for i, req in enumerate(out["provider_requests"], 1):
+        lines.append(f"provider request {i}: {req['method']} {req['path']}")
+        lines.append(json.dumps(req["body"], indent=2, ensure_ascii=False))
+    if not out["provider_requests"]:
+        lines.append("no provider request")
+    lines.append("discord actions:")
+    for a in out["discord_actions"]:
+        if a["type"] in ("send", "webhook"):
+            extra = f" (reply to {a['reply_to']})" if a.get("reply_to") else ""
+            files = f" [+{len(a['files'])} file(s)]" if a.get("files") else ""
+            lines.append(f"  {a['type']}{extra}{files}: {a['content']}")
+        else:
+            lines.append(f"  {a['type']} {a.get('message_id', '')} {a.get('emoji', '')}".rstrip())
+    if not out["discord_actions"]:
+        lines.append("  (none)")
+    lines.append("state after: " + json.dumps(out["state_after"]))
+    if out.get("error"):
+        lines.append(f"error: {out['error']['message']}")
+    return "\n".join(lines)
+
+
 def _handle(args: argparse.Namespace) -> int:
-    print("chapterx replay: not yet available", file=sys.stderr)
-    return 2
+    import asyncio
+    import logging
+
+    from chapterx.agent.replay import replay_case
+
+    case = _load(Path(args.case), args.case_id)
+    for noisy in ("chapterx.agent.activation", "httpx", "httpx2", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        out = asyncio.run(replay_case(case, fast_retries=True))
+    except KeyError as exc:
+        raise UserError(f"{args.case}: case input is missing {exc}") from None
+    out.pop("warnings", None)
+    if args.json:
+        sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(_summary(out) + "\n")
+    return 1 if out.get("error") else 0

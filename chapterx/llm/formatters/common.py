@@ -30,7 +30,7 @@ def base_request(config: Mapping[str, Any], model: str) -> ProviderRequest:
     req = ProviderRequest(model=model)
     req.max_tokens = int(opt.get_or(config, "max_tokens", 4096))
     temp = config.get("temperature")
-    req.temperature = 1.0 if temp is None else float(temp)
+    req.temperature = _number(1 if temp is None else temp)
     for key in ("top_p", "top_k", "presence_penalty", "frequency_penalty"):
         if config.get(key) is not None:
             setattr(req, key, config[key])
@@ -46,6 +46,12 @@ def base_request(config: Mapping[str, Any], model: str) -> ProviderRequest:
     if gen is not None:
         req.response_modalities = ["TEXT", "IMAGE"] if gen is True else ["TEXT"]
     return req
+
+
+def _number(value: Any) -> float:
+    """Integral values stay ints so bodies serialise like upstream's JSON (`1`, not `1.0`)."""
+    f = float(value)
+    return int(f) if f.is_integer() else f
 
 
 def thinking_param(config: Mapping[str, Any], mode: str) -> dict[str, Any] | None:
