@@ -45,6 +45,8 @@ def page(browser: Any) -> Iterator[Any]:
     pg.set_default_timeout(10000)
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    # a CSP violation means the UI tried inline script/style or a foreign resource
+    pg.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     pg.errors = errors
     yield pg
     ctx.close()

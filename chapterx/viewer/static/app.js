@@ -154,7 +154,7 @@ function traceCard(t) {
       t.activationReason ? badge(t.activationReason, "reason") : null,
       statusBadge(t.success),
       h("span", { className: "stats" },
-        `${t.llmCallCount || 0} LLM calls · ${fmtTokens(tokens)} tokens` + (cost ? " · " + cost : "") +
+        `${t.llmCallCount || 0} LLM calls` + (t.framework === "chapter2" ? "" : ` · ${fmtTokens(tokens)} tokens`) + (cost ? " · " + cost : "") +
         (t.durationMs ? " · " + fmtDuration(t.durationMs) : "")),
     ),
     t.triggerPreview ? h("div", { className: "preview trigger", dataset: { testid: "trigger-preview" } }, h("span", { className: "label" }, "Trigger: "), t.triggerPreview) : null,
