@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from chapterx.config.report import Problem
 from chapterx.errors import UserError
@@ -351,14 +351,15 @@ def _unknown_key_warnings(transposed: dict[str, Any], renamed: dict[str, str], o
         for i, ens in enumerate(em.get("ensembles") or []):
             if not isinstance(ens, dict):
                 continue
-            cls = {
+            faculties: dict[str, type[BaseModel]] = {
                 "character": m.CharacterFacultyConfig,
                 "exa_search": m.ExaSearchFacultyConfig,
                 "metaphor_search": m.ExaSearchFacultyConfig,
                 "history": m.HistoryFacultyConfig,
                 "sim": m.SimFacultyConfig,
                 "airtable_notes": m.AirtableNotesFacultyConfig,
-            }.get(str(ens.get("faculty")))
+            }
+            cls = faculties.get(str(ens.get("faculty")))
             if cls is None:
                 continue
             for k in ens:

@@ -277,7 +277,7 @@ def plan_migration(
     files["config/shared.yaml"] = shared_text.encode()
     modes["config/shared.yaml"] = SECRET_MODE  # holds API keys
     source_label = ems_dir.name
-    em_reports = []
+    em_reports: list[dict[str, Any]] = []
     for t in translations:
         bot_rel = f"config/bots/{t.sysname}.yaml"
         files[bot_rel] = _bot_file(t, source_label).encode()
