@@ -129,9 +129,26 @@ class Server:
         env.pop("AUTH_TOKEN", None)
         self.t0 = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chapterx", "traces", "serve", "--host", "127.0.0.1", "--port", "0",
-             "--logs-dir", str(logs), "--index", str(index)],
-            cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+            [
+                sys.executable,
+                "-m",
+                "chapterx",
+                "traces",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--logs-dir",
+                str(logs),
+                "--index",
+                str(index),
+            ],
+            cwd=REPO,
+            env=env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
         )
         assert self.proc.stderr is not None
         self.port = 0
@@ -216,14 +233,19 @@ def main() -> int:
         "list first page": ["/api/traces"] * n,
         "list ?bot=": [f"/api/traces?bot={rng.choice(BOTS)}" for _ in range(n)],
         "list ?failed=true": ["/api/traces?failed=true"] * n,
-        "list ?bot=&failed=true&offset=100": [f"/api/traces?bot={rng.choice(BOTS)}&failed=true&offset=100" for _ in range(n)],
+        "list ?bot=&failed=true&offset=100": [
+            f"/api/traces?bot={rng.choice(BOTS)}&failed=true&offset=100" for _ in range(n)
+        ],
         "list page 200 (offset 10000)": ["/api/traces?offset=10000"] * n,
         "list ?since=7d": ["/api/traces?since=7d"] * n,
         "search by id": [f"/api/search?q={i}" for i in sample_ids],
         "search by link": [
-            "/api/search?q=" + quote(f"https://discord.com/channels/{GUILD}/1/{i}", safe="") for i in sample_ids
+            "/api/search?q=" + quote(f"https://discord.com/channels/{GUILD}/1/{i}", safe="")
+            for i in sample_ids
         ],
-        "list ?text= (LIKE scan)": [f"/api/traces?text={rng.choice(WORDS)}%20{rng.choice(WORDS)}" for _ in range(max(5, n // 20))],
+        "list ?text= (LIKE scan)": [
+            f"/api/traces?text={rng.choice(WORDS)}%20{rng.choice(WORDS)}" for _ in range(max(5, n // 20))
+        ],
     }
     print(f"\n| request ({n} runs, keep-alive, gzip) | p50 ms | p95 ms |\n|---|---:|---:|")
     for name, paths in cases.items():

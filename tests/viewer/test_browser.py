@@ -308,3 +308,95 @@ def test_links_from_data_are_not_navigable(page: Any, xss_viewer: tuple[RunningV
     page.wait_for_selector("[data-testid=trace-detail]")
     hrefs = page.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
     assert all(h.startswith("/") and not h.startswith("//") for h in hrefs), hrefs
+
+
+OPENAI_REQ = {
+    "model": "gpt-4o",
+    "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi openai"}],
+    "tools": [{"type": "function", "function": {"name": "dice", "parameters": {}}}],
+    "max_tokens": 50,
+}
+OPENAI_RESP = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "model": "gpt-4o",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "hello from openai"},
+        }
+    ],
+    "usage": {"prompt_tokens": 5, "completion_tokens": 3},
+}
+GEMINI_REQ = {
+    "systemInstruction": {"parts": [{"text": "be brief"}]},
+    "contents": [{"role": "user", "parts": [{"text": "hi gemini"}]}],
+    "generationConfig": {"maxOutputTokens": 50},
+}
+GEMINI_RESP = {
+    "candidates": [
+        {"content": {"role": "model", "parts": [{"text": "hello from gemini"}]}, "finishReason": "STOP"}
+    ],
+    "usageMetadata": {"promptTokenCount": 4},
+    "modelVersion": "gemini-2.5-pro",
+}
+
+
+@pytest.fixture(scope="module")
+def shapes_viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningViewer]:
+    from datetime import UTC, datetime
+
+    from tests.viewer.treegen import make_trace, write_tree
+
+    tmp = tmp_path_factory.mktemp("shapes")
+    logs = tmp / "logs"
+    trace = make_trace(
+        "5ba9e000",
+        datetime.now(UTC),
+        bot="ShapeBot",
+        text="shapes",
+        req_ref="request-oa.json",
+        resp_ref="response-oa.json",
+    )
+    call = trace["llmCalls"][0]
+    trace["llmCalls"].append(
+        {
+            **call,
+            "callId": "x-1",
+            "depth": 1,
+            "requestBodyRef": "request-ge.json",
+            "requestBodyRefs": ["request-ge.json"],
+            "responseBodyRef": "response-ge.json",
+            "responseBodyRefs": ["response-ge.json"],
+        }
+    )
+    write_tree(logs, [(trace, "ShapeBot")])
+    for name, body in (
+        ("llm-requests/request-oa.json", OPENAI_REQ),
+        ("llm-responses/response-oa.json", OPENAI_RESP),
+        ("llm-requests/request-ge.json", GEMINI_REQ),
+        ("llm-responses/response-ge.json", GEMINI_RESP),
+    ):
+        (logs / name).write_text(json.dumps(body))
+    v = RunningViewer(make_settings(tmp, [logs])).start()
+    yield v
+    v.stop()
+
+
+def test_openai_and_gemini_bodies_are_formatted(page: Any, shapes_viewer: RunningViewer) -> None:
+    page.goto(shapes_viewer.url + "/trace/5ba9e000")
+    page.wait_for_selector("[data-testid=trace-detail]")
+    expect = [
+        ("open-request", 0, "openai-request", "hi openai"),
+        ("open-response", 0, "openai-response", "hello from openai"),
+        ("open-request", 1, "gemini-request", "hi gemini"),
+        ("open-response", 1, "gemini-response", "hello from gemini"),
+    ]
+    for testid, nth, shape, text in expect:
+        page.locator(f"[data-testid={testid}]").nth(nth).click()
+        page.wait_for_selector("[data-testid=modal-formatted] .fmt")
+        fmt = page.locator("[data-testid=modal-formatted] .fmt")
+        assert fmt.get_attribute("data-shape") == shape
+        assert text in fmt.inner_text()
+        page.click("#modal-close")
