@@ -54,6 +54,8 @@ class ActivationResult:
     completion_text: str = ""
     context: BuiltContext | None = None
     clock: Callable[[], float] | None = None
+    fetched_message_ids: list[str] = field(default_factory=list)
+    inheritance: dict[str, Any] = field(default_factory=dict)
 
 
 def _trace() -> Any:
@@ -418,6 +420,8 @@ async def run_activation(
             first_message_id=state.cache_oldest_message_id if caching else None,
             max_images=max_fetch_images,
         )
+        result.fetched_message_ids = [m.id for m in fetched.messages]
+        result.inheritance = dict(fetched.inheritance)
         if tr is not None:
             tr.record_discord_messages(fetched.messages)
         _update_anchor(state, fetched, caching)

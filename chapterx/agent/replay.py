@@ -80,13 +80,36 @@ async def replay_case(case: Mapping[str, Any], *, fast_retries: bool = True) -> 
     for key in ("bot_id", "files", "discord"):
         if key not in inp:
             raise UserError(f"case input has no {key!r}")
+    world = MemoryDiscord(inp["discord"])
+    return await _replay(inp, world, world.primary_channel_id, inp.get("trigger_message_id"), fast_retries)
+
+
+async def replay_history_case(case: Mapping[str, Any], *, fast_retries: bool = True) -> dict[str, Any]:
+    """A `history.json`-style case: its first batch's messages arrive, the first one triggers.
+
+    Only the activation itself is replayed (no activation decision); the result adds
+    `context_fetch` (the fetched message ids and inheritance info).
+    """
+    inp: Mapping[str, Any] = case["input"] if "input" in case and "discord" not in case else case
+    world = MemoryDiscord(inp["discord"])
+    trigger: str | None = None
+    channel_id = world.primary_channel_id
+    for event in (inp.get("batches") or [{}])[0].get("events", []):
+        if event.get("type") == "message_create":
+            msg = world.add_message(str(event["channel_id"]), event["message"])
+            if trigger is None:
+                trigger, channel_id = msg.id, str(event["channel_id"])
+    return await _replay(inp, world, channel_id, trigger, fast_retries)
+
+
+async def _replay(
+    inp: Mapping[str, Any], world: MemoryDiscord, channel_id: str, trigger: str | None, fast_retries: bool
+) -> dict[str, Any]:
     from chapterx.config.load import resolve_bot_config
     from chapterx.llm.fake import FakeLLMServer
     from chapterx.llm.providers.base import ProviderOptions
     from chapterx.llm.routing import Router
 
-    world = MemoryDiscord(inp["discord"])
-    channel_id = world.primary_channel_id
     now = inp.get("now")
     clock = None
     if now:
@@ -131,7 +154,7 @@ async def replay_case(case: Mapping[str, Any], *, fast_retries: bool = True) -> 
                 return route
 
             result = await run_activation(
-                world, config_source, inp.get("trigger_message_id"), factory,
+                world, config_source, trigger, factory,
                 channel_id=channel_id, state=ChannelState.from_dict(inp.get("channel_state")),
                 tool_cache=list(inp.get("tool_cache") or []), clock=clock,
             )
@@ -161,4 +184,5 @@ async def replay_case(case: Mapping[str, Any], *, fast_retries: bool = True) -> 
         out["error"] = {"name": type(result.error).__name__, "message": str(result.error)}
     if result.warnings:
         out["warnings"] = result.warnings
+    out["context_fetch"] = {"message_ids": result.fetched_message_ids, "inheritance_info": result.inheritance}
     return out

@@ -91,6 +91,7 @@ def _handle(args: argparse.Namespace) -> int:
     except KeyError as exc:
         raise UserError(f"{args.case}: case input is missing {exc}") from None
     out.pop("warnings", None)
+    out.pop("context_fetch", None)
     if args.json:
         sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     else:

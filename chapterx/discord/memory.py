@@ -121,6 +121,13 @@ class MemoryDiscord:
             for p in pins
         ]
 
+    def add_message(self, channel_id: str, raw: Mapping[str, Any]) -> Message:
+        """A gateway `message_create`: the message joins the channel history."""
+        msg, blobs = _message_from_dict(raw, channel_id)
+        self._history.setdefault(channel_id, []).append(msg)
+        self._blobs.update(blobs)
+        return msg
+
     # -- lookups -------------------------------------------------------------------------------
     @property
     def bot_user_id(self) -> str:

@@ -41,7 +41,7 @@ def compare(out: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
     exp_reqs = expected.get("provider_requests") or []
     if len(got_reqs) != len(exp_reqs):
         problems.append(f"provider request count {len(got_reqs)} != {len(exp_reqs)}")
-    for i, (g, e) in enumerate(zip(got_reqs, exp_reqs)):
+    for i, (g, e) in enumerate(zip(got_reqs, exp_reqs, strict=False)):
         if normalise_images(g.get("body")) != normalise_images(e.get("body")):
             problems.append(f"request {i} body differs:\n  got {compact(normalise_images(g.get('body')))[:1500]!r}\n"
                             f"  exp {compact(normalise_images(e.get('body')))[:1500]!r}")
@@ -68,5 +68,5 @@ def byte_exact(out: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
     got = out.get("provider_requests") or []
     exp = expected.get("provider_requests") or []
     return len(got) == len(exp) and all(
-        compact(normalise_images(g.get("body"))) == compact(normalise_images(e.get("body"))) for g, e in zip(got, exp)
+        compact(normalise_images(g.get("body"))) == compact(normalise_images(e.get("body"))) for g, e in zip(got, exp, strict=True)
     )
