@@ -173,7 +173,7 @@ def completions_request(case: dict[str, Any], body: dict[str, Any]) -> ProviderR
 def strip_images(obj: Any) -> Any:
     """Replace image bytes with a marker (the vectors' bytes are the reference's re-encoding)."""
     if isinstance(obj, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for k, v in obj.items():
             if k == "url" and isinstance(v, str) and v.startswith("data:"):
                 out[k] = v.split(",", 1)[0] + ",<bytes>"

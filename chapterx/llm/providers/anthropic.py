@@ -92,6 +92,8 @@ def _usage(raw: Any) -> dict[str, int]:
 
 class AnthropicProvider(Provider):
     kind = "anthropic"
+    status_prefix = ""  # upstream reported HTTP errors as "529 {body}"
+    error_prefix = "Anthropic API error: "
     default_sdk_retries = 2  # the SDK's own retries, as upstream (x-stainless-retry-count 0,1,2)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -214,7 +216,7 @@ class AnthropicProvider(Provider):
                     usage.update(_usage(ev.get("usage")))
                 elif et == "error":
                     err = ev.get("error") or {}
-                    raise ProviderError(f"stream error: {json.dumps(err)}", retryable=True)
+                    raise ProviderError(f"{self.error_prefix}stream error: {json.dumps(err)}", retryable=True)
         finally:
             close = getattr(stream, "close", None)
             if close is not None:
@@ -223,12 +225,12 @@ class AnthropicProvider(Provider):
                 except Exception:  # noqa: BLE001 - closing a broken stream may fail again
                     pass
         if stop_reason is None:
-            raise ProviderError("stream ended before message_stop", retryable=True)
+            raise ProviderError(f"{self.error_prefix}stream ended before message_stop", retryable=True)
         for idx, raw in json_parts.items():
             try:
                 blocks[idx]["input"] = json.loads(raw) if raw else {}
             except ValueError as exc:
-                raise ProviderError("malformed tool input in stream", retryable=True) from exc
+                raise ProviderError(f"{self.error_prefix}malformed tool input in stream", retryable=True) from exc
         content = [blocks[i] for i in sorted(blocks)]
         return self._finish(content, stop_reason, stop_sequence, usage, model or request.model, cutter)
 
@@ -272,7 +274,7 @@ class AnthropicProvider(Provider):
                 text = exc.response.text
             except Exception:  # noqa: BLE001 - a streamed error body may be unreadable
                 text = str(exc.body)
-            return status_error(self.error_prefix, exc.status_code, text, exc.response.headers)
+            return status_error(self.status_prefix, exc.status_code, text, exc.response.headers)
         if isinstance(exc, anthropic.APITimeoutError):
             return ProviderError(f"{self.error_prefix}request timed out", retryable=True)
         if isinstance(exc, anthropic.APIConnectionError):
@@ -282,6 +284,8 @@ class AnthropicProvider(Provider):
         if isinstance(exc, (httpx2.HTTPError, ValueError, KeyError)):
             return ProviderError(f"{self.error_prefix}malformed or interrupted response: {type(exc).__name__}",
                                  retryable=True)
+        if "eventstream" in type(exc).__module__ or type(exc).__name__ == "ChecksumMismatch":
+            return ProviderError(f"{self.error_prefix}malformed event stream", retryable=True)
         return ProviderError(f"{self.error_prefix}{type(exc).__name__}: {exc}", retryable=False)
 
 
@@ -363,6 +367,7 @@ class _SignedBedrock(anthropic.AsyncAnthropicBedrock):
 
 class BedrockProvider(AnthropicProvider):
     kind = "bedrock"
+    error_prefix = "Bedrock API error: "
 
     def client(self) -> Any:
         if self._client is None:

@@ -117,27 +117,10 @@ def text_of(content: list[ContentBlock]) -> str:
 
 def _trace_collector() -> Any:
     try:
-        from chapterx.trace import collector as trace_collector  # type: ignore[attr-defined]
-    except ImportError:
+        from chapterx.trace.collector import current
+    except ImportError:  # trace area absent
         return None
-    current = getattr(trace_collector, "current", None)
-    return current() if callable(current) else None
-
-
-def _price(model: str, usage: dict[str, int]) -> float | None:
-    """Cost in USD if the trace store offers a price function (optional dependency)."""
-    try:
-        from chapterx.trace import pricing  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    fn = getattr(pricing, "cost_usd", None) or getattr(pricing, "price", None)
-    if not callable(fn):
-        return None
-    try:
-        value = fn(model, usage)
-    except Exception:  # pricing must never break a call
-        return None
-    return float(value) if value is not None else None
+    return current()
 
 
 class Provider:
@@ -226,27 +209,28 @@ class Provider:
 
     def _record(self, request: ProviderRequest, body: dict[str, Any], response: ProviderResponse | None,
                 started: float, error: ProviderError | None = None) -> None:
+        """Hand one round trip (or failed attempt) to the trace collector, if one is active.
+
+        The collector normalises usage and prices the call; tracing never breaks a call.
+        """
         collector = _trace_collector()
         if collector is None:
             return
-        usage = dict(response.usage) if response else {}
-        kwargs: dict[str, Any] = {
-            "model": request.model,
-            "usage": usage,
-            "stop_reason": response.stop_reason if response else None,
-            "duration_ms": int((time.monotonic() - started) * 1000),
-            "error": error.message if error else None,
-        }
-        cost = _price(request.model, usage) if response else None
-        with contextlib.suppress(Exception):  # tracing must never break a call
-            if cost is not None:
-                try:
-                    collector.record_llm_call(self.trace_body(body), response.raw if response else None,
-                                              cost=cost, **kwargs)
-                    return
-                except TypeError:
-                    pass
-            collector.record_llm_call(self.trace_body(body), response.raw if response else None, **kwargs)
+        err: dict[str, Any] | None = None
+        if error is not None:
+            err = {"message": error.message, "retryCount": max(0, error.attempts - 1)}
+            if error.status is not None:
+                err["code"] = str(error.status)
+        with contextlib.suppress(Exception):
+            collector.record_llm_call(
+                self.trace_body(body),
+                response.raw if response else None,
+                model=request.model,
+                usage=dict(response.usage) if response else None,
+                stop_reason=response.stop_reason if response else None,
+                duration_ms=(time.monotonic() - started) * 1000.0,
+                error=err,
+            )
 
 
 def status_error(prefix: str, status: int, body_text: str, headers: Any) -> ProviderError:
