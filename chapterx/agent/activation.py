@@ -15,6 +15,8 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 from chapterx.agent.inline_tools import find_call_block, result_text, results_block
@@ -347,6 +349,45 @@ async def _run_native(
     await _send_generated_images(port, channel_id, resp, trigger_id, sender, result)
 
 
+async def _run_chapter2(
+    port: DiscordPort, channel_id: str, config: Mapping[str, Any], built: BuiltContext, route: Any,
+    fetched: FetchedContext, trigger_id: str | None, result: ActivationResult, base_dir: Path,
+) -> None:
+    """A migrated chapter2 em (`chapter2_prompt`): chapter2's prompt, stops and reply parsing."""
+    import time
+    from datetime import datetime
+
+    from chapterx.llm.formatters.common import base_request
+    from chapterx.postprocess import Completion, plan_discord_actions
+    from compat.chapter2.formats.generation import generate_replies, prepare_request
+    from compat.chapter2.formats.prompt import chapter2_prompt_from_bot_config, messages_from_turns
+
+    name = opt.bot_name(config)
+    now = datetime.fromtimestamp((result.clock or time.time)(), tz=UTC)
+    prep = prepare_request(chapter2_prompt_from_bot_config(dict(config)), messages_from_turns(built.messages),
+                           em_name=name, now=now, base_dir=base_dir)
+    result.warnings.extend(prep.warnings)
+
+    async def complete() -> tuple[str, str | None]:
+        request = base_request(config, str(config.get("continuation_model")))
+        request.formatter = "completions"
+        request.prompt = prep.prompt
+        request.stop_sequences = list(prep.stop_sequences)
+        request.max_tokens = int(prep.max_tokens)
+        resp = await _call(route.provider, request, result)
+        return resp.text, "length" if resp.stop_reason == "max_tokens" else resp.stop_reason
+
+    replies = await generate_replies(prep.settings, name, complete)
+    sender = _Sender(port, channel_id, trigger_id)
+    for reply in replies:
+        ppc = _postprocess_context(port, fetched, config, "base-model", (), sender.reply_to)
+        ppc = _with(ppc, participants=(), prefill_thinking=False)
+        plan = plan_discord_actions(Completion(reply.content), ppc)
+        await sender.perform(plan)
+    result.completion_text = "\n".join(r.content for r in replies)
+    result.sent_message_ids = sender.sent
+
+
 def _without_debug(plan: Any) -> Any:
     """Pre-tool text is sent without debug-thinking posts (those follow the final answer)."""
     from chapterx.postprocess import SendMessage
@@ -398,6 +439,7 @@ async def run_activation(
     tool_cache: Sequence[Mapping[str, Any]] = (),
     plugins: PluginHost | None = None,
     clock: Callable[[], float] | None = None,
+    base_dir: Path | None = None,
 ) -> ActivationResult:
     """Run one activation in `channel_id`; errors are captured in the result (nothing half-posted)."""
     state = state or ChannelState()
@@ -455,7 +497,10 @@ async def run_activation(
         tool_mode = resolve_tool_mode(cfg, formatter_route)
         name = opt.bot_name(cfg)
         continue_last = bool(built.messages) and built.messages[-1].participant == name and built.messages[-1].is_bot
-        if mode == "prefill" or (tool_mode == "xml" and mode != "base-model"):
+        if isinstance(cfg.get("chapter2_prompt"), Mapping):
+            await _run_chapter2(port, channel_id, cfg, built, route, fetched, trigger_message_id, result,
+                                base_dir or Path.cwd())
+        elif mode == "prefill" or (tool_mode == "xml" and mode != "base-model"):
             await _run_inline(port, channel_id, cfg, built, route, plugins, fetched, trigger_message_id, result,
                               continue_last)
         else:

@@ -1,0 +1,129 @@
+"""Whole activations on the invented world: tool loops, continuation, chapter2 prompts, replay CLI.
+
+Real providers (official SDKs) talk to the local FakeLLMServer; Discord is in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chapterx.agent.replay import replay_case
+from tests.pipeline.conftest import make_case, msg
+
+HUMAN = "950000000000000001"
+OTHER = "950000000000000002"
+BOT = "930000000000000001"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pipeline"
+
+CALL = ' Noting.\n<function_calls>\n<invoke name="save_note">\n<parameter name="content">otto likes tea</parameter>\n</invoke>\n'
+
+
+async def test_prefill_tool_call_runs_and_continues_same_turn() -> None:
+    case = make_case(
+        [msg(1, HUMAN, "hello"), msg(2, OTHER, f"<@{BOT}> remember I like tea")],
+        "name: Gull\ncontinuation_model: claude-sonnet-4-5-20250929\nmode: prefill\ntool_plugins: [notes]\n"
+        "tool_output_visible: true\n",
+        [{"text": CALL, "stop_reason": "stop_sequence", "stop_sequence": "</function_calls>"},
+         {"text": "\nDone!", "stop_reason": "end_turn"}],
+    )
+    out = await replay_case(case)
+    first, second = (r["body"] for r in out["provider_requests"])
+    assert first["stream"] is True and first["messages"][-1]["content"].endswith("\nGull:")
+    prefill = second["messages"][-1]["content"]
+    assert prefill.endswith(
+        "Gull:" + CALL + "</function_calls>\n\n<function_results>\nNote will be saved: \"otto likes tea\"\n"
+        "</function_results>"
+    )
+    assert out["discord_actions"] == [
+        {"type": "send", "content": "Noting.", "reply_to": "1410000000000000002"},
+        {"type": "webhook", "content": '.Gull>[save_note]: {"content":"otto likes tea"}\n'
+                                       '.Gull<[save_note]: Note will be saved: "otto likes tea"', "username": "Gull"},
+        {"type": "send", "content": "Done!", "reply_to": None},
+    ]
+
+
+async def test_native_tool_loop_sends_final_text_once() -> None:
+    case = make_case(
+        [msg(1, HUMAN, f"<@{BOT}> remember tea")],
+        "name: Gull\ncontinuation_model: claude-sonnet-4-5-20250929\nmode: chat\ntool_plugins: [notes]\n",
+        [{"text": "Noting.", "tool_use": {"id": "toolu_x1", "name": "save_note", "input": {"content": "tea"}},
+          "stop_reason": "tool_use"},
+         {"text": "Saved.", "stop_reason": "end_turn"}],
+    )
+    out = await replay_case(case)
+    second = out["provider_requests"][1]["body"]
+    assert second["messages"][-1]["content"][0]["type"] == "tool_result"
+    assert second["messages"][-1]["content"][0]["tool_use_id"] == "toolu_x1"
+    assert [a["content"] for a in out["discord_actions"]] == ["Noting.", "Saved."]
+
+
+async def test_continuation_of_own_last_message_is_raw() -> None:
+    case = make_case(
+        [msg(1, HUMAN, "tell a story"), msg(2, BOT, "Once there was"), msg(3, BOT, "a lighthouse")],
+        "name: Gull\ncontinuation_model: claude-sonnet-4-5-20250929\nmode: prefill\n",
+        [{"text": " that never slept.", "stop_reason": "end_turn"}],
+    )
+    out = await replay_case(case)
+    body = out["provider_requests"][0]["body"]
+    assert body["messages"][-1]["content"] == "Gull: Once there was a lighthouse"
+    assert out["discord_actions"] == [{"type": "send", "content": "that never slept.", "reply_to": "1410000000000000003"}]
+
+
+async def test_rolling_counter_counts_messages_since_last_activation() -> None:
+    state = {"last_cache_marker": None, "messages_since_roll": 4, "cache_oldest_message_id": None,
+             "newest_seen_message_id": "1410000000000000001"}
+    case = make_case([msg(1, HUMAN, "a"), msg(2, OTHER, "b"), msg(3, HUMAN, "c"), msg(4, OTHER, "d")],
+                     "name: Gull\ncontinuation_model: claude-sonnet-4-5-20250929\n",
+                     [{"text": "ok", "stop_reason": "end_turn"}], state)
+    out = await replay_case(case)
+    assert out["state_after"]["messages_since_roll"] == 4 + 3
+    assert out["state_after"]["newest_seen_message_id"] == "1410000000000000004"
+
+
+async def test_unknown_model_fails_cleanly_without_posting() -> None:
+    case = make_case([msg(1, HUMAN, "hi")], "name: Gull\ncontinuation_model: mystery-9\n",
+                     [{"text": "never", "stop_reason": "end_turn"}])
+    out = await replay_case(case)
+    assert out["provider_requests"] == [] and out["discord_actions"] == []
+    assert "mystery-9" in out["error"]["message"]
+    assert out["state_after"]["messages_since_roll"] == 0
+
+
+async def test_provider_failure_posts_nothing_and_keeps_state() -> None:
+    case = make_case([msg(1, HUMAN, "hi")],
+                     "name: Gull\ncontinuation_model: claude-sonnet-4-5-20250929\nstreaming: false\n",
+                     [{"http_status": 500}] * 3)
+    out = await replay_case(case)
+    assert out["discord_actions"] == [] and out["error"]
+    assert out["state_after"]["last_cache_marker"] is None
+
+
+async def test_chapter2_prompt_bot_uses_chapter2_format() -> None:
+    case = json.loads((FIXTURES / "chapter2-irc-case.json").read_text(encoding="utf-8"))
+    out = await replay_case(case)
+    body = out["provider_requests"][0]["body"]
+    assert body["prompt"] == "<mira> anyone awake?\n<teo> barely\n<mira> @wren you?\n<wren>"
+    assert body["stop"] == ["\n<mira>", "\n<teo>"]
+    assert [a["content"] for a in out["discord_actions"]] == ["always", "coffee helps"]
+
+
+def test_replay_cli_json_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from chapterx.cli import main
+
+    case = FIXTURES / "chapter2-irc-case.json"
+    assert main(["replay", str(case), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"provider_requests", "discord_actions", "state_after"}
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"id": "x", "input": json.loads(case.read_text(encoding="utf-8"))}), encoding="utf-8")
+    assert main(["replay", str(wrapped)]) == 0
+    assert "send (reply to 1410000000000000003): always" in capsys.readouterr().out
+    assert main(["replay", str(tmp_path / "missing.json")]) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\"nope\": 1}", encoding="utf-8")
+    assert main(["replay", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and "Traceback" not in err
