@@ -62,6 +62,19 @@ def _validator() -> Any:
     return Draft202012Validator(_inline_refs(schema))
 
 
+def _dispatch(node: dict[str, Any], tag: str, mapping: dict[str, str]) -> dict[str, Any]:
+    """A discriminated `oneOf` as "the tag is known, and the branch for that tag holds".
+
+    Equivalent for tagged data, but jsonschema then checks one branch instead of all of them.
+    """
+    rest = {k: v for k, v in node.items() if k not in ("oneOf", "discriminator")}
+    branches = [
+        {"if": {"properties": {tag: {"const": value}}, "required": [tag]}, "then": {"$ref": ref}}
+        for value, ref in mapping.items()
+    ]
+    return {**rest, "required": [tag], "properties": {tag: {"enum": list(mapping)}}, "allOf": branches}
+
+
 def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     """The same schema with every non-recursive `$ref` replaced by its target (same constraints).
 
@@ -72,6 +85,9 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
     def walk(node: Any, stack: frozenset[str]) -> Any:
         if isinstance(node, dict):
+            disc = node.get("discriminator")
+            if "oneOf" in node and isinstance(disc, dict) and isinstance(disc.get("mapping"), dict):
+                node = _dispatch(node, disc["propertyName"], disc["mapping"])
             ref = node.get("$ref")
             if isinstance(ref, str) and ref.startswith("#/$defs/"):
                 name = ref.split("/")[-1]

@@ -190,6 +190,8 @@ def translate(res: LoadResult) -> Translation:
     # --- chapter2 prompt assembly (chapterx extension)
     prompt: dict[str, Any] = {k: _plain(data[k]) for k in PROMPT_KEYS}
     prompt["folder"] = res.sysname
+    # the full intermodel string: its ^tokenizer/@context parts still drive chapter2's token budgets
+    prompt["continuation_model"] = model
     bot[CHAPTER2_PROMPT_KEY] = prompt
     for key in PROMPT_KEYS:
         if key in configured_em and key not in ("total_max_tokens", "message_history_max_tokens", "ensembles"):
