@@ -27,6 +27,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,26 +102,59 @@ def generate(logs: Path, n: int, seed: int = 7) -> None:
     os.replace(tmp, tdir / "index.jsonl")
 
 
-def ensure_tree(logs: Path, n: int) -> float:
-    index = logs / "traces" / "index.jsonl"
-    marker = logs / ".bench-size"
-    if index.exists() and marker.exists() and marker.read_text().strip() == str(n):
-        return 0.0
+def ensure_tree(logs: Path, n: int) -> tuple[dict[str, Any], float]:
+    """The tree and what queries need (bots, sample message ids, traces with files); reused if present."""
+    meta_file = logs / ".bench-meta.json"
+    if (logs / "traces" / "index.jsonl").exists() and meta_file.exists():
+        meta = json.loads(meta_file.read_text())
+        if meta.get("lines") == n:
+            return meta, 0.0
     t = time.perf_counter()
-    used = False
     try:
         sys.path.insert(0, str(REPO))
-        from bench import gen_traces  # type: ignore[import-not-found]
+        from bench.gen_traces import generate_tree  # the trace store's generator
 
-        if hasattr(gen_traces, "generate"):
-            gen_traces.generate(logs, n)
-            used = True
-    except Exception:
-        used = False
-    if not used:
+        tree = generate_tree(logs, n)
+        meta = {
+            "generator": "bench/gen_traces.py",
+            "lines": n,
+            "bots": list(tree.bots),
+            "samples": list(tree.sample_message_ids),
+            "files": list(tree.trace_ids_with_files),
+        }
+    except ImportError:
         generate(logs, n)
-    marker.write_text(str(n))
-    return time.perf_counter() - t
+        meta = {
+            "generator": "bench_viewer.generate",
+            "lines": n,
+            "bots": BOTS,
+            "samples": _sample_ids(logs, 2000),
+            "files": [],
+        }
+    meta_file.write_text(json.dumps(meta))
+    return meta, time.perf_counter() - t
+
+
+def _week_before_end(logs: Path) -> str:
+    """ISO time 7 days before the newest index line (trees are generated in the past)."""
+    with (logs / "traces" / "index.jsonl").open("rb") as fh:
+        fh.seek(max(0, os.fstat(fh.fileno()).st_size - 20000))
+        last = [ln for ln in fh.read().splitlines() if ln.strip()][-1]
+    end = datetime.fromisoformat(json.loads(last)["timestamp"].replace("Z", "+00:00"))
+    return (end - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _sample_ids(logs: Path, count: int) -> list[str]:
+    rng = random.Random(1)
+    out: list[str] = []
+    with (logs / "traces" / "index.jsonl").open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        while len(out) < count:
+            fh.seek(rng.randrange(max(1, size - 10000)))
+            fh.readline()
+            e = json.loads(fh.readline())
+            out.append(rng.choice([e["triggeringMessageId"], *e.get("contextMessageIds", [])]))
+    return out
 
 
 class Server:
@@ -203,9 +237,10 @@ def main() -> int:
     args = ap.parse_args()
     root = Path(args.dir)
     logs = root / "logs"
-    gen_s = ensure_tree(logs, args.traces)
+    meta, gen_s = ensure_tree(logs, args.traces)
     if gen_s:
-        print(f"generated {args.traces:,} index lines in {gen_s:.1f}s")
+        print(f"generated {args.traces:,} index lines with {meta['generator']} in {gen_s:.1f}s")
+    bots = meta["bots"]
     index = root / "index.sqlite"
     for suffix in ("", "-wal", "-shm"):
         Path(str(index) + suffix).unlink(missing_ok=True)
@@ -220,29 +255,32 @@ def main() -> int:
     cold_s = first_list(srv)
     print(f"cold start with persisted index -> first list: {cold_s:.2f}s")
     rng = random.Random(1)
-    lines = (logs / "traces" / "index.jsonl").open("rb")
-    size = os.fstat(lines.fileno()).st_size
-    sample_ids: list[str] = []
-    while len(sample_ids) < args.runs:
-        lines.seek(rng.randrange(size - 10000))
-        lines.readline()
-        e = json.loads(lines.readline())
-        sample_ids.append(rng.choice([e["triggeringMessageId"], *e.get("contextMessageIds", [])]))
+    sample_ids = [rng.choice(meta["samples"]) for _ in range(args.runs)]
     n = args.runs
     cases = {
         "list first page": ["/api/traces"] * n,
-        "list ?bot=": [f"/api/traces?bot={rng.choice(BOTS)}" for _ in range(n)],
+        "list ?bot=": [f"/api/traces?bot={quote(rng.choice(bots))}" for _ in range(n)],
         "list ?failed=true": ["/api/traces?failed=true"] * n,
         "list ?bot=&failed=true&offset=100": [
-            f"/api/traces?bot={rng.choice(BOTS)}&failed=true&offset=100" for _ in range(n)
+            f"/api/traces?bot={quote(rng.choice(bots))}&failed=true&offset=100" for _ in range(n)
         ],
         "list page 200 (offset 10000)": ["/api/traces?offset=10000"] * n,
-        "list ?since=7d": ["/api/traces?since=7d"] * n,
+        "list ?since=<last 7 days>": [f"/api/traces?since={_week_before_end(logs)}"] * n,
         "search by id": [f"/api/search?q={i}" for i in sample_ids],
         "search by link": [
             "/api/search?q=" + quote(f"https://discord.com/channels/{GUILD}/1/{i}", safe="")
             for i in sample_ids
         ],
+        **(
+            {
+                "trace detail (file read)": [f"/api/trace/{rng.choice(meta['files'])}" for _ in range(n)],
+                "request body": [
+                    f"/api/request/request-{rng.choice(meta['files'])}-0.json" for _ in range(n)
+                ],
+            }
+            if meta["files"]
+            else {}
+        ),
         "list ?text= (LIKE scan)": [
             f"/api/traces?text={rng.choice(WORDS)}%20{rng.choice(WORDS)}" for _ in range(max(5, n // 20))
         ],
