@@ -8,6 +8,7 @@ still fit upstream's `<channelId>-<traceId>-<timestamp>.json` file name (no `-` 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -99,12 +100,17 @@ def message_id_from_query(query: str) -> str:
     return q
 
 
+@functools.lru_cache(maxsize=262144)
 def message_key(message_id: str | None) -> int | str | None:
     """The value stored in the message table: the snowflake as an integer when it is one (compact
-    and fast to compare), otherwise the normalised text."""
-    sf = snowflake_of(message_id)
-    if sf is None or sf == "":
+    and fast to compare), otherwise the normalised text. Cached: ids repeat across traces."""
+    if message_id is None:
         return None
-    if sf.isdigit() and len(sf) < 19 or (sf.isdigit() and len(sf) == 19 and sf < "9223372036854775807"):
-        return int(sf)
-    return sf
+    s = str(message_id)
+    if s.startswith("rm_") and "_" in s[3:]:
+        s = s.rsplit("_", 1)[1]
+    if not s:
+        return None
+    if s.isdigit() and (len(s) < 19 or (len(s) == 19 and s <= "9223372036854775807")):
+        return int(s)
+    return s

@@ -27,6 +27,7 @@ from chapterx.trace.ids import message_key, parse_iso
 SCHEMA_VERSION = 1
 CHUNK = 4 * 1024 * 1024
 HEAD_BYTES = 256
+BULK_BYTES = 64 * 1024 * 1024
 ROLE_CODES = {"trigger": 0, "context": 1, "sent": 2}
 ROLE_NAMES = {v: k for k, v in ROLE_CODES.items()}
 
@@ -80,9 +81,10 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS traces_chan_ts ON traces(channel_id, ts DESC)",
     "CREATE INDEX IF NOT EXISTS traces_fail_ts ON traces(success, ts DESC)",
     "CREATE INDEX IF NOT EXISTS traces_tid ON traces(trace_id)",
-    "CREATE INDEX IF NOT EXISTS traces_source ON traces(source_id, ts)",
-    "CREATE INDEX IF NOT EXISTS messages_row ON messages(trace_row)",
+    "CREATE INDEX IF NOT EXISTS traces_bot_chan_ts ON traces(bot, channel_id, ts DESC)",
 )
+
+_INDEX_NAMES = tuple(stmt.split()[5] for stmt in _INDEXES)
 
 TRACE_COLUMNS = (
     "source_id", "trace_id", "ts", "timestamp", "channel_id", "trigger_id", "bot", "channel_name",
@@ -90,7 +92,8 @@ TRACE_COLUMNS = (
     "duration_ms", "llm_calls", "tool_execs", "total_tokens", "filename", "status", "model",
     "guild_id", "cost", "error", "framework", "extra",
 )
-_INSERT_TRACE = f"INSERT INTO traces({','.join(TRACE_COLUMNS)}) VALUES ({','.join('?' * len(TRACE_COLUMNS))})"
+_INSERT_TRACE = (f"INSERT INTO traces(id,{','.join(TRACE_COLUMNS)}) "
+                 f"VALUES ({','.join('?' * (len(TRACE_COLUMNS) + 1))})")
 _INSERT_MSG = "INSERT OR IGNORE INTO messages(key, trace_row, role, position) VALUES (?,?,?,?)"
 
 
@@ -189,29 +192,32 @@ def message_rows(entry: dict[str, Any], row_id: int) -> Iterator[tuple[Any, ...]
 
 def insert_entries(conn: sqlite3.Connection, entries: Iterable[dict[str, Any]], source_id: int,
                    *, framework: str = "chapterx", extras: Iterable[str | None] | None = None) -> int:
-    """Insert index entries (inside the caller's transaction); returns how many were kept."""
-    cur = conn.cursor()
-    kept = 0
-    names: dict[str, str] = {}
+    """Insert index entries (inside the caller's transaction); returns how many were kept. Row ids
+    are assigned here so both tables can be filled with `executemany`."""
+    # ids come from a counter that never goes back, so message rows left behind by deleted traces
+    # (swept lazily, see delete_rows) can never attach to a new trace
+    row = conn.execute("SELECT value FROM meta WHERE key='next_row'").fetchone()
+    next_id = max(int(row[0]) if row else 1,
+                  int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM traces").fetchone()[0]) + 1)
+    rows: list[tuple[Any, ...]] = []
     msgs: list[tuple[Any, ...]] = []
+    names: dict[str, str] = {}
     extra_iter = iter(extras) if extras is not None else None
     for entry in entries:
         extra = next(extra_iter) if extra_iter is not None else None
         row = entry_row(entry, source_id, framework, extra)
         if row is None:
             continue
-        cur.execute(_INSERT_TRACE, row)
-        row_id = cur.lastrowid
-        assert row_id is not None
-        msgs.extend(message_rows(entry, row_id))
-        if entry.get("channelName") and entry.get("channelId"):
-            names[str(entry["channelId"])] = str(entry["channelName"])
-        kept += 1
-        if len(msgs) > 50000:
-            cur.executemany(_INSERT_MSG, msgs)
-            msgs.clear()
-    if msgs:
-        cur.executemany(_INSERT_MSG, msgs)
+        rows.append((next_id, *row))
+        msgs.extend(message_rows(entry, next_id))
+        next_id += 1
+        name = entry.get("channelName")
+        if name and entry.get("channelId"):
+            names[str(entry["channelId"])] = str(name)
+    cur = conn.cursor()
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_row', ?)", (str(next_id),))
+    cur.executemany(_INSERT_TRACE, rows)
+    cur.executemany(_INSERT_MSG, msgs)
     if names:
         seq = time.time_ns()
         cur.executemany(
@@ -219,13 +225,22 @@ def insert_entries(conn: sqlite3.Connection, entries: Iterable[dict[str, Any]], 
             "ON CONFLICT(channel_id) DO UPDATE SET name=excluded.name, seq=excluded.seq",
             [(cid, name, seq) for cid, name in names.items()],
         )
-    return kept
+    return len(rows)
 
 
-def delete_rows(conn: sqlite3.Connection, where: str, params: tuple[Any, ...] = ()) -> int:
-    """Delete trace rows (and their message rows) matching a WHERE clause."""
-    conn.execute(f"DELETE FROM messages WHERE trace_row IN (SELECT id FROM traces WHERE {where})", params)
+def delete_rows(conn: sqlite3.Connection, where: str, params: tuple[Any, ...] = (),
+                *, sweep: bool = False) -> int:
+    """Delete trace rows matching a WHERE clause. Their message rows stay until a sweep (they no
+    longer join to any trace, so searches ignore them); `sweep=True` removes every such orphan,
+    which scans the message table: prune and reindex do it, the hot paths do not."""
     cur = conn.execute(f"DELETE FROM traces WHERE {where}", params)
+    if sweep:
+        sweep_orphans(conn)
+    return cur.rowcount
+
+
+def sweep_orphans(conn: sqlite3.Connection) -> int:
+    cur = conn.execute("DELETE FROM messages WHERE NOT EXISTS (SELECT 1 FROM traces t WHERE t.id = trace_row)")
     return cur.rowcount
 
 
@@ -243,7 +258,8 @@ def _parse_line(raw: bytes) -> dict[str, Any] | None:
 
 
 def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: IngestStats) -> bool:
-    """Bring one index.jsonl up to date. Returns True when rows changed."""
+    """Bring one index.jsonl up to date, one committed transaction per chunk (so a big first
+    build never blocks other readers or writers for long). Returns True when rows changed."""
     key = str(index_file)
     try:
         st = os.stat(index_file)
@@ -251,95 +267,112 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
         st = None
     row = conn.execute("SELECT id, dev, inode, offset, head FROM sources WHERE path=?", (key,)).fetchone()
     if st is None:
-        if row is None:
+        if row is None or row[2] is None:
             return False
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(conn):
             n = delete_rows(conn, "source_id=?", (row[0],))
             conn.execute("UPDATE sources SET offset=0, inode=NULL, head=NULL, lines=0 WHERE id=?", (row[0],))
-            if n:
-                bump_generation(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+            bump_generation(conn)
         return n > 0
     if row is not None and row[1] == st.st_dev and row[2] == st.st_ino and row[3] == st.st_size:
         return False  # fast path: nothing new
     changed = False
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        row = conn.execute("SELECT id, dev, inode, offset, head FROM sources WHERE path=?", (key,)).fetchone()
-        if row is None:
-            cur = conn.execute("INSERT INTO sources(path, base, offset) VALUES (?,?,0)", (key, str(base)))
-            source_id = cur.lastrowid
-            assert source_id is not None
-            offset = 0
-        else:
-            source_id, dev, inode, offset, head = row
-            reset = (dev != st.st_dev or inode != st.st_ino or st.st_size < offset
-                     or (offset > 0 and head is not None and _head(index_file) != head))
-            if reset:
-                stats.resets += 1
-                if delete_rows(conn, "source_id=?", (source_id,)):
-                    changed = True
-                conn.execute("UPDATE sources SET lines=0, malformed=0 WHERE id=?", (source_id,))
+    bulk = False
+    first = True
+    while True:
+        with _transaction(conn):
+            row = conn.execute("SELECT id, dev, inode, offset, head FROM sources WHERE path=?", (key,)).fetchone()
+            if row is None:
+                cur = conn.execute("INSERT INTO sources(path, base, offset) VALUES (?,?,0)", (key, str(base)))
+                source_id = cur.lastrowid
+                assert source_id is not None
                 offset = 0
-        new_offset, lines, malformed = _read_new(conn, index_file, offset, source_id)
-        stats.lines += lines
-        stats.malformed += malformed
-        head_now = _head(index_file) if new_offset > 0 else None
-        conn.execute(
-            "UPDATE sources SET dev=?, inode=?, offset=?, head=?, lines=lines+?, malformed=malformed+? "
-            "WHERE id=?",
-            (st.st_dev, st.st_ino, new_offset, head_now, lines, malformed, source_id),
-        )
-        if lines:
-            changed = True
-        if changed:
+            else:
+                source_id, dev, inode, offset, head = row
+                if first and (dev != st.st_dev or inode != st.st_ino or st.st_size < offset
+                              or (offset > 0 and head is not None and _head(index_file) != head)):
+                    stats.resets += 1
+                    if delete_rows(conn, "source_id=?", (source_id,)):
+                        changed = True
+                    conn.execute("UPDATE sources SET lines=0, malformed=0 WHERE id=?", (source_id,))
+                    offset = 0
+            if first and offset == 0 and st.st_size > BULK_BYTES:
+                bulk = True  # first build of a big index: fill tables, then build the indexes once
+                for name in _INDEX_NAMES:
+                    conn.execute(f"DROP INDEX IF EXISTS {name}")
+            first = False
+            new_offset, lines, malformed, eof = _read_chunk(conn, index_file, offset, source_id)
+            stats.lines += lines
+            stats.malformed += malformed
+            conn.execute(
+                "UPDATE sources SET dev=?, inode=?, offset=?, head=?, lines=lines+?, malformed=malformed+? "
+                "WHERE id=?",
+                (st.st_dev, st.st_ino, new_offset, _head(index_file) if new_offset > 0 else None,
+                 lines, malformed, source_id),
+            )
+            if lines:
+                changed = True
+            if changed and (eof or not bulk):
+                bump_generation(conn)
+        if eof:
+            break
+    if bulk:
+        with _transaction(conn):
+            for stmt in _INDEXES:
+                conn.execute(stmt)
             bump_generation(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return changed
 
 
-def _read_new(conn: sqlite3.Connection, index_file: Path, offset: int, source_id: int) -> tuple[int, int, int]:
-    """Read complete lines after `offset`; returns (new offset, lines kept, malformed lines)."""
-    kept = malformed = 0
+class _transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _read_chunk(conn: sqlite3.Connection, index_file: Path, offset: int,
+                source_id: int) -> tuple[int, int, int, bool]:
+    """Ingest the complete lines of the next chunk after `offset`. Returns (new offset, lines kept,
+    malformed lines, reached end of file)."""
     with open(index_file, "rb") as fh:
         fh.seek(offset)
-        pending = b""
-        pos = offset
-        while True:
-            chunk = fh.read(CHUNK)
-            if not chunk:
+        data = fh.read(CHUNK)
+        while data and b"\n" not in data[-CHUNK:]:  # a line longer than a chunk
+            more = fh.read(CHUNK)
+            if not more:
                 break
-            data = pending + chunk
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                pending = data
-                continue
-            complete, pending = data[:cut], data[cut + 1:]
-            entries = []
-            for raw in complete.split(b"\n"):
-                if not raw.strip():
-                    continue
-                obj = _parse_line(raw)
-                if obj is None:
-                    malformed += 1
-                else:
-                    entries.append(obj)
-            n = insert_entries(conn, entries, source_id)
-            kept += n
-            malformed += len(entries) - n
-            pos += len(complete) + 1
-        if pending.strip():
-            # A last piece without newline: accepted only if it is a whole JSON object (a writer that
-            # crashed after writing it); otherwise it is a line still being appended: wait for it.
-            obj = _parse_line(pending)
-            if obj is not None and insert_entries(conn, [obj], source_id):
-                kept += 1
-                pos += len(pending)
-    return pos, kept, malformed
+            data += more
+        eof = fh.read(1) == b""
+    cut = data.rfind(b"\n")
+    complete = data[: cut + 1] if cut >= 0 else b""
+    rest = data[cut + 1:] if cut >= 0 else data
+    entries = []
+    malformed = 0
+    for raw in complete.split(b"\n"):
+        if not raw.strip():
+            continue
+        obj = _parse_line(raw)
+        if obj is None:
+            malformed += 1
+        else:
+            entries.append(obj)
+    kept = insert_entries(conn, entries, source_id)
+    malformed += len(entries) - kept
+    pos = offset + len(complete)
+    if eof and rest.strip():
+        # A last piece without newline: accepted only if it is a whole JSON object (a writer that
+        # crashed after writing it); otherwise it is a line still being appended: wait for it.
+        obj = _parse_line(rest)
+        if obj is not None and insert_entries(conn, [obj], source_id):
+            kept += 1
+            pos += len(rest)
+    return pos, kept, malformed, eof or not complete

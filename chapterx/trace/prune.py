@@ -200,7 +200,7 @@ def _update_db(store: TraceStore, index_file: Path, cutoff: float, fragment: int
         try:
             row = conn.execute("SELECT id FROM sources WHERE path=?", (str(index_file),)).fetchone()
             if row is not None:
-                ix.delete_rows(conn, "source_id=? AND ts < ?", (row[0], cutoff))
+                ix.delete_rows(conn, "source_id=? AND ts < ?", (row[0], cutoff), sweep=True)
                 conn.execute(
                     "UPDATE sources SET dev=?, inode=?, offset=?, head=? WHERE id=?",
                     (st.st_dev, st.st_ino, st.st_size - fragment,

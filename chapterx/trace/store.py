@@ -147,7 +147,7 @@ class TraceStore:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                ix.delete_rows(self._conn, "source_id >= 0")
+                ix.delete_rows(self._conn, "source_id >= 0", sweep=True)
                 self._conn.execute("DELETE FROM sources")
                 self._conn.execute("DELETE FROM channel_names")
                 ix.bump_generation(self._conn)
