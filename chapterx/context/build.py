@@ -117,6 +117,8 @@ def merge_own_messages(messages: list[ContextMessage], bot_user_id: str) -> list
 
 
 def is_dot_message(content: str) -> bool:
+    if "." not in content:
+        return False
     rest = _REPLY_TAG.sub("", content.strip(), 1)
     rest = _LEADING_MENTIONS.sub("", rest, 1)
     return bool(_DOT.match(rest))
@@ -129,12 +131,13 @@ def filter_dot_messages(messages: list[ContextMessage], config: Mapping[str, Any
     steer_visible = config.get("steer_visible") is True
     out = []
     for msg in messages:
-        names = {r[0] for r in msg.reactions}
-        if names & EYE_REACTIONS:
-            out.append(msg)
-            continue
-        if names & HIDE_REACTIONS:
-            continue
+        if msg.reactions:
+            names = {r[0] for r in msg.reactions}
+            if names & EYE_REACTIONS:
+                out.append(msg)
+                continue
+            if names & HIDE_REACTIONS:
+                continue
         if is_dot_message(msg.content):
             rest = _LEADING_MENTIONS.sub("", _REPLY_TAG.sub("", msg.content.strip(), 1), 1)
             if not (steer_visible and _STEER.match(rest)):
@@ -248,6 +251,8 @@ def normalize_mentions(
     text: str, config: Mapping[str, Any], bot_username: str, display: Mapping[str, str]
 ) -> str:
     """Rewrite `<@user>` / `<reply:@user>` the way the model should read them (§2.4 step 4)."""
+    if "<" not in text:
+        return text
     name = opt.bot_name(config)
     if bot_username and bot_username != name:
         text = text.replace(f"<@{bot_username}>", f"<@{name}>").replace(
@@ -346,36 +351,47 @@ def format_messages(
     limit = opt.max_images(config)
     chosen = select_image_messages(messages, inp.images, image_marker, limit) if include_images else set()
     include_tags = config.get("include_reply_tags") is True
+    bot = opt.bot_name(config)
+    dn_bots = opt.use_display_names_bots(config)
+    dn_humans = opt.use_display_names_humans(config)
+    speaker = bot
     out: list[ParticipantMessage] = []
     for msg in messages:
         content = msg.content
         override: str | None = None
-        lead = _OVERRIDE_LEAD.match(content)
-        lead_text = lead.group(0) if lead else ""
-        m = _OVERRIDE.match(content[len(lead_text):])
-        if m:
-            override = m.group(1).strip()
-            content = lead_text + content[len(lead_text) + m.end():]
+        if "~" in content:
+            lead = _OVERRIDE_LEAD.match(content)
+            lead_text = lead.group(0) if lead else ""
+            m = _OVERRIDE.match(content[len(lead_text):])
+            if m:
+                override = m.group(1).strip()
+                content = lead_text + content[len(lead_text) + m.end():]
         content = normalize_mentions(content, config, inp.bot_username, display)
-        if not include_tags:
+        if not include_tags and (content[:1] == "<" or content[:1] == "("):
             content = _STRIP_REPLY.sub("", content, 1)
         blocks: list[ContentBlock] = []
-        if content.strip():
+        if content and not content.isspace():
             blocks.append({"type": "text", "text": content})
         for att in msg.attachments:
             doc = inp.documents.get(att.url)
             if doc is not None:
                 blocks.extend(document_blocks(doc, config))
-        if msg.id in chosen:
+        if chosen and msg.id in chosen:
             for att in msg.attachments:
                 img = inp.images.get(att.url)
                 if img is not None:
                     blocks.append(image_block(img))
         if not blocks:
             continue
+        if override is None:
+            author = msg.author
+            if author.id == inp.bot_user_id:
+                speaker = bot
+            else:
+                speaker = author.display_name if (dn_bots if author.bot else dn_humans) else author.username
         out.append(
             ParticipantMessage(
-                participant=override or participant_name(msg, config, inp.bot_user_id),
+                participant=override or speaker,
                 content=blocks,
                 message_id=msg.id,
                 timestamp=msg.timestamp,
@@ -479,8 +495,14 @@ def apply_injections(messages: list[ParticipantMessage], injections: Sequence[In
 def merge_bot_turns(messages: list[ParticipantMessage]) -> list[ParticipantMessage]:
     """Stage 9: consecutive turns of the same bot participant become one (text joined by a space)."""
     out: list[ParticipantMessage] = []
+    copied: set[int] = set()
     for m in messages:
         if out and m.is_bot and out[-1].is_bot and out[-1].participant == m.participant:
+            if id(out[-1]) not in copied:
+                p = out[-1]
+                out[-1] = ParticipantMessage(p.participant, list(p.content), p.message_id, p.timestamp, p.is_bot,
+                                             p.is_character_override, p.cache_breakpoint)
+                copied.add(id(out[-1]))
             prev = out[-1]
             blocks = list(m.content)
             new_prev = [dict(b) for b in prev.content]
@@ -490,8 +512,7 @@ def merge_bot_turns(messages: list[ParticipantMessage]) -> list[ParticipantMessa
             prev.content = new_prev + blocks
             prev.cache_breakpoint = prev.cache_breakpoint or m.cache_breakpoint
             continue
-        out.append(ParticipantMessage(m.participant, list(m.content), m.message_id, m.timestamp, m.is_bot,
-                                      m.is_character_override, m.cache_breakpoint))
+        out.append(m)
     return out
 
 
@@ -507,8 +528,8 @@ def build_stop_sequences(messages: Sequence[ParticipantMessage], config: Mapping
             break
         candidates = [] if m.is_character_override else [m.participant]
         for b in m.content:
-            if b.get("type") == "text":
-                candidates.extend(_STOP_MENTION.findall(b.get("text", "")))
+            if b.get("type") == "text" and "<@" in b.get("text", ""):
+                candidates.extend(_STOP_MENTION.findall(b["text"]))
         for c in candidates:
             if c and c not in names and len(names) < limit:
                 names.append(c)

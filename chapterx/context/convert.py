@@ -39,6 +39,8 @@ def resolve_author(port: DiscordPort, author_id: str) -> Author:
 
 def rewrite_markup(content: str, port: DiscordPort) -> str:
     """Rewrite raw Discord markup into the names the model reads."""
+    if "<" not in content:
+        return content
 
     def user_sub(m: re.Match[str]) -> str:
         user = port.user(m.group(1))
@@ -88,6 +90,7 @@ def convert_message(msg: Message, port: DiscordPort, window: Mapping[str, Messag
         attachments=list(msg.attachments),
         reactions=[(r.emoji, r.count) for r in msg.reactions],
         author_roles=roles,
-        mentions=[uid for uid in _USER_MENTION.findall(msg.content) if port.user(uid) is not None],
+        mentions=[uid for uid in _USER_MENTION.findall(msg.content) if port.user(uid) is not None]
+        if "<@" in msg.content else [],
         referenced_message=msg.reply_to,
     )

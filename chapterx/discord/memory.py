@@ -159,14 +159,13 @@ class MemoryDiscord:
     async def fetch_messages(
         self, channel_id: str, *, before: str | None = None, limit: int = 100
     ) -> list[Message]:
-        hist = self._history.get(channel_id, [])
+        hist = sorted(self._history.get(channel_id, []), key=lambda m: int(m.id))
         if before is not None:
-            key = int(before)
-            older = [m for m in hist if int(m.id) < key]
-        else:
-            older = list(hist)
-        older.sort(key=lambda m: int(m.id))
-        return list(reversed(older[-limit:])) if limit > 0 else []
+            import bisect
+
+            keys = [int(m.id) for m in hist]
+            hist = hist[: bisect.bisect_left(keys, int(before))]
+        return list(reversed(hist[-limit:])) if limit > 0 else []
 
     async def fetch_message(self, channel_id: str, message_id: str) -> Message | None:
         for m in self._history.get(channel_id, []):
