@@ -432,6 +432,42 @@ def dump(config: m.Config) -> dict[str, Any]:
     return data
 
 
+def dead_setting_warnings(config: m.Config, configured: set[str], origins: dict[str, Path]) -> list[Problem]:
+    """Settings chapter2 accepts but that change nothing (reference section 9, point 6)."""
+    em = config.em
+    out: list[Problem] = []
+
+    def warn(key: str, why: str) -> None:
+        src = origins.get(key)
+        out.append(Problem(f"{src}: '{key}' {why}" if src else f"'{key}' {why}", key))
+
+    if "top_p" in configured:
+        warn("top_p", "has no effect: chapter2 never sends top_p")
+    if em.logit_bias and not em.prevent_scene_break:
+        warn("logit_bias", "has no effect: chapter2 discards logit_bias unless prevent_scene_break is true")
+    if em.continuation_options:
+        warn("continuation_options", "has no effect: the pinned intermodel drops these options")
+    if em.best_of is not None:
+        warn("best_of", "has no effect: the pinned intermodel drops it")
+    known = {"has_url", "has_pump_fun_ca", "has_img_url_token", "context_sentence_repetition"}
+    for muffler in em.mufflers:
+        if muffler not in known:
+            warn("mufflers", f"lists unknown muffler '{muffler}': chapter2 fails when it generates a reply")
+    for i, iface in enumerate(config.interfaces):
+        if isinstance(iface, m.DiscordInterfaceConfig):
+            if iface.airtable is not None:
+                warn("airtable", f"(interfaces.{i}) is unused by chapter2 at interface level")
+            if iface.image_limits.max_images != 5:
+                warn("image_limits", f"(interfaces.{i}): max_images is unused by chapter2")
+    for i, fac in enumerate(em.ensembles):
+        if isinstance(fac, (m.CharacterFacultyConfig, m.SimFacultyConfig)) and len(fac.ensemble_format) < 2:
+            warn("ensembles", f"(ensembles.{i}, {fac.faculty}) has fewer than 2 ensemble_format layers: "
+                              "chapter2 raises IndexError when it builds the prompt")
+        if isinstance(fac, m.HistoryFacultyConfig):
+            warn("ensembles", f"(ensembles.{i}) uses the history faculty, which always fails at chapter2 HEAD")
+    return out
+
+
 def load(ems_dir: Path, name: str, *, home: bool = False, home_dir: Path | None = None) -> LoadResult:
     """Load and validate one em; raises Chapter2Error (one line) when chapter2 would fail."""
     ems_dir = Path(ems_dir)
@@ -445,6 +481,7 @@ def load(ems_dir: Path, name: str, *, home: bool = False, home_dir: Path | None 
     if not config.em.vendors:
         more.append(Problem("no 'vendors' configured: chapter2 needs a vendor whose 'provides' matches the model",
                             "vendors"))
+    more += dead_setting_warnings(config, configured, origins)
     return LoadResult(
         sysname=name,
         ems_dir=ems_dir,

@@ -126,11 +126,15 @@ def _nested_default() -> list[LayerOfEnsembleFormat]:
 
 
 class ChunkerConfig(_Model):
+    """How .chr texts are cut into chunks (only `fixed`; chapter2 actually uses `chunk_size`)."""
+
     name: Literal["fixed"] = Field(default="fixed", description="Chunker kind (only `fixed`).")
     n_lines: int = Field(default=3, description="Lines per chunk (unused: `chunk_size` decides).")
 
 
 class RetrieverConfig(_Model):
+    """Character retrieval settings (only `ranking_metric` is used)."""
+
     chunker: ChunkerConfig = Field(default_factory=ChunkerConfig, description="Unused by chapter2.")
     representation_model: str = Field(
         default="mixedbread-ai/mxbai-embed-large-v1",
@@ -155,6 +159,8 @@ class CharacterFacultyConfig(_Model):
 
 
 class ExaOutputConfig(_Model):
+    """What each Exa search result contributes."""
+
     highlights_per_url: int = Field(default=3, description="Highlights per search result.")
     sentences_per_highlight: int = Field(default=3, description="Sentences per highlight.")
 
@@ -206,6 +212,8 @@ class HistoryFacultyConfig(_Model):
 
 
 class AirtableConfig(_Model):
+    """An Airtable table (base, table and token)."""
+
     base_id: str = Field(description="Airtable base id.")
     table_id: str = Field(description="Airtable table id.")
     api_token: str = Field(description="Airtable API token (secret).")
@@ -286,7 +294,10 @@ class EmConfig(_Model):
     name_prefix_optional: bool = Field(default=True, description="Accept every parsed line as the em's.")
     split_message: bool = Field(default=True, description="Send each reply line as its own Discord message.")
     mufflers: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_MUFFLERS), description="Reply filters (whole reply retried)."
+        default_factory=lambda: list(DEFAULT_MUFFLERS), description=(
+            "Reply filters: a muffled line is dropped and the whole reply retried (3 tries). Known: has_url, "
+            "has_pump_fun_ca, has_img_url_token, context_sentence_repetition; unknown names fail at reply time."
+        ),
     )
     trim_final_incomplete_sentence: bool = Field(default=False, description="Trim a cut-off final sentence.")
     temperature: float = Field(default=0.95, ge=0, description="Sampling temperature.")
@@ -314,6 +325,8 @@ class EmConfig(_Model):
 
 
 class ReplyOnSimConfig(_Model):
+    """Reply when a small model predicts this em speaks next."""
+
     em_overrides: dict[str, Any] = Field(
         default_factory=lambda: {
             "continuation_model": "google/gemma-2-2b",
@@ -329,6 +342,8 @@ class ReplyOnSimConfig(_Model):
 
 
 class ImageLimits(_Model):
+    """Image size limits for Discord attachments."""
+
     max_width: int = Field(default=1568, description="Larger images are downscaled.")
     max_height: int = Field(default=1568, description="Larger images are downscaled.")
     max_images: int = Field(default=5, description="Unused by chapter2.")
@@ -408,6 +423,8 @@ class ChatCompletionsInterfaceConfig(_SharedInterface):
 
 
 class RpcInterfaceConfig(_SharedInterface):
+    """RPC interface (no extra keys)."""
+
     name: Literal["rpc"] = Field(default="rpc", description="Interface kind.")
 
 

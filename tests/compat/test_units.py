@@ -181,3 +181,40 @@ def test_corpus_simspode_yaml11_values() -> None:
     assert res.config.em.recency_window == 300  # duplicate key: last wins
     assert any("duplicate key" in w.message for w in res.warnings)
     assert res.config.em.message_history_header.startswith("Current date: {now:%Y-%m-%d}")
+
+
+def test_dead_settings_are_warned(tmp_path: Path) -> None:
+    ems = tmp_path / "ems"
+    shutil.copytree(HARBOUR, ems)
+    (ems / "skua" / "config.yaml").write_text(
+        "continuation_model: mistral-7b\nlogit_bias: {'50256': -100}\nbest_of: 2\nmufflers: [has_url, nope]\n"
+        "ensembles:\n  - faculty: character\n    ensemble_format:\n      - format: {}\n"
+    )
+    messages = " | ".join(w.message for w in load(ems, "skua").warnings)
+    for needle in ("logit_bias", "best_of", "unknown muffler 'nope'", "fewer than 2 ensemble_format layers"):
+        assert needle in messages, needle
+    gull = " | ".join(w.message for w in load(HARBOUR, "gull").warnings)
+    assert "'top_p' has no effect" in gull
+
+
+def test_progress_bar_for_large_deployments(tmp_path: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from chapterx.commands.migrate import PROGRESS_THRESHOLD, _plan_with_progress
+    from compat.chapter2.migrate import plan_migration
+
+    ems = tmp_path / "ems"
+    ems.mkdir()
+    shutil.copy(HARBOUR / "config.yaml", ems / "config.yaml")
+    for i in range(PROGRESS_THRESHOLD):
+        shutil.copytree(HARBOUR / "skua", ems / f"em{i:02d}")
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=100)
+    plan = _plan_with_progress(plan_migration, ems, None, False, console, show=True)
+    assert len(plan.translations) == PROGRESS_THRESHOLD
+    assert "migrating" in buf.getvalue()
+    quiet = io.StringIO()
+    _plan_with_progress(plan_migration, ems, None, False, Console(file=quiet, force_terminal=False), show=True)
+    assert quiet.getvalue() == ""
