@@ -413,6 +413,7 @@ class Router:
 
     # -- adapter construction (chapter2, em run in place) ---------------------------------------
     def _build_chapter2(self) -> None:
+        """chapter2 vendors (intermodel): kind by name, every other config key goes into the body."""
         env = self.env
         for v in self.vendors:
             cfg = v.config
@@ -420,18 +421,20 @@ class Router:
             if v.name.startswith("openai"):
                 key = _s(cfg.get("openai_api_key")) or env.get("OPENAI_API_KEY") or "not-needed"
                 base = _s(cfg.get("api_base")) or OPENAI_BASE
+                extra = {k: val for k, val in cfg.items() if k not in ("openai_api_key", "api_base")}
                 self.adapters[v.name] = Adapter(v.name, OPENAI_COMPLETIONS, v.name, v.name,
                                                 {"api_key": key, "base_url": base, "chapter2": True,
-                                                 "extra_body": {k: val for k, val in cfg.items()
-                                                                if k not in ("openai_api_key", "api_base")}},
-                                                list(v.provides))
+                                                 "extra_body": extra}, list(v.provides))
             elif v.name.startswith("anthropic"):
                 key = _s(cfg.get("anthropic_api_key")) or env.get("ANTHROPIC_API_KEY")
                 if not key:
                     self.warnings.append(f"vendor {v.name}: no anthropic_api_key and no ANTHROPIC_API_KEY")
                     continue
+                extra = {k: val for k, val in cfg.items() if k != "anthropic_api_key"}
                 self.adapters[v.name] = Adapter(v.name, ANTHROPIC, v.name, v.name,
-                                                {"api_key": key, "base_url": ANTHROPIC_BASE, "chapter2": True},
+                                                {"api_key": key, "base_url": ANTHROPIC_BASE, "chapter2": True,
+                                                 "extra_body": extra,
+                                                 "steering": v.name == "anthropic-steering-preview"},
                                                 list(v.provides))
             else:
                 self.warnings.append(f"vendor {v.name}: kind not supported by chapterx (only openai* and anthropic*)")

@@ -31,6 +31,33 @@ BEDROCK_VERSION = "bedrock-2023-05-31"
 ANTHROPIC_VERSION = "2023-06-01"
 CACHE_TTL_BETA = "extended-cache-ttl-2025-04-11"
 
+STEERING_BETA = "steering-2024-06-04"
+CLI_SYSTEM = ("The assistant is in CLI simulation mode, and responds to the user's CLI commands only with the "
+              "output of the command.")
+CLI_COMMAND = "<cmd>cat untitled.txt</cmd>"
+_IMG_MARKER = re.compile(r"<\|begin_of_img_url\|>(.*?)<\|end_of_img_url\|>", re.S)
+MAX_PROMPT_IMAGES = 10
+
+
+def _prompt_images(prompt: str) -> list[ContentBlock]:
+    """chapter2 inline image markers -> text and URL image blocks (at most 10 images); [] if none."""
+    if "<|begin_of_img_url|>" not in prompt:
+        return []
+    blocks: list[ContentBlock] = []
+    pos = 0
+    count = 0
+    for m in _IMG_MARKER.finditer(prompt):
+        if m.start() > pos:
+            blocks.append({"type": "text", "text": prompt[pos : m.start()]})
+        if count < MAX_PROMPT_IMAGES:
+            blocks.append({"type": "image", "source": {"type": "url", "url": m.group(1).strip()}})
+            count += 1
+        pos = m.end()
+    if pos < len(prompt):
+        blocks.append({"type": "text", "text": prompt[pos:]})
+    return blocks
+
+
 # Bedrock ids that do not follow the `anthropic.<id>-v1:0` pattern
 BEDROCK_MODEL_MAP = {
     "claude-3-5-sonnet-20241022": "anthropic.claude-3-5-sonnet-20241022-v2:0",
@@ -99,6 +126,8 @@ class AnthropicProvider(Provider):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._client: anthropic.AsyncAnthropic | anthropic.AsyncAnthropicBedrock | None = None
+        if self.settings.get("chapter2"):
+            self.stop_cap = 3  # chapter2 passes stop_sequences[:3]
 
     def client(self) -> Any:
         if self._client is None:
@@ -127,13 +156,32 @@ class AnthropicProvider(Provider):
     def body_prefix(self, request: ProviderRequest) -> dict[str, Any]:
         return {"model": self.model_id(request.model)}
 
+    def prompt_messages(self, request: ProviderRequest) -> tuple[Any, list[dict[str, Any]]]:
+        """A base-model prompt on the Messages API, as chapter2's intermodel sent it: the CLI
+        simulation (system + `cat untitled.txt` command) with the prompt as assistant prefill;
+        a `system` from the request or the vendor config replaces both."""
+        extra = self.settings.get("extra_body") or {}
+        system = request.system or extra.get("system")
+        prompt = request.prompt or ""
+        images = _prompt_images(prompt)
+        content: Any = prompt if not images else images
+        if system:
+            return system, [{"role": "assistant", "content": content}]
+        return CLI_SYSTEM, [{"role": "user", "content": CLI_COMMAND}, {"role": "assistant", "content": content}]
+
     def build_body(self, request: ProviderRequest) -> dict[str, Any]:
         native_tools = bool(request.tools)
         body = self.body_prefix(request)
         body["max_tokens"] = request.max_tokens
-        body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages if m.role != "system"]
-        if request.system is not None and request.system != "" and request.system != []:
-            body["system"] = request.system
+        if request.prompt is not None and not request.messages:
+            system, messages = self.prompt_messages(request)
+            body["messages"] = messages
+            body["system"] = system
+        else:
+            body["messages"] = [{"role": m.role, "content": m.content} for m in request.messages
+                                if m.role != "system"]
+            if request.system is not None and request.system != "" and request.system != []:
+                body["system"] = request.system
         thinking = thinking_param(request)
         temperature = 1 if thinking else request.temperature
         if temperature is not None:
@@ -143,16 +191,24 @@ class AnthropicProvider(Provider):
         if request.top_k is not None and not native_tools:
             body["top_k"] = request.top_k
         if request.stop_sequences and not native_tools:
-            body["stop_sequences"] = list(request.stop_sequences)
+            body["stop_sequences"] = self.capped_stops(request.stop_sequences)
         if native_tools:
             body["tools"] = [anthropic_tool(t) for t in request.tools or []]
         if thinking:
             body["thinking"] = thinking
+        if self.settings.get("chapter2"):
+            # chapter2 vendor config keys go into the request (intermodel: {**vendor.config, **kwargs})
+            extra = {k: v for k, v in (self.settings.get("extra_body") or {}).items() if k != "system"}
+            if self.settings.get("steering") and "steering" in extra:
+                extra["steering"] = extra.pop("steering")
+            body.update(extra)
         body.update(request.extra)
         body["stream"] = bool(request.stream)
         return body
 
     def extra_headers(self, body: dict[str, Any]) -> dict[str, str]:
+        if self.settings.get("steering"):
+            return {"anthropic-beta": STEERING_BETA}
         return {"anthropic-beta": CACHE_TTL_BETA} if _has_ttl(body.get("messages")) or _has_ttl(body.get("system")) else {}
 
     # -- one attempt ---------------------------------------------------------------------------

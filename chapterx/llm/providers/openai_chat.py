@@ -36,6 +36,16 @@ def is_reasoning_model(model: str) -> bool:
     return _REASONING.match(model) is not None
 
 
+CHAPTER2_CHAT_SYSTEM = ("Respond to the chat, where your username is shown as None. Only respond with the content "
+                        "of your message, without including your username.")
+_CHAPTER2_CHAT_PREFIXES = ("gpt-3.5", "gpt-4", "gpt4", "o1", "openpipe:", "deepseek-reasoner", "deepseek/deepseek-r1")
+
+
+def is_chapter2_chat_model(model: str) -> bool:
+    """intermodel's rule for which models an openai* vendor sends to /chat/completions."""
+    return model.startswith(_CHAPTER2_CHAT_PREFIXES) and not model.endswith("-base")
+
+
 def _thinking_on(request: ProviderRequest) -> bool:
     th = request.thinking or {}
     return bool(th.get("type") in ("enabled", "adaptive") or th.get("enabled"))
@@ -124,6 +134,10 @@ class OpenAIChatProvider(Provider):
         out: list[dict[str, Any]] = []
         if request.system:
             out.append({"role": "system", "content": self._content(request.system)})
+        if request.prompt is not None and not request.messages:
+            # a base-model prompt on a chat endpoint: the whole prompt as one user turn
+            out.append({"role": "user", "content": request.prompt})
+            return out
         for msg in request.messages:
             out.extend(self._convert(msg))
         return out
@@ -307,6 +321,9 @@ class CompletionsProvider(Provider):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._client: openai.AsyncOpenAI | None = None
+        self._chat_provider: OpenAIChatProvider | None = None
+        if self.settings.get("chapter2"):
+            self.stop_cap = 3  # chapter2 passes stop_sequences[:3]
 
     def client(self) -> openai.AsyncOpenAI:
         if self._client is None:
@@ -318,7 +335,17 @@ class CompletionsProvider(Provider):
             )
         return self._client
 
+    def _chat(self) -> OpenAIChatProvider:
+        """chapter2 sends chat models through /chat/completions (intermodel's rule)."""
+        if self._chat_provider is None:
+            self._chat_provider = OpenAIChatProvider(self.settings, flavour="compatible", base_url=self.base_url,
+                                                     options=self.options, vendor_name=self.vendor_name,
+                                                     real_base_url=self.real_base_url)
+        return self._chat_provider
+
     def build_body(self, request: ProviderRequest) -> dict[str, Any]:
+        if self.settings.get("chapter2") and is_chapter2_chat_model(request.model):
+            return self._chapter2_chat_body(request)
         prompt = request.prompt
         if prompt is None:
             raise ProviderError("completions vendor needs a text prompt (base-model mode)", retryable=False)
@@ -336,13 +363,36 @@ class CompletionsProvider(Provider):
         if rep is not None:
             body["repetition_penalty"] = rep
         if request.stop_sequences:
-            body["stop"] = list(request.stop_sequences)
+            body["stop"] = self.capped_stops(request.stop_sequences)
+        body.update(request.extra)
+        if request.stream:
+            body["stream"] = True
+        return body
+
+    def _chapter2_chat_body(self, request: ProviderRequest) -> dict[str, Any]:
+        body: dict[str, Any] = dict(self.settings.get("extra_body") or {})
+        body["model"] = request.model
+        body["messages"] = [{"role": "system", "content": CHAPTER2_CHAT_SYSTEM},
+                            {"role": "user", "content": request.prompt or ""}]
+        o1 = request.model.startswith("o1")
+        if not o1:
+            body["max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
+        if request.presence_penalty is not None:
+            body["presence_penalty"] = request.presence_penalty
+        if request.frequency_penalty is not None:
+            body["frequency_penalty"] = request.frequency_penalty
+        if request.stop_sequences and not o1:
+            body["stop"] = self.capped_stops(request.stop_sequences)
         body.update(request.extra)
         if request.stream:
             body["stream"] = True
         return body
 
     async def _attempt(self, request: ProviderRequest, body: dict[str, Any], cutter: StopCutter) -> ProviderResponse:
+        if "messages" in body:
+            return await self._chat()._attempt(request, body, cutter)
         client = self.client()
         finish: str | None = None
         usage: Any = None
