@@ -236,6 +236,11 @@ def plan_migration(
             )
         names = [n for n in names if n in set(bots)]
     if not names:
+        if (ems_dir / "config.yaml").is_file() or (ems_dir / "discord_token").exists():
+            raise UsageError(
+                f"{ems_dir}: this looks like one em folder; pass the ems/ folder that holds it "
+                f"(and --bots {ems_dir.name} to migrate only this em)"
+            )
         raise UserError(f"{ems_dir}: no em folders found (is this a chapter2 ems/ folder?)")
     translations: list[Translation] = []
     loaded_warnings: dict[str, list[str]] = {}

@@ -87,6 +87,21 @@ def _plain(v: Any) -> Any:
     return v
 
 
+SECRET_KEYS = frozenset(
+    {"api_token", "vendors", "exa_search_api_key", "novelai_api_key", "discord_token", "discord_proxy_url",
+     "end_to_end_test_discord_token"}
+)
+
+
+def scrub(value: Any) -> Any:
+    """Mask secrets nested anywhere (an airtable token, a sim faculty's em vendors, ...)."""
+    if isinstance(value, dict):
+        return {k: ("**********" if k in SECRET_KEYS and v not in (None, {}, "") else scrub(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
+
+
 def _normalised_kv(res: LoadResult) -> dict[str, Any]:
     inverse = {old: new for new, old in res.renamed.items()}
     return {inverse.get(k, k): v for k, v in res.kv.items()}
@@ -188,7 +203,7 @@ def translate(res: LoadResult) -> Translation:
                 f"budget is kept in {CHAPTER2_PROMPT_KEY} for chapterx's chapter2 prompt mode")
 
     # --- chapter2 prompt assembly (chapterx extension)
-    prompt: dict[str, Any] = {k: _plain(data[k]) for k in PROMPT_KEYS}
+    prompt: dict[str, Any] = {k: scrub(_plain(data[k])) for k in PROMPT_KEYS}
     prompt["folder"] = res.sysname
     # the full intermodel string: its ^tokenizer/@context parts still drive chapter2's token budgets
     prompt["continuation_model"] = model
@@ -227,7 +242,7 @@ def translate(res: LoadResult) -> Translation:
         else:
             out(label, "unsupported", None,
                 f"the '{fac.faculty}' faculty has no ChapterX equivalent (it stays in {CHAPTER2_PROMPT_KEY}.ensembles "
-                "for reference; chapterx skips it)", _plain(fac.model_dump(mode="python")))
+                "for reference; chapterx skips it)", scrub(_plain(fac.model_dump(mode="python"))))
     if "representation_model" in configured_em:
         if any(isinstance(f, m.CharacterFacultyConfig) for f in em.ensembles):
             out("representation_model", "mapped", "plugin_config.character.embed_model")

@@ -332,3 +332,39 @@ def test_tools_entry_point_runs_migrate(tmp_path: Path) -> None:
 def test_shared_golden_sample_is_present_when_shared_exists() -> None:
     shared_path("golden", "chapter2", "sample-ems", "ems")
     assert any(p.name == "ems" and "sample-ems" in str(p) for p in DEPLOYMENTS)
+
+
+def test_nested_secrets_are_masked_in_bot_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ems = tmp_path / "ems"
+    shutil.copytree(HARBOUR, ems)
+    (ems / "skua" / "config.yaml").write_text(
+        "continuation_model: claude-3-haiku\n"
+        "ensembles:\n"
+        "  - faculty: airtable_notes\n"
+        "    airtable: {base_id: app1, table_id: tbl1, api_token: pat-SECRET-airtable}\n"
+        "    ensemble_format: [{format: {}}]\n"
+        "  - faculty: sim\n"
+        "    em:\n"
+        "      name: inner\n"
+        "      sysname: inner\n"
+        "      folder: ems/inner\n"
+        "      exa_search_api_key: exa-SECRET-inner\n"
+        "      vendors: {anthropic: {config: {anthropic_api_key: sk-ant-SECRET-inner}}}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["migrate", str(ems), "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    for f in [*out.rglob("*.yaml"), *out.rglob("*.md"), *out.rglob("*.json")]:
+        text = f.read_text()
+        for secret in ("pat-SECRET-airtable", "exa-SECRET-inner", "sk-ant-SECRET-inner"):
+            if f.name != "shared.yaml":
+                assert secret not in text, (f, secret)
+    assert "SECRET" not in printed.out + printed.err
+    bot = (out / "config" / "bots" / "skua.yaml").read_text()
+    assert "airtable_notes" in bot and "**********" in bot
+
+
+def test_single_em_folder_gets_a_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = _run(["migrate", str(HARBOUR / "tern"), "--out", str(tmp_path / "out")], capsys)
+    assert rc == 2
+    _assert_one_line(err, "one em folder", "--bots tern")
