@@ -98,6 +98,27 @@ async def channel_config_texts(port: DiscordPort, channel_id: str) -> list[str]:
     return texts
 
 
+def _trace_message(m: Any) -> dict[str, Any]:
+    """A fetched message in the trace's upstream shape."""
+    out: dict[str, Any] = {
+        "id": m.id,
+        "author": {"id": m.author.id, "username": m.author.username, "displayName": m.author.display_name,
+                   "bot": m.author.bot},
+        "content": m.content,
+        "timestamp": m.timestamp,
+        "attachments": [{"url": a.url, "contentType": a.content_type, "filename": a.filename, "size": a.size}
+                        for a in m.attachments],
+    }
+    if m.referenced_message:
+        out["replyTo"] = m.referenced_message
+    return out
+
+
+def _phase(tr: Any, name: str) -> None:
+    if tr is not None and hasattr(tr, "set_phase"):
+        tr.set_phase(name)
+
+
 def _drop_m_commands(fetched: FetchedContext) -> None:
     fetched.messages = [m for m in fetched.messages if not _M_COMMAND.match(_REPLY_TAG.sub("", m.content, 1))]
 
@@ -263,7 +284,8 @@ async def _run_inline(
             })
             tr = _trace()
             if tr is not None:
-                tr.record_tool(call.id, call.name, call.input, outcome.output, error=outcome.error)
+                tr.record_tool(call.id, call.name, call.input, outcome.output, duration_ms=0, error=outcome.error,
+                               sent_to_discord=config.get("tool_output_visible") is True)
         accumulated += results_block(outputs)
         sent_upto = len(accumulated)
         depth += 1
@@ -455,6 +477,7 @@ async def run_activation(
         if tr is not None:
             tr.set_config(cfg)
         caching = opt.prompt_caching(cfg)
+        _phase(tr, "fetch")
         depth = int(opt.get_or(cfg, "recency_window_messages", 200)) + int(opt.get_or(cfg, "rolling_threshold", 50)) + 50
         max_fetch_images = max(opt.max_images(cfg) * 2, 10)
         fetched = await fetch_context(
@@ -465,7 +488,7 @@ async def run_activation(
         result.fetched_message_ids = [m.id for m in fetched.messages]
         result.inheritance = dict(fetched.inheritance)
         if tr is not None:
-            tr.record_discord_messages(fetched.messages)
+            tr.record_discord_messages([_trace_message(m) for m in fetched.messages])
         _update_anchor(state, fetched, caching)
         _drop_m_commands(fetched)
         existing = {m.id for m in fetched.messages}
@@ -475,6 +498,7 @@ async def run_activation(
         covered = {i for e in entries for i in (e.call.get("botMessageIds") or [])}
         context_messages = [m for m in fetched.messages if m.id not in covered]
         plugins = plugins or PluginHost(cfg)
+        _phase(tr, "context")
         bot_user = port.user(port.bot_user_id)
         built = build_context(BuildInput(
             messages=context_messages, config=cfg, bot_user_id=port.bot_user_id,
@@ -489,6 +513,7 @@ async def run_activation(
             tr.record_context({"messages": len(built.messages), "did_roll": built.did_roll,
                                "cache_marker": built.cache_marker, "stop_sequences": built.stop_sequences})
         model = str(cfg.get("continuation_model") or "")
+        _phase(tr, "llm")
         route = provider_factory(model)
         if hasattr(route, "__await__"):
             route = await route
@@ -517,11 +542,13 @@ async def run_activation(
         if fetched.messages:
             state.newest_seen_message_id = max((m.id for m in fetched.messages), key=int)
         if tr is not None:
-            tr.set_outcome(True, result.completion_text, result.sent_message_ids)
+            tr.set_outcome(True, result.completion_text, result.sent_message_ids,
+                           state_updates={"cacheMarkerUpdated": built.cache_marker is not None and caching,
+                                          "messageCountReset": built.did_roll})
     except Exception as exc:  # noqa: BLE001 - the caller decides how to surface it
         result.error = exc
         if tr is not None:
-            tr.set_error("activation", exc)
+            tr.set_error(None, exc)
         log.warning("activation failed in channel %s: %s", channel_id, exc)
     return result
 

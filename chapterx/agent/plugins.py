@@ -95,9 +95,6 @@ class PluginHost:
                     depth = -(depth + 1)
                 out.append(Injection(str(item.get("content") or ""), depth, int(item.get("priority") or 0),
                                      bool(item.get("as_system", False))))
-        if "notes" in self.enabled() and self.notes:
-            text = "\n".join(f"[{k}] {v}" for k, v in self.notes.items())
-            out.append(Injection(f"Notes:\n{text}", 0))
         return out
 
     async def execute(self, name: str, tool_input: Mapping[str, Any]) -> ToolOutcome:

@@ -127,3 +127,22 @@ def test_replay_cli_json_and_errors(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["replay", str(bad)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 2 and "Traceback" not in err
+
+
+async def test_activation_records_a_trace(tmp_path: Path) -> None:
+    from chapterx.trace.collector import start_activation
+    from chapterx.trace.writer import TraceWriter
+
+    case = make_case([msg(1, HUMAN, "hello"), msg(2, OTHER, f"<@{BOT}> hi")],
+                     "name: Gull\ncontinuation_model: claude-sonnet-4-5-20250929\n",
+                     [{"text": " hey there", "stop_reason": "end_turn"}])
+    writer = TraceWriter(tmp_path, background=False)
+    with start_activation("910000000000000001", "1410000000000000002", "gull", writer=writer) as tr:
+        out = await replay_case(case)
+        trace = tr.trace
+    assert out["discord_actions"][0]["content"] == "hey there"
+    assert [m["id"] for m in trace["rawDiscordMessages"]] == ["1410000000000000001", "1410000000000000002"]
+    assert trace["outcome"]["success"] is True
+    assert trace["outcome"]["sentMessageIds"] == ["1900000000000000001"]
+    assert trace["contextBuild"]["did_roll"] is False
+    assert len(trace["llmCalls"]) == 1
