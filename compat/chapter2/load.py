@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from chapterx.config.report import Problem
 from chapterx.errors import UserError
 from compat.chapter2 import models as m
-from compat.chapter2.yaml11 import YAML11Error, load_yaml11
+from compat.chapter2.yaml11 import YAML11Error, load_yaml11_lines
 
 # Raw-text key-files whose trailing newline is part of the value (prompt text); every other raw
 # key-file is stripped (chapter2 keeps the newline, which breaks booleans and names).
@@ -36,13 +36,16 @@ FORCED_KEYS = frozenset({"folder", "sysname"})
 class Chapter2Error(UserError):
     """A chapter2 em that cannot be loaded: one line naming the em and the file."""
 
-    def __init__(self, em: str, file: Path | str | None, message: str, key: str | None = None) -> None:
-        where = f"{file}: " if file else ""
+    def __init__(
+        self, em: str, file: Path | str | None, message: str, key: str | None = None, line: int | None = None
+    ) -> None:
+        where = (f"{file}:{line}: " if line else f"{file}: ") if file else ""
         super().__init__(f"chapter2 em '{em}': {where}{message}", exit_code=1)
         self.em = em
         self.file = str(file) if file else None
         self.detail = message
         self.key = key
+        self.line = line
 
 
 @dataclass
@@ -86,11 +89,18 @@ def _read_text(em: str, path: Path) -> str:
         raise Chapter2Error(em, path, _describe_os_error(exc)) from None
 
 
+# file -> {dotted key path: line}, filled as files are parsed; only used to point errors at lines.
+_KEY_LINES: dict[str, dict[str, int]] = {}
+
+
 def _parse(em: str, path: Path, text: str, warnings: list[Problem]) -> Any:
     try:
-        value, dups = load_yaml11(text)
+        value, dups, lines = load_yaml11_lines(text)
     except YAML11Error as exc:
         raise Chapter2Error(em, path, str(exc)) from None
+    if len(_KEY_LINES) > 4096:
+        _KEY_LINES.clear()
+    _KEY_LINES[str(path)] = lines
     for dup in dups:
         key = f"{dup.path}.{dup.key}" if dup.path else dup.key
         warnings.append(
@@ -117,6 +127,8 @@ def _parse_cached(em: str, path: Path, warnings: list[Problem]) -> Any:
             _LAYER_CACHE.clear()
         _LAYER_CACHE[key] = hit
     warnings.extend(hit[1])
+    if str(path) not in _KEY_LINES:
+        _parse(em, path, _read_text(em, path), [])
     return copy.deepcopy(hit[0])
 
 
@@ -315,16 +327,42 @@ def _loc_str(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def _source_for(loc: tuple[Any, ...], origins: dict[str, Path]) -> Path | None:
-    candidates: list[Any] = []
-    if loc and loc[0] == "em" and len(loc) > 1:
-        candidates = [loc[1], "em"]
-    elif loc and loc[0] == "interfaces":
-        candidates = [loc[3] if len(loc) > 3 else None, "interfaces"]
-    for c in candidates:
-        if isinstance(c, str) and c in origins:
-            return origins[c]
-    return None
+def _locate(loc: tuple[Any, ...], origins: dict[str, Path], renamed: dict[str, str]) -> tuple[Path | None, int | None]:
+    """The file (and line, when known) that set the value at a pydantic error location."""
+    if not loc:
+        return None, None
+    src: Path | None = None
+    prefix: list[str] = []
+    rest: tuple[Any, ...] = ()
+    if loc[0] == "em" and len(loc) > 1:
+        key = str(loc[1])
+        written = renamed.get(key, key)
+        rest = loc[2:]
+        if written in origins:
+            src, prefix = origins[written], [written]
+        elif "em" in origins:
+            src, prefix = origins["em"], ["em", key]
+    elif loc[0] == "interfaces":
+        key = str(loc[3]) if len(loc) > 3 else ""
+        written = renamed.get(key, key)
+        rest = loc[4:]
+        if key and written in origins and written not in ("interfaces",):
+            src, prefix = origins[written], [written]
+        elif "interfaces" in origins:
+            src = origins["interfaces"]
+            prefix = ["interfaces", *([str(loc[1])] if len(loc) > 1 else []), *([key] if key else [])]
+    if src is None:
+        return None, None
+    lines = _KEY_LINES.get(str(src), {})
+    if prefix and src.name == f"{prefix[0]}.yaml":
+        prefix = prefix[1:]  # a `<key>.yaml` key-file holds the value itself
+    path = ".".join(prefix)
+    best = lines.get(path) if path else None
+    for part in rest:
+        cand = f"{path}.{part}" if path else str(part)
+        if cand in lines:  # union tags (class or faculty names) are not in the file: skip them
+            path, best = cand, lines[cand]
+    return src, best
 
 
 def _unknown_key_warnings(transposed: dict[str, Any], renamed: dict[str, str], origins: dict[str, Path]) -> list[Problem]:
@@ -416,9 +454,9 @@ def validate_kv(
         errs = exc.errors()
         first = errs[0]
         loc = tuple(first["loc"])
-        src = _source_for(loc, origins)
+        src, line = _locate(loc, origins, renamed)
         more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
-        raise Chapter2Error(em, src, f"{_loc_str(loc)}: {first['msg']}{more}", _loc_str(loc)) from None
+        raise Chapter2Error(em, src, f"{_loc_str(loc)}: {first['msg']}{more}", _loc_str(loc), line) from None
     return config, warnings, renamed, configured
 
 

@@ -102,8 +102,15 @@ def _yaml() -> YAML:
     return y
 
 
-def _drop_earlier_duplicates(node: Node, path: str, found: list[DuplicateKey]) -> None:
-    """Keep only the last occurrence of each key (PyYAML's behaviour), recording what was dropped."""
+def _drop_earlier_duplicates(
+    node: Node, path: str, found: list[DuplicateKey], lines: dict[str, int] | None = None
+) -> None:
+    """Keep only the last occurrence of each key (PyYAML's behaviour), recording what was dropped.
+
+    Also records the 1-based line of every key and sequence item under its dotted path in `lines`.
+    """
+    if lines is None:
+        lines = {}
     if isinstance(node, MappingNode):
         first: dict[Any, int] = {}
         pairs: list[Any] = []
@@ -122,10 +129,14 @@ def _drop_earlier_duplicates(node: Node, path: str, found: list[DuplicateKey]) -
             child = f"{path}.{k.value}" if path and isinstance(k, ScalarNode) else (
                 str(k.value) if isinstance(k, ScalarNode) else path
             )
-            _drop_earlier_duplicates(v, child, found)
+            if isinstance(k, ScalarNode):
+                lines.setdefault(child, k.start_mark.line + 1)
+            _drop_earlier_duplicates(v, child, found, lines)
     elif isinstance(node, SequenceNode):
         for i, item in enumerate(node.value):
-            _drop_earlier_duplicates(item, f"{path}.{i}" if path else str(i), found)
+            child = f"{path}.{i}" if path else str(i)
+            lines.setdefault(child, item.start_mark.line + 1)
+            _drop_earlier_duplicates(item, child, found, lines)
 
 
 class YAML11Error(ValueError):
@@ -137,13 +148,20 @@ def load_yaml11(text: str) -> tuple[Any, list[DuplicateKey]]:
 
     Returns the value (None for an empty document) and the duplicate keys that were overridden.
     """
+    value, duplicates, _ = load_yaml11_lines(text)
+    return value, duplicates
+
+
+def load_yaml11_lines(text: str) -> tuple[Any, list[DuplicateKey], dict[str, int]]:
+    """`load_yaml11` plus the line of every key / item, by dotted path ("ensembles.0.faculty")."""
     y = _yaml()
     duplicates: list[DuplicateKey] = []
+    lines: dict[str, int] = {}
     try:
         node = y.compose(text)
         if node is None:
-            return None, duplicates
-        _drop_earlier_duplicates(node, "", duplicates)
+            return None, duplicates, lines
+        _drop_earlier_duplicates(node, "", duplicates, lines)
         constructor = y.constructor
         value = constructor.construct_document(node)
     except YAMLError as exc:
@@ -151,4 +169,4 @@ def load_yaml11(text: str) -> tuple[Any, list[DuplicateKey]]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         raise YAML11Error(f"invalid YAML: {where}{problem}") from None
-    return value, duplicates
+    return value, duplicates, lines

@@ -218,3 +218,22 @@ def test_progress_bar_for_large_deployments(tmp_path: Path) -> None:
     quiet = io.StringIO()
     _plan_with_progress(plan_migration, ems, None, False, Console(file=quiet, force_terminal=False), show=True)
     assert quiet.getvalue() == ""
+
+
+def test_errors_point_at_file_and_line(tmp_path: Path) -> None:
+    from compat.chapter2.load import Chapter2Error
+
+    ems = tmp_path / "ems"
+    shutil.copytree(HARBOUR, ems)
+    (ems / "skua" / "config.yaml").write_text(
+        "recency_window: 5\nensembles:\n  - faculty: character\n    ensemble_format:\n"
+        "      - format: {}\n        max_tokens: 1.5\n      - format: {}\n"
+    )
+    with pytest.raises(Chapter2Error) as info:
+        load(ems, "skua")
+    assert info.value.line == 6
+    assert "skua/config.yaml:6: em.ensembles.0.character.ensemble_format.0.max_tokens" in str(info.value)
+    (ems / "skua" / "config.yaml").write_text("interfaces:\n  - name: discord\n  - name: chatcompletions\n    port: x\n")
+    with pytest.raises(Chapter2Error) as info:
+        load(ems, "skua")
+    assert info.value.line == 4 and "interfaces.1" in str(info.value)
