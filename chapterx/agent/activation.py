@@ -462,6 +462,8 @@ async def run_activation(
     plugins: PluginHost | None = None,
     clock: Callable[[], float] | None = None,
     base_dir: Path | None = None,
+    tool_log_dir: Path | None = None,
+    bot_id: str | None = None,
 ) -> ActivationResult:
     """Run one activation in `channel_id`; errors are captured in the result (nothing half-posted)."""
     state = state or ChannelState()
@@ -492,6 +494,10 @@ async def run_activation(
         _update_anchor(state, fetched, caching)
         _drop_m_commands(fetched)
         existing = {m.id for m in fetched.messages}
+        if tool_log_dir is not None and not tool_cache:
+            from chapterx.agent.toollog import load_entries
+
+            tool_cache = load_entries(tool_log_dir, bot_id or opt.bot_name(cfg), channel_id)
         entries = [ToolCacheEntry(dict(e.get("call") or {}), dict(e.get("result") or {}), str(e.get("timestamp") or ""))
                    for e in tool_cache]
         entries = load_tool_cache(entries, existing)
@@ -541,6 +547,11 @@ async def run_activation(
             state.messages_since_roll += _new_message_count(state, fetched)
         if fetched.messages:
             state.newest_seen_message_id = max((m.id for m in fetched.messages), key=int)
+        if tool_log_dir is not None and result.tool_log:
+            from chapterx.agent.toollog import append_entries
+
+            append_entries(tool_log_dir, bot_id or opt.bot_name(cfg), channel_id, result.tool_log,
+                           result.sent_message_ids)
         if tr is not None:
             tr.set_outcome(True, result.completion_text, result.sent_message_ids,
                            state_updates={"cacheMarkerUpdated": built.cache_marker is not None and caching,

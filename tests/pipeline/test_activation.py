@@ -146,3 +146,40 @@ async def test_activation_records_a_trace(tmp_path: Path) -> None:
     assert trace["outcome"]["sentMessageIds"] == ["1900000000000000001"]
     assert trace["contextBuild"]["did_roll"] is False
     assert len(trace["llmCalls"]) == 1
+
+
+async def test_tool_log_round_trip_hides_covered_bot_message(tmp_path: Path) -> None:
+    """A logged call shows up after its trigger and replaces the bot's Discord message in context."""
+    from chapterx.agent.activation import run_activation
+    from chapterx.agent.toollog import append_entries, load_entries, remove_by_bot_message
+    from chapterx.discord.memory import MemoryDiscord
+    from chapterx.llm.types import ProviderResponse
+
+    case = make_case([msg(1, HUMAN, "search cats"), msg(2, BOT, "Found 3."), msg(3, HUMAN, "thanks")],
+                     "unused", [])
+    call = {"call": {"id": "c1", "name": "search", "input": {"q": "cats"}, "messageId": "1410000000000000001",
+                     "originalCompletionText": "Looking."}, "result": {"output": "3 cats"}}
+    append_entries(tmp_path, "gull", "910000000000000001", [call], ["1410000000000000002"])
+    assert load_entries(tmp_path, "gull", "910000000000000001")[0]["call"]["botMessageIds"] == ["1410000000000000002"]
+
+    seen = []
+
+    class Echo:
+        async def complete(self, request, on_text=None):  # noqa: ANN001, ANN201
+            seen.append(request)
+            return ProviderResponse(text=" ok", stop_reason="end_turn")
+
+    class Route:
+        provider = Echo()
+        formatter_route = None
+
+    cfg = {"name": "Gull", "continuation_model": "claude-sonnet-4-5-20250929", "mode": "prefill"}
+    world = MemoryDiscord(case["discord"])
+    result = await run_activation(world, cfg, "1410000000000000003", lambda m: Route(),
+                                  channel_id="910000000000000001", tool_log_dir=tmp_path, bot_id="gull")
+    assert result.error is None
+    prefill = seen[0].messages[-1].content
+    assert "Gull: Looking.\nSystem<[search]: 3 cats\nines: thanks\nGull:" in prefill
+    assert "Found 3." not in prefill
+    assert remove_by_bot_message(tmp_path, "gull", "910000000000000001", ["1410000000000000002"]) == 1
+    assert load_entries(tmp_path, "gull", "910000000000000001") == []
