@@ -368,3 +368,29 @@ def test_single_em_folder_gets_a_hint(tmp_path: Path, capsys: pytest.CaptureFixt
     rc, err = _run(["migrate", str(HARBOUR / "tern"), "--out", str(tmp_path / "out")], capsys)
     assert rc == 2
     _assert_one_line(err, "one em folder", "--bots tern")
+
+
+def test_failure_while_writing_leaves_nothing_half_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    import compat.chapter2.migrate as mig
+
+    out = tmp_path / "out"
+    assert main(["migrate", str(HARBOUR), "--out", str(out)]) == 0
+    before = _tree_digest(out)
+    calls = {"n": 0}
+    real = shutil.copyfile
+
+    def flaky(src: object, dst: object, **kw: object) -> object:
+        calls["n"] += 1
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(mig.shutil, "copyfile", flaky)
+    rc, err = _run(["migrate", str(HARBOUR), "--out", str(out), "--force"], capsys)
+    assert rc == 1 and calls["n"] == 1
+    _assert_one_line(err, "cannot copy", "sayings.txt")
+    assert _tree_digest(out) == before, "the previous output must survive a failed rerun"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "temporary folders left behind"
+    fresh = tmp_path / "fresh"
+    rc, _ = _run(["migrate", str(HARBOUR), "--out", str(fresh)], capsys)
+    assert rc == 1 and not fresh.exists()
+    monkeypatch.setattr(mig.shutil, "copyfile", real)
