@@ -536,6 +536,12 @@ class Router:
             )
         return self._providers[adapter.key]
 
+    async def aclose(self) -> None:
+        """Close every provider created so far."""
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()
+
     def describe(self, models: Iterable[str]) -> dict[str, Any]:
         """The config-resolution `vendor_routing` expected shape (adapters and per-model routes)."""
         routes: dict[str, Any] = {}

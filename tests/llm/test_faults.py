@@ -65,7 +65,9 @@ async def _call(kind: str, responses: list[dict[str, Any]], *, stream: bool = Tr
             result: Any = await route.provider.complete(_request(kind, stream, retries), on_text=pieces.append)
         except ProviderError as exc:
             result = exc
-        return srv, result, pieces, time.monotonic() - started
+        elapsed = time.monotonic() - started
+        await router.aclose()
+        return srv, result, pieces, elapsed
 
 
 KINDS = list(MODELS)

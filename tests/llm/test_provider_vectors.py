@@ -65,6 +65,7 @@ async def _run_case(case: dict[str, Any]) -> tuple[FakeLLMServer, Router, Any, l
                 results.append(await route.provider.complete(follow))
         except ProviderError as exc:
             results.append(exc)
+        await router.aclose()
         return srv, router, route, results
 
 

@@ -149,6 +149,21 @@ class Provider:
     def _classify(self, exc: BaseException) -> ProviderError:
         raise NotImplementedError
 
+    async def aclose(self) -> None:
+        """Close the SDK client(s) so no connection outlives the event loop."""
+        for name in ("_client", "_http", "_chat_provider"):
+            obj = getattr(self, name, None)
+            if obj is None:
+                continue
+            closer = getattr(obj, "aclose", None) or getattr(obj, "close", None)
+            if closer is None:
+                continue
+            with contextlib.suppress(Exception):
+                result = closer()
+                if hasattr(result, "__await__"):
+                    await result
+            setattr(self, name, None)
+
     # -- shared ------------------------------------------------------------------------------
     @property
     def sdk_max_retries(self) -> int:
