@@ -148,3 +148,29 @@ def test_base64_images_are_replaced_by_a_size_marker(tmp_path: Path) -> None:
     body = next((logs / "llm-requests").glob("*.json")).read_text()
     assert b64[:200] not in body
     assert body.count(f"[BASE64_DATA_{len(b64)}_BYTES]") == 4
+
+
+async def test_concurrent_activations_in_one_loop_keep_their_own_trace(tmp_path: Path) -> None:
+    import asyncio
+
+    logs = tmp_path / "logs"
+    w = new_writer(logs, background=True)
+    install_log_handler()
+    logger = logging.getLogger("chapterx.agent.concurrent")
+    logger.setLevel(logging.INFO)
+
+    async def activation(name: str, delay: float) -> str:
+        with start_activation("1", name, "Bot", writer=w) as c:
+            for i in range(3):
+                await asyncio.sleep(delay)
+                logger.info("step %s of %s", i, name)
+                await asyncio.create_task(asyncio.sleep(0))  # child tasks inherit the context
+            c.set_outcome(True, name, [])
+            return c.trace_id
+
+    ids = await asyncio.gather(activation("100", 0.003), activation("200", 0.002))
+    w.flush()
+    for tid, name in zip(ids, ("100", "200"), strict=True):
+        trace = json.loads(next((logs / "traces" / "Bot").glob(f"*{tid}*.json")).read_text())
+        assert [e["message"] for e in trace["logs"]] == [f"step {i} of {name}" for i in range(3)]
+        assert trace["outcome"]["responseText"] == name

@@ -108,3 +108,20 @@ def test_external_chapter2_entries(tmp_path: Path, make_store: Any) -> None:
                          "channelId": "77", "success": False}])
     assert store.list_traces(framework="chapter2")["traces"][0]["success"] is False  # replaced, not duplicated
     assert store.list_traces(framework="chapter2")["total"] == 1
+
+
+def test_body_refs_and_ids_are_validated(tmp_path: Path, make_store: Any) -> None:
+    w = new_writer(tmp_path / "logs", background=False)
+    tid = write_activation(w)
+    (tmp_path / "secret.json").write_text("{}")
+    store = make_store(tmp_path / "logs")
+    good = store.body_path("request", f"request-{tid}-0.json")
+    assert good is not None and good.is_file()
+    for ref in ("../secret.json", "..%2Fsecret.json", "/etc/passwd", ".hidden.json", "a/b.json", "",
+                "request-x.json\x00", "..", "request-" + tid + "-0.json/../../secret.json"):
+        assert store.body_path("request", ref) is None, ref
+    assert store.body_path("nonsense", f"request-{tid}-0.json") is None
+    for bad in ("../x", "a/b", "", "x" * 65, "id with space"):
+        assert store.get_trace(bad) is None
+    assert store.get_trace(tid[:8]) is None  # a prefix is not the id
+    assert store.get_trace(tid)["traceId"] == tid
