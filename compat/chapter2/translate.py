@@ -126,7 +126,7 @@ def translate(res: LoadResult) -> Translation:
     # --- identity and model
     name = em.name.strip()
     bot["name"] = name
-    if "name" in configured_em and kv.get("name") != res.sysname:
+    if "name" in configured_em and res.origins.get("name") != res.em_dir:
         out("name", "mapped", "name")
     else:
         t.defaults_carried.append("name (chapter2 default: the folder name)")
@@ -220,6 +220,8 @@ def translate(res: LoadResult) -> Translation:
     )
 
     # --- ensembles
+    if "ensembles" in configured_em and not em.ensembles:
+        out("ensembles", "mapped", f"{CHAPTER2_PROMPT_KEY}.ensembles", "no faculties")
     for i, fac in enumerate(em.ensembles):
         label = f"ensembles.{i} ({fac.faculty})"
         if isinstance(fac, m.CharacterFacultyConfig):
@@ -307,6 +309,8 @@ def _translate_interfaces(
             f"the '{iface.name}' interface has no ChapterX equivalent", dumped)
     if discord is None:
         t.warnings.append("no discord interface: the migrated bot has nothing to connect to")
+        for key in sorted(flat):
+            out(key, "unsupported", None, "the em has no discord interface", _plain(kv.get(key)))
         return
     idx = res.config.interfaces.index(discord)
     set_here = set(flat)

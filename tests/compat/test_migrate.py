@@ -394,3 +394,31 @@ def test_failure_while_writing_leaves_nothing_half_written(tmp_path: Path, monke
     rc, _ = _run(["migrate", str(HARBOUR), "--out", str(fresh)], capsys)
     assert rc == 1 and not fresh.exists()
     monkeypatch.setattr(mig.shutil, "copyfile", real)
+
+
+def test_every_chapter2_key_gets_exactly_one_verdict(tmp_path: Path) -> None:
+    """All 35 em keys and all discord/completions interface keys, set explicitly, flat."""
+    from compat.chapter2 import models as m
+    from compat.chapter2.migrate import dump_yaml
+    from compat.chapter2.translate import translate
+
+    em = m.EmConfig(name="x", sysname="x", folder=Path("x")).model_dump(mode="python")
+    flat: dict[str, object] = {k: v for k, v in em.items() if k not in ("sysname", "folder")}
+    flat.update(exa_search_api_key="exa-X", novelai_api_key="nai-X", best_of=2,
+                logit_bias={"7": -1.0}, continuation_options={"a": 1}, name="Petrel")
+    iface = m.DiscordInterfaceConfig().model_dump(mode="python")
+    flat.update({k: v for k, v in iface.items() if k != "name"})
+    flat.update(discord_token="tok-X", discord_proxy_url="http://127.0.0.1:1", end_to_end_test_discord_token="e2e",
+                end_to_end_test_discord_channel_id=1, airtable={"base_id": "b", "table_id": "t", "api_token": "a"},
+                port=5000, default_name="user", reply_on_regex="x", nicknames=["p"], addons=[
+                    {"name": "generate_avatar", "prompt": "a bird"}])
+    ems = tmp_path / "ems"
+    (ems / "petrel").mkdir(parents=True)
+    (ems / "petrel" / "config.yaml").write_text(dump_yaml({k: v for k, v in flat.items()}))
+    res = load(ems, "petrel")
+    t = translate(res)
+    keys = [o.key for o in t.outcomes]
+    assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+    missing = set(flat) - set(keys)
+    assert missing == set(), sorted(missing)
+    assert {o.status for o in t.outcomes} == {"mapped", "approximated", "unsupported"}
