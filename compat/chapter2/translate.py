@@ -102,6 +102,16 @@ def scrub(value: Any) -> Any:
     return value
 
 
+def _as_written(kv: dict[str, Any], key: str, index: int, model: Any) -> Any:
+    """Item `index` of list `key` as the operator wrote it (secrets masked), else the loaded value."""
+    raw = kv.get(key)
+    if raw is None and isinstance(kv.get("em"), dict):
+        raw = kv["em"].get(key)
+    if isinstance(raw, list) and index < len(raw):
+        return scrub(_plain(raw[index]))
+    return scrub(_plain(model.model_dump(mode="python")))
+
+
 def _normalised_kv(res: LoadResult) -> dict[str, Any]:
     inverse = {old: new for new, old in res.renamed.items()}
     return {inverse.get(k, k): v for k, v in res.kv.items()}
@@ -244,7 +254,7 @@ def translate(res: LoadResult) -> Translation:
         else:
             out(label, "unsupported", None,
                 f"the '{fac.faculty}' faculty has no ChapterX equivalent (it stays in {CHAPTER2_PROMPT_KEY}.ensembles "
-                "for reference; chapterx skips it)", scrub(_plain(fac.model_dump(mode="python"))))
+                "for reference; chapterx skips it)", _as_written(kv, "ensembles", i, fac))
     if "representation_model" in configured_em:
         if any(isinstance(f, m.CharacterFacultyConfig) for f in em.ensembles):
             out("representation_model", "mapped", "plugin_config.character.embed_model")
@@ -301,12 +311,8 @@ def _translate_interfaces(
         if iface is discord:
             continue
         label = f"interfaces.{i} ({iface.name})"
-        dumped = _plain(iface.model_dump(mode="python"))
-        for key in ("discord_token", "discord_proxy_url"):
-            if dumped.get(key) is not None:
-                dumped[key] = "**********"
         out(label, "unsupported", None,
-            f"the '{iface.name}' interface has no ChapterX equivalent", dumped)
+            f"the '{iface.name}' interface has no ChapterX equivalent", _as_written(kv, "interfaces", i, iface))
     if discord is None:
         t.warnings.append("no discord interface: the migrated bot has nothing to connect to")
         for key in sorted(flat):
