@@ -400,3 +400,22 @@ def test_openai_and_gemini_bodies_are_formatted(page: Any, shapes_viewer: Runnin
         assert fmt.get_attribute("data-shape") == shape
         assert text in fmt.inner_text()
         page.click("#modal-close")
+
+
+def test_every_golden_trace_renders(page: Any, ch2_viewer: RunningViewer) -> None:
+    """Every sample trace (legacy, no outcome, aborted stream, failed, tool loops) and chapter2 reply renders."""
+    ids = [t["traceId"] for t in ch2_viewer.request("GET", "/api/traces?limit=200").json()["traces"]]
+    ids.append("b8c10dd3")  # only reachable by id (its index line is torn)
+    page.goto(ch2_viewer.url + "/")
+    page.wait_for_selector("[data-testid=trace-card]")
+    for tid in ids:
+        status = ch2_viewer.request("GET", f"/api/trace/{tid}").status
+        page.evaluate(
+            "id => { history.pushState(null, '', '/trace/' + id); dispatchEvent(new PopStateEvent('popstate')); }",
+            tid,
+        )
+        if status == 404:
+            page.wait_for_selector("[data-testid=error]")
+            continue
+        page.wait_for_selector(f"[data-testid=trace-detail][data-trace-id='{tid}']")
+        assert page.locator("[data-testid=outcome]").count() >= 1
