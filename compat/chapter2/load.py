@@ -365,12 +365,22 @@ def _locate(loc: tuple[Any, ...], origins: dict[str, Path], renamed: dict[str, s
     return src, best
 
 
+def _line_of(src: Path, dotted: str) -> int | None:
+    """Line of a dotted key in a parsed file (also when it sits under `em:` or in a `<key>.yaml`)."""
+    lines = _KEY_LINES.get(str(src), {})
+    head, _, tail = dotted.partition(".")
+    if src.name == f"{head}.yaml":
+        return lines.get(tail) if tail else None
+    return lines.get(dotted) or lines.get(f"em.{dotted}")
+
+
 def _unknown_key_warnings(transposed: dict[str, Any], renamed: dict[str, str], origins: dict[str, Path]) -> list[Problem]:
     """chapter2 silently ignores unknown keys everywhere; we say where they are."""
     out: list[Problem] = []
 
     def warn(path: str, src: Path | None, extra: str = "") -> None:
-        where = f"{src}: " if src else ""
+        line = _line_of(src, path) if src else None
+        where = (f"{src}:{line}: " if line else f"{src}: ") if src else ""
         out.append(Problem(f"{where}unknown key '{path}' is ignored by chapter2{extra}", path))
 
     for key in transposed:
