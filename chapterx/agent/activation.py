@@ -343,7 +343,7 @@ async def _run_native(
         pre = plan_discord_actions(_completion(resp, resp.text, streaming), ppc)
         await sender.perform(_without_debug(pre))
         assistant_blocks = [
-            b for b in resp.content
+            _ordered_block(b) for b in resp.content
             if b.get("type") in ("thinking", "redacted_thinking", "tool_use") or (b.get("type") == "text" and b.get("text"))
         ]
         results: list[dict[str, Any]] = []
@@ -408,6 +408,22 @@ async def _run_chapter2(
         await sender.perform(plan)
     result.completion_text = "\n".join(r.content for r in replies)
     result.sent_message_ids = sender.sent
+
+
+_BLOCK_KEY_ORDER = {
+    "text": ("type", "text"),
+    "thinking": ("type", "thinking", "signature"),
+    "redacted_thinking": ("type", "data"),
+    "tool_use": ("type", "id", "name", "input"),
+}
+
+
+def _ordered_block(block: Mapping[str, Any]) -> dict[str, Any]:
+    """A returned content block sent back in the vendor's own key order (bodies stay byte-identical)."""
+    order = _BLOCK_KEY_ORDER.get(str(block.get("type")), ())
+    out = {k: block[k] for k in order if k in block}
+    out.update({k: v for k, v in block.items() if k not in out})
+    return out
 
 
 def _without_debug(plan: Any) -> Any:
