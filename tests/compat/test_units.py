@@ -237,3 +237,19 @@ def test_errors_point_at_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(Chapter2Error) as info:
         load(ems, "skua")
     assert info.value.line == 4 and "interfaces.1" in str(info.value)
+
+
+def test_config_show_translates_a_chapter2_em(capsys: pytest.CaptureFixture[str]) -> None:
+    from chapterx.cli import main
+
+    assert main(["config", "show", "--ems", str(HARBOUR), "--bot", "tern"]) == 0
+    out = capsys.readouterr().out
+    assert "chapter2_prompt" in out and "Harbour radio log, {now:%Y-%m-%d}" in out
+    assert "not-a-real-token" not in out and "sk-ant-TEST" not in out
+
+
+def test_golden_sample_validates_per_em() -> None:
+    ems = shared_path("golden", "chapter2", "sample-ems", "ems")
+    reports = validate_paths([ems])
+    assert sorted(Path(r.path).name for r in reports) == ["ferris", "quill", "wren"]
+    assert all(r.dialect == "chapter2" and r.ok for r in reports)
