@@ -92,7 +92,7 @@ async def replay_case(case: Mapping[str, Any], *, fast_retries: bool = True) -> 
         if key not in inp:
             raise UserError(f"case input has no {key!r}")
     world = MemoryDiscord(inp["discord"])
-    return await _replay(inp, world, world.primary_channel_id, inp.get("trigger_message_id"), fast_retries)
+    return await replay_in_world(inp, world, world.primary_channel_id, inp.get("trigger_message_id"), fast_retries)
 
 
 async def replay_history_case(case: Mapping[str, Any], *, fast_retries: bool = True) -> dict[str, Any]:
@@ -110,12 +110,13 @@ async def replay_history_case(case: Mapping[str, Any], *, fast_retries: bool = T
             msg = world.add_message(str(event["channel_id"]), event["message"])
             if trigger is None:
                 trigger, channel_id = msg.id, str(event["channel_id"])
-    return await _replay(inp, world, channel_id, trigger, fast_retries)
+    return await replay_in_world(inp, world, channel_id, trigger, fast_retries)
 
 
-async def _replay(
-    inp: Mapping[str, Any], world: MemoryDiscord, channel_id: str, trigger: str | None, fast_retries: bool
+async def replay_in_world(
+    inp: Mapping[str, Any], world: MemoryDiscord, channel_id: str, trigger: str | None, fast_retries: bool = True
 ) -> dict[str, Any]:
+    """Run one activation in `channel_id` of an already-built world (config files etc. from `inp`)."""
     from chapterx.config.load import resolve_bot_config
     from chapterx.llm.fake import FakeLLMServer
     from chapterx.llm.providers.base import ProviderOptions
