@@ -139,3 +139,27 @@ def test_fake_server_records_and_runs_out_cleanly() -> None:
     reqs, err = asyncio.run(run())
     assert len(reqs) == 1 and "no scripted response left" in err.message
     assert json.loads(reqs[0]["raw"])["model"] == "gpt-4o"
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_reasoning_and_gemini_function_calls(stream: bool) -> None:
+    async def run() -> Any:
+        async with FakeLLMServer([{"thinking": "let me think", "text": "Answer."},
+                                  {"text": "", "tool_use": {"id": "x", "name": "save", "input": {"a": 1}}}]) as srv:
+            router = Router({"openai-local": {"config": {"api_base": "http://l.invalid/v1"}},
+                             "gemini": {"config": {"api_key": "g"}}}, env={}, base_url_override=srv.base_url)
+            r1 = await router.route("local:deepseek").provider.complete(
+                ProviderRequest(model="local:deepseek", messages=[ChatMessage("user", "hi")], stream=stream))
+            tools = [{"name": "save", "description": "s", "input_schema": {"type": "object", "properties": {}}}]
+            r2 = await router.route("gemini-2.5-pro").provider.complete(
+                ProviderRequest(model="gemini-2.5-pro", messages=[ChatMessage("user", "hi")], tools=tools,
+                                stream=stream))
+            await router.aclose()
+            return r1, r2, srv.requests
+
+    r1, r2, reqs = asyncio.run(run())
+    assert r1.text == "Answer." and r1.content[0] == {"type": "thinking", "thinking": "let me think"}
+    assert r2.stop_reason == "tool_use"
+    assert r2.content[-1]["name"] == "save" and r2.content[-1]["input"] == {"a": 1}
+    decl = reqs[1]["body"]["tools"][0]["functionDeclarations"][0]
+    assert decl["name"] == "save"

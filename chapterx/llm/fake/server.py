@@ -323,6 +323,8 @@ class FakeLLMServer:
         )
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": text if (text or not tool) else None}
+            if spec.get("thinking"):
+                message["reasoning_content"] = spec["thinking"]
             if tool_calls:
                 message["tool_calls"] = tool_calls
             return web.json_response(
@@ -347,6 +349,7 @@ class FakeLLMServer:
             }
 
         events = [chunk({"role": "assistant", "content": ""}, None)]
+        events += [chunk({"reasoning_content": part}, None) for part in chunks(spec.get("thinking") or "")]
         events += [chunk({"content": part}, None) for part in chunks(text)]
         if tool_calls:
             events.append(chunk({"tool_calls": [{"index": 0, **tool_calls[0]}]}, None))
@@ -407,6 +410,10 @@ class FakeLLMServer:
             if spec.get("image_base64")
             else None
         )
+        tool = spec.get("tool_use")
+        if tool and not image_part:
+            image_part = {"functionCall": {"name": tool["name"], "args": tool.get("input", {})}}
+        thought = [{"text": spec["thinking"], "thought": True}] if spec.get("thinking") else []
 
         def resp(parts: list[dict[str, Any]], finish_reason: str | None) -> dict[str, Any]:
             cand: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
@@ -415,12 +422,12 @@ class FakeLLMServer:
             return {"candidates": [cand], "usageMetadata": usage, "modelVersion": model}
 
         if ":generateContent" in path:
-            parts: list[dict[str, Any]] = [{"text": text}] if text else []
+            parts: list[dict[str, Any]] = thought + ([{"text": text}] if text else [])
             if image_part:
                 parts.append(image_part)
             return web.json_response(resp(parts, finish), headers=spec.get("headers"))
         pieces = chunks(text)
-        events = []
+        events = [resp(thought, None)] if thought else []
         for i, part in enumerate(pieces):
             last = i == len(pieces) - 1 and not image_part
             events.append(resp([{"text": part}], finish if last else None))

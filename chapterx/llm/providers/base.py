@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from chapterx.llm.types import ContentBlock, ProviderRequest, ProviderResponse
 
 TextCallback = Callable[[str], None]
 T = TypeVar("T")
+log = logging.getLogger("chapterx.llm")
 
 
 @dataclass
@@ -213,10 +215,14 @@ class Provider:
                 self._record(request, body, None, started, error=err)
                 limit = max(attempts, 5) if err.status == 429 else attempts
                 if not err.retryable or cutter.emitted > 0 or attempt >= limit:
+                    log.error("LLM call to %s (%s) failed after %d attempt(s): %s", self.vendor_name or self.kind,
+                              request.model, attempt, err.message)
                     raise err from (exc if exc is not err else None)
                 delay = err.retry_after
                 if delay is None:
                     delay = min(self.options.retry_base_delay * 2 ** (attempt - 1), self.options.retry_max_delay)
+                log.warning("LLM call to %s (%s) failed (attempt %d of %d), retrying in %.1f s: %s",
+                            self.vendor_name or self.kind, request.model, attempt, limit, delay, err.message)
                 await asyncio.sleep(max(0.0, delay))
                 continue
             self._record(request, body, response, started)

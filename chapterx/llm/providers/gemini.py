@@ -180,6 +180,8 @@ class GeminiProvider(Provider):
         contents: Any = self.contents(request)
         config = self.config(request)
         images: list[ContentBlock] = []
+        calls: list[ContentBlock] = []
+        thoughts: list[str] = []
         finish: str | None = None
         usage: dict[str, int] = {}
         model = request.model
@@ -198,8 +200,14 @@ class GeminiProvider(Provider):
                 if cand.finish_reason is not None:
                     finish = str(getattr(cand.finish_reason, "value", cand.finish_reason))
                 for part in (cand.content.parts if cand.content else None) or []:
-                    if part.text and not part.thought:
+                    if part.text and part.thought:
+                        thoughts.append(part.text)
+                    elif part.text:
                         cutter.feed(part.text)
+                    if part.function_call is not None:
+                        fc = part.function_call
+                        calls.append({"type": "tool_use", "id": fc.id or f"call_{len(calls) + 1}",
+                                      "name": fc.name or "", "input": dict(fc.args or {})})
                     if part.inline_data is not None and part.inline_data.data is not None:
                         images.append({"type": "image", "source": {
                             "type": "base64", "media_type": part.inline_data.mime_type or "image/png",
@@ -214,8 +222,9 @@ class GeminiProvider(Provider):
         else:
             take(await aio.models.generate_content(model=request.model, contents=contents, config=config))
         text = cutter.finish()
-        content: list[ContentBlock] = ([{"type": "text", "text": text}] if text else []) + images
-        stop_reason = _FINISH.get(finish or "STOP", "end_turn")
+        content: list[ContentBlock] = [{"type": "thinking", "thinking": "".join(thoughts)}] if thoughts else []
+        content += ([{"type": "text", "text": text}] if text else []) + images + calls
+        stop_reason = "tool_use" if calls else _FINISH.get(finish or "STOP", "end_turn")
         stop_sequence = None
         if cutter.hit is not None and stop_reason == "end_turn":
             stop_reason, stop_sequence = "stop_sequence", cutter.hit

@@ -214,14 +214,17 @@ class OpenAIChatProvider(Provider):
             message = choice.get("message") or {}
             cutter.feed(message.get("content") or "")
             tool_calls = message.get("tool_calls") or []
+            reasoning = message.get("reasoning_content") or message.get("reasoning")
             return self._finish(cutter, choice.get("finish_reason"), tool_calls, data.get("usage"),
-                                data.get("model") or request.model, body)
+                                data.get("model") or request.model, body,
+                                reasoning if isinstance(reasoning, str) else "")
         stream = await client.post("/chat/completions", body=dict(body), cast_to=ChatCompletion, stream=True,
                                    stream_cls=AsyncStream[ChatCompletionChunk])
         finish: str | None = None
         usage: Any = None
         model: str | None = None
         calls: dict[int, dict[str, Any]] = {}
+        reasoning = ""
         try:
             async for chunk in with_stall_timeout(stream, self.options.stall_timeout):
                 data = chunk.model_dump(mode="json")
@@ -230,6 +233,9 @@ class OpenAIChatProvider(Provider):
                     usage = data["usage"]
                 for choice in data.get("choices") or []:
                     delta = choice.get("delta") or {}
+                    reasoning_delta = delta.get("reasoning_content") or delta.get("reasoning")
+                    if isinstance(reasoning_delta, str):
+                        reasoning += reasoning_delta
                     if delta.get("content"):
                         cutter.feed(delta["content"])
                     for tc in delta.get("tool_calls") or []:
@@ -254,12 +260,13 @@ class OpenAIChatProvider(Provider):
             {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
             for _, c in sorted(calls.items())
         ]
-        return self._finish(cutter, finish, tool_calls, usage, model or request.model, body)
+        return self._finish(cutter, finish, tool_calls, usage, model or request.model, body, reasoning)
 
     def _finish(self, cutter: StopCutter, finish: str | None, tool_calls: list[dict[str, Any]], usage: Any,
-                model: str, body: dict[str, Any]) -> ProviderResponse:
+                model: str, body: dict[str, Any], reasoning: str = "") -> ProviderResponse:
         text = cutter.finish()
-        content: list[ContentBlock] = []
+        # reasoning text some servers stream (`reasoning_content` / `reasoning`) becomes a thinking block
+        content: list[ContentBlock] = [{"type": "thinking", "thinking": reasoning}] if reasoning else []
         if text:
             content.append({"type": "text", "text": text})
         for tc in tool_calls:
