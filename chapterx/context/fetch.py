@@ -34,6 +34,7 @@ TEXT_EXTENSIONS = frozenset(
     "dockerfile makefile gradle properties graphql proto svelte vue dart zig nim".split()
 )
 MAX_TEXT_FETCH = 800 * 1024
+MAX_IMAGE_BASE64 = 5 * 1024 * 1024
 TEXT_KEEP = 200 * 1024
 
 
@@ -221,7 +222,8 @@ async def fetch_context(
                 except Exception:  # noqa: BLE001 - a missing image must not fail the activation
                     continue
                 mtype = sniff_image_type(data)
-                if mtype is None:
+                if mtype is None or (len(data) * 4 + 2) // 3 > MAX_IMAGE_BASE64:
+                    # not an image we recognise, or too large for the APIs (no resampling here yet)
                     continue
                 images[att.url] = ImageData(data, mtype, att.width, att.height)
                 image_count += 1
