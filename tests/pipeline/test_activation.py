@@ -183,3 +183,19 @@ async def test_tool_log_round_trip_hides_covered_bot_message(tmp_path: Path) -> 
     assert "Found 3." not in prefill
     assert remove_by_bot_message(tmp_path, "gull", "910000000000000001", ["1410000000000000002"]) == 1
     assert load_entries(tmp_path, "gull", "910000000000000001") == []
+
+
+@pytest.mark.parametrize("fault", ["reset", "reset_mid_stream", "malformed"])
+async def test_transport_fault_then_success_posts_once(fault: str) -> None:
+    """A failed first attempt (connection reset, cut stream, garbage frame) is retried by the provider;
+    whatever happens, the channel never sees the partial text, and at most one reply."""
+    case = make_case([msg(1, HUMAN, f"<@{BOT}> hi")], "name: Gull\ncontinuation_model: claude-sonnet-4-5-20250929\n",
+                     [{"text": "Partial words that must never be posted", "fault": fault, "fault_after_deltas": 1},
+                      {"text": " Fine, thanks.", "stop_reason": "end_turn"}])
+    out = await replay_case(case)
+    sends = [a["content"] for a in out["discord_actions"] if a["type"] == "send"]
+    assert all("Partial" not in s for s in sends)
+    if out.get("error"):
+        assert sends == [] and out["state_after"]["messages_since_roll"] == 0
+    else:
+        assert sends == ["Fine, thanks."] and len(out["provider_requests"]) == 2
