@@ -37,6 +37,8 @@ PROMPT_KEYS = (
     "split_message",
     "scene_break",
     "prevent_gpt_topic_change",
+    "mufflers",
+    "trim_final_incomplete_sentence",
     "ensembles",
 )
 CHARS_PER_TOKEN = 4  # rough; ChapterX budgets are characters, chapter2's are tokens
@@ -264,8 +266,6 @@ def translate(res: LoadResult) -> Translation:
 
     # --- em keys with no equivalent
     nothing = {
-        "mufflers": "reply filters have no ChapterX equivalent",
-        "trim_final_incomplete_sentence": "no ChapterX equivalent",
         "prevent_scene_break": "no ChapterX equivalent (logit bias on the scene break)",
         "logit_bias": "chapter2 applied it only with prevent_scene_break; no ChapterX key",
         "best_of": "dropped by chapter2's pinned intermodel anyway",

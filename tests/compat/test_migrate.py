@@ -161,13 +161,15 @@ def test_unsupported_keys_are_a_comment_block_in_the_bot_file(tmp_path: Path) ->
     assert main(["migrate", str(HARBOUR), "--out", str(out)]) == 0
     text = (out / "config" / "bots" / "gull.yaml").read_text()
     block = text[text.index("no chapterx equivalent"):]
-    for key in ("nicknames", "reply_on_sim", "mufflers", "legacy", "ensembles.1 (exa_search)"):
+    for key in ("nicknames", "reply_on_sim", "legacy", "ensembles.1 (exa_search)"):
         assert re.search(rf"^#   {re.escape(key)}: ", block, re.M), key
     from ruamel.yaml import YAML
 
     data = YAML(typ="safe").load(text)
     assert "nicknames" not in data
     assert data["chapter2_prompt"]["ensembles"][0]["faculty"] == "character"
+    assert data["chapter2_prompt"]["mufflers"] == ["has_url"]  # honoured by chapterx's chapter2 mode
+    assert "#   mufflers:" not in block
     assert data["plugin_config"]["character"]["chr_path"] == "gull/gull.chr"
     assert (out / "config" / "bots" / "gull" / "gull.chr" / "sayings.txt").read_bytes() == (
         HARBOUR / "gull" / "gull.chr" / "sayings.txt"
@@ -422,3 +424,30 @@ def test_every_chapter2_key_gets_exactly_one_verdict(tmp_path: Path) -> None:
     missing = set(flat) - set(keys)
     assert missing == set(), sorted(missing)
     assert {o.status for o in t.outcomes} == {"mapped", "approximated", "unsupported"}
+
+
+def test_migrated_bot_builds_the_chapter2_prompt(tmp_path: Path) -> None:
+    """The keys migrate emits are the ones chapterx's chapter2 prompt assembly reads (contract test)."""
+    from datetime import datetime
+
+    from ruamel.yaml import YAML
+
+    prompt_mod = pytest.importorskip("compat.chapter2.formats.prompt")
+    from compat.chapter2.formats.messages import Author, Message
+
+    out = tmp_path / "out"
+    assert main(["migrate", str(HARBOUR), "--out", str(out)]) == 0
+    bots = out / "config" / "bots"
+    gull = YAML(typ="safe").load((bots / "gull.yaml").read_text())
+    settings = prompt_mod.chapter2_prompt_from_bot_config(gull)
+    history = [Message(Author("ferris"), "gull, when does the tide turn?")]
+    result = prompt_mod.build_prompt(settings, history, em_name=gull["name"], now=datetime(2025, 3, 14, 15, 9),
+                                     base_dir=bots)
+    assert "the tide turns at six" in result.prompt  # from the carried gull.chr
+    assert result.prompt.startswith("From the gull's notebook.\n###\n")
+    assert result.prompt.endswith("<ferris> gull, when does the tide turn?\n<Gull>")
+    tern = YAML(typ="safe").load((bots / "tern.yaml").read_text())
+    result = prompt_mod.build_prompt(prompt_mod.chapter2_prompt_from_bot_config(tern), history, em_name=tern["name"],
+                                     now=datetime(2025, 3, 14, 15, 9), base_dir=bots)
+    assert result.prompt.startswith("Harbour radio log, 2025-03-14.\nferris: gull, when does the tide turn?\n")
+    assert result.prompt.endswith("Tern:")
