@@ -163,3 +163,27 @@ def test_reasoning_and_gemini_function_calls(stream: bool) -> None:
     assert r2.content[-1]["name"] == "save" and r2.content[-1]["input"] == {"a": 1}
     decl = reqs[1]["body"]["tools"][0]["functionDeclarations"][0]
     assert decl["name"] == "save"
+
+
+def test_gate_holds_a_response_until_released() -> None:
+    async def run() -> Any:
+        async with FakeLLMServer([{"text": "late", "gate": "g"}]) as srv:
+            router = Router({"anthropic": {"config": {"anthropic_api_key": KEY}}}, env={},
+                            base_url_override=srv.base_url)
+            task = asyncio.create_task(router.route("claude-x").provider.complete(_req()))
+            await asyncio.sleep(0.3)
+            assert not task.done() and len(srv.requests) == 1
+            srv.release("g")
+            resp = await asyncio.wait_for(task, 10)
+            await router.aclose()
+            return resp
+
+    assert asyncio.run(run()).text == "late"
+
+
+def test_error_body_is_one_line_and_bounded() -> None:
+    from chapterx.llm.providers.base import status_error
+
+    err = status_error("X: ", 502, "<html>\n<body>" + "x" * 5000 + "</body>\n</html>", {"retry-after": "2"})
+    assert "\n" not in err.message and len(err.message) < 1100
+    assert err.retryable and err.retry_after == 2.0 and err.status == 502

@@ -6,9 +6,10 @@ Bedrock AWS event stream) exactly as the golden vectors describe `llm_responses`
 deltas of 16 characters, one scripted response consumed per HTTP request (retries included).
 
 Response entries (all optional): `text`, `stop_reason` (end_turn | stop_sequence | max_tokens |
-refusal | tool_use), `stop_sequence`, `thinking`, `thinking_signature`, `tool_use` {id, name,
-input}, `http_status` + `error_body`, `image_base64` + `image_mime` (Gemini), and fault knobs for
-tests: `retry_after` (seconds, sent as a header with an error status), `fault` = "reset" (drop the
+refusal | tool_use), `stop_sequence`, `thinking` (Anthropic thinking block, OpenAI
+`reasoning_content`, Gemini thought part), `thinking_signature`, `tool_use` {id, name, input},
+`http_status` + `error_body`, `image_base64` + `image_mime` (Gemini), `gate` (hold the answer until
+`release(gate)`), and fault knobs for tests: `retry_after` (seconds, sent as a header with an error status), `fault` = "reset" (drop the
 connection before answering), "reset_mid_stream", "stall" (send part of the stream, then go
 silent), "malformed" (a broken SSE/event frame after the first delta); `fault_after_deltas` (how
 many deltas before a mid-stream fault, default 1); `delay` (seconds before answering); `usage`
@@ -52,6 +53,7 @@ class FakeLLMServer:
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self._ids = itertools.count(1)
+        self._gates: dict[str, asyncio.Event] = {}
         self.base_url = ""
         self.port = 0
 
@@ -71,6 +73,8 @@ class FakeLLMServer:
 
     async def close(self) -> None:
         self._closing.set()
+        for gate in self._gates.values():
+            gate.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -80,6 +84,15 @@ class FakeLLMServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def _gate(self, name: str) -> asyncio.Event:
+        if name not in self._gates:
+            self._gates[name] = asyncio.Event()
+        return self._gates[name]
+
+    def release(self, name: str) -> None:
+        """Let the request(s) held by a `gate: name` response be answered."""
+        self._gate(name).set()
 
     def add(self, *responses: dict[str, Any]) -> None:
         self.responses.extend(responses)
@@ -114,6 +127,8 @@ class FakeLLMServer:
             )
         spec = self.responses[self._next]
         self._next += 1
+        if spec.get("gate"):
+            await self._gate(str(spec["gate"])).wait()
         if spec.get("delay"):
             await asyncio.sleep(float(spec["delay"]))
         if spec.get("fault") == "reset":

@@ -25,6 +25,7 @@ from chapterx.llm.types import ContentBlock, ProviderRequest, ProviderResponse
 TextCallback = Callable[[str], None]
 T = TypeVar("T")
 log = logging.getLogger("chapterx.llm")
+MAX_ERROR_BODY = 1000  # characters of an error body kept in the one-line error
 
 
 @dataclass
@@ -270,4 +271,7 @@ def status_error(prefix: str, status: int, body_text: str, headers: Any) -> Prov
         if retry_after is not None:
             retry_after = min(max(retry_after, 0.0), 60.0)
     retryable = status in (408, 409, 429) or status >= 500
-    return ProviderError(f"{prefix}{status} {body_text}", status=status, retryable=retryable, retry_after=retry_after)
+    text = " ".join(body_text.split()) if ("\n" in body_text or "\r" in body_text) else body_text
+    if len(text) > MAX_ERROR_BODY:
+        text = text[:MAX_ERROR_BODY] + "…"
+    return ProviderError(f"{prefix}{status} {text}", status=status, retryable=retryable, retry_after=retry_after)
