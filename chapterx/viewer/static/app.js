@@ -153,6 +153,7 @@ function traceCard(t) {
       channelLabel(t),
       t.activationReason ? badge(t.activationReason, "reason") : null,
       statusBadge(t.success),
+      t.status && t.status !== "success" && t.status !== "failed" ? badge(t.status.replace(/_/g, " "), "warn") : null,
       h("span", { className: "stats" },
         `${t.llmCallCount || 0} LLM calls` + (t.framework === "chapter2" ? "" : ` · ${fmtTokens(tokens)} tokens`) + (cost ? " · " + cost : "") +
         (t.durationMs ? " · " + fmtDuration(t.durationMs) : "")),
