@@ -252,7 +252,7 @@ async def _run_inline(
         request = render(
             "prefill", built.messages, config, stop_sequences=stops, tools=tools,
             model=str(config.get("continuation_model")), continuation=accumulated or None,
-            continue_last=continue_last and not accumulated,
+            continue_last=continue_last,
         )
         resp = await _call(route.provider, request, result)
         accumulated += resp.text

@@ -111,6 +111,8 @@ def test_prefill_render_marker_cli_and_continuation() -> None:
     assert req.stop_sequences == ["</function_calls>", "\nGull:"]
     cont = render("prefill", msgs, CFG, stop_sequences=[], continue_last=True)
     assert cont.messages[-1].content == "Gull: once upon"
+    cont2 = render("prefill", msgs, CFG, stop_sequences=[], continue_last=True, continuation=" a time")
+    assert cont2.messages[-1].content == "Gull: once upon a time"
     loop = render("prefill", msgs[:1], CFG, stop_sequences=[], continuation=" I looked.\n</function_calls>")
     assert loop.messages[-1].content == "Gull: I looked.\n</function_calls>"
 

@@ -92,8 +92,15 @@ def render_prefill(
         if m.cache_breakpoint and caching:
             flush(cached=True)
 
-    if continue_last and msgs and msgs[-1].participant == name and continuation is None:
-        tail = None  # the bot's own last line is already the end of the transcript
+    if continue_last and msgs and msgs[-1].participant == name:
+        # the bot's own last line is the end of the transcript; text produced in this activation
+        # (tool rounds) continues it directly
+        tail = None
+        if continuation:
+            if buffer:
+                buffer[-1] += continuation
+            else:
+                buffer.append(continuation)
     else:
         label = f"{name}: <thinking>" if config.get("prefill_thinking") is True else f"{name}:"
         tail = label + (continuation or "")
