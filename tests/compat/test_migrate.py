@@ -451,3 +451,18 @@ def test_migrated_bot_builds_the_chapter2_prompt(tmp_path: Path) -> None:
                                      now=datetime(2025, 3, 14, 15, 9), base_dir=bots)
     assert result.prompt.startswith("Harbour radio log, 2025-03-14.\nferris: gull, when does the tide turn?\n")
     assert result.prompt.endswith("Tern:")
+
+
+def test_migrated_chapter2_prompt_is_known_and_survives_resolution(tmp_path: Path) -> None:
+    """The chapterx-only keys migrate emits are part of the bot schema: no warning, kept after merge."""
+    from chapterx.config.load import resolve_bot_config
+
+    out = tmp_path / "out"
+    assert main(["migrate", str(HARBOUR), "--out", str(out)]) == 0
+    reports = validate_paths([out / "config"])
+    about_ext = [p.message for r in reports for p in r.warnings if "chapter2_prompt" in p.message or "chr_path" in p.message]
+    assert about_ext == []
+    with_prompt = [p for p in sorted((out / "config" / "bots").glob("*.yaml")) if "chapter2_prompt:" in p.read_text()]
+    assert with_prompt, "fixture deployment should need chapter2 prompt assembly"
+    resolved = resolve_bot_config(bot_file=with_prompt[0], env={})
+    assert isinstance(resolved.config.get("chapter2_prompt"), dict)
