@@ -228,13 +228,16 @@ def recover_orphan_marker(messages: list[ParticipantMessage], bot_name: str) -> 
 def _display_maps(
     messages: Iterable[ContextMessage], config: Mapping[str, Any], bot_user_id: str
 ) -> dict[str, str]:
+    """username -> display name for mention rewriting (every author when `mention_format` is set,
+    else only authors whose class is shown by display name)."""
     bots_dn = opt.use_display_names_bots(config)
     humans_dn = opt.use_display_names_humans(config)
+    every = bool(config.get("mention_format"))
     mapping: dict[str, str] = {}
     for m in messages:
         if m.author.id == bot_user_id:
             continue
-        uses = bots_dn if m.author.bot else humans_dn
+        uses = every or (bots_dn if m.author.bot else humans_dn)
         if uses and m.author.display_name != m.author.username:
             mapping[m.author.username] = m.author.display_name
     return mapping

@@ -167,3 +167,21 @@ def test_build_input_defaults_are_usable() -> None:
 
     built = build_context(inp)
     assert built.messages[0].cache_breakpoint and built.stop_sequences[0] == "\nGull:"
+
+
+def test_mention_format_template_uses_display_names() -> None:
+    from chapterx.context.build import normalize_mentions
+
+    cfg = {**CFG, "mention_format": "[[{name}]]"}
+    text = "<reply:@ines> hi <@ines> and <@Gull> and <@nobody>"
+    out = normalize_mentions(text, cfg, "gull-bot", {"ines": "Nessa"})
+    assert out == "(replying to [[Nessa]]) hi [[Nessa]] and [[Gull]] and [[nobody]]"
+
+
+def test_tool_catalogue_not_lost_behind_an_image_turn() -> None:
+    img = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}
+    msgs = [ParticipantMessage("ines", [{"type": "text", "text": "look"}, img], "1"), _pm("otto", "nice", "2")]
+    tools = [{"name": "t", "description": "d", "input_schema": {"type": "object", "properties": {}}}]
+    req = render("prefill", msgs, CFG, stop_sequences=[], tools=tools)
+    assert "<available_tools>" in req.messages[-1].content
+    assert req.messages[-1].content.endswith("</function_calls>\notto: nice\nGull:")

@@ -61,6 +61,7 @@ def render_prefill(
     n = len(msgs)
     tool_index = max(0, n - TOOL_INJECTION_WINDOW) if tools else -1
     buffer: list[str] = []
+    tools_done = False
 
     def flush(cached: bool = False) -> None:
         if not buffer:
@@ -83,8 +84,11 @@ def render_prefill(
             blocks.extend(images)
             out.append(ChatMessage("user", blocks))
             continue
-        if i == tool_index:
+        if not tools_done and tool_index >= 0 and i >= tool_index:
+            # upstream skips the catalogue when an image turn sits at the injection index; we put it
+            # before the next text turn instead
             buffer.append(xml_tools_text(tools))
+            tools_done = True
         if not text and i != n - 1:
             continue
         if text:
