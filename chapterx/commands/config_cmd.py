@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="a pinned message text ('.config [target]\\n---\\nkey: value'); repeatable, applied in order")
     show.add_argument("--strict", action="store_true", help="treat unknown keys as errors")
     show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument("--chapter2-home", action="store_true",
+                      help="chapter2 ems: also apply ~/.config/chapter2 layers, as chapter2 itself does")
     show.set_defaults(handler=_handle_show)
 
 
@@ -57,7 +59,7 @@ def _handle_show(args: argparse.Namespace) -> int:
             looks = False
         if looks:
             try:
-                translated = api.translate_em(ems, args.bot)
+                translated = api.translate_em(ems, args.bot, home=args.chapter2_home)
             except NotImplementedError:
                 raise UserError(f"{ems}: chapter2 em translation is not available yet") from None
             _print({"bot_id": args.bot, "layout": "chapter2", "config": mask_secrets(translated)}, args.json)

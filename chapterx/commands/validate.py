@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="which config dialect to expect (default: detect)")
     p.add_argument("--strict", action="store_true", help="treat unknown keys as errors")
     p.add_argument("--json", action="store_true", help="print a JSON report instead of lines")
+    p.add_argument("--chapter2-home", action="store_true",
+                   help="chapter2 ems: also apply ~/.config/chapter2 layers, as chapter2 itself does")
     p.set_defaults(handler=_handle)
 
 
@@ -30,7 +32,8 @@ def _handle(args: argparse.Namespace) -> int:
 
     from chapterx.config.validate import validate_paths
 
-    reports = validate_paths([Path(p) for p in args.paths], dialect=args.dialect, strict=args.strict)
+    reports = validate_paths([Path(p) for p in args.paths], dialect=args.dialect, strict=args.strict,
+                             chapter2_home=args.chapter2_home)
     ok = all(r.ok for r in reports)
     if args.json:
         print(json.dumps({"ok": ok, "files": [r.to_json() for r in reports]}, indent=2, ensure_ascii=False))

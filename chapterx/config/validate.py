@@ -25,18 +25,21 @@ from chapterx.config.yamlio import Document, load_file, read_text
 YAML_SUFFIXES = (".yaml", ".yml", ".yaml.example", ".yml.example")
 
 
-def validate_paths(paths: Iterable[Path | str], dialect: str = "auto", strict: bool = False) -> list[FileReport]:
+def validate_paths(
+    paths: Iterable[Path | str], dialect: str = "auto", strict: bool = False, chapter2_home: bool = False
+) -> list[FileReport]:
+    """Validate each path; `chapter2_home` adds chapter2's ~/.config/chapter2 layers to em resolution."""
     reports: list[FileReport] = []
     for raw in paths:
-        reports.extend(_validate_one(Path(raw), dialect, strict))
+        reports.extend(_validate_one(Path(raw), dialect, strict, chapter2_home))
     return reports
 
 
-def _chapter2(path: Path, strict: bool) -> list[FileReport]:
+def _chapter2(path: Path, strict: bool, home: bool) -> list[FileReport]:
     from compat.chapter2 import api
 
     try:
-        return list(api.validate_deployment(path, strict=strict))
+        return list(api.validate_deployment(path, strict=strict, home=home))
     except NotImplementedError:
         return [FileReport(str(path), "chapter2", errors=[Problem("chapter2 validation is not available yet")])]
     except ConfigError as exc:
@@ -53,11 +56,11 @@ def _looks_like_chapter2(path: Path) -> bool:
         return False
 
 
-def _validate_one(path: Path, dialect: str, strict: bool) -> list[FileReport]:
+def _validate_one(path: Path, dialect: str, strict: bool, chapter2_home: bool = False) -> list[FileReport]:
     if not path.exists():
         return [FileReport(str(path), "chapterx", errors=[Problem("path not found")], unreadable=True)]
     if dialect == "chapter2" or (dialect == "auto" and _looks_like_chapter2(path)):
-        return _chapter2(path, strict)
+        return _chapter2(path, strict, chapter2_home)
     if path.is_dir():
         if (path / "shared.yaml").is_file() or (path / "bots").is_dir():
             return validate_config_root(path, strict)

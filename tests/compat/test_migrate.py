@@ -466,3 +466,20 @@ def test_migrated_chapter2_prompt_is_known_and_survives_resolution(tmp_path: Pat
     assert with_prompt, "fixture deployment should need chapter2 prompt assembly"
     resolved = resolve_bot_config(bot_file=with_prompt[0], env={})
     assert isinstance(resolved.config.get("chapter2_prompt"), dict)
+
+
+def test_chapter2_home_flag_applies_home_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """~/.config/chapter2 layers apply only when asked, in validate and config show alike."""
+    home = tmp_path / "home"
+    (home / ".config" / "chapter2").mkdir(parents=True)
+    (home / ".config" / "chapter2" / "config.yaml").write_text("home_only_marker: 1\n")
+    monkeypatch.setenv("HOME", str(home))
+
+    def marker_warnings(*extra: str) -> int:
+        assert main(["validate", str(HARBOUR), "--json", *extra]) == 0
+        report = json.loads(capsys.readouterr().out)
+        return sum("home_only_marker" in w["message"] for f in report["files"] for w in f["warnings"])
+
+    assert marker_warnings() == 0
+    assert marker_warnings("--chapter2-home") > 0
