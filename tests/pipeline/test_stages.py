@@ -183,5 +183,6 @@ def test_tool_catalogue_not_lost_behind_an_image_turn() -> None:
     msgs = [ParticipantMessage("ines", [{"type": "text", "text": "look"}, img], "1"), _pm("otto", "nice", "2")]
     tools = [{"name": "t", "description": "d", "input_schema": {"type": "object", "properties": {}}}]
     req = render("prefill", msgs, CFG, stop_sequences=[], tools=tools)
-    assert "<available_tools>" in req.messages[-1].content
-    assert req.messages[-1].content.endswith("</function_calls>\notto: nice\nGull:")
+    last = req.messages[-1].content
+    assert isinstance(last, str) and "<available_tools>" in last
+    assert last.endswith("</function_calls>\notto: nice\nGull:")
