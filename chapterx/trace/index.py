@@ -82,6 +82,8 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS traces_fail_ts ON traces(success, ts DESC)",
     "CREATE INDEX IF NOT EXISTS traces_tid ON traces(trace_id)",
     "CREATE INDEX IF NOT EXISTS traces_bot_chan_ts ON traces(bot, channel_id, ts DESC)",
+    # markers and external rows are few: a partial index keeps replacing them cheap at 1M rows
+    "CREATE INDEX IF NOT EXISTS traces_special ON traces(source_id, trace_id) WHERE source_id < 0",
 )
 
 _INDEX_NAMES = tuple(stmt.split()[5] for stmt in _INDEXES)

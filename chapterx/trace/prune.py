@@ -140,7 +140,7 @@ def prune_store(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict
     if not dry_run:
         with store._lock:
             store.conn.execute("BEGIN IMMEDIATE")
-            ix.delete_rows(store.conn, "source_id=? AND ts < ?", (ix.MARKER_SOURCE, cutoff))
+            ix.delete_rows(store.conn, "source_id < 0 AND source_id = ? AND ts < ?", (ix.MARKER_SOURCE, cutoff))
             ix.bump_generation(store.conn)
             store.conn.execute("COMMIT")
         store._marker_fp = None

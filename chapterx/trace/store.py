@@ -198,7 +198,7 @@ class TraceStore:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            ix.delete_rows(conn, "source_id=?", (ix.MARKER_SOURCE,))
+            ix.delete_rows(conn, "source_id < 0 AND source_id = ?", (ix.MARKER_SOURCE,))
             entries, extras = [], []
             for path, _base, _mtime, data, state in markers:
                 if conn.execute("SELECT 1 FROM traces WHERE trace_id=? AND source_id>=0",
@@ -590,7 +590,8 @@ class TraceStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for e in items:
-                    ix.delete_rows(conn, "source_id=? AND trace_id=?", (ix.EXTERNAL_SOURCE, e["traceId"]))
+                    ix.delete_rows(conn, "source_id < 0 AND source_id = ? AND trace_id = ?",
+                                   (ix.EXTERNAL_SOURCE, e["traceId"]))
                 extras = [json.dumps({"detail": e.get("detail"), "source": e.get("source")}, default=str)
                           for e in items]
                 for e in items:
