@@ -187,3 +187,22 @@ def test_error_body_is_one_line_and_bounded() -> None:
     err = status_error("X: ", 502, "<html>\n<body>" + "x" * 5000 + "</body>\n</html>", {"retry-after": "2"})
     assert "\n" not in err.message and len(err.message) < 1100
     assert err.retryable and err.retry_after == 2.0 and err.status == 502
+
+
+def test_stream_is_abandoned_at_a_stop_beyond_the_cap() -> None:
+    long_tail = "\ncarol: " + "blah " * 400
+
+    async def run() -> Any:
+        async with FakeLLMServer([{"text": "Short answer." + long_tail}]) as srv:
+            router = Router({"openrouter": {"config": {"openrouter_api_key": "k"}}}, env={},
+                            base_url_override=srv.base_url)
+            pieces: list[str] = []
+            resp = await router.route("meta/llama").provider.complete(
+                ProviderRequest(model="meta/llama", messages=[ChatMessage("user", "hi")],
+                                stop_sequences=["\nA:", "\nB:", "\nC:", "\nD:", "\ncarol:"]), on_text=pieces.append)
+            await router.aclose()
+            return resp, pieces
+
+    resp, pieces = asyncio.run(run())
+    assert resp.text == "Short answer." and "".join(pieces) == "Short answer."
+    assert resp.stop_reason == "stop_sequence" and resp.stop_sequence == "\ncarol:"

@@ -208,6 +208,9 @@ class GeminiProvider(Provider):
             stream = await aio.models.generate_content_stream(model=request.model, contents=contents, config=config)
             async for chunk in with_stall_timeout(stream, self.options.stall_timeout):
                 take(chunk)
+                if cutter.hit is not None:
+                    finish = finish or "STOP"
+                    break  # Gemini only knew 5 stops
             if finish is None:
                 raise ProviderError(f"{self.error_prefix}stream ended without a finish reason", retryable=True)
         else:

@@ -249,11 +249,15 @@ class OpenAIChatProvider(Provider):
                             slot["arguments"] += fn["arguments"]
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
+                if cutter.hit is not None:
+                    break  # the vendor only knew 4 stops: stop paying for a turn we cut anyway
         finally:
             try:
                 await stream.close()
             except Exception:  # noqa: BLE001
                 pass
+        if cutter.hit is not None:
+            finish = finish or "stop"
         if finish is None:
             raise ProviderError(f"{self.error_prefix}stream ended without a finish reason", retryable=True)
         tool_calls = [
@@ -424,11 +428,15 @@ class CompletionsProvider(Provider):
                             cutter.feed(choice["text"])
                         if choice.get("finish_reason"):
                             finish = choice["finish_reason"]
+                    if cutter.hit is not None:
+                        break
             finally:
                 try:
                     await stream.close()
                 except Exception:  # noqa: BLE001
                     pass
+            if cutter.hit is not None:
+                finish = finish or "stop"
             if finish is None:
                 raise ProviderError(f"{self.error_prefix}stream ended without a finish reason", retryable=True)
         text = cutter.finish()
