@@ -57,6 +57,8 @@ class ActivationResult:
     context: BuiltContext | None = None
     clock: Callable[[], float] | None = None
     fetched_message_ids: list[str] = field(default_factory=list)
+    thinking_blocks: list[dict[str, Any]] = field(default_factory=list)
+    reply_message_ids: list[str] = field(default_factory=list)
     inheritance: dict[str, Any] = field(default_factory=dict)
 
 
@@ -179,6 +181,7 @@ class _Sender:
         self.channel_id = channel_id
         self.reply_to = reply_to
         self.sent: list[str] = []
+        self.reply_ids: list[str] = []
 
     async def perform(self, plan: Any) -> list[str]:
         from chapterx.postprocess import AddReaction, SendMessage
@@ -189,6 +192,8 @@ class _Sender:
                 files = [OutgoingFile(f.name, f.content.encode("utf-8")) for f in action.files] or None
                 mid = await self.port.send(self.channel_id, action.content, reply_to=action.reply_to, files=files)
                 ids.append(mid)
+                if action.role == "reply":
+                    self.reply_ids.append(mid)
                 if action.reply_to is not None and action.role == "reply":
                     self.reply_to = None
             elif isinstance(action, AddReaction):
@@ -368,6 +373,8 @@ async def _run_native(
     await sender.perform(plan)
     result.completion_text = resp.text
     result.sent_message_ids = sender.sent
+    result.thinking_blocks = [dict(b) for b in resp.content if b.get("type") in ("thinking", "redacted_thinking")]
+    result.reply_message_ids = list(sender.reply_ids)
     await _send_generated_images(port, channel_id, resp, trigger_id, sender, result)
 
 
@@ -480,6 +487,7 @@ async def run_activation(
     base_dir: Path | None = None,
     tool_log_dir: Path | None = None,
     bot_id: str | None = None,
+    thinking_dir: Path | None = None,
 ) -> ActivationResult:
     """Run one activation in `channel_id`; errors are captured in the result (nothing half-posted)."""
     state = state or ChannelState()
@@ -521,13 +529,19 @@ async def run_activation(
         context_messages = [m for m in fetched.messages if m.id not in covered]
         plugins = plugins or PluginHost(cfg)
         _phase(tr, "context")
+        keep_thinking = thinking_dir is not None and opt.flag(cfg, "preserve_thinking_blocks", True)
+        stored_thinking: dict[str, list[dict[str, Any]]] = {}
+        if keep_thinking and thinking_dir is not None:
+            from chapterx.agent import thinking_store
+
+            stored_thinking = thinking_store.load(thinking_dir, bot_id or opt.bot_name(cfg), channel_id)
         bot_user = port.user(port.bot_user_id)
         built = build_context(BuildInput(
             messages=context_messages, config=cfg, bot_user_id=port.bot_user_id,
             bot_username=bot_user.username if bot_user else opt.bot_name(cfg),
             images=fetched.images, documents=fetched.documents, tool_cache=entries,
             injections=plugins.injections(), last_cache_marker=state.last_cache_marker,
-            messages_since_roll=state.messages_since_roll,
+            messages_since_roll=state.messages_since_roll, thinking_blocks=stored_thinking,
         ))
         result.context = built
         result.warnings.extend(built.warnings)
@@ -563,6 +577,11 @@ async def run_activation(
             state.messages_since_roll += _new_message_count(state, fetched)
         if fetched.messages:
             state.newest_seen_message_id = max((m.id for m in fetched.messages), key=int)
+        if keep_thinking and thinking_dir is not None and result.reply_message_ids and result.thinking_blocks:
+            from chapterx.agent import thinking_store
+
+            thinking_store.save(thinking_dir, bot_id or opt.bot_name(cfg), channel_id, result.reply_message_ids[0],
+                                result.thinking_blocks)
         if tool_log_dir is not None and result.tool_log:
             from chapterx.agent.toollog import append_entries
 

@@ -76,6 +76,7 @@ class BuildInput:
     injections: Sequence[Injection] = ()
     last_cache_marker: str | None = None
     messages_since_roll: int = 0
+    thinking_blocks: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 # -- stage helpers ---------------------------------------------------------------------------
@@ -495,6 +496,20 @@ def apply_injections(messages: list[ParticipantMessage], injections: Sequence[In
     return out
 
 
+def reattach_thinking(
+    messages: list[ParticipantMessage], stored: Mapping[str, list[dict[str, Any]]], bot_name: str
+) -> None:
+    """Stage 8: put stored native thinking blocks back in front of the bot turns they came with."""
+    if not stored:
+        return
+    for m in messages:
+        blocks = stored.get(m.message_id or "")
+        if blocks and m.participant == bot_name and not any(
+            b.get("type") in ("thinking", "redacted_thinking") for b in m.content
+        ):
+            m.content = [dict(b) for b in blocks] + list(m.content)
+
+
 def merge_bot_turns(messages: list[ParticipantMessage]) -> list[ParticipantMessage]:
     """Stage 9: consecutive turns of the same bot participant become one (text joined by a space)."""
     out: list[ParticipantMessage] = []
@@ -570,6 +585,7 @@ def build_context(inp: BuildInput) -> BuiltContext:
     pms = format_messages(msgs, inp, image_marker)
     pms = interleave_tools(pms, inp.tool_cache, name, int(opt.get_or(config, "max_mcp_images", 3)))
     pms = apply_injections(pms, inp.injections)
+    reattach_thinking(pms, inp.thinking_blocks, name)
     pms = merge_bot_turns(pms)
     pms, did_roll, lw = apply_limits(pms, config, inp.messages_since_roll)
     warnings.extend(lw)

@@ -199,3 +199,40 @@ async def test_transport_fault_then_success_posts_once(fault: str) -> None:
         assert sends == [] and out["state_after"]["messages_since_roll"] == 0
     else:
         assert sends == ["Fine, thanks."] and len(out["provider_requests"]) == 2
+
+
+async def test_native_thinking_blocks_return_in_the_next_context(tmp_path: Path) -> None:
+    from chapterx.agent.activation import run_activation
+    from chapterx.discord.memory import MemoryDiscord
+    from chapterx.llm.types import ProviderResponse
+
+    seen = []
+    answers = [
+        ProviderResponse(text="391", content=[{"type": "thinking", "thinking": "17*23", "signature": "sig-1"},
+                                              {"type": "text", "text": "391"}], stop_reason="end_turn"),
+        ProviderResponse(text="yes", content=[{"type": "text", "text": "yes"}], stop_reason="end_turn"),
+    ]
+
+    class Scripted:
+        async def complete(self, request, on_text=None):  # noqa: ANN001, ANN201
+            seen.append(request)
+            return answers[len(seen) - 1]
+
+    class Route:
+        provider = Scripted()
+        formatter_route = None
+
+    cfg = {"name": "Gull", "continuation_model": "claude-sonnet-4-5-20250929", "mode": "chat",
+           "thinking_type": "enabled"}
+    case = make_case([msg(1, HUMAN, "17*23?")], "unused", [])
+    world = MemoryDiscord(case["discord"])
+    first = await run_activation(world, cfg, "1410000000000000001", lambda m: Route(),
+                                 channel_id="910000000000000001", thinking_dir=tmp_path, bot_id="gull")
+    assert first.error is None and first.sent_message_ids == ["1900000000000000001"]
+    world.add_message("910000000000000001", msg(5, HUMAN, "sure?"))
+    second = await run_activation(world, cfg, "1410000000000000005", lambda m: Route(),
+                                  channel_id="910000000000000001", thinking_dir=tmp_path, bot_id="gull")
+    assert second.error is None
+    assistant = [m for m in seen[1].messages if m.role == "assistant"][0]
+    assert assistant.content == [{"type": "thinking", "thinking": "17*23", "signature": "sig-1"},
+                                 {"type": "text", "text": "391"}]
