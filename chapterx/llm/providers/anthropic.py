@@ -235,6 +235,7 @@ class AnthropicProvider(Provider):
         model: str | None = None
         stop_reason: str | None = None
         stop_sequence: str | None = None
+        stop_details: Any = None
         try:
             async for event in with_stall_timeout(stream, self.options.stall_timeout):
                 ev = event.model_dump(mode="json") if hasattr(event, "model_dump") else dict(event)
@@ -269,6 +270,7 @@ class AnthropicProvider(Provider):
                     delta = ev.get("delta") or {}
                     stop_reason = delta.get("stop_reason") or stop_reason
                     stop_sequence = delta.get("stop_sequence")
+                    stop_details = delta.get("stop_details") or stop_details
                     usage.update(_usage(ev.get("usage")))
                 elif et == "error":
                     err = ev.get("error") or {}
@@ -288,7 +290,7 @@ class AnthropicProvider(Provider):
             except ValueError as exc:
                 raise ProviderError(f"{self.error_prefix}malformed tool input in stream", retryable=True) from exc
         content = [blocks[i] for i in sorted(blocks)]
-        return self._finish(content, stop_reason, stop_sequence, usage, model or request.model, cutter)
+        return self._finish(content, stop_reason, stop_sequence, usage, model or request.model, cutter, stop_details)
 
     def _from_message(self, msg: dict[str, Any], cutter: StopCutter, request: ProviderRequest) -> ProviderResponse:
         content = [dict(b) for b in msg.get("content") or []]
@@ -296,11 +298,11 @@ class AnthropicProvider(Provider):
             if b.get("type") == "text":
                 cutter.feed(b.get("text", ""))
         return self._finish(content, msg.get("stop_reason"), msg.get("stop_sequence"), _usage(msg.get("usage")),
-                            msg.get("model") or request.model, cutter)
+                            msg.get("model") or request.model, cutter, msg.get("stop_details"))
 
     @staticmethod
     def _finish(content: list[ContentBlock], stop_reason: str | None, stop_sequence: str | None,
-                usage: dict[str, int], model: str, cutter: StopCutter) -> ProviderResponse:
+                usage: dict[str, int], model: str, cutter: StopCutter, stop_details: Any = None) -> ProviderResponse:
         text = cutter.finish()
         if cutter.hit is not None:
             # keep only what precedes the stop: drop later text blocks, shorten the one holding it
@@ -321,6 +323,8 @@ class AnthropicProvider(Provider):
         content = [{k: v for k, v in b.items() if v is not None} for b in content]
         raw = {"content": content, "stop_reason": stop_reason, "stop_sequence": stop_sequence, "model": model,
                "usage": usage}
+        if stop_details:
+            raw["stop_details"] = stop_details  # refusals carry a category here
         return ProviderResponse(text=text, content=content, stop_reason=_map_stop(stop_reason),
                                 stop_sequence=stop_sequence, usage=usage, model=model, raw=raw)
 
