@@ -175,11 +175,16 @@ def _message_chars(msg: ParticipantMessage) -> int:
 
 
 def truncate_by_chars(messages: list[ParticipantMessage], limit: int) -> list[ParticipantMessage]:
+    """Keep the newest messages that fit in `limit` characters.
+
+    The newest message is always kept, even alone over the limit (upstream then sends an empty
+    context, reference §8 item 13).
+    """
     total = 0
     for i in range(len(messages) - 1, -1, -1):
         total += _message_chars(messages[i])
         if total > limit:
-            return messages[i + 1:]
+            return messages[i + 1:] if i + 1 < len(messages) else messages[-1:]
     return messages
 
 

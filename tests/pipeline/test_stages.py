@@ -81,8 +81,10 @@ def test_limits_grow_until_roll_then_snap_back() -> None:
     assert rolled and [m.message_id for m in kept] == ["27", "28", "29"] and warn
 
 
-def test_truncate_by_chars_newest_alone_too_big_is_empty() -> None:
-    assert truncate_by_chars([_pm("a", "x" * 10)], 5) == []
+def test_truncate_by_chars_keeps_at_least_the_newest_message() -> None:
+    old, new = _pm("a", "x" * 3, "1"), _pm("b", "y" * 10, "2")
+    assert truncate_by_chars([old, new], 5) == [new]
+    assert truncate_by_chars([old, new], 13) == [old, new]
 
 
 def test_stop_sequences_order_numeric_and_thinking() -> None:
