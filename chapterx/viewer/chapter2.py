@@ -34,6 +34,7 @@ class Chapter2Source:
         self.folders = list(folders)
         self.min_interval_s = min_interval_s
         self._stamp: dict[Path, tuple[int, int]] = {}
+        self._file_spans: dict[Path, tuple[tuple[int, int], list[otlp.Span]]] = {}
         self._replies: dict[str, otlp.Reply] = {}
         self._alias: dict[str, str] = {}
         self._entries: dict[str, dict[str, Any]] = {}
@@ -65,11 +66,20 @@ class Chapter2Source:
                 return []
             self._stamp = stamp
             spans: list[otlp.Span] = []
-            for f in stamp:
-                try:
-                    spans.extend(otlp.read_file(f))
-                except OSError as exc:
-                    log.warning("cannot read chapter2 trace file %s: %s", f, exc.strerror)
+            cache: dict[Path, tuple[tuple[int, int], list[otlp.Span]]] = {}
+            for f, fstamp in stamp.items():
+                hit = self._file_spans.get(f)
+                if hit is not None and hit[0] == fstamp:
+                    file_spans = hit[1]  # unchanged file: no re-parse
+                else:
+                    try:
+                        file_spans = otlp.read_file(f)
+                    except OSError as exc:
+                        log.warning("cannot read chapter2 trace file %s: %s", f, exc.strerror)
+                        continue
+                cache[f] = (fstamp, file_spans)
+                spans.extend(file_spans)
+            self._file_spans = cache
             replies = otlp.group_replies(spans)
             changed = []
             new_replies: dict[str, otlp.Reply] = {}

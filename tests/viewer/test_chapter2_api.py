@@ -184,3 +184,29 @@ def test_ingest_rejects_garbage(ingest_viewer: RunningViewer) -> None:
         ).status
         == 400
     )
+
+
+def test_source_rereads_only_changed_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chapterx.viewer.chapter2 import Chapter2Source
+
+    if not OTLP_DIR.is_dir():
+        pytest.skip("golden otlp absent")
+    lines = (OTLP_DIR / "ch2-wren-discord.jsonl").read_text().splitlines()
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("\n".join(lines[:6]) + "\n")
+    b.write_text((OTLP_DIR / "ch2-quill-generate-response.jsonl").read_text())
+    reads: list[str] = []
+    real = otlp.read_file
+    monkeypatch.setattr(otlp, "read_file", lambda p: (reads.append(Path(p).name), real(p))[1])
+    src = Chapter2Source([tmp_path], min_interval_s=0)
+    first = src.refresh()
+    assert sorted(reads) == ["a.jsonl", "b.jsonl"] and first
+    reads.clear()
+    assert src.refresh() == [] and reads == []  # nothing changed
+    with open(a, "a") as fh:
+        fh.write("\n".join(lines[6:]) + "\n")
+    changed = src.refresh()
+    assert reads == ["a.jsonl"]
+    full = otlp.group_replies(otlp.read_file(OTLP_DIR / "ch2-wren-discord.jsonl"))
+    assert {r.trace_id for r in full} <= {e["traceId"] for e in src.entries()}
+    assert changed and all("detail" in e for e in changed)
