@@ -39,7 +39,7 @@ from chapterx.viewer.chapter2 import (
     decode_body,
     span_count,
 )
-from chapterx.viewer.settings import ViewerSettings
+from chapterx.viewer.settings import ViewerSettings, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,7 @@ class Viewer:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-store")
         self.roots = [p for p in settings.logs_dirs]
         self.limiter = security.LoginLimiter()
+        self.allowed_hosts = {settings.host.strip("[]").lower(), "localhost"}
         self._last_refresh = 0.0
         self._search_params = _params_of(store.search)
         self._list_params = _params_of(store.list_traces)
@@ -199,6 +200,7 @@ async def guard(
 ) -> web.StreamResponse:
     """Security headers on every response; expected errors as JSON; no exception text ever."""
     try:
+        _check_host(request)
         resp = await handler(request)
     except ApiError as exc:
         resp = error_response(request, exc.status, exc.message)
@@ -215,6 +217,28 @@ async def guard(
     for key, value in SECURITY_HEADERS.items():
         resp.headers.setdefault(key, value)
     return resp
+
+
+def _check_host(request: web.Request) -> None:
+    """Without a token, only answer requests addressed to a loopback name (DNS-rebinding guard).
+
+    A web page cannot read another origin's responses, but a hostile domain that re-resolves to
+    127.0.0.1 becomes same-origin; its requests still carry its own name in `Host`, so refuse those.
+    """
+    viewer = _viewer(request)
+    if viewer.settings.auth_token:
+        return
+    host = (request.host or "").strip().lower()
+    name = (
+        host[1:].split("]", 1)[0]
+        if host.startswith("[")
+        else host.rsplit(":", 1)[0]
+        if host.count(":") == 1
+        else host
+    )
+    if name in viewer.allowed_hosts or is_loopback(name):
+        return
+    raise ApiError(403, "Host not allowed: set AUTH_TOKEN to serve other host names")
 
 
 # ------------------------------------------------------------------------------------------ handlers

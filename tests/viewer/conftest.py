@@ -77,7 +77,8 @@ class RunningViewer:
     ) -> Reply:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
-            conn.putrequest(method, path, skip_accept_encoding=True)
+            has_host = any(k.lower() == "host" for k in (headers or {}))
+            conn.putrequest(method, path, skip_accept_encoding=True, skip_host=has_host)
             for k, v in (headers or {}).items():
                 conn.putheader(k, v)
             if body is not None:

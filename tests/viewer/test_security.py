@@ -295,3 +295,18 @@ def test_settings_from_env(tmp_path: Path) -> None:
     assert d.logs_dirs == [base] and d.port == 3847 and d.retention_days == 30
     with pytest.raises(UsageError):
         ViewerSettings.from_env({"PORT": "abc"})
+
+
+def test_dns_rebinding_guard_without_token(open_viewer: RunningViewer, locked_viewer: RunningViewer) -> None:
+    port = open_viewer.port
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "127.0.0.1", f"[::1]:{port}"):
+        assert open_viewer.request("GET", "/api/bots", {"Host": host}).status == 200, host
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
+        r = open_viewer.request("GET", "/api/bots", {"Host": host})
+        assert r.status == 403 and b"SafeBot" not in r.body, host
+        assert open_viewer.request("GET", "/", {"Host": host}).status == 403
+    # with a token, any host name may be used (a reverse proxy forwards its public name)
+    ok = locked_viewer.request(
+        "GET", "/api/bots", {"Host": "traces.example.org", "Authorization": f"Bearer {TOKEN}"}
+    )
+    assert ok.status == 200
