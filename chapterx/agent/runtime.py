@@ -1,0 +1,323 @@
+"""The bot process core: batch loop, processBatch, per-channel locks (reference §1.2, §1.3, §1.9).
+
+`BotRuntime` is transport-agnostic: it reads and acts through a `DiscordPort` (discord.py in
+production, the in-memory world in tests) and hands each activation to `run_activation`. Events
+come from the connector (or a test) through `runtime.queue`. Activations run as tasks that are
+not awaited by the loop, so different channels proceed concurrently; a busy channel drops new
+triggers, as upstream does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random as _random
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chapterx.agent.activation import ActivationResult, run_activation
+from chapterx.agent.decide import DecideContext, Decision, applicable_sleep_pins, should_activate
+from chapterx.agent.queue import Event, EventQueue
+from chapterx.agent.state import ChannelStateStore
+from chapterx.config.pins import BotIdentity, extract_config_pins
+from chapterx.discord.port import DiscordPort, Message, OutgoingFile, Pin
+
+log = logging.getLogger(__name__)
+
+_GET_CONTEXT = re.compile(r"^m\s+get_context(?:\s+(\d+))?", re.I)
+ConfigLoader = Callable[[list[str]], Mapping[str, Any]]
+
+
+class TrackingPort:
+    """Wraps a port: caches pins per channel (upstream tracks pins in memory) and remembers the ids
+    of messages this process sent (replies to them activate m commands and mark `reply` reasons)."""
+
+    def __init__(self, inner: DiscordPort) -> None:
+        self.inner = inner
+        self.pins: dict[str, list[Pin]] = {}
+        self.sent_ids: set[str] = set()
+        self.pin_fetches: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def bot_user_id(self) -> str:
+        return self.inner.bot_user_id
+
+    @property
+    def guild_id(self) -> str:
+        return self.inner.guild_id
+
+    def cached_pins(self, channel_id: str) -> list[Pin]:
+        return list(self.pins.get(channel_id, []))
+
+    def set_pin(self, channel_id: str, pin: Pin | None, message_id: str) -> None:
+        """A pin event (message pinned/unpinned/deleted); only tracked channels are updated."""
+        if channel_id not in self.pins:
+            return
+        pins = [p for p in self.pins[channel_id] if p.id != message_id]
+        if pin is not None:
+            pins.append(pin)
+        self.pins[channel_id] = pins
+
+    async def fetch_pins(self, channel_id: str) -> list[Pin]:
+        if channel_id not in self.pins:
+            self.pin_fetches.append(channel_id)
+            self.pins[channel_id] = list(await self.inner.fetch_pins(channel_id))
+        return list(self.pins[channel_id])
+
+    async def send(self, channel_id: str, content: str, *, reply_to: str | None = None,
+                   files: list[OutgoingFile] | None = None) -> str:
+        mid = await self.inner.send(channel_id, content, reply_to=reply_to, files=files)
+        self.sent_ids.add(mid)
+        return mid
+
+    async def webhook_send(self, channel_id: str, content: str, *, username: str,
+                           avatar_url: str | None = None) -> str:
+        mid = await self.inner.webhook_send(channel_id, content, username=username, avatar_url=avatar_url)
+        self.sent_ids.add(mid)
+        return mid
+
+
+@dataclass
+class BatchOutcome:
+    """What processBatch decided (tests compare it with the activation-decision vectors)."""
+
+    polled_event_types: list[str]
+    should_activate: bool | None = None
+    evaluated_with_channel_id: str | None = None
+    activated: bool = False
+    activation: dict[str, Any] | None = None
+    random_rolls: list[float] = field(default_factory=list)
+    decision_trail: list[dict[str, Any]] = field(default_factory=list)
+    task: asyncio.Task[ActivationResult | None] | None = None
+
+
+@dataclass
+class RuntimeOptions:
+    bot_id: str
+    provider_factory: Callable[[str], Any]
+    load_config: ConfigLoader
+    guild_config_loader: Callable[[str, list[str]], Mapping[str, Any]] | None = None
+    random: Callable[[], float] = _random.random
+    now: Callable[[], float] = time.time
+    clock: Callable[[], float] | None = None
+    base_dir: Path | None = None
+    tool_log_dir: Path | None = None
+    thinking_dir: Path | None = None
+    trace_writer: Any = None  # chapterx.trace.writer.TraceWriter; None: no traces
+    on_activation: Callable[[ActivationResult], Awaitable[None] | None] | None = None
+
+
+class BotRuntime:
+    """One bot: queue -> processBatch -> activation tasks."""
+
+    def __init__(self, port: DiscordPort, options: RuntimeOptions) -> None:
+        self.port = TrackingPort(port)
+        self.opts = options
+        self.queue = EventQueue()
+        self.states = ChannelStateStore()
+        self.sleep_counters: dict[str, int] = {}
+        self.active_channels: set[str] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = asyncio.Event()
+
+    # ------------------------------------------------------------------ config
+    def _identity(self) -> BotIdentity:
+        port = self.port
+        user = port.user(port.bot_user_id)
+        member = port.member(port.bot_user_id)
+        return BotIdentity(port.bot_user_id, user.username if user else None, user.global_name if user else None,
+                           tuple(member.role_ids) if member else ())
+
+    def _config_for(self, guild_id: str, texts: list[str]) -> Mapping[str, Any]:
+        if self.opts.guild_config_loader is not None:
+            return self.opts.guild_config_loader(guild_id, texts)
+        return self.opts.load_config(texts)
+
+    def cached_config(self, channel_id: str, guild_id: str) -> Mapping[str, Any] | None:
+        """The config from the channel's cached pins only (never an API call); None if it fails."""
+        raw = [{"id": p.id, "content": p.content, "mentioned_role_ids": list(p.mentioned_role_ids)}
+               for p in self.port.cached_pins(channel_id)]
+        try:
+            return self._config_for(guild_id, extract_config_pins(raw, self._identity()))
+        except Exception as exc:  # noqa: BLE001 - upstream: a config that fails to load means "no"
+            log.warning("config failed to load for channel %s: %s", channel_id, exc)
+            return None
+
+    # ------------------------------------------------------------------ batches
+    async def process_batch(self, events: Sequence[Event]) -> BatchOutcome:
+        """Upstream processBatch (§1.3), first-event channel semantics included."""
+        outcome = BatchOutcome([e.type for e in events])
+        if not events:
+            return outcome
+        first = events[0]
+        channel_id, guild_id = first.channel_id, first.guild_id
+        outcome.evaluated_with_channel_id = channel_id
+        config = self.cached_config(channel_id, guild_id)
+        name = str(config.get("name")) if config and config.get("name") else None
+        ctx = DecideContext(
+            port=self.port, config=config, bot_id=self.opts.bot_id,
+            sleep_pins=applicable_sleep_pins(self.port.cached_pins(channel_id), self._identity(),
+                                             self.opts.bot_id, name),
+            sleep_counters=self.sleep_counters, sent_ids=self.port.sent_ids,
+            random=self.opts.random, now=self.opts.now,
+        )
+        decision = await should_activate(events, ctx, channel_id)
+        outcome.should_activate = decision.activate
+        outcome.random_rolls = decision.random_rolls
+        outcome.decision_trail = decision.trail
+        for ch, mid, emoji in decision.reactions:
+            await self._safe(self.port.react(ch, mid, emoji), "react")
+        if not decision.activate:
+            return outcome
+        trigger = _trigger_message(events)
+        if decision.m_command is not None and decision.m_command.message is not None:
+            cmd = decision.m_command.message
+            if _GET_CONTEXT.match(cmd.content):
+                await self._safe(self.port.delete(cmd.channel_id, cmd.id), "delete m command")
+                outcome.decision_trail.append({"msg": "m get_context is not supported; command deleted"})
+                return outcome
+            cfg = config or {}
+            if cfg.get("supports_continuation") is False:
+                before = await self.port.fetch_messages(channel_id, before=cmd.id, limit=1)
+                if before and before[0].author_id == self.port.bot_user_id:
+                    await self._safe(self.port.delete(cmd.channel_id, cmd.id), "delete m command")
+                    latest = await self.port.fetch_messages(channel_id, limit=1)
+                    if latest:
+                        await self._safe(self.port.react(channel_id, latest[0].id, "🚫"), "react")
+                    return outcome
+            await self._safe(self.port.delete(cmd.channel_id, cmd.id), "delete m command")
+            outcome.decision_trail.append({"msg": "Deleted m command message", "message_id": cmd.id})
+        if decision.reaction_continue is not None and (config or {}).get("supports_continuation") is False:
+            return outcome
+        if channel_id in self.active_channels:
+            outcome.decision_trail.append({"msg": "Channel already being processed, skipping"})
+            return outcome
+        self.active_channels.add(channel_id)
+        reason = _activation_reason(events, decision, self.port.sent_ids)
+        trigger_id = trigger.id if trigger is not None else None
+        outcome.activated = True
+        outcome.activation = {"channel_id": channel_id, "guild_id": guild_id, "reason": reason,
+                              "trigger_message_id": trigger_id}
+        task = asyncio.create_task(self._activate(channel_id, guild_id, trigger_id, reason, events))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        outcome.task = task
+        await asyncio.sleep(0)  # let the activation start (typing) before the next batch, as upstream
+        return outcome
+
+    async def _activate(self, channel_id: str, guild_id: str, trigger_id: str | None, reason: str,
+                        events: Sequence[Event]) -> ActivationResult | None:
+        try:
+            if trigger_id is not None and self.opts.trace_writer is not None:
+                from chapterx.trace.collector import start_activation
+
+                channel = self.port.channel(channel_id)
+                with start_activation(channel_id, trigger_id, self.opts.bot_id, guild_id=guild_id or None,
+                                      channel_name=channel.name if channel else None,
+                                      writer=self.opts.trace_writer) as tr:
+                    tr.set_bot_user_id(self.port.bot_user_id)
+                    if channel is not None:
+                        tr.set_thread_info(channel.type == "thread", channel.parent_id)
+                    tr.record_activation(reason, [_event_summary(e) for e in events])
+                    result = await self._run(channel_id, guild_id, trigger_id)
+            else:
+                result = await self._run(channel_id, guild_id, trigger_id)
+            if result.error is not None:
+                log.error("activation in channel %s failed: %s", channel_id, result.error)
+            if self.opts.on_activation is not None:
+                maybe = self.opts.on_activation(result)
+                if maybe is not None:
+                    await maybe
+            return result
+        except Exception:  # noqa: BLE001 - one activation must never end the loop
+            log.exception("activation in channel %s crashed", channel_id)
+            return None
+        finally:
+            self.active_channels.discard(channel_id)
+
+    async def _run(self, channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
+        o = self.opts
+        return await run_activation(
+            self.port, lambda texts: self._config_for(guild_id, texts), trigger_id, o.provider_factory,
+            channel_id=channel_id, state=self.states.get(o.bot_id, channel_id), clock=o.clock,
+            base_dir=o.base_dir, tool_log_dir=o.tool_log_dir, bot_id=o.bot_id, thinking_dir=o.thinking_dir,
+        )
+
+    async def _safe(self, aw: Awaitable[Any], what: str) -> None:
+        try:
+            await aw
+        except Exception as exc:  # noqa: BLE001 - Discord refusals are logged, never fatal
+            log.warning("%s failed: %s", what, exc)
+
+    # ------------------------------------------------------------------ loop
+    async def run(self) -> None:
+        """Poll batches until `stop()`; errors are logged and the loop sleeps 1 s (upstream)."""
+        while not self._stopping.is_set():
+            try:
+                batch = await self.queue.next_batch(0.1)
+                if batch:
+                    await self.process_batch(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("batch processing failed")
+                await asyncio.sleep(1)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for running activations (graceful shutdown); cancel what is left after `timeout`."""
+        if not self.tasks:
+            return
+        done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+        for t in pending:
+            t.cancel()
+        for t in pending:
+            with contextlib.suppress(BaseException):
+                await t
+
+
+def _trigger_message(events: Sequence[Event]) -> Message | None:
+    msgs = [e.message for e in events if e.type == "message" and e.message is not None]
+    for m in msgs:
+        if not m.system:
+            return m
+    return msgs[0] if msgs else None
+
+
+def _activation_reason(events: Sequence[Event], decision: Decision, sent_ids: set[str]) -> str:
+    """Upstream's trace-only reason: the last message event decides (a quirk we keep)."""
+    if any(e.type in ("self_activation", "timer") for e in events):
+        return "timer"
+    if decision.reaction_continue is not None:
+        return "reaction"
+    if decision.m_command is not None:
+        return "m_command"
+    reason = "random"
+    for e in events:
+        if e.type != "message" or e.message is None:
+            continue
+        if e.message.reply_to is not None and e.message.reply_to in sent_ids:
+            reason = "reply"
+        elif e.mentions_bot:
+            reason = "mention"
+        else:
+            reason = "random"
+    return reason
+
+
+def _event_summary(e: Event) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": e.type, "channelId": e.channel_id}
+    if e.message is not None:
+        out["messageId"] = e.message.id
+        out["authorId"] = e.message.author_id
+    return out
