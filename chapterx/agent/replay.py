@@ -54,17 +54,6 @@ def _request_host(route_kind: str | None, base_url: str | None, vendor_cfg: Mapp
     return _DEFAULT_HOSTS.get(route_kind or "", "")
 
 
-def _chapter2_prompt_from(bot_file: Path) -> dict[str, Any] | None:
-    from ruamel.yaml import YAML
-
-    try:
-        data = YAML(typ="safe").load(bot_file.read_text(encoding="utf-8"))
-    except Exception:  # noqa: BLE001 - the loader reports broken files itself
-        return None
-    value = data.get("chapter2_prompt") if isinstance(data, dict) else None
-    return dict(value) if isinstance(value, dict) else None
-
-
 async def _close_provider(provider: Any) -> None:
     """Close the SDK client so no connection outlives the fake server's event loop."""
     closer = getattr(provider, "aclose", None)
@@ -149,16 +138,7 @@ async def replay_in_world(
         def config_source(channel_configs: list[str]) -> Mapping[str, Any]:
             resolved = load(channel_configs)
             resolved_holder["resolved"] = resolved
-            config = dict(resolved.config)
-            if "chapter2_prompt" not in config:
-                # TEMPORARY glue until the config loader keeps `chapter2_prompt` (interfaces.md):
-                # read it straight from the bot file.
-                bot_file = (root / "ems" / bot_id / "config.yaml") if layout == "ems" else (
-                    root / "config" / "bots" / f"{bot_id}.yaml")
-                extra = _chapter2_prompt_from(bot_file)
-                if extra is not None:
-                    config["chapter2_prompt"] = extra
-            return config
+            return dict(resolved.config)
 
         async with FakeLLMServer(list(inp.get("llm_responses") or [])) as fake:
             options = ProviderOptions(now=clock)
