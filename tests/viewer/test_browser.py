@@ -257,7 +257,12 @@ def _poke(page: Any) -> None:
 def test_xss_payloads_render_as_text(page: Any, xss_viewer: tuple[RunningViewer, list[str]]) -> None:
     v, ids = xss_viewer
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def on_dialog(d: Any) -> None:
+        dialogs.append(d.message)
+        d.dismiss()
+
+    page.on("dialog", on_dialog)
     page.goto(v.url + "/")
     page.wait_for_selector("[data-testid=trace-card]")
     body = page.locator("main").inner_text()

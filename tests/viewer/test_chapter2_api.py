@@ -197,7 +197,12 @@ def test_source_rereads_only_changed_files(tmp_path: Path, monkeypatch: pytest.M
     b.write_text((OTLP_DIR / "ch2-quill-generate-response.jsonl").read_text())
     reads: list[str] = []
     real = otlp.read_file
-    monkeypatch.setattr(otlp, "read_file", lambda p: (reads.append(Path(p).name), real(p))[1])
+
+    def counting(p: Path) -> list[otlp.Span]:
+        reads.append(Path(p).name)
+        return real(p)
+
+    monkeypatch.setattr(otlp, "read_file", counting)
     src = Chapter2Source([tmp_path], min_interval_s=0)
     first = src.refresh()
     assert sorted(reads) == ["a.jsonl", "b.jsonl"] and first

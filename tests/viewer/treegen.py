@@ -187,7 +187,7 @@ def write_tree(logs: Path, traces: list[tuple[dict[str, Any], str | None]]) -> N
 def xss_tree(logs: Path, now: datetime | None = None) -> list[str]:
     """One trace per payload, every field carrying it; returns the trace ids."""
     now = now or datetime.now(UTC)
-    items = []
+    items: list[tuple[dict[str, Any], str | None]] = []
     ids = []
     for i, p in enumerate(XSS_PAYLOADS):
         tid = f"{0xABC000 + i:08x}"
