@@ -30,6 +30,10 @@ export function navigate(path, replace = false) {
 
 function syncFilterInputs() {
   const p = params();
+  // values from a shared URL that the dropdowns do not list yet (e.g. an ISO `since`) stay visible
+  ensureOption($("f-bot"), p.get("bot"));
+  ensureOption($("f-channel"), p.get("channel"));
+  ensureOption($("f-since"), p.get("since"), "since " + (p.get("since") || ""));
   $("f-bot").value = p.get("bot") || "";
   $("f-channel").value = p.get("channel") || "";
   $("f-framework").value = p.get("framework") || "";
