@@ -152,6 +152,10 @@ class Viewer:
             changed = self.chapter2.refresh()
             if changed:
                 self.store.add_external(changed)
+            remove = getattr(self.store, "remove_external", None)
+            if self.chapter2.removed and callable(remove):
+                remove(list(self.chapter2.removed))
+                self.chapter2.removed.clear()
 
     async def refresh(self) -> None:
         await self.run(self._refresh_sync)

@@ -38,6 +38,8 @@ class Chapter2Source:
         self._replies: dict[str, otlp.Reply] = {}
         self._alias: dict[str, str] = {}
         self._entries: dict[str, dict[str, Any]] = {}
+        #: replies that disappeared (file deleted or rewritten), for the store to forget
+        self.removed: list[str] = []
         self._last = 0.0
         self._lock = threading.Lock()
 
@@ -94,6 +96,7 @@ class Chapter2Source:
                 if self._entries.get(r.trace_id) != entry:
                     # the store keeps the detail too, so `chapterx traces show <id>` works for chapter2
                     changed.append({**entry, "detail": otlp.reply_detail(r)})
+            self.removed.extend(tid for tid in self._entries if tid not in entries)
             self._replies, self._alias, self._entries = new_replies, alias, entries
             return changed
 

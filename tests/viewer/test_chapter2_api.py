@@ -215,3 +215,8 @@ def test_source_rereads_only_changed_files(tmp_path: Path, monkeypatch: pytest.M
     full = otlp.group_replies(otlp.read_file(OTLP_DIR / "ch2-wren-discord.jsonl"))
     assert {r.trace_id for r in full} <= {e["traceId"] for e in src.entries()}
     assert changed and all("detail" in e for e in changed)
+    b.unlink()
+    src.refresh()
+    quill = {r.trace_id for r in otlp.group_replies(otlp.read_file(OTLP_DIR / "ch2-quill-generate-response.jsonl"))}
+    assert set(src.removed) == quill
+    assert not quill & {e["traceId"] for e in src.entries()}
