@@ -310,3 +310,14 @@ def test_dns_rebinding_guard_without_token(open_viewer: RunningViewer, locked_vi
         "GET", "/api/bots", {"Host": "traces.example.org", "Authorization": f"Bearer {TOKEN}"}
     )
     assert ok.status == 200
+
+
+def test_methods(open_viewer: RunningViewer) -> None:
+    head = open_viewer.request("HEAD", "/api/traces")
+    assert head.status == 200 and head.body == b""
+    assert open_viewer.request("OPTIONS", "/api/traces").status == 405
+    assert open_viewer.request("POST", "/api/trace/0000abcd").status == 405
+    assert open_viewer.request("DELETE", "/").status == 405
+    assert open_viewer.request("GET", "/api/").status == 404
+    assert open_viewer.request("GET", "/api/nope/x").status == 404
+    assert open_viewer.request("GET", "/v1/traces").status in (404, 405)
