@@ -194,7 +194,7 @@ async function showSearch(main, p) {
   main.appendChild(head);
   const list = h("div", { className: "trace-list", dataset: { testid: "search-results" } });
   for (const r of data.results || []) {
-    list.appendChild(h("article", { className: "card", dataset: { testid: "search-result", traceId: r.traceId, role: r.role } },
+    list.appendChild(h("article", { className: "card" + (r.success ? "" : " card-fail"), dataset: { testid: "search-result", traceId: r.traceId, role: r.role } },
       h("div", { className: "card-head" },
         badge(r.role, "role-" + r.role),
         traceLink(r.traceId),
