@@ -339,6 +339,7 @@ class TraceStore:
                 f"SELECT {_SLIM_SQL} FROM traces{clause} ORDER BY ts DESC, id DESC LIMIT ? OFFSET ?",
                 [*params, limit, offset]).fetchall()
             names = self._channel_names()
+            rows = self._enrich(rows)
             traces = [self._slim(r, names) for r in rows]
         return {"traces": traces, "total": total, "offset": offset, "limit": limit}
 
@@ -372,6 +373,10 @@ class TraceStore:
                 best[rid] = r
                 order.append(rid)
         page = order[offset:offset + limit]
+        with self._lock:
+            enriched = self._enrich([best[rid][2:] for rid in page])
+        for rid, slim_row in zip(page, enriched, strict=True):
+            best[rid] = (*best[rid][:2], *slim_row)
         results = []
         for rid in page:
             r = best[rid]
@@ -403,6 +408,38 @@ class TraceStore:
             results.append(item)
         return {"messageId": message_id, "results": results, "total": len(order),
                 "offset": offset, "limit": limit}
+
+    def _enrich(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Upstream index lines carry no status and no cost: read them from the trace file the
+        first time such a row is shown, and keep them in the index (a missing file keeps
+        the status derived from `success` and no cost)."""
+        todo = [i for i, r in enumerate(rows) if r[18] is None and r[20] >= 0]
+        if not todo:
+            return rows
+        out = list(rows)
+        updates = []
+        for i in todo:
+            r = rows[i]
+            trace = self._load_row(r)
+            if trace is None:
+                status, cost = ("success" if r[12] else "failed"), None
+            else:
+                outcome = trace.get("outcome")
+                status = str(trace.get("status") or ("no_outcome" if not isinstance(outcome, dict)
+                                                     else "success" if outcome.get("success") else "failed"))
+                cost = trace_cost(trace)
+            out[i] = (*r[:18], status, cost, *r[20:])
+            updates.append((status, cost, r[0]))
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("UPDATE traces SET status=?, cost=? WHERE id=?", updates)
+            self._conn.execute("COMMIT")
+        except sqlite3.Error:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        return out
 
     def _context_position(self, slim_row: tuple[Any, ...], snowflake: str) -> int | None:
         """Upstream index lines carry no positions: read them from the trace file once and keep

@@ -131,9 +131,15 @@ def test_edge_cases(store: TraceStore) -> None:
     b = store.search("1513498958717124635", limit=200)["results"]
     assert [x["traceId"] for x in a] == [x["traceId"] for x in b]
     assert {x["botName"] for x in a} == {"AlphaBot", "Beta Bot"}
-    # upstream lines: status from success, no outcome -> failed like upstream's list
-    assert [t for t in listing["traces"] if t["traceId"] == "64363e7e"][0]["success"] is False
+    # upstream lines carry no status or cost: read from the trace file when first listed
+    by_id = {t["traceId"]: t for t in listing["traces"]}
+    assert by_id["64363e7e"]["success"] is False and by_id["64363e7e"]["status"] == "no_outcome"
+    assert by_id["7a5accb2"]["status"] == "failed"
     assert store.get_trace("64363e7e")["status"] == "no_outcome"
+    assert by_id["36269438"]["cost"] is None and by_id["36269438"]["status"] == "success"  # file deleted
+    priced = [t for t in listing["traces"] if t["traceId"] != "36269438"]
+    assert all(t["cost"] > 0 if t["totalTokens"] else t["cost"] == 0 for t in priced)
+    assert store.list_traces(status="no_outcome")["total"] == 1  # kept in the index once read
 
 
 def test_search_pagination(store: TraceStore) -> None:
