@@ -26,7 +26,7 @@ import queue
 import re
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +231,12 @@ def get_writer() -> TraceWriter:
         if _default_writer is None:
             _default_writer = TraceWriter()
         return _default_writer
+
+
+def register_secrets(secrets: Iterable[str]) -> None:
+    """Add secret strings (vendor API keys, tokens from config files) that must never be written.
+    Environment variables with secret-looking names are registered automatically."""
+    get_writer().redactor.add_secrets(secrets)
 
 
 def set_writer(writer: TraceWriter | None) -> None:

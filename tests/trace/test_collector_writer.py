@@ -174,3 +174,19 @@ async def test_concurrent_activations_in_one_loop_keep_their_own_trace(tmp_path:
         trace = json.loads(next((logs / "traces" / "Bot").glob(f"*{tid}*.json")).read_text())
         assert [e["message"] for e in trace["logs"]] == [f"step {i} of {name}" for i in range(3)]
         assert trace["outcome"]["responseText"] == name
+
+
+def test_secret_key_classification() -> None:
+    from chapterx.trace.redact import Redactor, key_is_secret, secrets_from_env
+
+    secret = ["discord_token", "token", "SEARCH_API_KEY", "apiKey", "api_key", "client_secret", "password",
+              "AWS_SECRET_ACCESS_KEY", "Authorization", "x-api-key", "AUTH_TOKEN", "accessToken"]
+    plain = ["max_tokens", "tokenUsage", "inputTokens", "cache_key", "key", "tokenEstimate", "stop_sequences",
+             "keyboard", "monkey", "tokens", "secretary_name"]
+    assert [k for k in secret if not key_is_secret(k)] == []
+    assert [k for k in plain if key_is_secret(k)] == []
+    env = {"OPENAI_API_KEY": "sk-abcdef123", "PATH": "/usr/bin:/bin", "DISCORD_TOKEN": "x"}
+    assert secrets_from_env(env) == ["sk-abcdef123"]  # "x" is too short to scrub safely
+    r = Redactor(["sk-abcdef123"], include_env=False)
+    assert r.obj({"note": "key=sk-abcdef123!", "max_tokens": 5, "nested": [{"password": 1}]}) == {
+        "note": "key=[REDACTED]!", "max_tokens": 5, "nested": [{"password": "[REDACTED]"}]}
