@@ -481,10 +481,15 @@ class TraceStore:
         if base_row is None:
             return None
         tdir = Path(base_row[0]) / "traces"
-        if bot and "/" not in bot and "\\" not in bot and bot not in (".", ".."):
-            path = tdir / bot / filename
-            if path.is_file():
-                return path
+        if bot:
+            from chapterx.trace.writer import safe_folder_name
+
+            for folder in dict.fromkeys((bot, safe_folder_name(bot))):  # as written, or as we sanitise
+                if "/" in folder or "\\" in folder or folder in (".", ".."):
+                    continue
+                path = tdir / folder / filename
+                if path.is_file():
+                    return path
         path = tdir / filename  # legacy: before per-bot folders
         return path if path.is_file() else None
 

@@ -125,3 +125,14 @@ def test_body_refs_and_ids_are_validated(tmp_path: Path, make_store: Any) -> Non
         assert store.get_trace(bad) is None
     assert store.get_trace(tid[:8]) is None  # a prefix is not the id
     assert store.get_trace(tid)["traceId"] == tid
+
+
+def test_bot_names_that_are_not_folder_names(tmp_path: Path, make_store: Any) -> None:
+    w = new_writer(tmp_path, background=False)
+    tid = write_activation(w, bot="../evil/Bot")
+    folders = [p for p in (tmp_path / "traces").iterdir() if p.is_dir()]
+    assert len(folders) == 1 and not folders[0].name.startswith(".") and "evil" in folders[0].name
+    assert not (tmp_path / "evil").exists() and not (tmp_path.parent / "evil").exists()
+    store = make_store(tmp_path)
+    assert store.get_trace(tid)["botId"] == "../evil/Bot"
+    assert store.list_traces()["traces"][0]["botName"] == "../evil/Bot"
