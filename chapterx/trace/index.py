@@ -72,6 +72,8 @@ CREATE TABLE IF NOT EXISTS traces(
 CREATE TABLE IF NOT EXISTS messages(
   key NOT NULL, trace_row INTEGER NOT NULL, role INTEGER NOT NULL, position INTEGER,
   PRIMARY KEY(key, trace_row, role)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counts(kind TEXT NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL,
+  PRIMARY KEY(kind, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channel_names(channel_id TEXT PRIMARY KEY, name TEXT NOT NULL, seq INTEGER);
 """
 
@@ -218,6 +220,15 @@ def insert_entries(conn: sqlite3.Connection, entries: Iterable[dict[str, Any]], 
             names[str(entry["channelId"])] = str(name)
     cur = conn.cursor()
     conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_row', ?)", (str(next_id),))
+    # per-channel and per-bot counts kept up to date so /api/channels and /api/bots stay O(channels)
+    tally: dict[tuple[str, str], int] = {}
+    for r in rows:
+        for kind, value in (("channel", r[5]), ("bot", r[7])):
+            if value is not None:
+                tally[(kind, value)] = tally.get((kind, value), 0) + 1
+    cur.executemany("INSERT INTO counts(kind, key, n) VALUES (?,?,?) "
+                    "ON CONFLICT(kind, key) DO UPDATE SET n = n + excluded.n",
+                    [(k, v, n) for (k, v), n in tally.items()])
     cur.executemany(_INSERT_TRACE, rows)
     cur.executemany(_INSERT_MSG, msgs)
     if names:
@@ -236,9 +247,26 @@ def delete_rows(conn: sqlite3.Connection, where: str, params: tuple[Any, ...] = 
     longer join to any trace, so searches ignore them); `sweep=True` removes every such orphan,
     which scans the message table: prune and reindex do it, the hot paths do not."""
     cur = conn.execute(f"DELETE FROM traces WHERE {where}", params)
+    if cur.rowcount:
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('counts_dirty', '1')")
     if sweep:
         sweep_orphans(conn)
     return cur.rowcount
+
+
+def counts(conn: sqlite3.Connection, kind: str) -> list[tuple[str, int]]:
+    """(key, traces) for `channel` or `bot`, most first; recounted once after deletions."""
+    dirty = conn.execute("SELECT value FROM meta WHERE key='counts_dirty'").fetchone()
+    if dirty and dirty[0] == "1":
+        with _transaction(conn):
+            conn.execute("DELETE FROM counts")
+            conn.execute("INSERT INTO counts SELECT 'channel', channel_id, COUNT(*) FROM traces "
+                         "WHERE channel_id IS NOT NULL GROUP BY channel_id")
+            conn.execute("INSERT INTO counts SELECT 'bot', bot, COUNT(*) FROM traces "
+                         "WHERE bot IS NOT NULL GROUP BY bot")
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('counts_dirty', '0')")
+    return [(k, n) for k, n in conn.execute(
+        "SELECT key, n FROM counts WHERE kind=? AND n > 0 ORDER BY n DESC, key", (kind,)).fetchall()]
 
 
 def sweep_orphans(conn: sqlite3.Connection) -> int:

@@ -256,9 +256,7 @@ class TraceStore:
         trace (upstream's empty `bodies/`) are not bots."""
         self._auto_refresh()
         with self._lock:
-            names = set(self._cached(("bots",), lambda: [
-                r[0] for r in self._conn.execute(
-                    "SELECT DISTINCT bot FROM traces WHERE bot IS NOT NULL").fetchall()]))
+            names = set(self._cached(("bots",), lambda: [k for k, _ in ix.counts(self._conn, "bot")]))
         for base in self.bases:
             try:
                 entries = list(os.scandir(base / "traces"))
@@ -285,10 +283,8 @@ class TraceStore:
         with self._lock:
             def compute() -> list[dict[str, Any]]:
                 names = self._channel_names()
-                rows = self._conn.execute(
-                    "SELECT channel_id, COUNT(*) AS n FROM traces WHERE channel_id IS NOT NULL "
-                    "GROUP BY channel_id ORDER BY n DESC, channel_id").fetchall()
-                return [{"id": cid, "name": names.get(cid, cid), "count": n} for cid, n in rows]
+                return [{"id": cid, "name": names.get(cid, cid), "count": n}
+                        for cid, n in ix.counts(self._conn, "channel")]
             return {"channels": self._cached(("channels",), compute)}
 
     # ------------------------------------------------------------------ API: list

@@ -56,8 +56,11 @@ def test_truncation_and_rotation_are_detected(tmp_path: Path, make_store: Any) -
     rotated.write_text("".join(_line(f"eeee000{i}", f"2026-01-03T00:00:0{i}.000Z") + "\n" for i in range(3)))
     os.replace(rotated, idx)  # rotation to a *larger* file (upstream misses this one)
     assert {t["traceId"] for t in store.list_traces()["traces"]} == {"eeee0000", "eeee0001", "eeee0002"}
+    assert store.channels()["channels"] == [{"id": "10", "name": "10", "count": 3}]
+    assert store.bots()["bots"] == ["B"]
     idx.unlink()
     assert store.list_traces()["total"] == 0
+    assert store.channels()["channels"] == [] and store.bots()["bots"] == []
 
 
 def test_many_bases_and_incremental_updates(tmp_path: Path, make_store: Any) -> None:
