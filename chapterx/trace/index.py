@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,26 +172,38 @@ def entry_row(entry: dict[str, Any], source_id: int, framework: str = "chapterx"
     )
 
 
-def message_rows(entry: dict[str, Any], row_id: int) -> Iterator[tuple[Any, ...]]:
-    """(key, row, role, position) for the trigger, every context id and every sent id."""
-    key = message_key(_str_or_none(entry.get("triggeringMessageId")))
-    if key is not None:
-        yield (key, row_id, 0, None)
-    ids = entry.get("contextMessageIds") or []
-    positions = entry.get("contextPositions")
-    have_pos = isinstance(positions, list) and len(positions) == len(ids)
+def _id_text(v: Any) -> str | None:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return None
+
+
+def message_rows(entry: dict[str, Any], row_id: int) -> list[tuple[Any, ...]]:
+    """(key, row, role, position) for the trigger, every context id and every sent id. This runs
+    for every id of every line during a build, so it is kept flat."""
+    out: list[tuple[Any, ...]] = []
+    mk = message_key
+    t = _id_text(entry.get("triggeringMessageId"))
+    if t is not None and (k := mk(t)) is not None:
+        out.append((k, row_id, 0, None))
+    ids = entry.get("contextMessageIds")
     if isinstance(ids, list):
-        for i, mid in enumerate(ids):
-            k = message_key(_str_or_none(mid))
-            if k is not None:
-                pos = positions[i] if have_pos and isinstance(positions[i], int) else None  # type: ignore[index]
-                yield (k, row_id, 1, pos)
-    sent = entry.get("sentMessageIds") or []
+        positions = entry.get("contextPositions")
+        if not (isinstance(positions, list) and len(positions) == len(ids)):
+            positions = [None] * len(ids)
+        for mid, pos in zip(ids, positions, strict=True):
+            text = mid if isinstance(mid, str) else _id_text(mid)
+            if text is not None and (k := mk(text)) is not None:
+                out.append((k, row_id, 1, pos if isinstance(pos, int) and not isinstance(pos, bool) else None))
+    sent = entry.get("sentMessageIds")
     if isinstance(sent, list):
         for mid in sent:
-            k = message_key(_str_or_none(mid))
-            if k is not None:
-                yield (k, row_id, 2, None)
+            text = _id_text(mid)
+            if text is not None and (k := mk(text)) is not None:
+                out.append((k, row_id, 2, None))
+    return out
 
 
 def insert_entries(conn: sqlite3.Connection, entries: Iterable[dict[str, Any]], source_id: int,
