@@ -6,7 +6,8 @@ and `_classify` (SDK exception -> ProviderError). `complete` wraps attempts in o
 - attempts = max(1, llm_retries), at least 5 for HTTP 429 (as upstream's complete path);
 - retryable: 408, 409, 429, 5xx (529 included), connection resets, timeouts, stalled streams,
   malformed streams; `retry-after` honoured, otherwise 1 s * 2^(n-1) capped at 30 s;
-- never retried once any text reached `on_text`, so a caller never receives partial text twice.
+- never retried once any text reached `on_text`, so a caller never receives partial text twice
+  (without `on_text` nothing is delivered before the call returns, so mid-stream failures retry).
 """
 
 from __future__ import annotations
@@ -215,7 +216,8 @@ class Provider:
                 err.attempts = attempt
                 self._record(request, body, None, started, error=err)
                 limit = max(attempts, 5) if err.status == 429 else attempts
-                if not err.retryable or cutter.emitted > 0 or attempt >= limit:
+                delivered = on_text is not None and cutter.emitted > 0
+                if not err.retryable or delivered or attempt >= limit:
                     log.error("LLM call to %s (%s) failed after %d attempt(s): %s", self.vendor_name or self.kind,
                               request.model, attempt, err.message)
                     raise err from (exc if exc is not err else None)
