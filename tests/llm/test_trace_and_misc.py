@@ -206,3 +206,26 @@ def test_stream_is_abandoned_at_a_stop_beyond_the_cap() -> None:
     resp, pieces = asyncio.run(run())
     assert resp.text == "Short answer." and "".join(pieces) == "Short answer."
     assert resp.stop_reason == "stop_sequence" and resp.stop_sequence == "\ncarol:"
+
+
+def test_bedrock_session_token_is_signed_and_sent() -> None:
+    async def run() -> Any:
+        async with FakeLLMServer([{"text": "ok"}]) as srv:
+            router = Router({"bedrock-w": {"config": {"aws_access_key_id": "AKIAX", "aws_secret_access_key": "s3cr3t",
+                                                      "aws_session_token": "tok-123", "region": "eu-west-1"}}},
+                            env={}, base_url_override=srv.base_url,
+                            options=ProviderOptions(now=lambda: 1740832200.0))
+            resp = await router.route("claude-sonnet-4-20250514").provider.complete(_req(
+                model="claude-sonnet-4-20250514", stream=False))
+            await router.aclose()
+            return resp, srv.requests[0]
+
+    resp, req = asyncio.run(run())
+    h = req["headers"]
+    assert req["path"] == "/model/anthropic.claude-sonnet-4-20250514-v1%3A0/invoke"
+    assert h["x-amz-security-token"] == "tok-123" and h["x-amz-date"] == "20250301T123000Z"
+    assert h["host"] == "bedrock-runtime.eu-west-1.amazonaws.com" and h["accept"] == "application/json"
+    assert "SignedHeaders=accept;content-type;host;x-amz-date;x-amz-security-token," in h["authorization"]
+    assert "/20250301/eu-west-1/bedrock/aws4_request" in h["authorization"]
+    assert req["body"]["anthropic_version"] == "bedrock-2023-05-31" and "model" not in req["body"]
+    assert resp.text == "ok"
