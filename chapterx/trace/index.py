@@ -258,16 +258,22 @@ def delete_rows(conn: sqlite3.Connection, where: str, params: tuple[Any, ...] = 
     """Delete trace rows matching a WHERE clause. Their message rows stay until a sweep (they no
     longer join to any trace, so searches ignore them); `sweep=True` removes every such orphan,
     which scans the message table: prune and reindex do it, the hot paths do not."""
-    cur = conn.execute(f"DELETE FROM traces WHERE {where}", params)
-    if cur.rowcount:
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('counts_dirty', '1')")
+    gone = conn.execute(f"DELETE FROM traces WHERE {where} RETURNING channel_id, bot", params).fetchall()
+    tally: dict[tuple[str, str], int] = {}
+    for channel_id, bot in gone:
+        for kind, value in (("channel", channel_id), ("bot", bot)):
+            if value is not None:
+                tally[(kind, value)] = tally.get((kind, value), 0) + 1
+    conn.executemany("UPDATE counts SET n = n - ? WHERE kind = ? AND key = ?",
+                     [(n, k, v) for (k, v), n in tally.items()])
     if sweep:
         sweep_orphans(conn)
-    return cur.rowcount
+    return len(gone)
 
 
 def counts(conn: sqlite3.Connection, kind: str) -> list[tuple[str, int]]:
-    """(key, traces) for `channel` or `bot`, most first; recounted once after deletions."""
+    """(key, traces) for `channel` or `bot`, most first. Kept up to date by inserts and deletes;
+    setting meta `counts_dirty` to 1 forces a full recount (a repair tool, not a hot path)."""
     dirty = conn.execute("SELECT value FROM meta WHERE key='counts_dirty'").fetchone()
     if dirty and dirty[0] == "1":
         with _transaction(conn):

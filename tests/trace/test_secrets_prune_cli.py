@@ -101,6 +101,7 @@ def test_prune_removes_traces_bodies_and_index_lines_together(tmp_path: Path, ma
     report = store.prune(timedelta(days=7), dry_run=False)
     assert report["traceFiles"] == 3 and report["otherFiles"] == 2
     assert {t["traceId"] for t in store.list_traces()["traces"]} == set(new)
+    assert [c["count"] for c in store.channels()["channels"]] == [2]
     lines = [json.loads(x) for x in (logs / "traces" / "index.jsonl").read_text().splitlines()]
     assert {e["traceId"] for e in lines} == set(new)
     remaining = " ".join(p.name for p in logs.rglob("*") if p.is_file())
@@ -110,6 +111,7 @@ def test_prune_removes_traces_bodies_and_index_lines_together(tmp_path: Path, ma
     latest = _old_activation(w, 0, "300")
     listing = store.list_traces()
     assert listing["total"] == 3 and listing["traces"][0]["traceId"] == latest
+    assert [c["count"] for c in store.channels()["channels"]] == [3]
     assert store.get_trace(old[0]) is None
 
 
