@@ -8,7 +8,6 @@ from typing import Any
 from chapterx.discord.memory import MemoryDiscord
 from chapterx.discord.port import OutgoingFile, Reaction
 
-
 BATCH: contextvars.ContextVar[int] = contextvars.ContextVar("batch", default=0)
 
 

@@ -46,10 +46,10 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
     from chapterx.agent.queue import Event
     from chapterx.agent.runtime import BotRuntime, RuntimeOptions
     from chapterx.config.load import resolve_bot_config
-    from tests.discord.recording import RecordingWorld
     from chapterx.llm.fake import FakeLLMServer
     from chapterx.llm.providers.base import ProviderOptions
     from chapterx.llm.routing import Router
+    from tests.discord.recording import RecordingWorld
 
     world = RecordingWorld(inp["discord"])
     disc = inp["discord"]

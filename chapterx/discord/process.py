@@ -1,0 +1,221 @@
+"""Starting one bot process (reference §0): config, token, vendors, Discord, runtime, shutdown.
+
+`prepare_bot(...)` does every check that can fail on operator input (config, token file, vendor
+for the model) and returns a `BotPlan`; `serve(plan)` connects and runs until SIGTERM/SIGINT.
+Each failure is one `UserError` line; the token itself never reaches a log, trace or message.
+
+Testing hooks (environment): `CHAPTERX_DISCORD_API` points discord.py at another Discord-compatible
+REST base (its `/gateway/bot` answer gives the gateway), `CHAPTERX_LLM_BASE_URL` sends every vendor
+request to one base URL (a local fake LLM server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chapterx.config.env import Settings
+from chapterx.errors import UserError
+
+log = logging.getLogger("chapterx.run")
+
+
+@dataclass
+class BotPlan:
+    """Everything `serve` needs, resolved and checked."""
+
+    bot_file: Path | None
+    ems_path: Path | None
+    bot_name: str | None
+    settings: Settings
+    env: Mapping[str, str]
+    token: str = field(repr=False)
+    bot_id: str | None
+    model: str
+    vendors: list[Any]
+    base_dir: Path
+    cleanup: tempfile.TemporaryDirectory[str] | None = None
+    chapter2: bool = False
+
+
+def _read_token(path: Path) -> str:
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise UserError(f"Discord token file not found: {path}", 2) from None
+    except IsADirectoryError:
+        raise UserError(f"Discord token file is a directory: {path}", 2) from None
+    except OSError as exc:
+        raise UserError(f"Discord token file unreadable: {path} ({exc.strerror})", 2) from None
+    if not token:
+        raise UserError(f"Discord token file is empty: {path}", 1)
+    return token
+
+
+def _chapter2_in_place(ems: Path, name: str, home: bool) -> tuple[Path, Path | None, tempfile.TemporaryDirectory[str]]:
+    """Translate a chapter2 em into a private temporary ChapterX tree (the em folder is not touched)."""
+    from compat.chapter2.migrate import plan_migration, write_plan
+
+    plan = plan_migration(ems, bots=[name], home=home)
+    tmp = tempfile.TemporaryDirectory(prefix="chapterx-run-")
+    os.chmod(tmp.name, 0o700)
+    out = Path(tmp.name) / "tree"
+    write_plan(plan, out)
+    token = out / "config" / "bots" / f"{name}_discord_token"
+    return out / "config" / "bots" / f"{name}.yaml", token if token.exists() else None, tmp
+
+
+def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: str | None = None,
+                env: Mapping[str, str] | None = None, chapter2_home: bool = False) -> BotPlan:
+    """Resolve config, token and vendors; raise one-line UserErrors for anything missing."""
+    from chapterx.config.load import resolve_bot_config
+    from chapterx.llm.routing import Router
+
+    environ: Mapping[str, str] = dict(os.environ if env is None else env)
+    settings = Settings.from_env(environ)
+    bot_name = bot or settings.bot_name
+    if bot_file is None and ems is None:
+        bot_file = settings.bot_config
+        if bot_file is None and settings.ems_path is not None and bot_name:
+            ems = settings.ems_path
+    cleanup = None
+    chapter2 = False
+    token_file: Path | None = settings.discord_token_file
+    if ems is not None:
+        from compat.chapter2.api import looks_like_chapter2
+
+        if not bot_name:
+            raise UserError("--ems needs a bot name (--bot or BOT_NAME)", 2)
+        if not Path(ems).is_dir():
+            raise UserError(f"EMS folder not found: {ems}", 2)
+        if looks_like_chapter2(Path(ems)):
+            chapter2 = True
+            em_token = Path(ems) / bot_name / "discord_token"
+            bot_file, translated_token, cleanup = _chapter2_in_place(Path(ems), bot_name, chapter2_home)
+            ems = None
+            if token_file is None:
+                token_file = em_token if em_token.exists() else translated_token or em_token
+        elif token_file is None:
+            token_file = Path(ems) / bot_name / "discord_token"
+    if token_file is None and bot_file is not None:
+        sibling = Path(bot_file).parent / f"{Path(bot_file).stem}_discord_token"
+        token_file = sibling if sibling.exists() else None
+    resolved = resolve_bot_config(bot_file=bot_file, ems_path=ems, bot_name=bot_name, env=environ)
+    if token_file is None:
+        token_path = dataclasses.replace(settings, bot_name=resolved.bot_id if bot_name else None).token_file()
+    else:
+        token_path = token_file if token_file.is_absolute() else Path.cwd() / token_file
+    token = _read_token(token_path)
+    model = str(resolved.config.get("continuation_model") or "")
+    router = Router(resolved.vendors, env=environ)
+    router.route(model)  # NoVendorError (a UserError) names the model and the vendors tried
+    for w in resolved.warnings:
+        log.warning("config: %s", w.message)
+    base_dir = Path(bot_file).parent if bot_file is not None else Path(ems or ".") / (bot_name or "")
+    return BotPlan(bot_file=Path(bot_file) if bot_file else None, ems_path=Path(ems) if ems else None,
+                   bot_name=bot_name, settings=settings, env=environ, token=token,
+                   bot_id=bot_name or (resolved.bot_id if bot_file is None else None), model=model,
+                   vendors=resolved.vendors, base_dir=base_dir, cleanup=cleanup, chapter2=chapter2)
+
+
+async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
+    """Connect to Discord and run the batch loop until SIGTERM/SIGINT (or `stop` is set)."""
+    from chapterx.agent.runtime import BotRuntime, RuntimeOptions
+    from chapterx.config.load import resolve_bot_config
+    from chapterx.discord.connector import DiscordConnector
+    from chapterx.llm.routing import Router
+    from chapterx.trace.redact import Redactor
+    from chapterx.trace.writer import TraceWriter, set_writer
+
+    env = plan.env
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    redactor = Redactor([plan.token], env=env)
+    writer = TraceWriter(plan.settings.logs_dir, plan.settings.trace_dir, redactor=redactor, env=env)
+    set_writer(writer)
+    router = Router(plan.vendors, env=env, base_url_override=env.get("CHAPTERX_LLM_BASE_URL") or None)
+
+    def load_config(guild_id: str, texts: list[str]) -> Mapping[str, Any]:
+        resolved = resolve_bot_config(bot_file=plan.bot_file, ems_path=plan.ems_path, bot_name=plan.bot_name,
+                                      guild_id=guild_id or None, channel_configs=texts, env=env)
+        redactor.add_secrets(_secret_values(resolved.config))
+        return resolved.config
+
+    runtimes: dict[str, BotRuntime] = {}
+    connector: DiscordConnector
+
+    def runtime_for(guild_id: str) -> BotRuntime:
+        rt = runtimes.get(guild_id)
+        if rt is None:
+            bot_id = plan.bot_id or connector.bot_username or "bot"
+            rt = BotRuntime(connector.port_for(guild_id), RuntimeOptions(
+                bot_id=bot_id, provider_factory=router.route,
+                load_config=lambda texts: load_config(guild_id, texts), guild_config_loader=load_config,
+                base_dir=plan.base_dir, trace_writer=writer,
+                tool_log_dir=plan.settings.tools_path,
+                thinking_dir=plan.settings.cache_path / "thinking",
+            ))
+            runtimes[guild_id] = rt
+            tasks.append(asyncio.create_task(rt.run()))
+        return rt
+
+    def on_event(event: Any) -> None:
+        runtime_for(event.guild_id).queue.push(event)
+
+    def on_pin(channel_id: str, pin: Any, message_id: str) -> None:
+        for rt in runtimes.values():
+            rt.port.set_pin(channel_id, pin, message_id)
+
+    tasks: list[asyncio.Task[Any]] = []
+    connector = DiscordConnector(on_event=on_event, on_pin=on_pin, api_base=env.get("CHAPTERX_DISCORD_API") or None)
+    discord_task = asyncio.create_task(connector.start(plan.token))
+    stop_task = asyncio.create_task(stop.wait())
+    code = 0
+    try:
+        done, _ = await asyncio.wait({discord_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if discord_task in done and discord_task.exception() is not None:
+            exc = discord_task.exception()
+            import discord
+
+            if isinstance(exc, discord.LoginFailure):
+                raise UserError("Discord rejected the token (login failed)", 1)
+            raise UserError(f"Discord connection failed: {redactor.text(str(exc))}", 1)
+        log.info("stopping")
+    finally:
+        for rt in runtimes.values():
+            rt.stop()
+        for rt in runtimes.values():
+            await rt.drain(timeout=10)
+        for t in tasks:
+            t.cancel()
+        await connector.close()
+        discord_task.cancel()
+        stop_task.cancel()
+        for t in [*tasks, discord_task, stop_task]:
+            with contextlib.suppress(BaseException):
+                await t
+        await router.aclose()
+        writer.close()
+        set_writer(None)
+        if plan.cleanup is not None:
+            plan.cleanup.cleanup()
+    return code
+
+
+def _secret_values(config: Mapping[str, Any]) -> list[str]:
+    from chapterx.trace.redact import secrets_in
+
+    return secrets_in(config)

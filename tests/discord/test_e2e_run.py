@@ -1,0 +1,152 @@
+"""End to end: `chapterx run` as a subprocess against a fake Discord and a fake LLM server.
+
+discord.py logs in over REST, connects to the fake gateway, receives a MESSAGE_CREATE that mentions
+the bot, and the bot answers through the real pipeline (Anthropic SDK to the fake LLM server) with a
+REST post; a trace file and its index line appear under LOGS_DIR and hold no secret; SIGTERM ends
+the process cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from chapterx.llm.fake import FakeLLMServer
+from tests.conftest import FIXTURES_DIR, REPO_DIR
+from tests.fakes.discord_server import FakeDiscord
+
+TOKEN = "MTIzNDU2Nzg5.fake-discord-TOKEN.e2e-secret-value"
+API_KEY = "sk-ant-e2e-SECRET-KEY-0001"
+BOT = {"id": "730000000000000001", "username": "aria-bot"}
+ALICE = {"id": "750000000000000001", "username": "alice", "global_name": "Alice A"}
+CHANNEL = "710000000000000001"
+
+
+def _tree(tmp_path: Path) -> Path:
+    root = tmp_path / "deploy"
+    shutil.copytree(FIXTURES_DIR / "discord" / "tree", root)
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "aria.token").write_text(TOKEN + "\n", encoding="utf-8")
+    return root
+
+
+def _env(tmp_path: Path, discord: FakeDiscord, llm_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update({
+        "DISCORD_TOKEN_FILE": str(tmp_path / "secrets" / "aria.token"),
+        "LOGS_DIR": str(tmp_path / "logs"), "CACHE_PATH": str(tmp_path / "cache"),
+        "TOOLS_PATH": str(tmp_path / "tools"),
+        "CHAPTERX_DISCORD_API": discord.api_base, "CHAPTERX_LLM_BASE_URL": llm_url,
+        "PYTHONPATH": str(REPO_DIR), "LOG_LEVEL": "info",
+    })
+    env.update(extra)
+    return env
+
+
+async def _start(args: list[str], env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "chapterx", *args, env=env, cwd=str(cwd),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> tuple[int, str]:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        _out, err = await asyncio.wait_for(proc.communicate(), 30)
+    except TimeoutError:
+        proc.kill()
+        _out, err = await proc.communicate()
+    return int(proc.returncode or 0), err.decode("utf-8", "replace")
+
+
+async def test_run_answers_a_mention_and_writes_a_trace(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    async with FakeDiscord(token=TOKEN, bot=BOT, users=[ALICE]) as discord, \
+            FakeLLMServer([{"text": "Hello Alice, nice to meet you."}]) as llm:
+        discord.pin(CHANNEL, ALICE["id"], ".config\n---\nmax_tokens: 321")
+        proc = await _start(["run", "--config", str(root / "config" / "bots" / "aria.yaml")],
+                            _env(tmp_path, discord, llm.base_url), tmp_path)
+        try:
+            await asyncio.wait_for(discord.identified.wait(), 60)
+            await asyncio.sleep(0.5)  # READY/GUILD_CREATE processed by the client
+            await discord.user_message(CHANNEL, ALICE["id"], "nobody asked me")
+            await asyncio.sleep(0.5)  # its own batch (a batch's trigger is its first message, as upstream)
+            trigger = await discord.user_message(CHANNEL, ALICE["id"], f"<@{BOT['id']}> hi there")
+            sends = await discord.wait_for("send", timeout=60)
+        finally:
+            code, stderr = await _stop(proc)
+        assert sends[0]["content"] == "Hello Alice, nice to meet you."
+        assert sends[0]["reply_to"] == trigger["id"]
+        assert sends[0]["channel_id"] == CHANNEL
+        kinds = [a["type"] for a in discord.actions]
+        assert kinds.index("typing") < kinds.index("send")
+        assert len(llm.requests) == 1
+        body = llm.requests[0]["body"]
+        assert body["max_tokens"] == 321  # the pinned .config reached the request
+        assert "hi there" in json.dumps(body)
+        assert code == 0, stderr
+        assert discord.auth_failures == 0
+    traces = tmp_path / "logs" / "traces"
+    index = (traces / "index.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(index) == 1
+    entry = json.loads(index[0])
+    files = [p for p in traces.rglob("*.json")]
+    assert len(files) == 1
+    trace = json.loads(files[0].read_text(encoding="utf-8"))
+    assert trace["triggeringMessageId"] == trigger["id"]
+    assert trace["channelId"] == CHANNEL
+    assert trace["activation"]["reason"] == "mention"
+    assert trace["outcome"]["success"] is True
+    assert entry.get("traceId") == trace["traceId"]
+    everything = "\n".join(p.read_text(encoding="utf-8", errors="replace")
+                           for p in (tmp_path / "logs").rglob("*") if p.is_file())
+    for secret in (TOKEN, API_KEY):
+        assert secret not in everything
+        assert secret not in stderr
+
+
+async def test_run_missing_token_file_is_one_line(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    env = {k: v for k, v in os.environ.items()}
+    env.update({"DISCORD_TOKEN_FILE": str(tmp_path / "nope" / "token"), "PYTHONPATH": str(REPO_DIR)})
+    proc = await _start(["run", "--config", str(root / "config" / "bots" / "aria.yaml")], env, tmp_path)
+    _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 2
+    assert lines == [f"chapterx: error: Discord token file not found: {tmp_path / 'nope' / 'token'}"]
+
+
+async def test_run_bad_token_is_reported(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    async with FakeDiscord(token="another-token-value", bot=BOT) as discord:
+        proc = await _start(["run", "--config", str(root / "config" / "bots" / "aria.yaml")],
+                            _env(tmp_path, discord, "http://127.0.0.1:9"), tmp_path)
+        _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = err.decode()
+    assert proc.returncode == 1
+    assert text.strip().splitlines()[-1] == "chapterx: error: Discord rejected the token (login failed)"
+    assert TOKEN not in text
+
+
+@pytest.mark.parametrize("model, message", [
+    ("no-such-model-xyz", "no-such-model-xyz"),
+])
+async def test_run_no_vendor_for_model(tmp_path: Path, model: str, message: str) -> None:
+    root = _tree(tmp_path)
+    bot = root / "config" / "bots" / "aria.yaml"
+    bot.write_text(bot.read_text().replace("claude-sonnet-4-5-20250929", model))
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env.update({"DISCORD_TOKEN_FILE": str(tmp_path / "secrets" / "aria.token"), "PYTHONPATH": str(REPO_DIR)})
+    proc = await _start(["run", "--config", str(bot)], env, tmp_path)
+    _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode == 1
+    assert len(lines) == 1 and lines[0].startswith("chapterx: error: ") and message in lines[0]
