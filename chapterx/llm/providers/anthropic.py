@@ -95,6 +95,11 @@ def thinking_param(request: ProviderRequest) -> dict[str, Any] | None:
     return {"type": "enabled", "budget_tokens": budget}
 
 
+def _thinking_requested(request: ProviderRequest) -> bool:
+    th = request.thinking or {}
+    return bool(th.get("type") in ("enabled", "adaptive") or th.get("enabled"))
+
+
 def _has_ttl(obj: Any) -> bool:
     if isinstance(obj, dict):
         cc = obj.get("cache_control")
@@ -183,7 +188,9 @@ class AnthropicProvider(Provider):
             if request.system is not None and request.system != "" and request.system != []:
                 body["system"] = request.system
         thinking = thinking_param(request)
-        temperature = 1 if thinking else request.temperature
+        # a thinking config forces temperature 1 even when no budget fits and `thinking` is omitted
+        # (upstream does the same through OpenRouter, where thinking is never sent)
+        temperature = 1 if (thinking or _thinking_requested(request)) else request.temperature
         if temperature is not None:
             body["temperature"] = temperature
         elif request.top_p is not None and not native_tools:
