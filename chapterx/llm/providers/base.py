@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from chapterx.llm.errors import ProviderError, scrub
@@ -40,7 +40,6 @@ class ProviderOptions:
     sdk_max_retries: int | None = None  # None: the per-provider default (Anthropic SDK: 2, others 0)
     default_llm_retries: int = 0
     now: Callable[[], float] | None = None  # clock for request signing (Bedrock); None = time.time
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class StreamStalled(Exception):
