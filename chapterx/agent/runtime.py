@@ -113,6 +113,7 @@ class RuntimeOptions:
     thinking_dir: Path | None = None
     trace_writer: Any = None  # chapterx.trace.writer.TraceWriter; None: no traces
     on_activation: Callable[[ActivationResult], Awaitable[None] | None] | None = None
+    typing_interval: float = 8.0
 
 
 class BotRuntime:
@@ -213,8 +214,15 @@ class BotRuntime:
         await asyncio.sleep(0)  # let the activation start (typing) before the next batch, as upstream
         return outcome
 
+    async def _keep_typing(self, channel_id: str) -> None:
+        """Upstream re-sends the typing indicator every 8 s until the activation ends."""
+        while True:
+            await asyncio.sleep(self.opts.typing_interval)
+            await self._safe(self.port.typing(channel_id), "typing")
+
     async def _activate(self, channel_id: str, guild_id: str, trigger_id: str | None, reason: str,
                         events: Sequence[Event]) -> ActivationResult | None:
+        typing = asyncio.create_task(self._keep_typing(channel_id))
         try:
             if trigger_id is not None and self.opts.trace_writer is not None:
                 from chapterx.trace.collector import start_activation
@@ -243,6 +251,7 @@ class BotRuntime:
             log.exception("activation in channel %s crashed", channel_id)
             return None
         finally:
+            typing.cancel()
             self.active_channels.discard(channel_id)
 
     async def _run(self, channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:

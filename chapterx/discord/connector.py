@@ -178,10 +178,14 @@ class DiscordConnector:
         async def on_raw_reaction_add(payload: discord.RawReactionActionEvent) -> None:
             if payload.guild_id is None:
                 return
+            author = str(payload.message_author_id) if payload.message_author_id else None
+            if author is None:  # a partial: fetch the message, as upstream does
+                m = await self.port_for(str(payload.guild_id)).fetch_message(
+                    str(payload.channel_id), str(payload.message_id))
+                author = m.author_id if m is not None else None
             self.on_event(Event("reaction", str(payload.channel_id), str(payload.guild_id), data={
                 "message_id": str(payload.message_id), "emoji": _emoji_name(payload.emoji),
-                "user_id": str(payload.user_id),
-                "message_author_id": str(payload.message_author_id) if payload.message_author_id else None,
+                "user_id": str(payload.user_id), "message_author_id": author,
             }))
 
 

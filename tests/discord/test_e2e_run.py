@@ -150,3 +150,29 @@ async def test_run_no_vendor_for_model(tmp_path: Path, model: str, message: str)
     lines = err.decode().strip().splitlines()
     assert proc.returncode == 1
     assert len(lines) == 1 and lines[0].startswith("chapterx: error: ") and message in lines[0]
+
+
+async def test_run_chapter2_em_in_place(tmp_path: Path) -> None:
+    """`--ems` on a chapter2 deployment: the em runs without migrating, its folder is left untouched."""
+    ems = tmp_path / "ems"
+    shutil.copytree(FIXTURES_DIR / "discord" / "chapter2" / "ems", ems)
+    before = {p: p.read_bytes() for p in ems.rglob("*") if p.is_file()}
+    token = (ems / "wren" / "discord_token").read_text().strip()
+    bot = {"id": "730000000000000009", "username": "wren-bot"}
+    async with FakeDiscord(token=token, bot=bot, users=[ALICE]) as discord, \
+            FakeLLMServer([{"text": " The tide is out."}]) as llm:
+        env = _env(tmp_path, discord, llm.base_url)
+        env.pop("DISCORD_TOKEN_FILE")
+        proc = await _start(["run", "--ems", str(ems), "--bot", "wren"], env, tmp_path)
+        try:
+            await asyncio.wait_for(discord.identified.wait(), 60)
+            await asyncio.sleep(0.5)
+            await discord.user_message(CHANNEL, ALICE["id"], f"<@{bot['id']}> how is the harbour?")
+            sends = await discord.wait_for("send", timeout=60)
+        finally:
+            code, stderr = await _stop(proc)
+    assert code == 0, stderr
+    assert "The tide is out." in sends[0]["content"]
+    assert "how is the harbour?" in json.dumps(llm.requests[0]["body"])
+    assert {p: p.read_bytes() for p in ems.rglob("*") if p.is_file()} == before
+    assert token not in stderr and "sk-ant-c2-SECRET-KEY-0002" not in stderr

@@ -1,0 +1,84 @@
+"""Startup checks of `chapterx run` (in process, no network): layouts, token files, one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from chapterx.discord.process import prepare_bot
+from chapterx.errors import UserError
+from tests.conftest import FIXTURES_DIR
+
+TOKEN = "MTIzNDU2Nzg5.fake-discord-TOKEN.startup"
+
+
+def _deploy(tmp_path: Path) -> Path:
+    root = tmp_path / "deploy"
+    shutil.copytree(FIXTURES_DIR / "discord" / "tree", root)
+    return root
+
+
+def test_absolute_token_file_and_bot_file(tmp_path: Path) -> None:
+    root = _deploy(tmp_path)
+    tok = tmp_path / "t" / "aria_token"
+    tok.parent.mkdir()
+    tok.write_text(TOKEN + "\n")
+    plan = prepare_bot(bot_file=root / "config" / "bots" / "aria.yaml", env={"DISCORD_TOKEN_FILE": str(tok)})
+    assert plan.token == TOKEN
+    assert plan.model == "claude-sonnet-4-5-20250929"
+    assert TOKEN not in repr(plan)
+
+
+def test_bot_name_layout_token_under_config_path(tmp_path: Path) -> None:
+    root = _deploy(tmp_path)
+    (root / "config" / "bots" / "aria_discord_token").write_text(TOKEN)
+    plan = prepare_bot(env={"CONFIG_PATH": str(root / "config"), "BOT_NAME": "aria"})
+    assert plan.token == TOKEN and plan.bot_id == "aria"
+
+
+def test_ems_layout_token_in_bot_folder(tmp_path: Path) -> None:
+    ems = tmp_path / "ems"
+    (ems / "aria").mkdir(parents=True)
+    shutil.copy(FIXTURES_DIR / "discord" / "tree" / "config" / "shared.yaml", ems / "config.yaml")
+    shutil.copy(FIXTURES_DIR / "discord" / "tree" / "config" / "bots" / "aria.yaml", ems / "aria" / "config.yaml")
+    (ems / "aria" / "discord_token").write_text(TOKEN)
+    plan = prepare_bot(env={"EMS_PATH": str(ems), "BOT_NAME": "aria"})
+    assert plan.token == TOKEN and not plan.chapter2
+
+
+def test_missing_token_file(tmp_path: Path) -> None:
+    root = _deploy(tmp_path)
+    with pytest.raises(UserError) as info:
+        prepare_bot(bot_file=root / "config" / "bots" / "aria.yaml",
+                    env={"DISCORD_TOKEN_FILE": str(tmp_path / "missing")})
+    assert info.value.exit_code == 2
+    assert str(info.value) == f"Discord token file not found: {tmp_path / 'missing'}"
+
+
+def test_empty_token_file(tmp_path: Path) -> None:
+    root = _deploy(tmp_path)
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(UserError, match="empty"):
+        prepare_bot(bot_file=root / "config" / "bots" / "aria.yaml", env={"DISCORD_TOKEN_FILE": str(tmp_path / "empty")})
+
+
+def test_bad_config_names_the_file(tmp_path: Path) -> None:
+    root = _deploy(tmp_path)
+    bot = root / "config" / "bots" / "aria.yaml"
+    bot.write_text("name: [unclosed\n")
+    (tmp_path / "tok").write_text(TOKEN)
+    with pytest.raises(UserError) as info:
+        prepare_bot(bot_file=bot, env={"DISCORD_TOKEN_FILE": str(tmp_path / "tok")})
+    assert "aria.yaml" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_no_vendor_for_model(tmp_path: Path) -> None:
+    root = _deploy(tmp_path)
+    bot = root / "config" / "bots" / "aria.yaml"
+    bot.write_text(bot.read_text().replace("claude-sonnet-4-5-20250929", "mystery-model-9"))
+    (tmp_path / "tok").write_text(TOKEN)
+    with pytest.raises(UserError, match="mystery-model-9"):
+        prepare_bot(bot_file=bot, env={"DISCORD_TOKEN_FILE": str(tmp_path / "tok")})
