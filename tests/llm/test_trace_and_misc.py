@@ -229,3 +229,26 @@ def test_bedrock_session_token_is_signed_and_sent() -> None:
     assert "/20250301/eu-west-1/bedrock/aws4_request" in h["authorization"]
     assert req["body"]["anthropic_version"] == "bedrock-2023-05-31" and "model" not in req["body"]
     assert resp.text == "ok"
+
+
+def test_sdk_environment_variables_do_not_leak(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"OPENAI_ORG_ID": "org-env", "OPENAI_PROJECT_ID": "proj-env", "ANTHROPIC_AUTH_TOKEN": "tok",
+                        "ANTHROPIC_API_KEY": "other-key", "GOOGLE_GENAI_USE_VERTEXAI": "true"}.items():
+        monkeypatch.setenv(name, value)
+
+    async def run() -> Any:
+        async with FakeLLMServer([{"text": "a"}] * 3) as srv:
+            router = Router({"openrouter": {"config": {"openrouter_api_key": "k"}},
+                             "gemini": {"config": {"api_key": "g"}},
+                             "anthropic": {"config": {"anthropic_api_key": "a"}}}, env={},
+                            base_url_override=srv.base_url)
+            for model in ("x/y", "gemini-2.5-pro", "claude-x"):
+                await router.route(model).provider.complete(
+                    ProviderRequest(model=model, messages=[ChatMessage("user", "hi")]))
+            await router.aclose()
+            return srv.requests
+
+    reqs = asyncio.run(run())
+    assert "openai-organization" not in reqs[0]["headers"] and "openai-project" not in reqs[0]["headers"]
+    assert reqs[1]["path"].startswith("/v1beta/models/gemini-2.5-pro:")  # not switched to Vertex AI
+    assert reqs[2]["headers"]["x-api-key"] == "a" and "authorization" not in reqs[2]["headers"]

@@ -61,6 +61,7 @@ class GeminiProvider(Provider):
                 event_hooks={"request": [self._hook]}, timeout=self.options.timeout
             )
             self._client = genai.Client(
+                vertexai=False,  # the environment must not switch a gemini vendor to Vertex AI
                 api_key=str(self.settings["api_key"]),
                 http_options=gt.HttpOptions(
                     base_url=f"{parts.scheme}://{parts.netloc}/",

@@ -25,6 +25,8 @@ from chapterx.llm.errors import ProviderError
 from chapterx.llm.providers.base import Provider, StopCutter, StreamStalled, status_error, with_stall_timeout
 from chapterx.llm.types import ChatMessage, ContentBlock, ProviderRequest, ProviderResponse
 
+# OpenAI org/project ids from the environment are not sent to servers that are not OpenAI
+_NO_OPENAI_IDS: dict[str, Any] = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
 OPENROUTER_HEADERS = {"HTTP-Referer": "https://chapterx.local", "X-Title": "ChapterX"}
 
 _REASONING = re.compile(r"^(o1|o3|o4|gpt-5|gpt5)")
@@ -99,9 +101,19 @@ class OpenAIChatProvider(Provider):
                 base_url=self.base_url,
                 max_retries=self.sdk_max_retries,
                 timeout=self.options.timeout,
-                default_headers=OPENROUTER_HEADERS if self.flavour == "openrouter" else None,
+                default_headers=self._default_headers(),
             )
         return self._client
+
+    def _default_headers(self) -> dict[str, Any] | None:
+        """OpenRouter's attribution headers; and never OpenAI org/project ids (from OPENAI_ORG_ID /
+        OPENAI_PROJECT_ID in the environment) towards a server that is not OpenAI."""
+        if self.flavour == "openai":
+            return None
+        headers: dict[str, Any] = dict(_NO_OPENAI_IDS)
+        if self.flavour == "openrouter":
+            headers.update(OPENROUTER_HEADERS)
+        return headers
 
     # -- messages --------------------------------------------------------------------------------
     def _keep_cache_control(self) -> bool:
@@ -343,6 +355,7 @@ class CompletionsProvider(Provider):
                 base_url=self.base_url,
                 max_retries=self.sdk_max_retries,
                 timeout=self.options.timeout,
+                default_headers=_NO_OPENAI_IDS,
             )
         return self._client
 
