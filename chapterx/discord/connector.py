@@ -314,3 +314,46 @@ class GuildPort:
 
     async def typing(self, channel_id: str) -> None:
         await self._messageable(channel_id).typing()
+
+
+class ConnectorApiBackend:
+    """What the REST API (`chapterx.api.server`) reads from discord.py's cache."""
+
+    def __init__(self, connector: DiscordConnector) -> None:
+        self.c = connector
+
+    def channels(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for g in self.c.client.guilds:
+            chans: list[discord.TextChannel | discord.Thread] = [*g.text_channels, *g.threads]
+            for ch in chans:
+                thread = isinstance(ch, discord.Thread)
+                out.append({"id": str(ch.id), "name": ch.name, "guildId": str(g.id), "guildName": g.name,
+                            "type": "thread" if thread else "text", "isThread": thread,
+                            "parentId": str(ch.parent_id) if thread and ch.parent_id else None,
+                            "lastMessageId": str(ch.last_message_id) if ch.last_message_id else None})
+        return out
+
+    def port_for_channel(self, channel_id: str) -> GuildPort | None:
+        ch = self.c.client.get_channel(int(channel_id))
+        guild = getattr(ch, "guild", None)
+        return self.c.port_for(str(guild.id)) if guild is not None else None
+
+    async def user_info(self, user_id: str, guild_id: str | None) -> dict[str, Any] | None:
+        if not user_id.isdigit():
+            return None
+        client = self.c.client
+        user: Any = client.get_user(int(user_id))
+        if user is None:
+            try:
+                user = await client.fetch_user(int(user_id))
+            except discord.NotFound:
+                return None
+        out: dict[str, Any] = {"id": str(user.id), "username": user.name, "displayName": user.display_name,
+                               "discriminator": user.discriminator, "bot": user.bot,
+                               "avatarUrl": user.display_avatar.replace(size=128, format="png").url}
+        guild = client.get_guild(int(guild_id)) if guild_id and guild_id.isdigit() else None
+        member = guild.get_member(int(user_id)) if guild is not None else None
+        if member is not None:
+            out["roles"] = [{"id": str(r.id), "name": r.name} for r in member.roles if not r.is_default()]
+        return out

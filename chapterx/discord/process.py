@@ -181,6 +181,15 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
 
     tasks: list[asyncio.Task[Any]] = []
     connector = DiscordConnector(on_event=on_event, on_pin=on_pin, api_base=env.get("CHAPTERX_DISCORD_API") or None)
+    api_runner = None
+    if plan.settings.api_bearer_token:
+        from chapterx.api.server import start_api
+        from chapterx.discord.connector import ConnectorApiBackend
+
+        redactor.add_secrets([plan.settings.api_bearer_token])
+        api_runner = await start_api(ConnectorApiBackend(connector), plan.settings.api_bearer_token,
+                                     plan.settings.api_port, host=env.get("API_HOST") or "0.0.0.0")
+        log.info("REST API listening on port %s", plan.settings.api_port)
     discord_task = asyncio.create_task(connector.start(plan.token))
     stop_task = asyncio.create_task(stop.wait())
     code = 0
@@ -201,6 +210,8 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
             await rt.drain(timeout=10)
         for t in tasks:
             t.cancel()
+        if api_runner is not None:
+            await api_runner.cleanup()
         await connector.close()
         discord_task.cancel()
         stop_task.cancel()

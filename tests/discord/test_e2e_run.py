@@ -27,6 +27,37 @@ API_KEY = "sk-ant-e2e-SECRET-KEY-0001"
 BOT = {"id": "730000000000000001", "username": "aria-bot"}
 ALICE = {"id": "750000000000000001", "username": "alice", "global_name": "Alice A"}
 CHANNEL = "710000000000000001"
+API_TOKEN = "api-bearer-e2e-secret"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _api_checks(port: int, trigger_id: str) -> dict[str, object]:
+    """The REST API of the running bot, over the real connector's cache."""
+    import aiohttp
+
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + "/health") as r:
+            health = r.status
+        async with http.get(base + f"/api/channels/{CHANNEL}/latest") as r:
+            no_auth = r.status
+        async with http.get(base + f"/api/channels/{CHANNEL}/latest", headers={"Authorization": "Bearer x"}) as r:
+            wrong = r.status
+        async with http.get(base + f"/api/channels/{CHANNEL}/latest?messages=10", headers=auth) as r:
+            latest = await r.json()
+        async with http.get(base + "/api/channels?since=2000-01-01T00:00:00Z", headers=auth) as r:
+            chans = await r.json()
+    return {"health": health, "no_auth": no_auth, "wrong": wrong,
+            "latest_has_trigger": trigger_id in [m["id"] for m in latest["messages"]],
+            "channels": [c["id"] for c in chans["channels"]]}
 
 
 def _tree(tmp_path: Path) -> Path:
@@ -72,8 +103,10 @@ async def test_run_answers_a_mention_and_writes_a_trace(tmp_path: Path) -> None:
     async with FakeDiscord(token=TOKEN, bot=BOT, users=[ALICE]) as discord, \
             FakeLLMServer([{"text": "Hello Alice, nice to meet you."}]) as llm:
         discord.pin(CHANNEL, ALICE["id"], ".config\n---\nmax_tokens: 321")
+        api_port = _free_port()
         proc = await _start(["run", "--config", str(root / "config" / "bots" / "aria.yaml")],
-                            _env(tmp_path, discord, llm.base_url), tmp_path)
+                            _env(tmp_path, discord, llm.base_url, API_BEARER_TOKEN=API_TOKEN,
+                                 API_PORT=str(api_port), API_HOST="127.0.0.1"), tmp_path)
         try:
             await asyncio.wait_for(discord.identified.wait(), 60)
             await asyncio.sleep(0.5)  # READY/GUILD_CREATE processed by the client
@@ -81,6 +114,7 @@ async def test_run_answers_a_mention_and_writes_a_trace(tmp_path: Path) -> None:
             await asyncio.sleep(0.5)  # its own batch (a batch's trigger is its first message, as upstream)
             trigger = await discord.user_message(CHANNEL, ALICE["id"], f"<@{BOT['id']}> hi there")
             sends = await discord.wait_for("send", timeout=60)
+            api = await _api_checks(api_port, trigger["id"])
         finally:
             code, stderr = await _stop(proc)
         assert sends[0]["content"] == "Hello Alice, nice to meet you."
@@ -94,6 +128,8 @@ async def test_run_answers_a_mention_and_writes_a_trace(tmp_path: Path) -> None:
         assert "hi there" in json.dumps(body)
         assert code == 0, stderr
         assert discord.auth_failures == 0
+        assert api == {"health": 200, "no_auth": 401, "wrong": 403, "latest_has_trigger": True,
+                       "channels": [CHANNEL]}
     traces = tmp_path / "logs" / "traces"
     index = (traces / "index.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(index) == 1
@@ -108,7 +144,7 @@ async def test_run_answers_a_mention_and_writes_a_trace(tmp_path: Path) -> None:
     assert entry.get("traceId") == trace["traceId"]
     everything = "\n".join(p.read_text(encoding="utf-8", errors="replace")
                            for p in (tmp_path / "logs").rglob("*") if p.is_file())
-    for secret in (TOKEN, API_KEY):
+    for secret in (TOKEN, API_KEY, API_TOKEN):
         assert secret not in everything
         assert secret not in stderr
 
