@@ -330,7 +330,7 @@ class ConnectorApiBackend:
                 thread = isinstance(ch, discord.Thread)
                 out.append({"id": str(ch.id), "name": ch.name, "guildId": str(g.id), "guildName": g.name,
                             "type": "thread" if thread else "text", "isThread": thread,
-                            "parentId": str(ch.parent_id) if thread and ch.parent_id else None,
+                            "parentId": str(ch.parent_id) if isinstance(ch, discord.Thread) and ch.parent_id else None,
                             "lastMessageId": str(ch.last_message_id) if ch.last_message_id else None})
         return out
 

@@ -1,0 +1,149 @@
+"""Batching, the decision rules and processBatch on a small world of our own (no ../shared needed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from chapterx.agent.decide import (
+    DecideContext,
+    is_dot_message,
+    mentions_bot,
+    parse_sleep_pin,
+    reply_chain_depth,
+    should_activate,
+    sleep_active,
+)
+from chapterx.agent.queue import Event, EventQueue
+from chapterx.agent.runtime import BotRuntime, RuntimeOptions
+from chapterx.discord.port import Message, Pin
+from tests.discord.recording import RecordingWorld
+
+BOT = "900"
+HUMAN = "100"
+OTHER_BOT = "200"
+THIRD_BOT = "300"
+
+
+def _world(messages: list[dict[str, Any]] | None = None) -> RecordingWorld:
+    return RecordingWorld({
+        "guild_id": "1", "channel_id": "10", "bot_user_id": BOT,
+        "users": [{"id": BOT, "username": "aria-bot", "bot": True}, {"id": HUMAN, "username": "alice"},
+                  {"id": OTHER_BOT, "username": "echo", "bot": True}, {"id": THIRD_BOT, "username": "zed", "bot": True}],
+        "members": [{"user_id": BOT, "role_ids": ["55"]}],
+        "roles": [{"id": "55", "name": "aria-role"}, {"id": "66", "name": "other"}],
+        "messages": messages or [],
+    })
+
+
+def _msg(mid: str, author: str, content: str, **kw: Any) -> Message:
+    return Message(mid, "10", author, content, **kw)
+
+
+def test_queue_batches_by_category() -> None:
+    q = EventQueue()
+    for t in ("message", "reaction", "self_activation", "message", "delete"):
+        q.push(Event(t, "10"))
+    assert [e.type for e in q.poll_batch()] == ["message", "reaction"]
+    assert [e.type for e in q.poll_batch()] == ["self_activation"]
+    assert [e.type for e in q.poll_batch()] == ["message", "delete"]
+    assert q.poll_batch() == []
+
+
+def test_dot_messages() -> None:
+    assert is_dot_message(".hidden")
+    assert is_dot_message("<@1> <@!2> .hidden")
+    assert is_dot_message("<reply:@bob> .x")
+    assert not is_dot_message("...well")
+    assert not is_dot_message("..")
+    assert not is_dot_message("plain")
+
+
+def test_sleep_pin_gates() -> None:
+    pin = parse_sleep_pin(Pin("1", ".sleep\n---\nstarted_at: 2025-03-01T12:00:00Z\nmessages: 3.7\n"
+                                   "duration_seconds: 60", HUMAN))
+    assert pin is not None and pin.messages == 3
+    start = datetime(2025, 3, 1, 12, tzinfo=UTC).timestamp()
+    assert not sleep_active(pin, start - 1, 0)
+    assert sleep_active(pin, start + 10, 2)
+    assert not sleep_active(pin, start + 10, 3)
+    assert not sleep_active(pin, start + 60, 0)
+    assert parse_sleep_pin(Pin("2", ".sleep\n---\nmessages: 3", HUMAN)) is None  # no started_at
+    assert parse_sleep_pin(Pin("3", ".sleep\nstarted_at: 2025-03-01T12:00:00Z\nmessages: 3", HUMAN)) is None
+    assert parse_sleep_pin(Pin("4", ".sleep\n---\nstarted_at: 2025-03-01T12:00:00Z\nmessages: 0", HUMAN)) is None
+
+
+async def test_mention_rules_and_chain_depth() -> None:
+    w = _world([{"id": "1", "author_id": BOT, "content": "earlier"},
+                {"id": "2", "author_id": OTHER_BOT, "content": "hey", "reply_to": "1"},
+                {"id": "3", "author_id": OTHER_BOT, "content": "again", "reply_to": "2"},
+                {"id": "4", "author_id": THIRD_BOT, "content": "me too", "reply_to": "3"}])
+    assert await mentions_bot(w, _msg("9", HUMAN, f"hi <@{BOT}>"))
+    assert await mentions_bot(w, _msg("9", HUMAN, f"hi <@!{BOT}>"))
+    assert await mentions_bot(w, _msg("9", HUMAN, "hi <@&55>"))
+    assert not await mentions_bot(w, _msg("9", HUMAN, "hi <@&66>"))
+    assert await mentions_bot(w, _msg("9", HUMAN, "all", mention_everyone=True))
+    assert await mentions_bot(w, _msg("9", HUMAN, "re", reply_to="1", reply_ping=True))
+    assert not await mentions_bot(w, _msg("9", HUMAN, "re", reply_to="1", reply_ping=False))
+    assert not await mentions_bot(w, _msg("9", HUMAN, "aria-bot, hello"))
+    assert await reply_chain_depth(w, _msg("9", HUMAN, "x")) == 0
+    # two consecutive echo messages count once, then zed, then aria (the chain starts at the message)
+    assert await reply_chain_depth(w, (await w.fetch_message("10", "4"))) == 3  # type: ignore[arg-type]
+
+
+async def _decide(events: list[Event], config: Mapping[str, Any], w: RecordingWorld,
+                  rolls: list[float] | None = None) -> Any:
+    it = iter(rolls or [])
+    ctx = DecideContext(port=w, config=config, bot_id="aria", random=lambda: next(it))
+    return await should_activate(events, ctx, "10")
+
+
+async def test_decision_order() -> None:
+    w = _world()
+    cfg = {"name": "Aria", "reply_on_random": 0}
+    mention = Event("message", "10", "1", _msg("20", HUMAN, f"<@{BOT}> hi"), mentions_bot=True)
+    assert (await _decide([mention], cfg, w)).activate
+    assert not (await _decide([mention], {**cfg, "api_only": True}, w)).activate
+    assert not (await _decide([mention], {**cfg, "may_speak": ["someone"]}, w)).activate
+    assert (await _decide([mention], {**cfg, "may_speak": [" <@ARIA> "]}, w)).activate
+    own = Event("message", "10", "1", _msg("21", BOT, f"<@{BOT}> me"), mentions_bot=True)
+    assert not (await _decide([own], cfg, w)).activate
+    m_other = Event("message", "10", "1", _msg("22", HUMAN, "m continue"))
+    # an m command for someone else ends the batch, even before a mention
+    assert not (await _decide([m_other, mention], cfg, w)).activate
+    plain = Event("message", "10", "1", _msg("23", HUMAN, "chat"))
+    d = await _decide([plain], {**cfg, "reply_on_random": 4}, w, [0.3])
+    assert not d.activate and d.random_rolls == [0.3]
+    d = await _decide([plain], {**cfg, "reply_on_random": 4}, w, [0.2])
+    assert d.activate
+
+
+async def test_runtime_drops_busy_channel_and_answers_once() -> None:
+    from chapterx.agent.activation import ActivationResult
+    from chapterx.agent.state import ChannelState
+
+    w = _world([{"id": "5", "author_id": HUMAN, "content": "hello"}])
+    gate = asyncio.Event()
+    calls: list[str | None] = []
+
+    async def fake_run(channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
+        calls.append(trigger_id)
+        await gate.wait()
+        return ActivationResult(state=ChannelState())
+
+    rt = BotRuntime(w, RuntimeOptions(bot_id="aria", provider_factory=lambda m: None,
+                                      load_config=lambda texts: {"name": "Aria", "reply_on_random": 0}))
+    rt._run = fake_run  # type: ignore[method-assign]
+    first = await rt.process_batch([Event("message", "10", "1", _msg("30", HUMAN, f"<@{BOT}> a"), mentions_bot=True)])
+    second = await rt.process_batch([Event("message", "10", "1", _msg("31", HUMAN, f"<@{BOT}> b"), mentions_bot=True)])
+    assert first.activated and second.should_activate and not second.activated
+    gate.set()
+    assert first.task is not None
+    await first.task
+    third = await rt.process_batch([Event("message", "10", "1", _msg("32", HUMAN, f"<@{BOT}> c"), mentions_bot=True)])
+    assert third.activated and third.task is not None
+    await third.task
+    assert calls == ["30", "32"]
+    assert "10" not in rt.active_channels
