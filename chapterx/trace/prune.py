@@ -64,6 +64,14 @@ def _body_refs(trace_file: Path, base: Path) -> list[Path]:
     return out
 
 
+def _mtime(entry: os.DirEntry[str]) -> float:
+    """mtime of a regular file, or +inf when it vanished meanwhile (writers run concurrently)."""
+    try:
+        return entry.stat().st_mtime if entry.is_file() else float("inf")
+    except OSError:
+        return float("inf")
+
+
 def _size(p: Path) -> int:
     try:
         return p.stat().st_size
@@ -105,7 +113,7 @@ def prune_store(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict
                 mdir = folder / ".inprogress"
                 if mdir.is_dir():
                     for e in os.scandir(mdir):
-                        if e.is_file() and e.stat().st_mtime < cutoff:
+                        if not e.name.startswith(".") and _mtime(e) < cutoff:
                             doomed.append(Path(e.path))
                             report["markers"] += 1
             # orphan bodies (e.g. failed calls no trace points to) and streaming metrics
@@ -114,7 +122,8 @@ def prune_store(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict
                 if bdir.is_dir():
                     for e in os.scandir(bdir):
                         p = Path(e.path)
-                        if e.is_file() and p not in doomed and e.stat().st_mtime < cutoff:
+                        # dot files are a writer's temporary files: never touch them
+                        if not e.name.startswith(".") and p not in doomed and _mtime(e) < cutoff:
                             doomed.append(p)
                             report["otherFiles"] += 1
             sdir = base / "streaming"

@@ -183,3 +183,33 @@ def test_cli_errors_are_one_line(cli_logs: Path, capsys: Any, tmp_path: Path) ->
     assert code == 1 and "out of range" in err
     code, _, err = _run(capsys, "list", "--since", "yesterday-ish", "--logs-dir", d)
     assert code == 2 and "invalid time" in err
+
+
+def test_prune_while_writers_append_loses_nothing(tmp_path: Path, make_store: Any) -> None:
+    import threading
+
+    logs = tmp_path / "logs"
+    old_writer = new_writer(logs, background=False)
+    for i in range(20):
+        _old_activation(old_writer, 30, f"5{i:03d}")
+    store = make_store(logs)
+    written: list[str] = []
+
+    def write_new() -> None:
+        w = new_writer(logs, background=False)
+        for i in range(150):
+            written.append(write_activation(w, trigger=f"6{i:04d}"))
+
+    threads = [threading.Thread(target=write_new) for _ in range(2)]
+    for t in threads:
+        t.start()
+    reports = [store.prune(timedelta(days=7), dry_run=False) for _ in range(3)]
+    for t in threads:
+        t.join()
+    assert sum(r["indexLinesRemoved"] for r in reports) == 20
+    lines = [json.loads(x) for x in (logs / "traces" / "index.jsonl").read_text().splitlines()]
+    assert sorted(e["traceId"] for e in lines) == sorted(written)
+    listing = store.list_traces(limit=200)
+    assert listing["total"] == 300
+    assert {t["traceId"] for t in store.list_traces(limit=200, offset=200)["traces"]} | {
+        t["traceId"] for t in listing["traces"]} == set(written)
