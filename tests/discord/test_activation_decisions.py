@@ -21,6 +21,11 @@ from tests.conftest import SHARED_DIR, shared_path
 
 # Cases we do not reproduce, with the reason (also in docs/differences/runtime.md).
 SKIPS: dict[str, str] = {}
+# Request bodies that differ on purpose (the pipeline area's documented continuation difference).
+BODY_DIFFERENCES = {
+    "m-command-uppercase-not-command": "raw continuation: the context ends with the bot's own message",
+    "continuation-emoji-by-user": "raw continuation: ▶️ continues the bot's message without a new label",
+}
 
 
 def _cases() -> list[Any]:
@@ -85,7 +90,13 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
                 routers.append(router)
                 return router.route(model)
 
-            rt = BotRuntime(world, RuntimeOptions(
+            fetches: list[dict[str, Any]] = []
+
+            def on_activation(result: Any) -> None:
+                fetches.append({"message_ids": result.fetched_message_ids,
+                                "inheritance_info": {k: v for k, v in (result.inheritance or {}).items() if v} or None})
+
+            rt = BotRuntime(world, RuntimeOptions(on_activation=on_activation,
                 bot_id=bot_id, provider_factory=factory, load_config=lambda t: load(world.guild_id, t),
                 guild_config_loader=load, random=lambda: next(rolls), now=lambda: now_ts,
                 clock=lambda: now_ts, base_dir=root / "config" / "bots"))
@@ -146,7 +157,9 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
             for r in routers:
                 await r.aclose()
             out["provider_request_count"] = len(fake.requests)
+            out["provider_bodies"] = [r["body"] for r in fake.requests]
     out["discord_actions"] = world.actions
+    out["context_fetches"] = fetches
     out["sleep_counters_after"] = dict(rt.sleep_counters)
     out["pins_api_requests"] = list(rt.port.pin_fetches)
     return out
@@ -166,11 +179,54 @@ async def test_activation_decision(case_id: str) -> None:
         have = {k: gb.get(k) for k in want}
         assert have == want, f"batch {i}"
     assert got["discord_actions"] == exp["discord_actions"]
+    want_fetches = [{k: f[k] for k in ("message_ids", "inheritance_info")} for f in exp["context_fetches"]]
+    assert [{k: f[k] for k in ("message_ids", "inheritance_info")} for f in got["context_fetches"]] == want_fetches
     if "sleep_counters_after" in exp:
         assert got["sleep_counters_after"] == exp["sleep_counters_after"]
     if "provider_request_count" in exp:
         assert got["provider_request_count"] == exp["provider_request_count"]
     else:
         assert got["provider_request_count"] == len(exp["provider_requests"])
+        if case_id not in BODY_DIFFERENCES:
+            from tests.pipeline.vectors import normalise_images
+
+            assert [normalise_images(b) for b in got["provider_bodies"]] == \
+                [normalise_images(r["body"]) for r in exp["provider_requests"]]
     if "pins_api_requests" in exp:
         assert got["pins_api_requests"] == exp["pins_api_requests"]
+
+
+# history.json: the pipeline area replays only the activation; here the whole batch goes through the
+# runtime (decision, lock, activation). Differences as in the pipeline's history test.
+HISTORY_DIFFERENCES = {
+    "history-link-not-a-url": "a `last:` value that is not a message link clears instead of recursing on itself",
+}
+
+
+def _history_cases() -> list[Any]:
+    path = SHARED_DIR / "golden" / "chapterx" / "history.json"
+    if not path.exists():
+        return [pytest.param("missing", marks=pytest.mark.skip(reason="history.json not present"))]
+    out = []
+    for case in json.loads(path.read_text(encoding="utf-8"))["cases"]:
+        marks = ([pytest.mark.xfail(reason=HISTORY_DIFFERENCES[case["id"]], strict=True)]
+                 if case["id"] in HISTORY_DIFFERENCES else [])
+        out.append(pytest.param(case["id"], marks=marks, id=case["id"]))
+    return out
+
+
+@pytest.mark.parametrize("case_id", _history_cases())
+async def test_history_through_runtime(case_id: str) -> None:
+    from tests.pipeline.vectors import normalise_images
+
+    data = json.loads(shared_path("golden", "chapterx", "history.json").read_text(encoding="utf-8"))
+    case = next(c for c in data["cases"] if c["id"] == case_id)
+    exp = case["expected"]
+    got = await run_case(case["input"])
+    for i, eb in enumerate(exp["batches"]):
+        want = {k: eb.get(k) for k in ("should_activate", "activated", "activation", "random_rolls")}
+        assert {k: got["batches"][i].get(k) for k in want} == want
+    assert [f["message_ids"] for f in got["context_fetches"]] == [f["message_ids"] for f in exp["context_fetches"]]
+    assert got["discord_actions"] == exp["discord_actions"]
+    assert [normalise_images(b) for b in got["provider_bodies"]] == \
+        [normalise_images(r["body"]) for r in exp["provider_requests"]]
