@@ -91,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         return store.list_traces(bot=rng.choice(bots), channel=rng.choice(channels), limit=50)
 
     results["list_filtered_uncached_ms"] = _time(uncached_filtered, args.runs)
-    results["list_first_page_uncached_ms"] = _time(
-        lambda: (store._cache.clear(), store.list_traces(limit=50)), max(20, args.runs // 5))
+    def uncached_first() -> object:
+        store._cache.clear()
+        return store.list_traces(limit=50)
+
+    results["list_first_page_uncached_ms"] = _time(uncached_first, max(20, args.runs // 5))
     results["list_failed_page_ms"] = _time(lambda: store.list_traces(failed=True, limit=50), args.runs)
     results["list_deep_offset_ms"] = _time(lambda: store.list_traces(limit=50, offset=500_000 % args.lines),
                                            max(20, args.runs // 10))
@@ -105,13 +108,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # tailing: append the last ~400 KB of lines again (new rows), time the refresh that picks them up
     idx = logs / "traces" / "index.jsonl"
-    with open(idx, "rb") as fh:
-        fh.seek(max(0, idx.stat().st_size - 400_000))
-        tail = fh.read()
+    with open(idx, "rb") as src:
+        src.seek(max(0, idx.stat().st_size - 400_000))
+        tail = src.read()
     tail = tail[tail.index(b"\n") + 1:]
     before = store.list_traces()["total"]
-    with open(idx, "ab") as fh:
-        fh.write(tail)
+    with open(idx, "ab") as dst:
+        dst.write(tail)
     t = time.perf_counter()
     added = store.refresh().lines
     results["tail_refresh_ms"] = round((time.perf_counter() - t) * 1000, 1)

@@ -15,6 +15,11 @@ from chapterx.trace.store import TraceStore
 from tests.conftest import FIXTURES_DIR
 
 
+def _must(trace: dict[str, Any] | None) -> dict[str, Any]:
+    assert trace is not None
+    return trace
+
+
 @pytest.fixture
 def logs(tmp_path: Path) -> Path:
     dest = tmp_path / "logs"
@@ -58,9 +63,9 @@ def test_search_edge_cases(store: TraceStore) -> None:
     assert store.search("rm_pod9_3200000000000000004")["results"][0]["role"] == "sent"
     # torn last line: not searchable, still found by exact id
     assert store.search("3400000000000000001")["results"] == []
-    assert store.get_trace("9c0d1e2f")["outcome"]["error"]["message"] == "boom"
+    assert _must(store.get_trace("9c0d1e2f"))["outcome"]["error"]["message"] == "boom"
     assert store.get_trace("5e6f7a8b") is None
-    assert store.get_trace("0badc0de")["traceId"] == "0badc0de"
+    assert _must(store.get_trace("0badc0de"))["traceId"] == "0badc0de"
 
 
 def test_torn_line_completed_later(logs: Path, store: TraceStore) -> None:

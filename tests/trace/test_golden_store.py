@@ -39,6 +39,12 @@ def _cases() -> list[dict[str, Any]]:
     return list(json.loads(path.read_text())["cases"])
 
 
+
+def _must(trace: dict[str, Any] | None) -> dict[str, Any]:
+    assert trace is not None
+    return trace
+
+
 @pytest.fixture
 def golden_logs() -> Path:
     return shared_path("golden", "chapterx", "sample-logs", "logs")
@@ -124,7 +130,7 @@ def test_edge_cases(store: TraceStore) -> None:
     # legacy file outside a bot folder, with its legacy index line (no botName)
     legacy = [t for t in listing["traces"] if t["traceId"] == "7c0ffee1"][0]
     assert "botName" not in legacy and legacy["channelName"] == "general"
-    assert store.get_trace("7c0ffee1")["botId"] == "AlphaBot"
+    assert _must(store.get_trace("7c0ffee1"))["botId"] == "AlphaBot"
     assert store.body_path("request", "request-2025-11-24T20-14-03-982Z.json") is None
     # relay ids and bare snowflakes find the same traces
     a = store.search("rm_hollow7_1513498958717124635", limit=200)["results"]
@@ -135,7 +141,7 @@ def test_edge_cases(store: TraceStore) -> None:
     by_id = {t["traceId"]: t for t in listing["traces"]}
     assert by_id["64363e7e"]["success"] is False and by_id["64363e7e"]["status"] == "no_outcome"
     assert by_id["7a5accb2"]["status"] == "failed"
-    assert store.get_trace("64363e7e")["status"] == "no_outcome"
+    assert _must(store.get_trace("64363e7e"))["status"] == "no_outcome"
     assert by_id["36269438"]["cost"] is None and by_id["36269438"]["status"] == "success"  # file deleted
     priced = [t for t in listing["traces"] if t["traceId"] != "36269438"]
     assert all(t["cost"] > 0 if t["totalTokens"] else t["cost"] == 0 for t in priced)
@@ -158,7 +164,7 @@ def test_list_filters_and_extensions(store: TraceStore) -> None:
     assert text["total"] >= 1 and all("lipo" in (t.get("triggerPreview", "") + t.get("responsePreview", ""))
                                       for t in text["traces"])
     assert {t["framework"] for t in store.list_traces(limit=200)["traces"]} == {"chapterx"}
-    detail = store.get_trace("09f89a8d")
+    detail = _must(store.get_trace("09f89a8d"))
     assert detail["framework"] == "chapterx" and detail["cost"] > 0
 
 
