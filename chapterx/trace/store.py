@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -109,7 +110,15 @@ class TraceStore:
                  auto_refresh_interval: float = 0.5) -> None:
         self.bases = [Path(b) for b in logs_dirs]
         self.index_path = index_path or _default_index_path(self.bases)
-        self._conn = ix.connect(self.index_path)
+        try:
+            self._conn = ix.connect(self.index_path)
+        except (OSError, sqlite3.OperationalError):
+            if index_path is not None:
+                raise
+            # no writable cache folder (e.g. a service user without a home): a per-user temp file
+            fallback = Path(tempfile.gettempdir()) / f"chapterx-{os.getuid()}" / self.index_path.name
+            self.index_path = fallback
+            self._conn = ix.connect(fallback)
         self._lock = threading.RLock()
         self._auto_interval = auto_refresh_interval
         self._last_refresh = 0.0

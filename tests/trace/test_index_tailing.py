@@ -139,3 +139,21 @@ def test_bot_names_that_are_not_folder_names(tmp_path: Path, make_store: Any) ->
     store = make_store(tmp_path)
     assert store.get_trace(tid)["botId"] == "../evil/Bot"
     assert store.list_traces()["traces"][0]["botName"] == "../evil/Bot"
+
+
+def test_index_falls_back_to_temp_without_a_cache_folder(tmp_path: Path, monkeypatch: Any) -> None:
+    from chapterx.trace.store import TraceStore
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # mkdir below a file fails
+    w = new_writer(tmp_path / "logs", background=False)
+    tid = write_activation(w)
+    store = TraceStore([tmp_path / "logs"])
+    try:
+        assert not str(store.index_path).startswith(str(blocker))
+        assert store.list_traces()["traces"][0]["traceId"] == tid
+    finally:
+        store.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(store.index_path) + suffix).unlink(missing_ok=True)
