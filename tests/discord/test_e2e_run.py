@@ -212,3 +212,34 @@ async def test_run_chapter2_em_in_place(tmp_path: Path) -> None:
     assert "how is the harbour?" in json.dumps(llm.requests[0]["body"])
     assert {p: p.read_bytes() for p in ems.rglob("*") if p.is_file()} == before
     assert token not in stderr and "sk-ant-c2-SECRET-KEY-0002" not in stderr
+
+
+async def test_run_continuation_reaction_and_m_command(tmp_path: Path) -> None:
+    """▶️ on the bot's message and `m continue` (reply to the bot) over the real gateway and REST."""
+    root = _tree(tmp_path)
+    answers = [{"text": "First answer."}, {"text": " and more."}, {"text": " Even more."}]
+    async with FakeDiscord(token=TOKEN, bot=BOT, users=[ALICE]) as discord, FakeLLMServer(answers) as llm:
+        proc = await _start(["run", "--config", str(root / "config" / "bots" / "aria.yaml")],
+                            _env(tmp_path, discord, llm.base_url), tmp_path)
+        try:
+            await asyncio.wait_for(discord.identified.wait(), 60)
+            await asyncio.sleep(0.5)
+            await discord.user_message(CHANNEL, ALICE["id"], f"<@{BOT['id']}> tell me")
+            first = (await discord.wait_for("send", timeout=60))[0]
+            await asyncio.sleep(0.3)
+            await discord.user_reaction(CHANNEL, first["message_id"], ALICE["id"], "▶️")
+            second = (await discord.wait_for("send", count=2, timeout=60))[1]
+            await asyncio.sleep(0.3)
+            cmd = await discord.user_message(CHANNEL, ALICE["id"], "m continue", reply_to=second["message_id"],
+                                             reply_ping=False)
+            third = (await discord.wait_for("send", count=3, timeout=60))[2]
+        finally:
+            code, stderr = await _stop(proc)
+    assert code == 0, stderr
+    assert first["content"] == "First answer."
+    assert second["reply_to"] is None and second["content"].strip() == "and more."
+    deletes = [a for a in discord.actions if a["type"] == "delete"]
+    assert deletes == [{"type": "delete", "channel_id": CHANNEL, "message_id": cmd["id"]}]
+    assert third["content"].strip() == "Even more."
+    assert len(llm.requests) == 3
+    assert "m continue" not in json.dumps(llm.requests[2]["body"])

@@ -179,6 +179,24 @@ class FakeDiscord:
         await self.dispatch("MESSAGE_CREATE", msg)
         return msg
 
+    async def user_reaction(self, channel_id: str, message_id: str, user_id: str, emoji: str) -> None:
+        """A user adds a (unicode) reaction: counted on the message, then MESSAGE_REACTION_ADD."""
+        msg = self._find(channel_id, message_id)
+        if msg is None:
+            raise KeyError(message_id)
+        reactions = msg.setdefault("reactions", [])
+        for r in reactions:
+            if r["emoji"]["name"] == emoji:
+                r["count"] += 1
+                break
+        else:
+            reactions.append({"emoji": {"id": None, "name": emoji}, "count": 1, "me": False,
+                              "count_details": {"burst": 0, "normal": 1}, "burst_colors": [], "me_burst": False})
+        await self.dispatch("MESSAGE_REACTION_ADD", {
+            "user_id": user_id, "channel_id": channel_id, "message_id": message_id, "guild_id": self.guild_id,
+            "emoji": {"id": None, "name": emoji}, "member": self._member_obj(user_id),
+            "message_author_id": msg["author"]["id"], "burst": False, "type": 0})
+
     def pin(self, channel_id: str, author_id: str, content: str) -> dict[str, Any]:
         """A pinned message that already exists (no event)."""
         msg = self._message(channel_id, author_id, content)
