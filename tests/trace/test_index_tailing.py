@@ -157,3 +157,33 @@ def test_index_falls_back_to_temp_without_a_cache_folder(tmp_path: Path, monkeyp
         store.close()
         for suffix in ("", "-wal", "-shm"):
             Path(str(store.index_path) + suffix).unlink(missing_ok=True)
+
+
+def test_bulk_first_build_gives_the_same_answers(tmp_path: Path, monkeypatch: Any) -> None:
+    """A big first build drops the secondary indexes, loads in chunks and recreates them."""
+    import sys
+
+    from chapterx.trace import index as ix
+    from chapterx.trace.store import TraceStore
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from bench.gen_traces import generate_tree
+
+    tree = generate_tree(tmp_path / "logs", 3000, files=20, channels=5)
+    answers = []
+    for bulk_bytes, chunk in ((10**12, ix.CHUNK), (1, 64 * 1024)):
+        monkeypatch.setattr(ix, "BULK_BYTES", bulk_bytes)
+        monkeypatch.setattr(ix, "CHUNK", chunk)
+        store = TraceStore([tmp_path / "logs"], index_path=tmp_path / f"i{bulk_bytes}.sqlite")
+        store.refresh()
+        indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert set(ix._INDEX_NAMES) <= indexes
+        answers.append((
+            store.list_traces(limit=200, offset=100),
+            store.list_traces(bot=tree.bots[1], channel=tree.channels[2]),
+            [store.search(m, limit=200) for m in tree.sample_message_ids[:20]],
+            store.channels(), store.bots(),
+        ))
+        store.close()
+    assert answers[0] == answers[1]
+    assert answers[0][0]["total"] == 3000
