@@ -546,8 +546,7 @@ async def run_activation(
         result.context = built
         result.warnings.extend(built.warnings)
         if tr is not None:
-            tr.record_context({"messages": len(built.messages), "did_roll": built.did_roll,
-                               "cache_marker": built.cache_marker, "stop_sequences": built.stop_sequences})
+            tr.record_context(_context_build_info(built, len(context_messages), trigger_message_id))
         model = str(cfg.get("continuation_model") or "")
         _phase(tr, "llm")
         route = provider_factory(model)
@@ -597,6 +596,28 @@ async def run_activation(
             tr.set_error(None, exc)
         log.warning("activation failed in channel %s: %s", channel_id, exc)
     return result
+
+
+def _context_build_info(built: BuiltContext, considered: int, trigger_id: str | None) -> dict[str, Any]:
+    """The context build in upstream's trace shape (`contextBuild`), which the trace index reads."""
+    messages = []
+    for position, m in enumerate(built.messages):
+        text = m.text()
+        images = sum(1 for b in m.content if b.get("type") == "image")
+        messages.append({
+            "position": position, "discordMessageId": m.message_id, "participant": m.participant,
+            "contentPreview": text[:200], "contentLength": len(text), "isTrigger": m.message_id == trigger_id,
+            "hasImages": images > 0, "imageCount": images,
+            "hasCacheControl": any("cache_control" in b for b in m.content),
+        })
+    info: dict[str, Any] = {
+        "messagesConsidered": considered, "messagesIncluded": len(built.messages), "messages": messages,
+        "imagesIncluded": sum(x["imageCount"] for x in messages), "didTruncate": built.did_roll,
+        "stopSequences": list(built.stop_sequences),
+    }
+    if built.cache_marker:
+        info["cacheMarker"] = built.cache_marker
+    return info
 
 
 def _new_message_count(state: ChannelState, fetched: FetchedContext) -> int:

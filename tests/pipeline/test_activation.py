@@ -144,8 +144,14 @@ async def test_activation_records_a_trace(tmp_path: Path) -> None:
     assert [m["id"] for m in trace["rawDiscordMessages"]] == ["1410000000000000001", "1410000000000000002"]
     assert trace["outcome"]["success"] is True
     assert trace["outcome"]["sentMessageIds"] == ["1900000000000000001"]
-    assert trace["contextBuild"]["did_roll"] is False
+    build = trace["contextBuild"]
+    assert build["didTruncate"] is False
+    assert [m["discordMessageId"] for m in build["messages"]] == ["1410000000000000001", "1410000000000000002"]
+    assert [m["isTrigger"] for m in build["messages"]] == [False, True]
     assert len(trace["llmCalls"]) == 1
+    # The index line is derived from the same shape: its context ids come from contextBuild.messages.
+    index_lines = [json.loads(line) for line in (tmp_path / "traces" / "index.jsonl").read_text().splitlines()]
+    assert index_lines[-1]["contextMessageIds"] == ["1410000000000000001", "1410000000000000002"]
 
 
 async def test_tool_log_round_trip_hides_covered_bot_message(tmp_path: Path) -> None:
