@@ -43,7 +43,7 @@ def _request(model: str) -> ProviderRequest:
 async def main(runs: int) -> None:
     async with FakeLLMServer([{"text": REPLY}] * (runs * len(MODELS) + 10)) as srv:
         router = Router(VENDORS, env={}, base_url_override=srv.base_url, options=ProviderOptions())
-        print(f"| provider | body build p50 | streamed call p50 | p90 |\n|---|---|---|---|")
+        print("| provider | body build p50 | streamed call p50 | p90 |\n|---|---|---|---|")
         for model in MODELS:
             route = router.route(model)
             req = _request(model)
