@@ -30,6 +30,8 @@ from chapterx.discord.port import DiscordPort, Message, OutgoingFile, Pin
 log = logging.getLogger(__name__)
 
 _GET_CONTEXT = re.compile(r"^m\s+get_context(?:\s+(\d+))?", re.I)
+_M_COMMAND_ANY = re.compile(r"^m\s+", re.I)
+_REPLY_TAG = re.compile(r"^<reply:@[^>]*>\s*")
 ConfigLoader = Callable[[list[str]], Mapping[str, Any]]
 
 
@@ -161,6 +163,7 @@ class BotRuntime:
         first = events[0]
         channel_id, guild_id = first.channel_id, first.guild_id
         outcome.evaluated_with_channel_id = channel_id
+        self._forget_deleted_tool_turns(events)
         config = self.cached_config(channel_id, guild_id)
         name = str(config.get("name")) if config and config.get("name") else None
         ctx = DecideContext(
@@ -181,9 +184,15 @@ class BotRuntime:
         trigger = _trigger_message(events)
         if decision.m_command is not None and decision.m_command.message is not None:
             cmd = decision.m_command.message
-            if _GET_CONTEXT.match(cmd.content):
+            gc = _GET_CONTEXT.match(cmd.content)
+            if gc:
                 await self._safe(self.port.delete(cmd.channel_id, cmd.id), "delete m command")
-                outcome.decision_trail.append({"msg": "m get_context is not supported; command deleted"})
+                requested = int(gc.group(1)) if gc.group(1) else None
+                outcome.decision_trail.append({"msg": "m get_context", "message_id": cmd.id})
+                try:
+                    await self.get_context_dump(channel_id, guild_id, requested)
+                except Exception as exc:  # noqa: BLE001 - reported in the channel, as upstream
+                    await self._safe(self.port.send(channel_id, f".error: get_context failed — {exc}"), "send")
                 return outcome
             cfg = config or {}
             if cfg.get("supports_continuation") is False:
@@ -213,6 +222,21 @@ class BotRuntime:
         outcome.task = task
         await asyncio.sleep(0)  # let the activation start (typing) before the next batch, as upstream
         return outcome
+
+    def _forget_deleted_tool_turns(self, events: Sequence[Event]) -> None:
+        """processBatch step 2: a deleted bot message drops the tool-log entries that produced it."""
+        if self.opts.tool_log_dir is None:
+            return
+        from chapterx.agent.toollog import remove_by_bot_message
+
+        for e in events:
+            mid = str(e.data.get("message_id") or "")
+            if e.type == "delete" and mid and (e.data.get("author_id") == self.port.bot_user_id
+                                                or mid in self.port.sent_ids):
+                try:
+                    remove_by_bot_message(self.opts.tool_log_dir, self.opts.bot_id, e.channel_id, [mid])
+                except OSError as exc:
+                    log.warning("tool log cleanup failed: %s", exc)
 
     async def _keep_typing(self, channel_id: str) -> None:
         """Upstream re-sends the typing indicator every 8 s until the activation ends."""
@@ -261,6 +285,48 @@ class BotRuntime:
             channel_id=channel_id, state=self.states.get(o.bot_id, channel_id), clock=o.clock,
             base_dir=o.base_dir, tool_log_dir=o.tool_log_dir, bot_id=o.bot_id, thinking_dir=o.thinking_dir,
         )
+
+    async def get_context_dump(self, channel_id: str, guild_id: str, requested: int | None) -> str:
+        """`m get_context [N]` (§1.7): the context without character limits, sent as a text file."""
+        import json
+        from datetime import UTC, datetime
+
+        from chapterx.agent.activation import channel_config_texts
+        from chapterx.context import options as opt
+        from chapterx.context.build import BuildInput, build_context
+        from chapterx.context.fetch import fetch_context
+
+        cfg = dict(self._config_for(guild_id, await channel_config_texts(self.port, channel_id)))
+        limit = int(requested or opt.get_or(cfg, "recency_window_messages", None) or 200)
+        unlimited = {**cfg, "recency_window_messages": limit, "recency_window_characters": 10**15,
+                     "hard_max_characters": 10**15, "prompt_caching": False}
+        fetched = await fetch_context(self.port, channel_id, depth=limit + 50,
+                                      max_images=max(opt.max_images(cfg) * 2, 10))
+        fetched.messages = [m for m in fetched.messages if not _M_COMMAND_ANY.match(_REPLY_TAG.sub("", m.content, 1))]
+        bot_user = self.port.user(self.port.bot_user_id)
+        built = build_context(BuildInput(
+            messages=fetched.messages, config=unlimited, bot_user_id=self.port.bot_user_id,
+            bot_username=bot_user.username if bot_user else opt.bot_name(cfg),
+            images=fetched.images, documents=fetched.documents))
+        msgs = [m for m in built.messages if m.content]
+        name = opt.bot_name(cfg)
+        lines = [f"# Context for {name} in #{channel_id}", f"# Messages: {len(msgs)} (requested: {limit})",
+                 f"# Model: {cfg.get('continuation_model') or ''}", f"# Mode: {cfg.get('mode') or 'auto'}",
+                 f"# Stop sequences: {json.dumps(built.stop_sequences, ensure_ascii=False)}"]
+        if cfg.get("system_prompt"):
+            lines += ["# === SYSTEM PROMPT ===", str(cfg["system_prompt"])]
+        if cfg.get("context_prefix"):
+            lines += ["# === CONTEXT PREFIX ===", str(cfg["context_prefix"])]
+        lines.append("# === MESSAGES ===")
+        for m in msgs:
+            images = sum(1 for b in m.content if b.get("type") == "image")
+            tag = f" [{images} image(s)]" if images else ""
+            lines.append(f"\n{m.participant}:{tag}\n{m.text()}")
+        text = "\n".join(lines)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        await self.port.send(channel_id, f".context dump ({len(msgs)} messages)",
+                             files=[OutgoingFile(f"context-{name}-{stamp}.txt", text.encode("utf-8"))])
+        return text
 
     async def _safe(self, aw: Awaitable[Any], what: str) -> None:
         try:

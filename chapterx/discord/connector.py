@@ -171,8 +171,10 @@ class DiscordConnector:
                 return
             if self.on_pin is not None:
                 self.on_pin(str(payload.channel_id), None, str(payload.message_id))
+            cached = payload.cached_message
             self.on_event(Event("delete", str(payload.channel_id), str(payload.guild_id),
-                                data={"message_id": str(payload.message_id)}))
+                                data={"message_id": str(payload.message_id),
+                                      "author_id": str(cached.author.id) if cached is not None else None}))
 
         @client.event
         async def on_raw_reaction_add(payload: discord.RawReactionActionEvent) -> None:

@@ -147,3 +147,37 @@ async def test_runtime_drops_busy_channel_and_answers_once() -> None:
     await third.task
     assert calls == ["30", "32"]
     assert "10" not in rt.active_channels
+
+
+async def test_m_get_context_sends_a_dump() -> None:
+    w = _world([{"id": "5", "author_id": HUMAN, "content": "first line"},
+                {"id": "6", "author_id": BOT, "content": "bot reply"},
+                {"id": "7", "author_id": HUMAN, "content": "third line"}])
+    rt = BotRuntime(w, RuntimeOptions(bot_id="aria", provider_factory=lambda m: None,
+                                      load_config=lambda texts: {"name": "Aria", "reply_on_random": 0,
+                                                                 "continuation_model": "claude-x", "mode": "prefill"}))
+    cmd = w.add_message("10", {"id": "8", "author_id": HUMAN, "content": f"m get_context 2 <@{BOT}>"})
+    out = await rt.process_batch([Event("message", "10", "1", cmd, mentions_bot=True)])
+    assert out.should_activate and not out.activated
+    assert [a["type"] for a in w.actions] == ["delete", "send"]
+    assert w.actions[0]["message_id"] == "8"
+    send = w.actions[1]
+    assert send["content"] == ".context dump (2 messages)"
+    (f,) = send["files"]
+    assert f["name"].startswith("context-Aria-") and f["name"].endswith(".txt")
+    text = f["content"]
+    assert text.startswith("# Context for Aria in #10\n# Messages: 2 (requested: 2)\n# Model: claude-x\n# Mode: prefill\n")
+    assert "first line" not in text and "bot reply" in text and "third line" in text
+    assert "get_context" not in text.split("# === MESSAGES ===")[1]
+
+
+def test_deleted_bot_message_drops_tool_log_entries(tmp_path: Any) -> None:
+    from chapterx.agent.toollog import append_entries, load_entries
+
+    entry = {"call": {"id": "t1", "name": "save_note", "input": {}}, "result": {"output": "ok"}}
+    append_entries(tmp_path, "aria", "10", [entry], ["77"])
+    assert len(load_entries(tmp_path, "aria", "10")) == 1
+    rt = BotRuntime(_world(), RuntimeOptions(bot_id="aria", provider_factory=lambda m: None,
+                                             load_config=lambda texts: {"name": "Aria"}, tool_log_dir=tmp_path))
+    asyncio.run(rt.process_batch([Event("delete", "10", "1", data={"message_id": "77", "author_id": BOT})]))
+    assert load_entries(tmp_path, "aria", "10") == []
