@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -24,10 +25,12 @@ from typing import Any
 
 from chapterx.trace.ids import message_key, parse_iso
 
+log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 CHUNK = 4 * 1024 * 1024
 HEAD_BYTES = 256
 BULK_BYTES = 64 * 1024 * 1024
+BULK_WORKERS = 2
 ROLE_CODES = {"trigger": 0, "context": 1, "sent": 2}
 ROLE_NAMES = {v: k for k, v in ROLE_CODES.items()}
 
@@ -206,18 +209,17 @@ def message_rows(entry: dict[str, Any], row_id: int) -> list[tuple[Any, ...]]:
     return out
 
 
-def insert_entries(conn: sqlite3.Connection, entries: Iterable[dict[str, Any]], source_id: int,
-                   *, framework: str = "chapterx", extras: Iterable[str | None] | None = None) -> int:
-    """Insert index entries (inside the caller's transaction); returns how many were kept. Row ids
-    are assigned here so both tables can be filled with `executemany`."""
-    # ids come from a counter that never goes back, so message rows left behind by deleted traces
-    # (swept lazily, see delete_rows) can never attach to a new trace
-    row = conn.execute("SELECT value FROM meta WHERE key='next_row'").fetchone()
-    next_id = max(int(row[0]) if row else 1,
-                  int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM traces").fetchone()[0]) + 1)
+Prepared = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, str]]
+
+
+def prepare_entries(entries: Iterable[dict[str, Any]], source_id: int, first_id: int, *,
+                    framework: str = "chapterx", extras: Iterable[str | None] | None = None) -> Prepared:
+    """Rows for `traces` (ids from `first_id` on), for `messages`, and channel names. Pure, so a
+    big first build can run it in worker processes."""
     rows: list[tuple[Any, ...]] = []
     msgs: list[tuple[Any, ...]] = []
     names: dict[str, str] = {}
+    next_id = first_id
     extra_iter = iter(extras) if extras is not None else None
     for entry in entries:
         extra = next(extra_iter) if extra_iter is not None else None
@@ -230,8 +232,22 @@ def insert_entries(conn: sqlite3.Connection, entries: Iterable[dict[str, Any]], 
         name = entry.get("channelName")
         if name and entry.get("channelId"):
             names[str(entry["channelId"])] = str(name)
+    return rows, msgs, names
+
+
+def _next_row(conn: sqlite3.Connection) -> int:
+    # ids come from a counter that never goes back, so message rows left behind by deleted traces
+    # (swept lazily, see delete_rows) can never attach to a new trace
+    row = conn.execute("SELECT value FROM meta WHERE key='next_row'").fetchone()
+    return max(int(row[0]) if row else 1,
+               int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM traces").fetchone()[0]) + 1)
+
+
+def insert_prepared(conn: sqlite3.Connection, prepared: Prepared, next_row: int) -> int:
+    """Write prepared rows (inside the caller's transaction); `next_row` = first unused id after."""
+    rows, msgs, names = prepared
     cur = conn.cursor()
-    conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_row', ?)", (str(next_id),))
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_row', ?)", (str(next_row),))
     # per-channel and per-bot counts kept up to date so /api/channels and /api/bots stay O(channels)
     tally: dict[tuple[str, str], int] = {}
     for r in rows:
@@ -251,6 +267,30 @@ def insert_entries(conn: sqlite3.Connection, entries: Iterable[dict[str, Any]], 
             [(cid, name, seq) for cid, name in names.items()],
         )
     return len(rows)
+
+
+def insert_entries(conn: sqlite3.Connection, entries: Iterable[dict[str, Any]], source_id: int,
+                   *, framework: str = "chapterx", extras: Iterable[str | None] | None = None) -> int:
+    """Insert index entries (inside the caller's transaction); returns how many were kept."""
+    first = _next_row(conn)
+    prepared = prepare_entries(entries, source_id, first, framework=framework, extras=extras)
+    return insert_prepared(conn, prepared, first + len(prepared[0]))
+
+
+def prepare_block(block: bytes, source_id: int, first_id: int) -> tuple[Prepared, int]:
+    """Parse a block of complete lines and prepare its rows (run in a worker process)."""
+    entries = []
+    malformed = 0
+    for raw in block.split(b"\n"):
+        if not raw.strip():
+            continue
+        obj = _parse_line(raw)
+        if obj is None:
+            malformed += 1
+        else:
+            entries.append(obj)
+    prepared = prepare_entries(entries, source_id, first_id)
+    return prepared, malformed + len(entries) - len(prepared[0])
 
 
 def delete_rows(conn: sqlite3.Connection, where: str, params: tuple[Any, ...] = (),
@@ -327,6 +367,7 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
     changed = False
     bulk = False
     first = True
+    parallel_done = False
     while True:
         with _transaction(conn):
             row = conn.execute("SELECT id, dev, inode, offset, head FROM sources WHERE path=?", (key,)).fetchone()
@@ -364,6 +405,10 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
                 bump_generation(conn)
         if eof:
             break
+        if bulk and not parallel_done:
+            parallel_done = True
+            if _bulk_parallel(conn, index_file, source_id, stats):
+                changed = True
     if bulk:
         with _transaction(conn):
             for stmt in _INDEXES:
@@ -371,6 +416,70 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
             bump_generation(conn)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return changed
+
+
+def _bulk_parallel(conn: sqlite3.Connection, index_file: Path, source_id: int, stats: IngestStats) -> bool:
+    """First build of a big index: worker processes parse blocks of lines and prepare rows while
+    this process inserts them, in file order, one committed transaction per block. Lines after
+    the last newline are left to the normal tail loop. Returns True when rows were added."""
+    import concurrent.futures as cf
+
+    workers = min(BULK_WORKERS, os.cpu_count() or 1)
+    if workers < 2:
+        return False
+    offset = int(conn.execute("SELECT offset FROM sources WHERE id=?", (source_id,)).fetchone()[0])
+    next_id = _next_row(conn)
+    try:
+        return _bulk_parallel_run(conn, index_file, source_id, stats, workers, offset, next_id)
+    except (OSError, cf.process.BrokenProcessPool) as exc:
+        # no worker processes here (sandbox, no /dev/shm): the sequential loop carries on from the
+        # last committed block
+        log.warning("parallel index build unavailable (%s); continuing in one process", exc)
+        return False
+
+
+def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: int, stats: IngestStats,
+                       workers: int, offset: int, next_id: int) -> bool:
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    from collections import deque
+
+    added = 0
+    in_flight: deque[tuple[cf.Future[tuple[Prepared, int]], int, int]] = deque()
+    # spawn, not fork: the caller may have threads (viewer, writer) that fork would copy mid-lock
+    with open(index_file, "rb") as fh, cf.ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn")) as pool:
+        fh.seek(offset)
+        carry = b""
+        exhausted = False
+        while True:
+            while not exhausted and len(in_flight) < workers * 2:
+                data = fh.read(CHUNK)
+                if not data:
+                    exhausted = True
+                    break
+                data = carry + data
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    carry = data
+                    continue
+                block, carry = data[: cut + 1], data[cut + 1:]
+                n = block.count(b"\n")
+                in_flight.append((pool.submit(prepare_block, block, source_id, next_id), len(block), next_id + n))
+                next_id += n
+            if not in_flight:
+                break
+            future, size, next_after = in_flight.popleft()
+            prepared, bad = future.result()
+            with _transaction(conn):
+                kept = insert_prepared(conn, prepared, next_after)
+                offset += size
+                conn.execute("UPDATE sources SET offset=?, lines=lines+?, malformed=malformed+? WHERE id=?",
+                             (offset, kept, bad, source_id))
+            stats.lines += kept
+            stats.malformed += bad
+            added += kept
+    return added > 0
 
 
 class _transaction:

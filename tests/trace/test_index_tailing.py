@@ -170,11 +170,22 @@ def test_bulk_first_build_gives_the_same_answers(tmp_path: Path, monkeypatch: An
     from bench.gen_traces import generate_tree
 
     tree = generate_tree(tmp_path / "logs", 3000, files=20, channels=5)
+    import concurrent.futures as cf
+
+    class NoPool:
+        def __init__(self, *a: Any, **k: Any) -> None:
+            raise OSError("no semaphores here")
+
     answers = []
-    for bulk_bytes, chunk in ((10**12, ix.CHUNK), (1, 64 * 1024)):
+    # incremental; bulk with worker processes; bulk in one process; bulk whose pool cannot start
+    for n, (bulk_bytes, workers, broken) in enumerate(((10**12, 2, False), (1, 2, False), (1, 1, False),
+                                                       (1, 2, True))):
         monkeypatch.setattr(ix, "BULK_BYTES", bulk_bytes)
-        monkeypatch.setattr(ix, "CHUNK", chunk)
-        store = TraceStore([tmp_path / "logs"], index_path=tmp_path / f"i{bulk_bytes}.sqlite")
+        monkeypatch.setattr(ix, "BULK_WORKERS", workers)
+        monkeypatch.setattr(ix, "CHUNK", 64 * 1024)
+        if broken:
+            monkeypatch.setattr(cf, "ProcessPoolExecutor", NoPool)
+        store = TraceStore([tmp_path / "logs"], index_path=tmp_path / f"i{n}.sqlite")
         store.refresh()
         indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert set(ix._INDEX_NAMES) <= indexes
@@ -185,5 +196,5 @@ def test_bulk_first_build_gives_the_same_answers(tmp_path: Path, monkeypatch: An
             store.channels(), store.bots(),
         ))
         store.close()
-    assert answers[0] == answers[1]
+    assert answers[0] == answers[1] == answers[2] == answers[3]
     assert answers[0][0]["total"] == 3000
