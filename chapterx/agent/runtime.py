@@ -22,7 +22,7 @@ from typing import Any
 
 from chapterx.agent.activation import ActivationResult, run_activation
 from chapterx.agent.decide import DecideContext, Decision, applicable_sleep_pins, should_activate
-from chapterx.agent.queue import Event, EventQueue
+from chapterx.agent.queue import DeferredQueue, Event, EventQueue, transient_error_type
 from chapterx.agent.state import ChannelStateStore
 from chapterx.config.pins import BotIdentity, extract_config_pins
 from chapterx.discord.port import DiscordPort, Message, OutgoingFile, Pin
@@ -129,7 +129,9 @@ class BotRuntime:
         self.sleep_counters: dict[str, int] = {}
         self.active_channels: set[str] = set()
         self.tasks: set[asyncio.Task[Any]] = set()
+        self.deferred = DeferredQueue()
         self._stopping = asyncio.Event()
+        self._last_deferred_check = 0.0
 
     # ------------------------------------------------------------------ config
     def _identity(self) -> BotIdentity:
@@ -207,6 +209,8 @@ class BotRuntime:
             outcome.decision_trail.append({"msg": "Deleted m command message", "message_id": cmd.id})
         if decision.reaction_continue is not None and (config or {}).get("supports_continuation") is False:
             return outcome
+        if self.deferred.cancel(channel_id) is not None:
+            outcome.decision_trail.append({"msg": "Cancelled pending deferred retry (new activity)"})
         if channel_id in self.active_channels:
             outcome.decision_trail.append({"msg": "Channel already being processed, skipping"})
             return outcome
@@ -222,6 +226,36 @@ class BotRuntime:
         outcome.task = task
         await asyncio.sleep(0)  # let the activation start (typing) before the next batch, as upstream
         return outcome
+
+    async def _maybe_defer(self, channel_id: str, guild_id: str, trigger_id: str | None,
+                           error: BaseException) -> None:
+        """`deferred_retries: true`: a transient failure is retried later (⏳ on the trigger)."""
+        cfg = self.cached_config(channel_id, guild_id) or {}
+        kind = transient_error_type(error)
+        if cfg.get("deferred_retries") is not True or kind is None:
+            return
+        retry = self.deferred.schedule(channel_id, guild_id, trigger_id, error, kind, self.opts.now())
+        if retry is None:
+            return
+        log.info("deferred retry %d for channel %s in %d ms", retry.retry_attempt, channel_id, retry.delay_ms)
+        from chapterx.trace.collector import current
+
+        tr = current()
+        if tr is not None:
+            tr.set_status("deferred")
+        if trigger_id is not None:
+            await self._safe(self.port.react(channel_id, trigger_id, "⏳"), "react")
+
+    def poll_deferred(self) -> int:
+        """Queue a `self_activation` for every due retry; returns how many were queued."""
+        now = self.opts.now()
+        due = self.deferred.due(now)
+        for r in due:
+            self.queue.push(Event("self_activation", r.channel_id, r.guild_id, data={
+                "type": "deferred_retry", "botId": self.opts.bot_id, "originalTriggerId": r.original_trigger_id,
+                "retryAttempt": r.retry_attempt, "errorType": r.error_type, "errorMessage": r.error_message,
+                "scheduledAt": r.due_at, "createdAt": r.created_at}))
+        return len(due)
 
     def _forget_deleted_tool_turns(self, events: Sequence[Event]) -> None:
         """processBatch step 2: a deleted bot message drops the tool-log entries that produced it."""
@@ -262,10 +296,10 @@ class BotRuntime:
                     result = await self._run(channel_id, guild_id, trigger_id)
                     if result.context is not None:
                         tr.record_context(context_build_record(result.context))
+                    await self._after(channel_id, guild_id, trigger_id, result)
             else:
                 result = await self._run(channel_id, guild_id, trigger_id)
-            if result.error is not None:
-                log.error("activation in channel %s failed: %s", channel_id, result.error)
+                await self._after(channel_id, guild_id, trigger_id, result)
             if self.opts.on_activation is not None:
                 maybe = self.opts.on_activation(result)
                 if maybe is not None:
@@ -277,6 +311,13 @@ class BotRuntime:
         finally:
             typing.cancel()
             self.active_channels.discard(channel_id)
+
+    async def _after(self, channel_id: str, guild_id: str, trigger_id: str | None, result: ActivationResult) -> None:
+        if result.error is not None:
+            log.error("activation in channel %s failed: %s", channel_id, result.error)
+            await self._maybe_defer(channel_id, guild_id, trigger_id, result.error)
+        else:
+            self.deferred.succeeded(channel_id)
 
     async def _run(self, channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
         o = self.opts
@@ -339,6 +380,9 @@ class BotRuntime:
         """Poll batches until `stop()`; errors are logged and the loop sleeps 1 s (upstream)."""
         while not self._stopping.is_set():
             try:
+                if self.deferred.pending and time.monotonic() - self._last_deferred_check >= 5:
+                    self._last_deferred_check = time.monotonic()
+                    self.poll_deferred()
                 batch = await self.queue.next_batch(0.1)
                 if batch:
                     await self.process_batch(batch)

@@ -181,3 +181,60 @@ def test_deleted_bot_message_drops_tool_log_entries(tmp_path: Any) -> None:
                                              load_config=lambda texts: {"name": "Aria"}, tool_log_dir=tmp_path))
     asyncio.run(rt.process_batch([Event("delete", "10", "1", data={"message_id": "77", "author_id": BOT})]))
     assert load_entries(tmp_path, "aria", "10") == []
+
+
+async def test_deferred_retry_after_transient_failure() -> None:
+    from chapterx.agent.activation import ActivationResult
+    from chapterx.agent.state import ChannelState
+    from chapterx.llm.errors import ProviderError
+
+    w = _world([{"id": "5", "author_id": HUMAN, "content": "hello"}])
+    clock = [1000.0]
+    outcomes: list[BaseException | None] = [ProviderError("529 overloaded", status=529, retryable=True), None]
+    triggers: list[str | None] = []
+
+    async def fake_run(channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
+        triggers.append(trigger_id)
+        return ActivationResult(state=ChannelState(), error=outcomes.pop(0))
+
+    cfg = {"name": "Aria", "reply_on_random": 0, "deferred_retries": True}
+    rt = BotRuntime(w, RuntimeOptions(bot_id="aria", provider_factory=lambda m: None, load_config=lambda t: cfg,
+                                      now=lambda: clock[0]))
+    rt._run = fake_run  # type: ignore[method-assign]
+    first = await rt.process_batch([Event("message", "10", "1", _msg("40", HUMAN, f"<@{BOT}> a"), mentions_bot=True)])
+    assert first.task is not None
+    await first.task
+    assert w.actions == [{"type": "reaction", "channel_id": "10", "message_id": "40", "emoji": "⏳", "batch": 0}]
+    pending = rt.deferred.pending["10"]
+    assert pending.delay_ms == 30000 and pending.error_type == "server"
+    assert rt.poll_deferred() == 0
+    clock[0] += 30
+    assert rt.poll_deferred() == 1
+    batch = rt.queue.poll_batch()
+    assert [e.type for e in batch] == ["self_activation"]
+    retry = await rt.process_batch(batch)
+    assert retry.activation is not None and retry.activation["reason"] == "timer"
+    assert retry.task is not None
+    await retry.task
+    assert triggers == ["40", None]
+    assert rt.deferred.attempts == {}
+
+
+def test_deferred_queue_backoff_and_cooldown() -> None:
+    from chapterx.agent.queue import DeferredQueue, transient_error_type
+
+    q = DeferredQueue()
+    err = TimeoutError("request timed out")
+    assert transient_error_type(err) == "timeout"
+    assert transient_error_type(ValueError("bad prompt")) is None
+    delays = []
+    for i in range(5):
+        r = q.schedule("c", "g", None, err, "timeout", 0.0)
+        assert r is not None
+        assert q.schedule("c", "g", None, err, "timeout", 0.0) is None  # one per channel
+        delays.append(r.delay_ms)
+        q.due(10**6)
+    assert delays == [30000, 60000, 120000, 240000, 300000]
+    assert q.schedule("c", "g", None, err, "timeout", 0.0) is None  # sixth failure: cooldown
+    assert q.schedule("c", "g", None, err, "timeout", 3599.0) is None
+    assert q.schedule("c", "g", None, err, "timeout", 3601.0) is not None
