@@ -228,7 +228,7 @@ def test_deferred_queue_backoff_and_cooldown() -> None:
     assert transient_error_type(err) == "timeout"
     assert transient_error_type(ValueError("bad prompt")) is None
     delays = []
-    for i in range(5):
+    for _ in range(5):
         r = q.schedule("c", "g", None, err, "timeout", 0.0)
         assert r is not None
         assert q.schedule("c", "g", None, err, "timeout", 0.0) is None  # one per channel
