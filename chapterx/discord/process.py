@@ -127,10 +127,60 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
                    vendors=resolved.vendors, base_dir=base_dir, cleanup=cleanup, chapter2=chapter2)
 
 
+class CachedConfigLoader:
+    """Resolved configs cached per (guild, pinned texts) until a file they came from changes.
+
+    Decisions and activations resolve the config for every batch; re-reading and re-validating the
+    YAML layers each time costs milliseconds, so results are reused while the files that were read
+    (and the folders where new guild files could appear) keep their modification times.
+    """
+
+    def __init__(self, plan: BotPlan) -> None:
+        self.plan = plan
+        self._cache: dict[tuple[str, tuple[str, ...]], tuple[tuple[float, ...], Mapping[str, Any]]] = {}
+        self._paths: dict[tuple[str, tuple[str, ...]], list[Path]] = {}
+        self.secrets: list[str] = []
+
+    def _watched(self, resolved: Any) -> list[Path]:
+        paths = [Path(p) for p in resolved.paths]
+        root = Path(resolved.config_root)
+        return [*paths, root, root / "guilds", root / "bots"] + ([self.plan.bot_file.parent] if self.plan.bot_file else [])
+
+    @staticmethod
+    def _stamp(paths: list[Path]) -> tuple[float, ...]:
+        out = []
+        for p in paths:
+            try:
+                out.append(p.stat().st_mtime)
+            except OSError:
+                out.append(-1.0)
+        return tuple(out)
+
+    def __call__(self, guild_id: str, texts: list[str]) -> Mapping[str, Any]:
+        from chapterx.config.load import resolve_bot_config
+
+        key = (guild_id, tuple(texts))
+        hit = self._cache.get(key)
+        if hit is not None and self._stamp(list(self._paths[key])) == hit[0]:
+            return hit[1]
+        plan = self.plan
+        resolved = resolve_bot_config(bot_file=plan.bot_file, ems_path=plan.ems_path, bot_name=plan.bot_name,
+                                      guild_id=guild_id or None, channel_configs=texts, env=plan.env)
+        from chapterx.trace.redact import secrets_in
+
+        self.secrets = secrets_in(resolved.config)
+        watched = self._watched(resolved)
+        self._paths[key] = watched
+        if len(self._cache) > 512:
+            self._cache.clear()
+            self._paths = {key: watched}
+        self._cache[key] = (self._stamp(watched), resolved.config)
+        return resolved.config
+
+
 async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
     """Connect to Discord and run the batch loop until SIGTERM/SIGINT (or `stop` is set)."""
     from chapterx.agent.runtime import BotRuntime, RuntimeOptions
-    from chapterx.config.load import resolve_bot_config
     from chapterx.discord.connector import DiscordConnector
     from chapterx.llm.routing import Router
     from chapterx.trace.redact import Redactor
@@ -148,11 +198,12 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
     set_writer(writer)
     router = Router(plan.vendors, env=env, base_url_override=env.get("CHAPTERX_LLM_BASE_URL") or None)
 
+    cached_loader = CachedConfigLoader(plan)
+
     def load_config(guild_id: str, texts: list[str]) -> Mapping[str, Any]:
-        resolved = resolve_bot_config(bot_file=plan.bot_file, ems_path=plan.ems_path, bot_name=plan.bot_name,
-                                      guild_id=guild_id or None, channel_configs=texts, env=env)
-        redactor.add_secrets(_secret_values(resolved.config))
-        return resolved.config
+        config = cached_loader(guild_id, texts)
+        redactor.add_secrets(cached_loader.secrets)
+        return config
 
     runtimes: dict[str, BotRuntime] = {}
     connector: DiscordConnector
@@ -224,9 +275,3 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
         if plan.cleanup is not None:
             plan.cleanup.cleanup()
     return code
-
-
-def _secret_values(config: Mapping[str, Any]) -> list[str]:
-    from chapterx.trace.redact import secrets_in
-
-    return secrets_in(config)

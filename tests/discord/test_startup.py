@@ -82,3 +82,26 @@ def test_no_vendor_for_model(tmp_path: Path) -> None:
     (tmp_path / "tok").write_text(TOKEN)
     with pytest.raises(UserError, match="mystery-model-9"):
         prepare_bot(bot_file=bot, env={"DISCORD_TOKEN_FILE": str(tmp_path / "tok")})
+
+
+def test_config_cache_follows_file_changes(tmp_path: Path) -> None:
+    import os
+
+    from chapterx.discord.process import CachedConfigLoader
+
+    root = _deploy(tmp_path)
+    (tmp_path / "tok").write_text(TOKEN)
+    bot = root / "config" / "bots" / "aria.yaml"
+    loader = CachedConfigLoader(prepare_bot(bot_file=bot, env={"DISCORD_TOKEN_FILE": str(tmp_path / "tok")}))
+    first = loader("1", [])
+    assert loader("1", []) is first  # cached
+    assert loader("1", ["max_tokens: 77"])["max_tokens"] == 77  # pins are part of the key
+    bot.write_text(bot.read_text() + "max_tokens: 55\n")
+    st = bot.stat()
+    os.utime(bot, (st.st_atime, st.st_mtime + 5))
+    assert loader("1", [])["max_tokens"] == 55
+    guild = root / "config" / "guilds" / "1.yaml"
+    guild.parent.mkdir(exist_ok=True)
+    guild.write_text("temperature: 0.3\n")
+    os.utime(guild.parent, (st.st_atime, st.st_mtime + 10))
+    assert loader("1", [])["temperature"] == 0.3
