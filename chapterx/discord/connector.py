@@ -315,7 +315,11 @@ class GuildPort:
         return str(msg.id)
 
     async def typing(self, channel_id: str) -> None:
-        await self._messageable(channel_id).typing()
+        """Fire and forget, as upstream: a refused typing indicator never fails an activation."""
+        try:
+            await self._messageable(channel_id).typing()
+        except discord.HTTPException as exc:
+            log.warning("typing indicator in %s failed: %s", channel_id, exc)
 
 
 class ConnectorApiBackend:

@@ -252,6 +252,9 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
 
             if isinstance(exc, discord.LoginFailure):
                 raise UserError("Discord rejected the token (login failed)", 1)
+            if isinstance(exc, discord.PrivilegedIntentsRequired):
+                raise UserError("Discord refused the Message Content intent: enable it for this bot in the "
+                                "Discord developer portal (Bot > Privileged Gateway Intents)", 1)
             raise UserError(f"Discord connection failed: {redactor.text(str(exc))}", 1)
         log.info("stopping")
     finally:

@@ -243,3 +243,14 @@ async def test_run_continuation_reaction_and_m_command(tmp_path: Path) -> None:
     assert third["content"].strip() == "Even more."
     assert len(llm.requests) == 3
     assert "m continue" not in json.dumps(llm.requests[2]["body"])
+
+
+async def test_run_without_message_content_intent(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    async with FakeDiscord(token=TOKEN, bot=BOT, refuse_intents=True) as discord:
+        proc = await _start(["run", "--config", str(root / "config" / "bots" / "aria.yaml")],
+                            _env(tmp_path, discord, "http://127.0.0.1:9"), tmp_path)
+        _out, err = await asyncio.wait_for(proc.communicate(), 60)
+    last = err.decode().strip().splitlines()[-1]
+    assert proc.returncode == 1
+    assert last.startswith("chapterx: error: Discord refused the Message Content intent")

@@ -37,8 +37,10 @@ class FakeDiscord:
     def __init__(self, *, token: str, bot: Mapping[str, Any], guild_id: str = "700000000000000001",
                  guild_name: str = "Test Guild", channels: list[Mapping[str, Any]] | None = None,
                  users: list[Mapping[str, Any]] | None = None, roles: list[Mapping[str, Any]] | None = None,
-                 emojis: list[Mapping[str, Any]] | None = None, bot_role_ids: list[str] | None = None) -> None:
+                 emojis: list[Mapping[str, Any]] | None = None, bot_role_ids: list[str] | None = None,
+                 refuse_intents: bool = False) -> None:
         self.token = token
+        self.refuse_intents = refuse_intents  # close IDENTIFY with 4014 (privileged intent not enabled)
         self.bot = {"id": str(bot["id"]), "username": bot["username"], "global_name": bot.get("global_name"),
                     "discriminator": "0", "avatar": None, "bot": True}
         self.guild_id = guild_id
@@ -374,6 +376,9 @@ class FakeDiscord:
                     if msg["d"].get("token") != self.token:
                         self.auth_failures += 1
                         await ws.close(code=4004, message=b"Authentication failed.")
+                        break
+                    if self.refuse_intents:
+                        await ws.close(code=4014, message=b"Disallowed intent(s).")
                         break
                     self._sockets.append(ws)
                     ready = {"v": 10, "user": self.bot, "guilds": [{"id": self.guild_id, "unavailable": True}],
