@@ -334,21 +334,10 @@ class BotRuntime:
 
         from chapterx.agent.activation import channel_config_texts
         from chapterx.context import options as opt
-        from chapterx.context.build import BuildInput, build_context
-        from chapterx.context.fetch import fetch_context
 
         cfg = dict(self._config_for(guild_id, await channel_config_texts(self.port, channel_id)))
         limit = int(requested or opt.get_or(cfg, "recency_window_messages", None) or 200)
-        unlimited = {**cfg, "recency_window_messages": limit, "recency_window_characters": 10**15,
-                     "hard_max_characters": 10**15, "prompt_caching": False}
-        fetched = await fetch_context(self.port, channel_id, depth=limit + 50,
-                                      max_images=max(opt.max_images(cfg) * 2, 10))
-        fetched.messages = [m for m in fetched.messages if not _M_COMMAND_ANY.match(_REPLY_TAG.sub("", m.content, 1))]
-        bot_user = self.port.user(self.port.bot_user_id)
-        built = build_context(BuildInput(
-            messages=fetched.messages, config=unlimited, bot_user_id=self.port.bot_user_id,
-            bot_username=bot_user.username if bot_user else opt.bot_name(cfg),
-            images=fetched.images, documents=fetched.documents))
+        built, _fetched = await unlimited_context(self.port, cfg, channel_id, limit)
         msgs = [m for m in built.messages if m.content]
         name = opt.bot_name(cfg)
         lines = [f"# Context for {name} in #{channel_id}", f"# Messages: {len(msgs)} (requested: {limit})",
@@ -469,3 +458,22 @@ def context_build_record(built: Any) -> dict[str, Any]:
             "didTruncate": bool(getattr(built, "did_roll", False)),
             "cacheMarker": getattr(built, "cache_marker", None),
             "stopSequences": list(getattr(built, "stop_sequences", []) or [])}
+
+
+async def unlimited_context(port: DiscordPort, config: Mapping[str, Any], channel_id: str, limit: int) -> tuple[Any, int]:
+    """The last `limit` context messages with character limits, rolling and tool cache off
+    (`m get_context`, the API's context build); returns (BuiltContext, Discord messages fetched)."""
+    from chapterx.context import options as opt
+    from chapterx.context.build import BuildInput, build_context
+    from chapterx.context.fetch import fetch_context
+
+    unlimited = {**config, "recency_window_messages": limit, "recency_window_characters": 10**15,
+                 "hard_max_characters": 10**15, "prompt_caching": False}
+    fetched = await fetch_context(port, channel_id, depth=limit + 50, max_images=max(opt.max_images(config) * 2, 10))
+    fetched.messages = [m for m in fetched.messages if not _M_COMMAND_ANY.match(_REPLY_TAG.sub("", m.content, 1))]
+    bot_user = port.user(port.bot_user_id)
+    built = build_context(BuildInput(
+        messages=fetched.messages, config=unlimited, bot_user_id=port.bot_user_id,
+        bot_username=bot_user.username if bot_user else opt.bot_name(config),
+        images=fetched.images, documents=fetched.documents))
+    return built, len(fetched.messages)

@@ -10,7 +10,8 @@ in-memory world alike.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -31,6 +32,10 @@ class ApiBackend(Protocol):
 
     async def user_info(self, user_id: str, guild_id: str | None) -> dict[str, Any] | None:
         """id, username, displayName, discriminator, bot, avatarUrl (128 px), roles? (with a guild)."""
+        ...
+
+    def config_for(self, guild_id: str) -> Mapping[str, Any]:
+        """The bot's resolved config for a guild, without channel pins."""
         ...
 
 
@@ -126,7 +131,91 @@ def create_app(backend: ApiBackend, bearer_token: str) -> web.Application:
         url = str(info.get("avatarUrl") or "")
         return web.json_response({"avatarUrl": url.replace("size=128", f"size={size}")})
 
+    def problem(status: int, error: str, message: str, details: Any = None) -> web.Response:
+        return web.json_response({"error": error, "message": message, "details": details}, status=status)
+
+    async def export(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return problem(400, "Bad Request", "the body must be JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("last"), str):
+            return problem(400, "Bad Request", "`last` (a Discord message link) is required")
+        m = _LINK.search(body["last"])
+        if m is None:
+            return problem(400, "Bad Request", "`last` is not a Discord message link", body["last"])
+        guild_id, channel_id, last_id = m.groups()
+        first_id = None
+        if body.get("first"):
+            fm = _LINK.search(str(body["first"]))
+            if fm is None:
+                return problem(400, "Bad Request", "`first` is not a Discord message link", body["first"])
+            first_id = fm.group(3)
+        window = body.get("recencyWindow") or {"messages": 50}
+        max_msgs = window.get("messages")
+        max_chars = window.get("characters")
+        port = backend.port_for_channel(channel_id)
+        if port is None:
+            return problem(404, "Not Found", "channel not found or not visible to the bot", channel_id)
+        try:
+            msgs = await _messages_up_to(port, channel_id, last_id, first_id,
+                                         int(max_msgs) + 100 if max_msgs else 1000)
+        except LookupError as exc:
+            return problem(404, "Not Found", str(exc))
+        except PermissionError as exc:
+            return problem(403, "Forbidden", str(exc))
+        total = len(msgs)
+        if max_msgs:
+            msgs = msgs[-int(max_msgs):]
+        if max_chars:
+            kept: list[Any] = []
+            used = 0
+            for msg in reversed(msgs):
+                used += len(msg.content)
+                if used > int(max_chars) and kept:
+                    break
+                kept.insert(0, msg)
+            msgs = kept
+        out = _merge_bot_runs([_port_export(port, msg) for msg in msgs])
+        return web.json_response({"messages": out, "metadata": {
+            "channelId": channel_id, "guildId": guild_id, "firstMessageId": out[0]["id"] if out else None,
+            "lastMessageId": out[-1]["id"] if out else None, "totalCount": len(out), "truncated": len(msgs) < total}})
+
+    async def context_build(request: web.Request) -> web.Response:
+        from chapterx.agent.runtime import unlimited_context
+        from chapterx.context import options as opt
+
+        try:
+            body = await request.json()
+        except ValueError:
+            return problem(400, "Bad Request", "the body must be JSON")
+        target = str((body or {}).get("channel") or "")
+        m = _CHANNEL.search(target)
+        channel_id = m.group(1) if m else target
+        if not channel_id.isdigit():
+            return problem(400, "Bad Request", "`channel` must be a channel id or link")
+        port = backend.port_for_channel(channel_id)
+        if port is None:
+            return problem(404, "Not Found", "channel not found or not visible to the bot", channel_id)
+        cfg = backend.config_for(port.guild_id)
+        configured = int(opt.get_or(cfg, "recency_window_messages", None) or 200)
+        requested = body.get("messages")
+        limit = int(requested) if isinstance(requested, int) and requested > 0 else configured
+        built, fetched_count = await unlimited_context(port, cfg, channel_id, limit)
+        msgs = [x for x in built.messages if x.content]
+        return web.json_response({"messages": [
+            {"participant": x.participant, "content": x.text(), "hasImages": x.has_images(),
+             "imageCount": sum(1 for b in x.content if b.get("type") == "image")} for x in msgs],
+            "metadata": {"botName": opt.bot_name(cfg), "channelId": channel_id, "messageCount": len(msgs),
+                         "discordMessagesFetched": fetched_count, "configuredLimit": configured,
+                         "requestedLimit": requested, "model": cfg.get("continuation_model"),
+                         "mode": cfg.get("mode"), "systemPrompt": str(cfg.get("system_prompt") or "")[:200],
+                         "contextPrefix": str(cfg.get("context_prefix") or "")[:200],
+                         "stopSequences": built.stop_sequences}})
+
     app = web.Application(middlewares=[auth])
+    app.router.add_post("/api/messages/export", export)
+    app.router.add_post("/api/context/build", context_build)
     app.router.add_get("/health", health)
     app.router.add_get("/api/channels", channels)
     app.router.add_get("/api/channels/{channel_id}/latest", latest)
@@ -156,6 +245,61 @@ def export_message(m: Any, images: dict[str, Any]) -> dict[str, Any]:
     }
     if getattr(m, "referenced_message", None):
         out["replyTo"] = m.referenced_message
+    return out
+
+
+_LINK = re.compile(r"/channels/(\d+|@me)/(\d+)/(\d+)")
+_CHANNEL = re.compile(r"/channels/(?:\d+|@me)/(\d+)")
+
+
+async def _messages_up_to(port: DiscordPort, channel_id: str, last_id: str, first_id: str | None,
+                          depth: int) -> list[Any]:
+    """`last` and up to `depth - 1` older messages (stopping at `first`), oldest first."""
+    last = await port.fetch_message(channel_id, last_id)
+    if last is None:
+        raise LookupError(f"message {last_id} not found")
+    out = [last]
+    before = last_id
+    while len(out) < depth:
+        page = await port.fetch_messages(channel_id, before=before, limit=min(100, depth - len(out)))
+        if not page:
+            break
+        for msg in page:
+            out.append(msg)
+            if first_id is not None and msg.id == first_id:
+                return list(reversed(out))
+        before = page[-1].id
+    return list(reversed(out))
+
+
+def _port_export(port: DiscordPort, m: Any) -> dict[str, Any]:
+    user = port.user(m.author_id) if m.author_id else None
+    member = port.member(m.author_id) if m.author_id else None
+    out: dict[str, Any] = {
+        "id": m.id,
+        "author": {"id": m.author_id, "username": user.username if user else None,
+                   "displayName": (member.nickname if member and member.nickname else None)
+                   or (user.global_name or user.username if user else None), "bot": bool(user and user.bot)},
+        "content": m.content, "timestamp": m.timestamp,
+        "attachments": [{"url": a.url, "contentType": a.content_type, "filename": a.filename, "size": a.size}
+                        for a in m.attachments],
+    }
+    if m.reply_to:
+        out["replyTo"] = m.reply_to
+    return out
+
+
+def _merge_bot_runs(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Consecutive messages of one bot become one (text joined by newlines, the last id kept)."""
+    out: list[dict[str, Any]] = []
+    for m in msgs:
+        prev = out[-1] if out else None
+        if prev is not None and m["author"]["bot"] and prev["author"]["id"] == m["author"]["id"]:
+            merged = {**m, "content": prev["content"] + "\n" + m["content"],
+                      "attachments": prev["attachments"] + m["attachments"]}
+            out[-1] = merged
+        else:
+            out.append(m)
     return out
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import discord
@@ -325,8 +325,13 @@ class GuildPort:
 class ConnectorApiBackend:
     """What the REST API (`chapterx.api.server`) reads from discord.py's cache."""
 
-    def __init__(self, connector: DiscordConnector) -> None:
+    def __init__(self, connector: DiscordConnector,
+                 config_for: Callable[[str], Mapping[str, Any]] | None = None) -> None:
         self.c = connector
+        self._config_for = config_for
+
+    def config_for(self, guild_id: str) -> Mapping[str, Any]:
+        return self._config_for(guild_id) if self._config_for is not None else {}
 
     def channels(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

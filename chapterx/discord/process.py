@@ -238,7 +238,8 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
         from chapterx.discord.connector import ConnectorApiBackend
 
         redactor.add_secrets([plan.settings.api_bearer_token])
-        api_runner = await start_api(ConnectorApiBackend(connector), plan.settings.api_bearer_token,
+        api_runner = await start_api(ConnectorApiBackend(connector, lambda g: load_config(g, [])),
+                                     plan.settings.api_bearer_token,
                                      plan.settings.api_port, host=env.get("API_HOST") or "0.0.0.0")
         log.info("REST API listening on port %s", plan.settings.api_port)
     discord_task = asyncio.create_task(connector.start(plan.token))
