@@ -42,6 +42,9 @@ def _intents() -> discord.Intents:
     intents.guild_messages = True
     intents.message_content = True
     intents.guild_reactions = True
+    # discord.py keeps guild emojis only with this (unprivileged) intent; the pipeline needs them to
+    # turn `:name:` into custom emoji markup (discord.js caches them from GUILD_CREATE regardless).
+    intents.emojis_and_stickers = True
     return intents
 
 

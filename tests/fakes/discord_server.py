@@ -64,6 +64,7 @@ class FakeDiscord:
         self.messages: dict[str, list[dict[str, Any]]] = {cid: [] for cid in self.channels}
         self.pins: dict[str, list[str]] = {cid: [] for cid in self.channels}
         self.actions: list[dict[str, Any]] = []
+        self.webhooks: dict[str, dict[str, Any]] = {}
         self.identified = asyncio.Event()
         self.auth_failures = 0
         self._seq = 0
@@ -94,6 +95,9 @@ class FakeDiscord:
         r.add_put(api + "/channels/{cid}/messages/{mid}/reactions/{emoji}/@me", self._react)
         r.add_post(api + "/channels/{cid}/typing", self._typing)
         r.add_get(api + "/guilds/{gid}/members/{uid}", self._member)
+        r.add_get(api + "/channels/{cid}/webhooks", self._webhooks)
+        r.add_post(api + "/channels/{cid}/webhooks", self._create_webhook)
+        r.add_post(api + "/webhooks/{wid}/{wtoken}", self._execute_webhook)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -343,6 +347,48 @@ class FakeDiscord:
             return self._error(404, 10007, "Unknown Member")
         return _json(self._member_obj(uid))
 
+    async def _webhooks(self, request: web.Request) -> web.Response:
+        cid = request.match_info["cid"]
+        return _json([w for w in self.webhooks.values() if w["channel_id"] == cid])
+
+    async def _create_webhook(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, 0, "401: Unauthorized")
+        cid = request.match_info["cid"]
+        payload = await request.json()
+        wid = self.new_id()
+        hook = {"id": wid, "type": 1, "channel_id": cid, "guild_id": self.guild_id, "name": payload.get("name"),
+                "avatar": None, "token": f"whtoken{wid}", "user": self.bot, "application_id": self.bot["id"]}
+        self.webhooks[wid] = hook
+        await self._record({"type": "webhook_create", "channel_id": cid})
+        return _json(hook)
+
+    async def _execute_webhook(self, request: web.Request) -> web.Response:
+        hook = self.webhooks.get(request.match_info["wid"])
+        if hook is None or hook["token"] != request.match_info["wtoken"]:
+            return self._error(404, 10015, "Unknown Webhook")
+        if request.content_type.startswith("multipart/"):
+            reader = await request.multipart()
+            payload: dict[str, Any] = {}
+            while (part := await reader.next()) is not None:
+                if part.name == "payload_json":  # type: ignore[union-attr]
+                    payload = json.loads(await part.text())  # type: ignore[union-attr]
+        else:
+            payload = await request.json()
+        cid = request.query.get("thread_id") or hook["channel_id"]
+        author = {"id": hook["id"], "username": payload.get("username") or hook["name"], "discriminator": "0000",
+                  "avatar": None, "bot": True, "global_name": None}
+        msg = {"id": self.new_id(), "channel_id": cid, "guild_id": self.guild_id, "author": author,
+               "webhook_id": hook["id"], "content": payload.get("content") or "", "timestamp": _iso(),
+               "edited_timestamp": None, "tts": False, "mention_everyone": False, "mentions": [],
+               "mention_roles": [], "attachments": [], "embeds": [], "pinned": False, "type": 0, "flags": 0,
+               "components": []}
+        self.messages.setdefault(cid, []).append(msg)
+        await self._record({"type": "webhook", "channel_id": cid, "content": msg["content"],
+                            "username": author["username"], "message_id": msg["id"]})
+        await self.dispatch("MESSAGE_CREATE", msg)
+        return _json(msg) if request.query.get("wait") in ("1", "true") else web.Response(status=204)
+
     # ------------------------------------------------------------------ gateway
     def _guild_create(self) -> dict[str, Any]:
         return {
@@ -350,7 +396,8 @@ class FakeDiscord:
             "large": False, "member_count": len(self.users), "features": [], "roles": self.roles,
             "emojis": self.emojis, "stickers": [], "channels": [self._channel_obj(c) for c in self.channels
                                                                  if self.channels[c]["type"] != 11],
-            "threads": [self._channel_obj(c) | {"owner_id": self.bot["id"], "thread_metadata": {
+            "threads": [self._channel_obj(c) | {"owner_id": self.bot["id"], "message_count": 0, "member_count": 1,
+                                                "total_message_sent": 0, "flags": 0, "thread_metadata": {
                 "archived": False, "auto_archive_duration": 1440, "archive_timestamp": _iso(), "locked": False}}
                 for c in self.channels if self.channels[c]["type"] == 11],
             "members": [self._member_obj(uid) for uid in self.users], "presences": [], "voice_states": [],
