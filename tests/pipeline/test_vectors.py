@@ -4,10 +4,10 @@ In-memory Discord world + config files in a temp dir + the real providers (offic
 to the local FakeLLMServer. Request bodies are compared exactly (image bytes by structure),
 Discord actions and channel state exactly.
 
-Two lists below keep failures honest:
-- DIFFERENCES: deliberate differences from upstream, documented in docs/differences/pipeline.md
-  (or postprocess.md); strict xfail, so a case that starts matching must leave the list.
-- PENDING: cases owned by another area that has not landed yet; non-strict xfail, shrink as it lands.
+Deliberate differences from upstream (docs/differences/*.md) are not run here: each one is asserted
+positively, against upstream's expected value plus a small documented adjustment, in
+`test_vector_differences.py` (VECTOR_ADJUSTMENTS). PENDING lists cases owned by another area that has
+not landed yet (non-strict xfail, shrink as it lands); it is empty.
 """
 
 from __future__ import annotations
@@ -18,39 +18,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import SHARED_DIR, shared_path
-from tests.pipeline.vectors import byte_exact, compare
+from tests.pipeline.test_vector_differences import VECTOR_ADJUSTMENTS
+from tests.pipeline.vectors import NOT_BYTE_EXACT, byte_exact, compare
 
 FILES = ("prompt-rendering.json", "postprocess.json", "provider-requests.json")
 
-DIFFERENCES: dict[str, str] = {
-    # pipeline (docs/differences/pipeline.md)
-    "prefill-bot-nickname": "own messages recognised by user id, not display name == username (marker, merge)",
-    "prefill-text-attachment": "text attachments rendered once (<attachment> block), not twice",
-    "chat-basic": "text attachment rendered once (no extra 📎 block)",
-    "prefill-last-message-is-bot": "raw continuation of the bot's own last message (no fresh 'Aria:' turn)",
-    "pp-inline-tool-call-streaming": "prefill tool calls are executed on the streaming path too",
-    "pp-inline-tool-call-nonstreaming": "prefill continues the same turn verbatim after <function_results>",
-    "pp-native-tool-call-chat": "the final message does not repeat the pre-tool text",
-    "pp-thinking-tags-in-text": "raw completion text is segmented on every path (two messages, as non-streaming)",
-    "gemini-generate-images-true-returns-image": "the rolling counter also advances when an image was generated",
-    # post-processing decisions (docs/differences/postprocess.md)
-    "pp-prefill-thinking-debug": "prefill_thinking opener restored: debug_thinking posts the thought",
-    "pp-prefill-thinking-debug-long": "prefill_thinking opener restored: debug_thinking attaches the thought",
-    "pp-prefill-thinking-debug-nonstreaming": "prefill_thinking opener restored: the thought does not leak",
-    # providers (their area; listed here because this harness runs whole activations)
-    "bedrock-chat-thinking": "providers: native thinking text is not posted as part of the reply",
-    "retry-openai-529-nonstreaming-not-retried": "providers: 529 is retried for every vendor (succeeds on retry)",
-    "retry-openrouter-529-streaming-no-retry": "providers: 529 is retried before any output (succeeds on retry)",
-}
-
 PENDING: dict[str, str] = {}
-
-# Cases whose bodies are equal as JSON but not byte-identical (key order / `1.0`), owned elsewhere.
-NOT_BYTE_EXACT: dict[str, str] = {
-    "gemini-chat-stream": "providers: google-genai SDK orders generationConfig keys itself",
-    "gemini-chat-image": "providers: google-genai SDK orders generationConfig keys, sends 1.0",
-    "gemini-generate-images-true-nonstreaming": "providers: google-genai SDK orders keys, sends 1.0",
-}
 
 
 def _cases() -> list[Any]:
@@ -60,10 +33,10 @@ def _cases() -> list[Any]:
         if not path.exists():
             continue
         for case in json.loads(path.read_text(encoding="utf-8"))["cases"]:
+            if case["id"] in VECTOR_ADJUSTMENTS:
+                continue  # asserted in test_vector_differences.py
             marks = []
-            if case["id"] in DIFFERENCES:
-                marks.append(pytest.mark.xfail(reason=DIFFERENCES[case["id"]], strict=True))
-            elif case["id"] in PENDING:
+            if case["id"] in PENDING:
                 marks.append(pytest.mark.xfail(reason=PENDING[case["id"]], strict=False))
             params.append(pytest.param(name, case["id"], id=f"{name.removesuffix('.json')}::{case['id']}", marks=marks))
     return params
