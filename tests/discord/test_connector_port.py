@@ -52,7 +52,8 @@ async def _until(cond: Any, timeout: float = 10.0) -> None:
 async def test_lookups_history_and_events(live: tuple[FakeDiscord, GuildPort, list[Event]]) -> None:
     fake, port, events = live
     assert port.bot_user_id == BOT["id"]
-    assert port.member(BOT["id"]) is not None and port.member(BOT["id"]).role_ids == ("740000000000000001",)
+    me = port.member(BOT["id"])
+    assert me is not None and me.role_ids == ("740000000000000001",)
     assert port.role("740000000000000001").name == "aria"  # type: ignore[union-attr]
     assert [e.name for e in port.emojis()] == ["wave"]
     assert port.channel(CH).type == "text"  # type: ignore[union-attr]
