@@ -31,6 +31,8 @@ CHUNK = 4 * 1024 * 1024
 HEAD_BYTES = 256
 BULK_BYTES = 64 * 1024 * 1024
 BULK_WORKERS = 2
+CACHE_KB = 65536  # page cache of a reader/tailer
+BULK_CACHE_KB = 131072  # first build: keeps the message b-tree in memory; bounded for the viewer's RSS
 ROLE_CODES = {"trigger": 0, "context": 1, "sent": 2}
 ROLE_NAMES = {v: k for k, v in ROLE_CODES.items()}
 
@@ -118,7 +120,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=60000")
-    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.executescript(_SCHEMA)
     row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -387,6 +389,7 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
                     offset = 0
             if first and offset == 0 and st.st_size > BULK_BYTES:
                 bulk = True  # first build of a big index: fill tables, then build the indexes once
+                conn.execute(f"PRAGMA cache_size=-{BULK_CACHE_KB}")
                 for name in _INDEX_NAMES:
                     conn.execute(f"DROP INDEX IF EXISTS {name}")
             first = False
@@ -415,6 +418,7 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
                 conn.execute(stmt)
             bump_generation(conn)
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
     return changed
 
 
