@@ -45,6 +45,7 @@ class BotPlan:
     base_dir: Path
     cleanup: tempfile.TemporaryDirectory[str] | None = None
     chapter2: bool = False
+    source: str = ""  # what the operator pointed at (bot file, EMS folder or chapter2 em)
 
 
 def _read_token(path: Path) -> str:
@@ -89,6 +90,7 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
             ems = settings.ems_path
     cleanup = None
     chapter2 = False
+    source = ""
     token_file: Path | None = settings.discord_token_file
     if ems is not None:
         from compat.chapter2.api import looks_like_chapter2
@@ -99,6 +101,7 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
             raise UserError(f"EMS folder not found: {ems}", 2)
         if looks_like_chapter2(Path(ems)):
             chapter2 = True
+            source = str(Path(ems) / bot_name)
             em_token = Path(ems) / bot_name / "discord_token"
             bot_file, translated_token, cleanup = _chapter2_in_place(Path(ems), bot_name, chapter2_home)
             ems = None
@@ -124,7 +127,8 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
     return BotPlan(bot_file=Path(bot_file) if bot_file else None, ems_path=Path(ems) if ems else None,
                    bot_name=bot_name, settings=settings, env=environ, token=token,
                    bot_id=bot_name or (resolved.bot_id if bot_file is None else None), model=model,
-                   vendors=resolved.vendors, base_dir=base_dir, cleanup=cleanup, chapter2=chapter2)
+                   vendors=resolved.vendors, base_dir=base_dir, cleanup=cleanup, chapter2=chapter2,
+                   source=source or str(bot_file or Path(ems or ".") / (bot_name or "")))
 
 
 class CachedConfigLoader:
@@ -231,6 +235,8 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
             rt.port.set_pin(channel_id, pin, message_id)
 
     tasks: list[asyncio.Task[Any]] = []
+    log.info("starting bot %s from %s%s: model %s, traces in %s", plan.bot_id or "(Discord username)", plan.source,
+             " (chapter2 em, translated in place)" if plan.chapter2 else "", plan.model, plan.settings.trace_dir)
     connector = DiscordConnector(on_event=on_event, on_pin=on_pin, api_base=env.get("CHAPTERX_DISCORD_API") or None)
     api_runner = None
     if plan.settings.api_bearer_token:
@@ -257,6 +263,8 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
                 raise UserError("Discord refused the Message Content intent: enable it for this bot in the "
                                 "Discord developer portal (Bot > Privileged Gateway Intents)", 1)
             raise UserError(f"Discord connection failed: {redactor.text(str(exc))}", 1)
+        if discord_task in done and not stop.is_set():
+            raise UserError("the Discord connection closed unexpectedly", 1)
         log.info("stopping")
     finally:
         for rt in runtimes.values():
