@@ -254,3 +254,31 @@ async def test_run_without_message_content_intent(tmp_path: Path) -> None:
     last = err.decode().strip().splitlines()[-1]
     assert proc.returncode == 1
     assert last.startswith("chapterx: error: Discord refused the Message Content intent")
+
+
+async def test_sigterm_lets_the_running_activation_finish(tmp_path: Path) -> None:
+    """SIGTERM while the LLM answer is pending: the reply is still posted, the trace written, exit 0."""
+    root = _tree(tmp_path)
+    async with FakeDiscord(token=TOKEN, bot=BOT, users=[ALICE]) as discord, \
+            FakeLLMServer([{"text": "Late but here.", "gate": "hold"}]) as llm:
+        proc = await _start(["run", "--config", str(root / "config" / "bots" / "aria.yaml")],
+                            _env(tmp_path, discord, llm.base_url), tmp_path)
+        try:
+            await asyncio.wait_for(discord.identified.wait(), 60)
+            await asyncio.sleep(0.5)
+            await discord.user_message(CHANNEL, ALICE["id"], f"<@{BOT['id']}> slow one")
+
+            async def request_seen() -> None:
+                while not llm.requests:
+                    await asyncio.sleep(0.05)
+
+            await asyncio.wait_for(request_seen(), 60)
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+            llm.release("hold")
+            sends = await discord.wait_for("send", timeout=30)
+        finally:
+            code, stderr = await _stop(proc)
+    assert code == 0, stderr
+    assert sends[0]["content"] == "Late but here."
+    assert len((tmp_path / "logs" / "traces" / "index.jsonl").read_text().splitlines()) == 1
