@@ -155,7 +155,7 @@ def _segment_streaming(exp: dict[str, Any], case: Case) -> None:
 def _prefill_thinking_debug(exp: dict[str, Any], case: Case) -> None:
     """postprocess.md "debug_thinking works with prefill_thinking": the thought (the completion up to
     `</thinking>`) is posted before the unchanged answer."""
-    thought = case["input"]["llm_responses"][0]["text"].split("</thinking>")[0]
+    thought = case["input"]["llm_responses"][0]["text"].split("</thinking>")[0].strip()
     exp["discord_actions"].insert(0, _debug_post(thought))
 
 
@@ -164,7 +164,7 @@ def _prefill_thinking_no_leak(exp: dict[str, Any], case: Case) -> None:
     `</thinking>`; the thought goes to the debug post (debug_thinking is on), the answer is sent alone."""
     (sent,) = exp["discord_actions"]
     thought, answer = sent["content"].split("</thinking>")
-    exp["discord_actions"] = [_debug_post(thought), _send(answer.strip(), sent["reply_to"])]
+    exp["discord_actions"] = [_debug_post(thought.strip()), _send(answer.strip(), sent["reply_to"])]
 
 
 def _gemini_image_rolls(exp: dict[str, Any], case: Case) -> None:
