@@ -282,3 +282,30 @@ async def test_sigterm_lets_the_running_activation_finish(tmp_path: Path) -> Non
     assert code == 0, stderr
     assert sends[0]["content"] == "Late but here."
     assert len((tmp_path / "logs" / "traces" / "index.jsonl").read_text().splitlines()) == 1
+
+
+async def test_pins_tracked_from_gateway_events(tmp_path: Path) -> None:
+    """After the first activation loaded the channel's pins, a `.sleep` pinned later (MESSAGE_UPDATE)
+    gates the next mention without another pins request."""
+    root = _tree(tmp_path)
+    async with FakeDiscord(token=TOKEN, bot=BOT, users=[ALICE]) as discord, \
+            FakeLLMServer([{"text": "Awake."}, {"text": "Should not be sent."}]) as llm:
+        proc = await _start(["run", "--config", str(root / "config" / "bots" / "aria.yaml")],
+                            _env(tmp_path, discord, llm.base_url), tmp_path)
+        try:
+            await asyncio.wait_for(discord.identified.wait(), 60)
+            await asyncio.sleep(0.5)
+            await discord.user_message(CHANNEL, ALICE["id"], f"<@{BOT['id']}> are you there?")
+            await discord.wait_for("send", timeout=60)
+            sleep = await discord.user_message(
+                CHANNEL, ALICE["id"], ".sleep\n---\nstarted_at: 2020-01-01T00:00:00Z\nmessages: 5")
+            await discord.pin_message(CHANNEL, sleep["id"])
+            await asyncio.sleep(0.5)
+            await discord.user_message(CHANNEL, ALICE["id"], f"<@{BOT['id']}> and now?")
+            await asyncio.sleep(2.0)
+        finally:
+            code, stderr = await _stop(proc)
+    assert code == 0, stderr
+    assert [a["content"] for a in discord.actions if a["type"] == "send"] == ["Awake."]
+    assert len(llm.requests) == 1
+    assert [a for a in discord.actions if a["type"] == "pins"] == [{"type": "pins", "channel_id": CHANNEL}]

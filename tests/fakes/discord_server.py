@@ -203,6 +203,17 @@ class FakeDiscord:
             "emoji": {"id": None, "name": emoji}, "member": self._member_obj(user_id),
             "message_author_id": msg["author"]["id"], "burst": False, "type": 0})
 
+    async def pin_message(self, channel_id: str, message_id: str) -> None:
+        """A user pins an existing message: MESSAGE_UPDATE (pinned) and CHANNEL_PINS_UPDATE, as Discord sends."""
+        msg = self._find(channel_id, message_id)
+        if msg is None:
+            raise KeyError(message_id)
+        msg["pinned"] = True
+        self.pins[channel_id].append(message_id)
+        await self.dispatch("MESSAGE_UPDATE", msg)
+        await self.dispatch("CHANNEL_PINS_UPDATE", {"guild_id": self.guild_id, "channel_id": channel_id,
+                                                    "last_pin_timestamp": _iso()})
+
     def pin(self, channel_id: str, author_id: str, content: str) -> dict[str, Any]:
         """A pinned message that already exists (no event)."""
         msg = self._message(channel_id, author_id, content)
