@@ -91,9 +91,12 @@ def prune_store(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict
         if not tdir.is_dir():
             continue
         index_file = tdir / "index.jsonl"
-        lock_fd = os.open(index_file, os.O_RDWR | os.O_CREAT, 0o644)
+        has_index = index_file.is_file()
+        # the writers' lock lives on index.jsonl itself; a read-only descriptor is enough for flock
+        lock_fd = os.open(index_file, os.O_RDONLY) if has_index else None
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            if lock_fd is not None:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX)
             store.refresh()
             doomed: list[Path] = []
             folders = [tdir] + [Path(e.path) for e in os.scandir(tdir) if e.is_dir() and not e.name.startswith(".")]
@@ -134,7 +137,7 @@ def prune_store(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict
                         doomed.append(p)
                         report["otherFiles"] += 1
             report["bytes"] += sum(_size(p) for p in doomed)
-            removed, kept, fragment = _rewrite_index(index_file, cutoff, dry_run)
+            removed, kept, fragment = _rewrite_index(index_file, cutoff, dry_run) if has_index else (0, 0, 0)
             report["indexLinesRemoved"] += removed
             report["indexLinesKept"] += kept
             if not dry_run:
@@ -143,9 +146,11 @@ def prune_store(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict
                         p.unlink()
                     except FileNotFoundError:
                         pass
-                _update_db(store, index_file, cutoff, fragment)
+                if has_index:
+                    _update_db(store, index_file, cutoff, fragment)
         finally:
-            os.close(lock_fd)
+            if lock_fd is not None:
+                os.close(lock_fd)
     if not dry_run:
         with store._lock:
             store.conn.execute("BEGIN IMMEDIATE")

@@ -213,3 +213,16 @@ def test_prune_while_writers_append_loses_nothing(tmp_path: Path, make_store: An
     assert listing["total"] == 300
     assert {t["traceId"] for t in store.list_traces(limit=200, offset=200)["traces"]} | {
         t["traceId"] for t in listing["traces"]} == set(written)
+
+
+def test_prune_without_an_index_file(tmp_path: Path, make_store: Any) -> None:
+    logs = tmp_path / "logs"
+    w = new_writer(logs, background=False)
+    old = _old_activation(w, 10, "700")
+    (logs / "traces" / "index.jsonl").unlink()  # e.g. only legacy files, or the index was lost
+    store = make_store(logs)
+    assert store.prune(timedelta(days=7), dry_run=True)["traceFiles"] == 1
+    report = store.prune(timedelta(days=7), dry_run=False)
+    assert report["traceFiles"] == 1 and report["indexLinesRemoved"] == 0
+    assert not any(old in p.name for p in logs.rglob("*.json"))
+    assert not (logs / "traces" / "index.jsonl").exists()
