@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -546,7 +547,7 @@ async def run_activation(
         result.context = built
         result.warnings.extend(built.warnings)
         if tr is not None:
-            tr.record_context(_context_build_info(built, len(context_messages), trigger_message_id))
+            tr.record_context(context_build_record(built, len(context_messages)))
         model = str(cfg.get("continuation_model") or "")
         _phase(tr, "llm")
         route = provider_factory(model)
@@ -598,26 +599,32 @@ async def run_activation(
     return result
 
 
-def _context_build_info(built: BuiltContext, considered: int, trigger_id: str | None) -> dict[str, Any]:
-    """The context build in upstream's trace shape (`contextBuild`), which the trace index reads."""
-    messages = []
-    for position, m in enumerate(built.messages):
+def context_build_record(built: BuiltContext, considered: int | None = None) -> dict[str, Any]:
+    """The trace's `contextBuild` in upstream's shape (one entry per non-empty message); the trace
+    index reads its message ids, so this is the only place that shape is produced."""
+    msgs = list(built.messages)
+    nonempty = [i for i, m in enumerate(msgs) if m.content]
+    last = nonempty[-1] if nonempty else -1
+    infos: list[dict[str, Any]] = []
+    for i in nonempty:
+        m = msgs[i]
         text = m.text()
         images = sum(1 for b in m.content if b.get("type") == "image")
-        messages.append({
-            "position": position, "discordMessageId": m.message_id, "participant": m.participant,
-            "contentPreview": text[:200], "contentLength": len(text), "isTrigger": m.message_id == trigger_id,
-            "hasImages": images > 0, "imageCount": images,
-            "hasCacheControl": any("cache_control" in b for b in m.content),
-        })
-    info: dict[str, Any] = {
-        "messagesConsidered": considered, "messagesIncluded": len(built.messages), "messages": messages,
-        "imagesIncluded": sum(x["imageCount"] for x in messages), "didTruncate": built.did_roll,
-        "stopSequences": list(built.stop_sequences),
-    }
-    if built.cache_marker:
-        info["cacheMarker"] = built.cache_marker
-    return info
+        info: dict[str, Any] = {
+            "position": i, "discordMessageId": m.message_id, "participant": m.participant,
+            "contentPreview": text[:150] + ("..." if len(text) > 150 else ""), "contentLength": len(text),
+            "tokenEstimate": math.ceil(len(text) / 3.5) + 1000 * images, "transformations": [],
+            "isTrigger": i == last, "hasImages": images > 0, "imageCount": images,
+            "hasCacheControl": bool(m.cache_breakpoint),
+        }
+        if m.timestamp:
+            info["discordTimestamp"] = m.timestamp
+        infos.append(info)
+    record: dict[str, Any] = {"messagesIncluded": len(infos), "messages": infos, "didTruncate": built.did_roll,
+                              "cacheMarker": built.cache_marker, "stopSequences": list(built.stop_sequences)}
+    if considered is not None:
+        record["messagesConsidered"] = considered
+    return record
 
 
 def _new_message_count(state: ChannelState, fetched: FetchedContext) -> int:

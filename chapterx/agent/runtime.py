@@ -294,8 +294,6 @@ class BotRuntime:
                         tr.set_thread_info(channel.type == "thread", channel.parent_id)
                     tr.record_activation(reason, [_event_summary(e) for e in events])
                     result = await self._run(channel_id, guild_id, trigger_id)
-                    if result.context is not None:
-                        tr.record_context(context_build_record(result.context))
                     await self._after(channel_id, guild_id, trigger_id, result)
             else:
                 result = await self._run(channel_id, guild_id, trigger_id)
@@ -431,33 +429,6 @@ def _event_summary(e: Event) -> dict[str, Any]:
         out["messageId"] = e.message.id
         out["authorId"] = e.message.author_id
     return out
-
-
-def context_build_record(built: Any) -> dict[str, Any]:
-    """The trace's `contextBuild` summary in upstream's shape (one entry per non-empty message)."""
-    import math
-
-    msgs = list(getattr(built, "messages", []) or [])
-    infos: list[dict[str, Any]] = []
-    nonempty = [i for i, m in enumerate(msgs) if m.content]
-    last = nonempty[-1] if nonempty else -1
-    for i in nonempty:
-        m = msgs[i]
-        text = m.text()
-        images = sum(1 for b in m.content if b.get("type") == "image")
-        infos.append({
-            "position": i, "discordMessageId": m.message_id, "participant": m.participant,
-            "contentPreview": text[:150] + ("..." if len(text) > 150 else ""), "contentLength": len(text),
-            "tokenEstimate": math.ceil(len(text) / 3.5) + 1000 * images, "transformations": [],
-            "isTrigger": i == last, "hasImages": images > 0, "imageCount": images,
-            "hasCacheControl": bool(getattr(m, "cache_breakpoint", False)),
-        })
-        if m.timestamp:
-            infos[-1]["discordTimestamp"] = m.timestamp
-    return {"messagesIncluded": len(infos), "messages": infos,
-            "didTruncate": bool(getattr(built, "did_roll", False)),
-            "cacheMarker": getattr(built, "cache_marker", None),
-            "stopSequences": list(getattr(built, "stop_sequences", []) or [])}
 
 
 async def unlimited_context(port: DiscordPort, config: Mapping[str, Any], channel_id: str, limit: int) -> tuple[Any, int]:

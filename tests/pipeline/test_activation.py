@@ -148,6 +148,7 @@ async def test_activation_records_a_trace(tmp_path: Path) -> None:
     assert build["didTruncate"] is False
     assert [m["discordMessageId"] for m in build["messages"]] == ["1410000000000000001", "1410000000000000002"]
     assert [m["isTrigger"] for m in build["messages"]] == [False, True]
+    assert build["messagesConsidered"] == 2 and build["messagesIncluded"] == 2
     assert len(trace["llmCalls"]) == 1
     # The index line is derived from the same shape: its context ids come from contextBuild.messages.
     index_lines = [json.loads(line) for line in (tmp_path / "traces" / "index.jsonl").read_text().splitlines()]
