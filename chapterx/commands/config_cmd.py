@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _handle_show(args: argparse.Namespace) -> int:
     import json
+    import re
     from pathlib import Path
 
     from chapterx.config.load import resolve_bot_config
@@ -42,6 +43,9 @@ def _handle_show(args: argparse.Namespace) -> int:
 
     if args.ems and not args.bot:
         raise UsageError("--ems needs --bot NAME")
+    # The id becomes part of a file name (guilds/<id>.yaml): only a Discord snowflake is safe there.
+    if args.guild is not None and not re.fullmatch(r"[0-9]{1,20}", args.guild):
+        raise UsageError(f"--guild {args.guild!r}: expected a Discord server id (digits only, e.g. 123456789012345678)")
     for i, text in enumerate(args.pin):
         text = text.replace("\\n", "\n")
         if parse_pin(text) is None:
@@ -77,6 +81,10 @@ def _handle_show(args: argparse.Namespace) -> int:
         channel_configs=channel_configs,
         strict=args.strict,
     )
+    for w in resolved.warnings:
+        # A live bot skips a broken pin with a warning; here the user asked about that very pin.
+        if w.message.startswith("pin ") and "pinned .config skipped" in w.message:
+            raise UserError(f"--{w.message} (a running bot would ignore this pin)")
     for w in resolved.warnings:
         print(f"warning: {w.message}", file=sys.stderr)
     out: dict[str, Any] = {

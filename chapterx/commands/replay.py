@@ -35,6 +35,8 @@ def _load(path: Path, case_id: str | None) -> dict[str, Any]:
         raw = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text; expected a JSON case file") from None
     try:
         data = json.loads(raw)
     except ValueError as exc:
@@ -51,7 +53,41 @@ def _load(path: Path, case_id: str | None) -> dict[str, Any]:
     inp = data.get("input", data)
     if not isinstance(inp, dict) or "discord" not in inp or "files" not in inp:
         raise UserError(f"{path}: not a case input (needs `bot_id`, `files`, `discord`, `trigger_message_id`)")
+    _check_shape(path, inp)
     return inp
+
+
+def _check_shape(path: Path, inp: dict[str, Any]) -> None:
+    """Name the wrong key up front; deep inside the activation it would be a bare TypeError."""
+    if "bot_id" not in inp:
+        raise UserError(f"{path}: case input has no `bot_id` (the bot's name, e.g. \"aria\")")
+    files = inp["files"]
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise UserError(f"{path}: `files` must be an object of relative path -> file text")
+    if not isinstance(inp["discord"], dict):
+        raise UserError(f"{path}: `discord` must be an object (guild, channel, users, messages, ...)")
+    for key in ("users", "members", "roles", "channels", "emojis", "pins", "messages"):
+        value = inp["discord"].get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(x, dict) for x in value)):
+            raise UserError(f"{path}: `discord.{key}` must be a list of objects")
+    for key in ("llm_responses", "tool_cache"):
+        value = inp.get(key)
+        if value is not None and not isinstance(value, list):
+            raise UserError(f"{path}: `{key}` must be a list")
+    if inp.get("channel_state") is not None and not isinstance(inp["channel_state"], dict):
+        raise UserError(f"{path}: `channel_state` must be an object")
+
+
+# Request headers that carry credentials: printed masked, as everywhere else.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "x-amz-security-token"})
+
+
+def _mask_headers(out: dict[str, Any]) -> None:
+    for req in out.get("provider_requests", []):
+        headers = req.get("headers") or {}
+        for name in list(headers):
+            if name.lower() in _CREDENTIAL_HEADERS:
+                headers[name] = "***"
 
 
 def _summary(out: dict[str, Any]) -> str:
@@ -90,6 +126,9 @@ def _handle(args: argparse.Namespace) -> int:
         out = asyncio.run(replay_case(case, fast_retries=True))
     except KeyError as exc:
         raise UserError(f"{args.case}: case input is missing {exc}") from None
+    except UserError as exc:
+        raise UserError(f"{args.case}: {exc.message}", exc.exit_code) from None
+    _mask_headers(out)
     out.pop("warnings", None)
     out.pop("context_fetch", None)
     if args.json:

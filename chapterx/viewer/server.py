@@ -20,12 +20,21 @@ log = logging.getLogger(__name__)
 
 def open_store(settings: ViewerSettings) -> Any:
     """The real trace store over the configured bases (its SQLite index is persisted)."""
+    import sqlite3
+
     from chapterx.trace.store import TraceStore
 
     kwargs: dict[str, Any] = {}
     if settings.index_path is not None:
         kwargs["index_path"] = settings.index_path
-    return TraceStore(list(settings.logs_dirs), **kwargs)
+    try:
+        return TraceStore(list(settings.logs_dirs), **kwargs)
+    except sqlite3.Error as exc:  # a folder or a non-SQLite file given as the index
+        where = settings.index_path if settings.index_path is not None else "the default trace index"
+        raise UsageError(
+            f"trace index {where}: cannot be opened as SQLite ({exc}); "
+            "point --index / TRACE_INDEX_PATH at a new file (the index is rebuilt from the logs)"
+        ) from None
 
 
 def build(settings: ViewerSettings, store: Any | None = None) -> web.Application:

@@ -73,7 +73,13 @@ class ViewerSettings:
         )
 
     def check_bind(self) -> None:
-        """Refuse to expose traces on a non-loopback address without a token (unless --insecure)."""
+        """Refuse to expose traces on a non-loopback address without a token (unless --insecure).
+
+        Also rejects a port outside 0-65535 here, before binding, where the socket layer would
+        otherwise raise OverflowError (a traceback instead of one line).
+        """
+        if not 0 <= self.port <= 65535:
+            raise UsageError(f"port {self.port} is out of range: use 0-65535 (PORT or --port; 0 picks a free port)")
         if self.auth_token or self.insecure or is_loopback(self.host):
             return
         raise UsageError(
