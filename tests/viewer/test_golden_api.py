@@ -103,7 +103,8 @@ def test_search_with_null_context_ids_does_not_fail(viewer: Any) -> None:
 def test_trace_ids_match_exactly(viewer: Any) -> None:
     _case("trace-substring-channel-id")
     assert viewer.request("GET", "/api/trace/1235526447267971074").status == 404
-    assert viewer.request("GET", "/api/trace/").status in (400, 404)
+    empty = viewer.request("GET", "/api/trace/")
+    assert empty.status == 400 and empty.json() == {"error": "Invalid trace id"}
     assert viewer.request("GET", "/api/trace/b115586").status == 404  # a prefix is not an id
 
 
