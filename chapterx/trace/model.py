@@ -194,8 +194,10 @@ def index_entry(trace: dict[str, Any], filename: str) -> dict[str, Any]:
     """The index line upstream's writer appends for a trace, plus our extensions at the end
     (`status`, `model`, `guildId`, `cost`, `contextPositions` so search needs no trace file)."""
     outcome = trace.get("outcome") if isinstance(trace.get("outcome"), dict) else None
-    calls = trace.get("llmCalls") or []
-    events = (trace.get("activation") or {}).get("triggerEvents") or []
+    calls = [c for c in trace.get("llmCalls") or [] if isinstance(c, dict)]
+    raw_activation = trace.get("activation")
+    activation: dict[str, Any] = raw_activation if isinstance(raw_activation, dict) else {}
+    events = [e for e in activation.get("triggerEvents") or [] if isinstance(e, dict)]
     entry: dict[str, Any] = {
         "traceId": trace["traceId"],
         "timestamp": trace["timestamp"],
@@ -205,8 +207,8 @@ def index_entry(trace: dict[str, Any], filename: str) -> dict[str, Any]:
     }
     if trace.get("channelName"):
         entry["channelName"] = trace["channelName"]
-    if trace.get("activation", {}).get("reason"):
-        entry["activationReason"] = trace["activation"]["reason"]
+    if activation.get("reason"):
+        entry["activationReason"] = activation["reason"]
     preview = (events[0].get("contentPreview") or "")[:100] if events else ""
     if preview:
         entry["triggerPreview"] = preview
@@ -224,14 +226,18 @@ def index_entry(trace: dict[str, Any], filename: str) -> dict[str, Any]:
     entry["totalTokens"] = sum(
         int((c.get("tokenUsage") or {}).get("inputTokens") or 0)
         + int((c.get("tokenUsage") or {}).get("outputTokens") or 0)
-        for c in calls
+        for c in calls if isinstance(c.get("tokenUsage") or {}, dict)
     )
     ids: list[str] = []
     positions: list[int] = []
-    for m in (trace.get("contextBuild") or {}).get("messages") or []:
-        if m.get("discordMessageId") is not None:
-            ids.append(m["discordMessageId"])
-            positions.append(int(m.get("position", len(positions))))
+    build = trace.get("contextBuild")
+    messages = build.get("messages") if isinstance(build, dict) else None
+    # tolerant of malformed input: a bad contextBuild must not cost the trace its index line
+    for m in messages if isinstance(messages, list) else []:
+        if isinstance(m, dict) and m.get("discordMessageId") is not None:
+            pos = m.get("position")
+            ids.append(str(m["discordMessageId"]))
+            positions.append(pos if isinstance(pos, int) and not isinstance(pos, bool) else len(positions))
     entry["contextMessageIds"] = ids
     entry["sentMessageIds"] = list((outcome or {}).get("sentMessageIds") or [])
     entry["filename"] = filename

@@ -190,3 +190,16 @@ def test_secret_key_classification() -> None:
     r = Redactor(["sk-abcdef123"], include_env=False)
     assert r.obj({"note": "key=sk-abcdef123!", "max_tokens": 5, "nested": [{"password": 1}]}) == {
         "note": "key=[REDACTED]!", "max_tokens": 5, "nested": [{"password": "[REDACTED]"}]}
+
+
+def test_malformed_context_build_still_gets_an_index_line(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    w = new_writer(logs, background=False)
+    with start_activation("1", "2", "Bot", writer=w) as c:
+        c.record_context({"messages": 7, "messagesIncluded": 7})  # a count where a list belongs
+        c.trace["activation"] = None  # type: ignore[assignment]
+        c.set_outcome(True, "ok", ["3"])
+    lines = (logs / "traces" / "index.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["contextMessageIds"] == [] and entry["sentMessageIds"] == ["3"] and w.errors == 0
