@@ -43,6 +43,11 @@ def _handle_show(args: argparse.Namespace) -> int:
 
     if args.ems and not args.bot:
         raise UsageError("--ems needs --bot NAME")
+    # The bot name becomes a folder / file name (<ems>/<bot>/, bots/<bot>.yaml): no path tricks.
+    if args.bot is not None and (args.bot in ("", ".", "..") or any(ch in args.bot for ch in "/\\\0")):
+        raise UsageError(f"--bot {args.bot!r}: expected a bot name (a folder or file name, no path separators)")
+    if args.config_root is not None and not Path(args.config_root).is_dir():
+        raise UsageError(f"--config-root {args.config_root}: no such folder")
     # The id becomes part of a file name (guilds/<id>.yaml): only a Discord snowflake is safe there.
     if args.guild is not None and not re.fullmatch(r"[0-9]{1,20}", args.guild):
         raise UsageError(f"--guild {args.guild!r}: expected a Discord server id (digits only, e.g. 123456789012345678)")

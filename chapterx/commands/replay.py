@@ -61,6 +61,10 @@ def _check_shape(path: Path, inp: dict[str, Any]) -> None:
     """Name the wrong key up front; deep inside the activation it would be a bare TypeError."""
     if "bot_id" not in inp:
         raise UserError(f"{path}: case input has no `bot_id` (the bot's name, e.g. \"aria\")")
+    bot_id = str(inp["bot_id"])
+    # The name becomes a file name (bots/<bot_id>.yaml): it must not lead out of the case's files.
+    if not bot_id or bot_id in (".", "..") or any(ch in bot_id for ch in "/\\\0"):
+        raise UserError(f"{path}: `bot_id` {bot_id!r} must be a plain bot name (no path separators)")
     files = inp["files"]
     if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
         raise UserError(f"{path}: `files` must be an object of relative path -> file text")
@@ -72,10 +76,24 @@ def _check_shape(path: Path, inp: dict[str, Any]) -> None:
             raise UserError(f"{path}: `discord.{key}` must be a list of objects")
     for key in ("llm_responses", "tool_cache"):
         value = inp.get(key)
-        if value is not None and not isinstance(value, list):
-            raise UserError(f"{path}: `{key}` must be a list")
-    if inp.get("channel_state") is not None and not isinstance(inp["channel_state"], dict):
-        raise UserError(f"{path}: `channel_state` must be an object")
+        if value is not None and not (isinstance(value, list) and all(isinstance(x, dict) for x in value)):
+            raise UserError(f"{path}: `{key}` must be a list of objects")
+    if inp.get("channel_state") is not None:
+        from chapterx.agent.state import ChannelState
+
+        try:
+            if not isinstance(inp["channel_state"], dict):
+                raise TypeError("not an object")
+            ChannelState.from_dict(inp["channel_state"])
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{path}: `channel_state` is not a valid channel state ({exc})") from None
+    if inp.get("now"):
+        from datetime import datetime
+
+        try:
+            datetime.fromisoformat(str(inp["now"]).replace("Z", "+00:00"))
+        except ValueError:
+            raise UserError(f"{path}: `now` {inp['now']!r} is not an ISO-8601 time (e.g. 2025-06-01T09:00:00Z)") from None
 
 
 # Request headers that carry credentials: printed masked, as everywhere else.

@@ -193,6 +193,12 @@ def _cases() -> dict[str, Case]:
                         ("spaces", "12 34"), ("empty", "")):
         c[f"config-show-guild-{name}"] = Case(["config", "show", "--config", bot, "--guild", guild], (2,),
                                               ("--guild",), setup=lambda t: _config_tree(t))
+    c["config-show-bot-dotdot"] = Case(["config", "show", "--ems", "{T}/ems", "--bot", ".."], (2,), ("--bot", ".."),
+                                       secret=True, setup=lambda t: _ems(t))
+    c["config-show-bot-path"] = Case(["config", "show", "--config", bot, "--bot", "../../x"], (2,), ("--bot", "../../x"),
+                                     setup=lambda t: _config_tree(t))
+    c["config-show-config-root-missing"] = Case(["config", "show", "--config", bot, "--config-root", "{T}/nowhere"],
+                                                (2,), ("--config-root", "{T}/nowhere"), setup=lambda t: _config_tree(t))
     c["config-show-bad-bot-secret-shared"] = Case(
         ["config", "show", "--config", bot], (1,), (bot, "temperature"), secret=True,
         setup=lambda t: _config_tree(t, bot=GOOD_BOT + "temperature: hot\n"))
@@ -251,6 +257,17 @@ def _cases() -> dict[str, Case]:
     c["replay-messages-wrong-type"] = Case(
         ["replay", case], (1,), (case, "messages"), secret=True,
         setup=lambda t: _replay_case(t, lambda d: d["discord"].__setitem__("messages", {"a": 1})))
+    c["replay-now-not-a-time"] = Case(["replay", case], (1,), (case, "now", "garbage"),
+                                      setup=lambda t: _replay_case(t, set_("now", "garbage")))
+    c["replay-llm-responses-strings"] = Case(["replay", case], (1,), (case, "llm_responses"),
+                                             setup=lambda t: _replay_case(t, set_("llm_responses", ["pong"])))
+    c["replay-channel-state-bad"] = Case(["replay", case], (1,), (case, "channel_state"),
+                                         setup=lambda t: _replay_case(t, set_("channel_state",
+                                                                              {"messages_since_roll": "x"})))
+    c["replay-bot-id-path"] = Case(["replay", case], (1,), (case, "bot_id"),
+                                   setup=lambda t: _replay_case(t, set_("bot_id", "../../../config/bots/aria")))
+    c["replay-message-without-id"] = Case(["replay", case], (1,), (case, "id"),
+                                          setup=lambda t: _replay_case(t, lambda d: d["discord"]["messages"][0].pop("id")))
     c["replay-unknown-model"] = Case(
         ["replay", case], (1,), ("nosuch-vendor/model-x",), secret=True,
         setup=lambda t: _replay_case(t, bot_yaml("name: Aria\ncontinuation_model: nosuch-vendor/model-x\n")))
@@ -375,6 +392,8 @@ def _cases() -> dict[str, Case]:
                                         setup=lambda t: (_config_tree(t), _write(t / "tok", SECRET + "\n")))
     c["run-ems-broken-em"] = Case(["run", "--ems", "{T}/ems", "--bot", "kite"], (1,), ("{T}/ems/kite/config.yaml",),
                                   skip=skip_run, secret=True, setup=lambda t: _ems(t, broken=True))
+    c["run-ems-bot-dotdot"] = Case(["run", "--ems", "{T}/ems", "--bot", ".."], (2,), ("..",), skip=skip_run,
+                                   secret=True, setup=lambda t: _ems(t))
     c["run-ems-unknown-em"] = Case(["run", "--ems", "{T}/ems", "--bot", "nosuch"], (1, 2), ("nosuch",),
                                    skip=skip_run, secret=True, setup=lambda t: _ems(t))
     return c
