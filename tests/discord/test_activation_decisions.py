@@ -3,14 +3,22 @@
 Each case builds the in-memory world, feeds its batches to `BotRuntime.process_batch` exactly as
 the connector would (events in arrival order, mentions computed with Discord's rules), answers the
 LLM from a local fake server through the real provider SDKs, and compares the decision fields,
-every Discord action, the sleep counters and the number of provider requests.
+every Discord action, the sleep counters, the number of provider requests and their bodies (as JSON
+and byte for byte in JSON.stringify form).
+
+Cases where the pipeline area differs from upstream on purpose are asserted positively with the
+same per-case adjustments as `tests/pipeline/test_vector_differences.py` (ACTIVATION_ADJUSTMENTS,
+HISTORY_ADJUSTMENTS, each derived from `docs/differences/pipeline.md`): our output must equal the
+adjusted upstream value exactly and must still differ from the unadjusted one (a case that matches
+upstream again fails here until its adjustment and doc bullet are removed).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,14 +26,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import SHARED_DIR, shared_path
+from tests.pipeline.test_vector_differences import ACTIVATION_ADJUSTMENTS, HISTORY_ADJUSTMENTS, Adjust
+from tests.pipeline.vectors import NOT_BYTE_EXACT, compact, normalise_images
+
+Mismatches = Callable[[str, Mapping[str, Any], Mapping[str, Any]], list[str]]
 
 # Cases we do not reproduce, with the reason (also in docs/differences/runtime.md).
 SKIPS: dict[str, str] = {}
-# Request bodies that differ on purpose (the pipeline area's documented continuation difference).
-BODY_DIFFERENCES = {
-    "m-command-uppercase-not-command": "raw continuation: the context ends with the bot's own message",
-    "continuation-emoji-by-user": "raw continuation: ▶️ continues the bot's message without a new label",
-}
 
 
 def _cases() -> list[Any]:
@@ -165,68 +172,109 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _body_mismatches(case_id: str, got: list[Any], exp: list[Mapping[str, Any]]) -> list[str]:
+    """Request bodies: equal as JSON (image bytes by structure), then byte for byte, as the pipeline
+    harness compares its vectors (except its NOT_BYTE_EXACT cases)."""
+    have = [normalise_images(b) for b in got]
+    want = [normalise_images(r["body"]) for r in exp]
+    if have != want:
+        return [f"request bodies differ:\n  got {[compact(b)[:1500] for b in have]!r}\n"
+                f"  exp {[compact(b)[:1500] for b in want]!r}"]
+    if case_id not in NOT_BYTE_EXACT and [compact(b) for b in have] != [compact(b) for b in want]:
+        return ["request bodies equal as JSON but not byte for byte"]
+    return []
+
+
+def _decision_mismatches(got: Mapping[str, Any], exp: Mapping[str, Any], *, channel: bool) -> list[str]:
+    problems = []
+    for i, eb in enumerate(exp["batches"]):
+        want = {k: eb.get(k) for k in ("should_activate", "activated", "activation", "random_rolls")}
+        if channel and eb.get("should_activate") is not None:
+            want["evaluated_with_channel_id"] = eb.get("evaluated_with_channel_id")
+        have = {k: got["batches"][i].get(k) for k in want}
+        if have != want:
+            problems.append(f"batch {i}: {have} != {want}")
+    return problems
+
+
+def _activation_mismatches(case_id: str, got: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
+    """Everything the runtime vector records that our runtime reproduces (empty list: the case passes)."""
+    problems = _decision_mismatches(got, exp, channel=True)
+    if got["discord_actions"] != exp["discord_actions"]:
+        problems.append(f"discord_actions {got['discord_actions']!r} != {exp['discord_actions']!r}")
+    keys = ("message_ids", "inheritance_info")
+    have_fetches = [{k: f[k] for k in keys} for f in got["context_fetches"]]
+    want_fetches = [{k: f[k] for k in keys} for f in exp["context_fetches"]]
+    if have_fetches != want_fetches:
+        problems.append(f"context_fetches {have_fetches} != {want_fetches}")
+    if "sleep_counters_after" in exp and got["sleep_counters_after"] != exp["sleep_counters_after"]:
+        problems.append(f"sleep_counters_after {got['sleep_counters_after']} != {exp['sleep_counters_after']}")
+    if "provider_request_count" in exp:
+        if got["provider_request_count"] != exp["provider_request_count"]:
+            problems.append(f"provider_request_count {got['provider_request_count']} != {exp['provider_request_count']}")
+    else:
+        problems += _body_mismatches(case_id, got["provider_bodies"], exp["provider_requests"])
+    if "pins_api_requests" in exp and got["pins_api_requests"] != exp["pins_api_requests"]:
+        problems.append(f"pins_api_requests {got['pins_api_requests']} != {exp['pins_api_requests']}")
+    return problems
+
+
+def _history_mismatches(case_id: str, got: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
+    """history.json through the runtime: decisions, fetched ids, every Discord action, request bodies."""
+    problems = _decision_mismatches(got, exp, channel=False)
+    have_ids = [f["message_ids"] for f in got["context_fetches"]]
+    want_ids = [f["message_ids"] for f in exp["context_fetches"]]
+    if have_ids != want_ids:
+        problems.append(f"context_fetches message_ids {have_ids} != {want_ids}")
+    if got["discord_actions"] != exp["discord_actions"]:
+        problems.append(f"discord_actions {got['discord_actions']!r} != {exp['discord_actions']!r}")
+    return problems + _body_mismatches(case_id, got["provider_bodies"], exp["provider_requests"])
+
+
+def _assert_case(case: dict[str, Any], got: Mapping[str, Any], mismatches: Mismatches,
+                 adjustments: Mapping[str, Adjust]) -> None:
+    """Equal to upstream's expected value, or, for an adjusted case, to the adjusted value and not to
+    upstream's."""
+    case_id = case["id"]
+    expected = case["expected"]
+    if case_id in adjustments:
+        assert mismatches(case_id, got, expected), "matches upstream again: drop the adjustment and its doc bullet"
+        expected = copy.deepcopy(expected)
+        adjustments[case_id](expected, case)
+    problems = mismatches(case_id, got, expected)
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.parametrize("case_id", _cases())
 async def test_activation_decision(case_id: str) -> None:
     data = json.loads(shared_path("golden", "chapterx", "activation-decisions.json").read_text(encoding="utf-8"))
     case = next(c for c in data["cases"] if c["id"] == case_id)
-    exp = case["expected"]
     got = await run_case(case["input"])
-    for i, eb in enumerate(exp["batches"]):
-        gb = got["batches"][i]
-        want = {k: eb.get(k) for k in ("should_activate", "activated", "activation", "random_rolls")}
-        if eb.get("should_activate") is not None:
-            want["evaluated_with_channel_id"] = eb.get("evaluated_with_channel_id")
-        have = {k: gb.get(k) for k in want}
-        assert have == want, f"batch {i}"
-    assert got["discord_actions"] == exp["discord_actions"]
-    want_fetches = [{k: f[k] for k in ("message_ids", "inheritance_info")} for f in exp["context_fetches"]]
-    assert [{k: f[k] for k in ("message_ids", "inheritance_info")} for f in got["context_fetches"]] == want_fetches
-    if "sleep_counters_after" in exp:
-        assert got["sleep_counters_after"] == exp["sleep_counters_after"]
-    if "provider_request_count" in exp:
-        assert got["provider_request_count"] == exp["provider_request_count"]
-    else:
-        assert got["provider_request_count"] == len(exp["provider_requests"])
-        if case_id not in BODY_DIFFERENCES:
-            from tests.pipeline.vectors import normalise_images
-
-            assert [normalise_images(b) for b in got["provider_bodies"]] == \
-                [normalise_images(r["body"]) for r in exp["provider_requests"]]
-    if "pins_api_requests" in exp:
-        assert got["pins_api_requests"] == exp["pins_api_requests"]
+    _assert_case(case, got, _activation_mismatches, ACTIVATION_ADJUSTMENTS)
 
 
 # history.json: the pipeline area replays only the activation; here the whole batch goes through the
-# runtime (decision, lock, activation). Differences as in the pipeline's history test.
-HISTORY_DIFFERENCES = {
-    "history-link-not-a-url": "a `last:` value that is not a message link clears instead of recursing on itself",
-}
+# runtime (decision, lock, activation).
 
 
 def _history_cases() -> list[Any]:
     path = SHARED_DIR / "golden" / "chapterx" / "history.json"
     if not path.exists():
         return [pytest.param("missing", marks=pytest.mark.skip(reason="history.json not present"))]
-    out = []
-    for case in json.loads(path.read_text(encoding="utf-8"))["cases"]:
-        marks = ([pytest.mark.xfail(reason=HISTORY_DIFFERENCES[case["id"]], strict=True)]
-                 if case["id"] in HISTORY_DIFFERENCES else [])
-        out.append(pytest.param(case["id"], marks=marks, id=case["id"]))
-    return out
+    return [pytest.param(case["id"], id=case["id"]) for case in json.loads(path.read_text(encoding="utf-8"))["cases"]]
 
 
 @pytest.mark.parametrize("case_id", _history_cases())
 async def test_history_through_runtime(case_id: str) -> None:
-    from tests.pipeline.vectors import normalise_images
-
     data = json.loads(shared_path("golden", "chapterx", "history.json").read_text(encoding="utf-8"))
     case = next(c for c in data["cases"] if c["id"] == case_id)
-    exp = case["expected"]
     got = await run_case(case["input"])
-    for i, eb in enumerate(exp["batches"]):
-        want = {k: eb.get(k) for k in ("should_activate", "activated", "activation", "random_rolls")}
-        assert {k: got["batches"][i].get(k) for k in want} == want
-    assert [f["message_ids"] for f in got["context_fetches"]] == [f["message_ids"] for f in exp["context_fetches"]]
-    assert got["discord_actions"] == exp["discord_actions"]
-    assert [normalise_images(b) for b in got["provider_bodies"]] == \
-        [normalise_images(r["body"]) for r in exp["provider_requests"]]
+    _assert_case(case, got, _history_mismatches, HISTORY_ADJUSTMENTS)
+
+
+def test_every_adjusted_case_exists() -> None:
+    """An adjustment naming a case the golden files no longer hold would silently assert nothing."""
+    ids = {name: {c["id"] for c in json.loads(shared_path("golden", "chapterx", name).read_text(encoding="utf-8"))["cases"]}
+           for name in ("activation-decisions.json", "history.json")}
+    assert sorted(set(ACTIVATION_ADJUSTMENTS) - ids["activation-decisions.json"]) == []
+    assert sorted(set(HISTORY_ADJUSTMENTS) - ids["history.json"]) == []
