@@ -129,11 +129,17 @@ def _store(args: argparse.Namespace) -> TraceStore:
     if not any(b.is_dir() for b in bases):
         raise UsageError(f"no logs folder found: {', '.join(str(b) for b in bases)} "
                          "(use --logs-dir, LOGS_DIRS or LOGS_DIR)")
+    import sqlite3
+
     try:
         store = TraceStore(bases, index_path=args.index)
         store.refresh()
     except OSError as exc:
         raise UsageError(f"cannot open the trace index: {exc.strerror or exc}") from exc
+    except sqlite3.Error as exc:
+        where = args.index or "the default index path"
+        raise UsageError(f"cannot open the trace index {where}: {exc} "
+                         "(it is derived data: delete it or pass another --index)") from exc
     return store
 
 
