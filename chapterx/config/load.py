@@ -106,6 +106,11 @@ def locate(*, config_root: Path | None = None, bot_file: Path | None = None, ems
         return LayerPaths("file", file_bot_id, root, root / "shared.yaml", bot_file, bot_file.parent,
                           root / "guilds", bot_file.parent, f"{stem}-", explicit_bot=True)
     bot_id = bot_name or s.bot_name
+    # Here the name becomes a path part (<ems>/<bot>/, bots/<bot>.yaml): keep it inside the folder.
+    if bot_id and (bot_id in (".", "..") or any(ch in bot_id for ch in "/\\\0")):
+        raise ConfigError(f"bot name {bot_id!r} must be a plain name (no path separators; --bot or BOT_NAME)",
+                          path=str(ems_path if ems_path is not None else (config_root or s.config_path)),
+                          exit_code=2)
     if ems_path is not None:
         ems = Path(ems_path)
         if not bot_id:

@@ -394,6 +394,9 @@ def _cases() -> dict[str, Case]:
                                   skip=skip_run, secret=True, setup=lambda t: _ems(t, broken=True))
     c["run-ems-bot-dotdot"] = Case(["run", "--ems", "{T}/ems", "--bot", ".."], (2,), ("..",), skip=skip_run,
                                    secret=True, setup=lambda t: _ems(t))
+    c["run-env-bot-name-path"] = Case(["run"], (2,), ("../../x", "BOT_NAME"), skip=skip_run,
+                                      env={"BOT_NAME": "../../x", "CONFIG_PATH": "{T}/config"},
+                                      setup=lambda t: _config_tree(t))
     c["run-ems-unknown-em"] = Case(["run", "--ems", "{T}/ems", "--bot", "nosuch"], (1, 2), ("nosuch",),
                                    skip=skip_run, secret=True, setup=lambda t: _ems(t))
     return c
