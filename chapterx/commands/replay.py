@@ -131,6 +131,19 @@ def _summary(out: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _bypass_proxy_for_loopback() -> None:
+    """The fake LLM server is on 127.0.0.1: an HTTP(S)_PROXY from the environment must not get those
+    requests (they would fail, and carry the case's API key to the proxy)."""
+    import os
+
+    for var in ("NO_PROXY", "no_proxy"):
+        parts = [p for p in os.environ.get(var, "").split(",") if p.strip()]
+        for host in ("127.0.0.1", "localhost"):
+            if host not in parts:
+                parts.append(host)
+        os.environ[var] = ",".join(parts)
+
+
 def _handle(args: argparse.Namespace) -> int:
     import asyncio
     import logging
@@ -138,6 +151,7 @@ def _handle(args: argparse.Namespace) -> int:
     from chapterx.agent.replay import replay_case
 
     case = _load(Path(args.case), args.case_id)
+    _bypass_proxy_for_loopback()
     for noisy in ("chapterx.agent.activation", "httpx", "httpx2", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:

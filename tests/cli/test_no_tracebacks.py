@@ -504,8 +504,13 @@ def test_sweep_covers_every_command() -> None:
 
 
 def test_replay_json_masks_credentials(tmp_path: Path) -> None:
-    """`replay --json` prints request headers; the API key from the case must come out masked."""
-    env = _env(tmp_path, tmp_path, {}, _closed_port())
+    """`replay --json` prints request headers; the API key from the case must come out masked.
+
+    The environment has HTTP(S)_PROXY at a dead port and no NO_PROXY: replay's requests to its own
+    loopback fake server must still bypass the proxy (else they fail and hand the key to the proxy).
+    """
+    env = _env(tmp_path, tmp_path, {"NO_PROXY": ""}, _closed_port())
+    env.pop("no_proxy", None)
     proc = subprocess.run([sys.executable, "-m", "chapterx", "replay", "--json", str(FIX / "replay-case.json")],
                           capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
