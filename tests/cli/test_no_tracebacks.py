@@ -303,19 +303,24 @@ def _cases() -> dict[str, Case]:
     c["traces-show-path-like-id"] = Case(["traces", "show", "--logs-dir", "{T}/logs", "../../../etc/passwd"], (1,),
                                          ("../../../etc/passwd",), setup=lambda t: _logs(t))
     # --index naming a folder or a file that is not SQLite (the user's file must survive untouched).
-    index_bug = ("chapterx/trace/index.py connect() lets sqlite3.Error escape for a non-SQLite or folder --index "
-                 "(traceback); owner: trace helper")
     for sub, extra in (("list", []), ("stats", []), ("show", ["0badc0de"])):
         c[f"traces-{sub}-index-not-sqlite"] = Case(
             ["traces", sub, "--logs-dir", "{T}/logs", "--index", "{T}/notes.txt", *extra], (1, 2), ("{T}/notes.txt",),
-            xfail=index_bug, keeps={"notes.txt": "my notes\n"},
+            keeps={"notes.txt": "my notes\n"},
             setup=lambda t: (_logs(t), _write(t / "notes.txt", "my notes\n")))
         c[f"traces-{sub}-index-is-dir"] = Case(
             ["traces", sub, "--logs-dir", "{T}/logs", "--index", "{T}/idxdir", *extra], (1, 2), ("{T}/idxdir",),
-            xfail=index_bug, setup=lambda t: (_logs(t), _mkdir(t / "idxdir")))
+            setup=lambda t: (_logs(t), _mkdir(t / "idxdir")))
     for flag, value in (("--since", "yesterday"), ("--until", "5x"), ("--since", "2026-13-45")):
         c[f"traces-list-bad{flag}-{value}"] = Case(["traces", "list", "--logs-dir", "{T}/logs", flag, value], (2,),
                                                   (value,), setup=lambda t: _logs(t))
+    overflow = ("chapterx/commands/traces.py parse_duration/parse_when let OverflowError escape for a huge duration "
+                "(traceback); owner: trace helper")
+    c["traces-list-since-huge-duration"] = Case(["traces", "list", "--logs-dir", "{T}/logs", "--since", "99999999d"],
+                                                (2,), ("99999999d",), xfail=overflow, setup=lambda t: _logs(t))
+    c["traces-prune-older-than-huge"] = Case(
+        ["traces", "prune", "--logs-dir", "{T}/logs", "--older-than", "99999999999d", "--dry-run"], (2,),
+        ("99999999999d",), xfail=overflow, setup=lambda t: _logs(t))
     c["traces-list-bad-limit"] = Case(["traces", "list", "--logs-dir", "{T}/logs", "--limit", "-5"], (2,),
                                       ("--limit",), setup=lambda t: _logs(t))
     for value in ("soon", "7 weeks", "=-3d"):
