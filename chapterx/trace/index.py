@@ -8,6 +8,11 @@ replaced (truncation, rotation, prune) is re-read from the start.
 
 Several processes may refresh the same database: ingestion runs in `BEGIN IMMEDIATE` transactions
 and re-reads the stored offset inside the transaction, so two refreshers never insert a line twice.
+
+The `text=` filter is served by `traces_fts`, an FTS5 trigram table over the two previews, kept in
+step with `traces` by triggers (so every insert and delete path maintains it). It only narrows the
+candidates: the caller re-checks each candidate with the same `LIKE` as the scan, so answers are
+identical with or without it. A database written by an older schema is upgraded in place on open.
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ from typing import Any
 from chapterx.trace.ids import message_key, parse_iso
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# trigram tokenizer (substring matching) appeared in SQLite 3.34
+FTS_MIN_SQLITE = (3, 34, 0)
+FTS_MIN_CHARS = 3  # a trigram index cannot answer shorter substrings: those scan
+FTS_MAX_TERMS = 16
 CHUNK = 4 * 1024 * 1024
 HEAD_BYTES = 256
 BULK_BYTES = 64 * 1024 * 1024
@@ -89,6 +98,8 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS traces_fail_ts ON traces(success, ts DESC)",
     "CREATE INDEX IF NOT EXISTS traces_tid ON traces(trace_id)",
     "CREATE INDEX IF NOT EXISTS traces_bot_chan_ts ON traces(bot, channel_id, ts DESC)",
+    # bot + failed: the count (and the page) read only that bot's failures, not all its rows
+    "CREATE INDEX IF NOT EXISTS traces_bot_fail_ts ON traces(bot, success, ts DESC)",
     # markers and external rows are few: a partial index keeps replacing them cheap at 1M rows
     "CREATE INDEX IF NOT EXISTS traces_special ON traces(source_id, trace_id) WHERE source_id < 0",
 )
@@ -113,8 +124,58 @@ class IngestStats:
     resets: int = 0
 
 
+# Previews only (detail=none: rowids, no positions) keep the table small; phrase matching is
+# replaced by AND-ing the query's trigrams plus the caller's LIKE re-check. External content: the
+# text itself stays in `traces` only.
+_FTS_SCHEMA = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS traces_fts USING fts5(trigger_preview, response_preview, "
+    "content='traces', content_rowid='id', tokenize='trigram', detail='none')",
+    "CREATE TRIGGER IF NOT EXISTS traces_fts_ai AFTER INSERT ON traces "
+    "WHEN new.trigger_preview IS NOT NULL OR new.response_preview IS NOT NULL BEGIN "
+    "INSERT INTO traces_fts(rowid, trigger_preview, response_preview) "
+    "VALUES (new.id, new.trigger_preview, new.response_preview); END",
+    "CREATE TRIGGER IF NOT EXISTS traces_fts_ad AFTER DELETE ON traces "
+    "WHEN old.trigger_preview IS NOT NULL OR old.response_preview IS NOT NULL BEGIN "
+    "INSERT INTO traces_fts(traces_fts, rowid, trigger_preview, response_preview) "
+    "VALUES ('delete', old.id, old.trigger_preview, old.response_preview); END",
+    "CREATE TRIGGER IF NOT EXISTS traces_fts_au AFTER UPDATE OF trigger_preview, response_preview ON traces "
+    "BEGIN "
+    "INSERT INTO traces_fts(traces_fts, rowid, trigger_preview, response_preview) "
+    "SELECT 'delete', old.id, old.trigger_preview, old.response_preview "
+    "WHERE old.trigger_preview IS NOT NULL OR old.response_preview IS NOT NULL; "
+    "INSERT INTO traces_fts(rowid, trigger_preview, response_preview) "
+    "SELECT new.id, new.trigger_preview, new.response_preview "
+    "WHERE new.trigger_preview IS NOT NULL OR new.response_preview IS NOT NULL; END",
+)
+_FTS_TRIGGERS = ("traces_fts_ai", "traces_fts_ad", "traces_fts_au")
+
+
+def fts_supported() -> bool:
+    return sqlite3.sqlite_version_info >= FTS_MIN_SQLITE
+
+
+def _create_fts(conn: sqlite3.Connection) -> bool:
+    """Create the FTS table and its triggers and fill it from `traces` (inside the caller's
+    transaction). False when this SQLite lacks FTS5 or the trigram tokenizer: text filters scan."""
+    if not fts_supported():
+        return False
+    try:
+        for stmt in _FTS_SCHEMA:
+            conn.execute(stmt)
+    except sqlite3.OperationalError as exc:  # FTS5 not compiled in
+        log.warning("trace index: no full-text table (%s); the text filter will scan", exc)
+        return False
+    conn.execute("INSERT INTO traces_fts(traces_fts) VALUES ('rebuild')")
+    return True
+
+
+def _statements(script: str) -> list[str]:
+    return [stmt.strip() for stmt in script.split(";") if stmt.strip()]
+
+
 def connect(path: Path) -> sqlite3.Connection:
-    """Open (and create) the index database in WAL mode."""
+    """Open (and create) the index database in WAL mode, upgrading an older schema in place (v1
+    lacked the FTS table and the bot+failed index) and rebuilding one it does not know."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), timeout=60.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
@@ -122,14 +183,72 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=60000")
     conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
     conn.execute("PRAGMA temp_store=MEMORY")
-    conn.executescript(_SCHEMA)
-    row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-    if row is None:
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', '0')")
-    for stmt in _INDEXES:
-        conn.execute(stmt)
+    with _transaction(conn):  # several processes may open (and upgrade) the same file at once
+        for stmt in _statements(_SCHEMA):
+            conn.execute(stmt)
+        row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        version = row[0] if row else None
+        if version is not None and version not in ("1", str(SCHEMA_VERSION)):
+            # written by a version we do not know: derived data, so start over
+            log.warning("trace index %s has schema %s; rebuilding it", path, version)
+            _wipe(conn)
+            # a fresh generation number, so no other process keeps answers cached from before
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(time.time_ns()),))
+        elif version is None:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', '0')")
+        if version != str(SCHEMA_VERSION):
+            fts = _create_fts(conn)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('fts', ?)", ("1" if fts else "0",))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            if version is not None:
+                bump_generation(conn)
+        for stmt in _INDEXES:
+            conn.execute(stmt)
     return conn
+
+
+def _wipe(conn: sqlite3.Connection) -> None:
+    for name in _FTS_TRIGGERS:
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+    conn.execute("DROP TABLE IF EXISTS traces_fts")
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                                "AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'traces_fts%'").fetchall():
+        conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+    for stmt in _statements(_SCHEMA):
+        conn.execute(stmt)
+
+
+def has_fts(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT value FROM meta WHERE key='fts'").fetchone()
+    return bool(row) and row[0] == "1"
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 MATCH expression whose matches include every row whose previews contain `text`
+    (case-insensitive): the AND of its trigrams, each a quoted string so no character of the
+    query is FTS syntax. None when the index cannot help (fewer than 3 characters, a NUL)."""
+    if len(text) < FTS_MIN_CHARS or "\x00" in text:
+        return None
+    grams = list(dict.fromkeys(text[i:i + 3] for i in range(len(text) - 2)))
+    if len(grams) > FTS_MAX_TERMS:  # a superset is enough (LIKE re-checks); fewer terms, less work
+        step = (len(grams) - 1) / (FTS_MAX_TERMS - 1)
+        grams = list(dict.fromkeys(grams[round(i * step)] for i in range(FTS_MAX_TERMS)))
+    return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
+
+
+def delete_many(conn: sqlite3.Connection, where: str, params: tuple[Any, ...] = ()) -> int:
+    """`delete_rows(..., sweep=True)` for deletes of most of the table (reindex): the FTS triggers
+    are left out and the FTS table is rebuilt from what remains, instead of one FTS delete per row.
+    Inside the caller's transaction, so no other connection ever sees the triggers missing."""
+    if not has_fts(conn):
+        return delete_rows(conn, where, params, sweep=True)
+    for name in _FTS_TRIGGERS:
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+    n = delete_rows(conn, where, params, sweep=True)
+    for stmt in _FTS_SCHEMA[1:]:
+        conn.execute(stmt)
+    conn.execute("INSERT INTO traces_fts(traces_fts) VALUES ('rebuild')")
+    return n
 
 
 def generation(conn: sqlite3.Connection) -> int:

@@ -119,6 +119,7 @@ class TraceStore:
             fallback = Path(tempfile.gettempdir()) / f"chapterx-{os.getuid()}" / self.index_path.name
             self.index_path = fallback
             self._conn = ix.connect(fallback)
+        self._fts = ix.has_fts(self._conn)
         self._lock = threading.RLock()
         self._auto_interval = auto_refresh_interval
         self._last_refresh = 0.0
@@ -156,7 +157,7 @@ class TraceStore:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                ix.delete_rows(self._conn, "source_id >= 0", sweep=True)
+                ix.delete_many(self._conn, "source_id >= 0")
                 self._conn.execute("DELETE FROM sources")
                 self._conn.execute("DELETE FROM channel_names")
                 ix.bump_generation(self._conn)
@@ -332,6 +333,12 @@ class TraceStore:
             where.append("ts <= ?")
             params.append(ts_until)
         if text:
+            fts = ix.fts_query(text) if self._fts else None
+            if fts is not None:
+                # the trigram index narrows the candidates; the LIKE below keeps the scan's answers
+                where.append("id IN (SELECT rowid FROM traces_fts WHERE traces_fts MATCH ? "
+                             "UNION ALL SELECT id FROM traces WHERE trace_id = ?)")
+                params.extend([fts, text])
             where.append("(trigger_preview LIKE ? ESCAPE '\\' OR response_preview LIKE ? ESCAPE '\\' "
                          "OR trace_id = ?)")
             like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -637,16 +644,47 @@ class TraceStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for e in items:
-                    ix.delete_rows(conn, "source_id < 0 AND source_id = ? AND trace_id = ?",
-                                   (ix.EXTERNAL_SOURCE, e["traceId"]))
-                extras = [json.dumps({"detail": e.get("detail"), "source": e.get("source")}, default=str)
-                          for e in items]
+                    _delete_external(conn, "trace_id = ?", (e["traceId"],))
+                # the message keys, so removing the row later deletes its message rows by key
+                extras = [json.dumps({"detail": e.get("detail"), "source": e.get("source"),
+                                      "keys": [[k, role] for k, _r, role, _p in ix.message_rows(e, 0)]},
+                                     default=str) for e in items]
                 for e in items:
                     e.setdefault("framework", "chapter2")
                     if "status" not in e:
                         e["status"] = "success" if e.get("success") else "failed"
                 n = ix.insert_entries(conn, items, ix.EXTERNAL_SOURCE, framework="chapter2", extras=extras)
                 ix.bump_generation(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return n
+
+    def external_ids(self) -> set[str]:
+        """Trace ids of every external row, so a reader that restarts can drop the ones whose
+        source disappeared while it was not running."""
+        with self._lock:
+            return {r[0] for r in self._conn.execute(
+                "SELECT trace_id FROM traces WHERE source_id < 0 AND source_id = ?", (ix.EXTERNAL_SOURCE,))}
+
+    def remove_external(self, trace_ids: Iterable[str]) -> int:
+        """Forget external (chapter2) traces, e.g. when their span file was deleted: their rows,
+        their message-id rows and their full-text entries. Rows read from index.jsonl are never
+        touched. Returns how many rows went."""
+        ids = list(dict.fromkeys(t for t in trace_ids if isinstance(t, str) and t))
+        if not ids:
+            return 0
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                n = 0
+                for i in range(0, len(ids), 500):
+                    batch = ids[i:i + 500]
+                    n += _delete_external(conn, f"trace_id IN ({','.join('?' * len(batch))})", tuple(batch))
+                if n:
+                    ix.bump_generation(conn)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -692,6 +730,32 @@ class TraceStore:
     @property
     def conn(self) -> sqlite3.Connection:
         return self._conn
+
+
+def _delete_external(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> int:
+    """Delete external rows matching `where` and their message rows (inside the caller's
+    transaction). Message rows are found through the keys kept in `extra`; rows added before
+    keys were kept fall back to a scan of the message table."""
+    where = f"source_id < 0 AND source_id = ? AND {where}"
+    params = (ix.EXTERNAL_SOURCE, *params)
+    rows = conn.execute(f"SELECT id, extra FROM traces WHERE {where}", params).fetchall()
+    if not rows:
+        return 0
+    by_key: list[tuple[Any, int, int]] = []
+    legacy: list[int] = []
+    for rid, extra in rows:
+        try:
+            keys = json.loads(extra or "{}").get("keys")
+        except (ValueError, AttributeError):
+            keys = None
+        if isinstance(keys, list):
+            by_key.extend((k, rid, role) for k, role in keys)
+        else:
+            legacy.append(rid)
+    conn.executemany("DELETE FROM messages WHERE key = ? AND trace_row = ? AND role = ?", by_key)
+    if legacy:
+        conn.execute(f"DELETE FROM messages WHERE trace_row IN ({','.join('?' * len(legacy))})", legacy)
+    return ix.delete_rows(conn, where, params)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

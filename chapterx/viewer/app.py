@@ -135,6 +135,7 @@ class Viewer:
         self.limiter = security.LoginLimiter()
         self.allowed_hosts = {settings.host.strip("[]").lower(), "localhost"}
         self._last_refresh = 0.0
+        self._reconciled = False
         self._search_params = _params_of(store.search)
         self._list_params = _params_of(store.list_traces)
 
@@ -153,7 +154,15 @@ class Viewer:
             if changed:
                 self.store.add_external(changed)
             remove = getattr(self.store, "remove_external", None)
-            if self.chapter2.removed and callable(remove):
+            if not callable(remove):
+                return
+            known = getattr(self.store, "external_ids", None)
+            if not self._reconciled and callable(known):
+                # the index is persisted: replies whose file went while the viewer was stopped
+                live = {e["traceId"] for e in self.chapter2.entries()}
+                self.chapter2.removed.extend(sorted(set(known()) - live))
+                self._reconciled = True
+            if self.chapter2.removed:
                 remove(list(self.chapter2.removed))
                 self.chapter2.removed.clear()
 
