@@ -7,6 +7,7 @@ its key and line. Messages never echo string values (they may be secrets).
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,10 @@ def check_document(doc: Document, schema_name: str, *, strict: bool = False, rol
         if role != "shared" and key in ("vendors", "providers"):
             unknown_bucket.append(Problem(f"unknown key {key}: vendors belong in the shared file (shared.yaml)", key, line))
             continue
+        if _SECRET_SHAPE.search(key):  # an API key pasted as a line of its own: never echo it
+            unknown_bucket.append(Problem("unknown key that looks like an API key or token (pasted on its own "
+                                          "line?); it is ignored", "<redacted>", line))
+            continue
         hint = nearest(key, known)
         msg = f"unknown key {key}" + (f" (did you mean {hint}?)" if hint else "") + "; it is ignored"
         unknown_bucket.append(Problem(msg, key, line))
@@ -193,6 +198,16 @@ def _num(v: Any) -> str:
     return repr(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else "the value"
 
 
+# Shapes of API keys and tokens (Anthropic/OpenAI/OpenRouter sk-, Google AIza, AWS AKIA/ASIA, GitHub,
+# Slack, Discord-like dotted tokens): a value like this pasted into the wrong key is not echoed.
+_SECRET_SHAPE = re.compile(r"^(sk|pk|rk)[-_]|^AIza|^A[KS]IA[0-9A-Z]|^gh[pousr]_|^xox[abpr]-|^[\w-]{20,}\.[\w-]{4,}\.")
+
+
+def _echo_safe(value: str) -> bool:
+    """Short, non-secret-looking values are quoted back in messages; anything else is not."""
+    return len(value) <= 32 and not _SECRET_SHAPE.search(value) and "\n" not in value
+
+
 def describe(err: ValidationError, key: str | None) -> str:
     """A short message for one schema error that names the key and never echoes strings."""
     name = key or "document"
@@ -211,7 +226,7 @@ def describe(err: ValidationError, key: str | None) -> str:
         return f"{name}: expected {wanted}, got {type_name(inst)}"
     if v == "enum":
         allowed = ", ".join(str(x) for x in err.validator_value)
-        shown = f"'{inst}'" if isinstance(inst, str) and len(inst) < 40 else type_name(inst)
+        shown = f"'{inst}'" if isinstance(inst, str) and _echo_safe(inst) else type_name(inst)
         return f"{name}: {shown} is not one of: {allowed}"
     spec = err.schema if isinstance(err.schema, dict) else {}
     if v in ("minimum", "maximum") and "minimum" in spec and "maximum" in spec:

@@ -175,6 +175,17 @@ def _cases() -> dict[str, Case]:
         setup=lambda t: _config_tree(t, shared=f"vendors:\n  anthropic:\n    config:\n      anthropic_api_key: {SECRET}\n"
                                               f"      anthropic_api_key: {SECRET}\n"))
 
+    c["validate-secret-in-enum-field"] = Case(
+        ["validate", root], (1,), ("{T}/config/shared.yaml", "vendors.anthropic.formatter"), secret=True,
+        setup=lambda t: _config_tree(t, shared=f"vendors:\n  anthropic:\n    config: {{anthropic_api_key: x}}\n"
+                                              f"    formatter: {SECRET}\n"))
+    c["validate-secret-pasted-as-key"] = Case(
+        ["validate", "--strict", root], (1,), ("{T}/config/shared.yaml", "unknown key"), secret=True,
+        setup=lambda t: _config_tree(t, shared=f"vendors: {{}}\n{SECRET}:\n"))
+    c["validate-secret-from-env-wrong-type"] = Case(
+        ["validate", root], (1,), ("{T}/config/bots/aria.yaml", "max_tokens"), secret=True, env={"MYKEY": SECRET},
+        setup=lambda t: _config_tree(t, bot=GOOD_BOT + "max_tokens: ${MYKEY}\n"))
+
     # --- config show ------------------------------------------------------------------------------
     c["config-show-no-source"] = Case(["config", "show"], (2,), ("--config",))
     c["config-show-bot-file-missing"] = Case(["config", "show", "--config", "{T}/config/bots/nope.yaml"], (2,),
@@ -202,6 +213,9 @@ def _cases() -> dict[str, Case]:
     c["config-show-bad-bot-secret-shared"] = Case(
         ["config", "show", "--config", bot], (1,), (bot, "temperature"), secret=True,
         setup=lambda t: _config_tree(t, bot=GOOD_BOT + "temperature: hot\n"))
+    c["config-show-secret-pasted-as-key-strict"] = Case(
+        ["config", "show", "--strict", "--config", bot], (1,), ("{T}/config/shared.yaml", "unknown key"), secret=True,
+        setup=lambda t: _config_tree(t, shared=f"vendors: {{}}\n{SECRET}:\n"))
     c["config-show-bot-is-dir"] = Case(
         ["config", "show", "--config", "{T}/config/bots"], (2,), ("{T}/config/bots", "directory"),
         setup=lambda t: _config_tree(t))
