@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chapterx.config.secrets import mask_secrets
 from chapterx.errors import UsageError, UserError
 from compat.chapter2.load import Chapter2Error, list_ems, load
 from compat.chapter2.translate import CHAPTER2_PROMPT_KEY, Outcome, Translation, translate
@@ -201,7 +202,8 @@ def _bot_file(t: Translation, source_label: str) -> str:
             "# chapter2 settings with no chapterx equivalent (inactive, kept for reference):",
         ]
         for o in unsupported:
-            lines.append(f"#   {o.key}: {_flow(o.value)}")
+            # Kept for reference in a 0644 file: API keys inside must not be copied along.
+            lines.append(f"#   {o.key}: {_flow(mask_secrets(o.value, str(o.key)))}")
             lines.append(f"#     -> {o.note}")
         tail = "\n".join(lines) + "\n"
     return head + body + tail

@@ -551,3 +551,18 @@ def test_migrate_failure_writes_nothing(tmp_path: Path) -> None:
     after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     assert after == before
 
+
+
+def test_migrate_secrets_only_in_private_files(tmp_path: Path) -> None:
+    """After a migration the fake key may live only in 0600 files (token files, shared.yaml), never in a
+    world-readable bot file (e.g. as a 'kept for reference' comment of an unsupported setting)."""
+    _ems(tmp_path)
+    env = _env(tmp_path, tmp_path, {}, _closed_port())
+    proc = subprocess.run([sys.executable, "-m", "chapterx", "migrate", str(tmp_path / "ems"), "--out",
+                           str(tmp_path / "o")], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    holders = [p for p in (tmp_path / "o").rglob("*") if p.is_file() and SECRET in p.read_text(encoding="utf-8")]
+    assert holders, "the token files should still carry the token"
+    for p in holders:
+        assert p.stat().st_mode & 0o077 == 0, f"{p} holds the key but is readable by others"
