@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _load(path: Path, case_id: str | None) -> dict[str, Any]:
     try:
+        if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO or device would block
+            raise UsageError(f"{path}: not a regular file; expected a JSON case file")
         raw = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None

@@ -9,6 +9,7 @@ resolver is replaced by a strict core one because ruamel still resolves 1.1-styl
 from __future__ import annotations
 
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,13 +87,19 @@ def read_text(path: Path, *, what: str = "config file", limit: int = MAX_FILE_BY
     if path.is_dir():
         raise ConfigError(f"is a directory, expected a YAML {what}", path=shown, exit_code=2)
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        # A FIFO, device or socket would block or never end: refuse instead of hanging.
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"not a regular file (a pipe, device or socket), expected a YAML {what}",
+                              path=shown, exit_code=2)
+        size = st.st_size
         if size > limit:
             raise ConfigError(
                 f"file is too large ({size / 1048576:.1f} MB; a {what} may be at most {limit // 1048576} MB)",
                 path=shown,
             )
-        raw = path.read_bytes()
+        with path.open("rb") as fh:
+            raw = fh.read(limit + 1)  # files that report size 0 (/proc) still stop at the limit
     except PermissionError:
         raise ConfigError("cannot read file: permission denied", path=shown, exit_code=2) from None
     except OSError as exc:

@@ -13,6 +13,7 @@ import copy
 import errno
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,9 @@ def _describe_os_error(exc: OSError) -> str:
 
 def _read_text(em: str, path: Path) -> str:
     try:
+        # A FIFO or device would block or never end: refuse instead of hanging.
+        if path.exists() and not stat.S_ISREG(path.stat().st_mode) and not path.is_dir():
+            raise Chapter2Error(em, path, "not a regular file (a pipe, device or socket)")
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise Chapter2Error(em, path, "not UTF-8 text") from None

@@ -91,6 +91,15 @@ def _dir_instead_of_file(path: Path) -> Path:
     return _mkdir(path)
 
 
+def _fifo(path: Path) -> Path:
+    """A named pipe where a file belongs: reading it would block forever."""
+    if path.exists():
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
 def _chmod0(path: Path) -> Path:
     path.chmod(0)
     return path
@@ -186,6 +195,15 @@ def _cases() -> dict[str, Case]:
         ["validate", root], (1,), ("{T}/config/bots/aria.yaml", "max_tokens"), secret=True, env={"MYKEY": SECRET},
         setup=lambda t: _config_tree(t, bot=GOOD_BOT + "max_tokens: ${MYKEY}\n"))
 
+    no_fifo = None if hasattr(os, "mkfifo") else "needs named pipes"
+    c["validate-fifo-in-config-root"] = Case(["validate", root], (2,), (bot, "not a regular file"), timeout=15,
+                                             skip=no_fifo, setup=lambda t: (_config_tree(t), _fifo(t / "config" / "bots" / "aria.yaml")))
+    c["validate-char-device"] = Case(["validate", "/dev/zero"], (2,), ("/dev/zero",), timeout=15,
+                                     skip=None if Path("/dev/zero").exists() else "no /dev/zero")
+    c["validate-fifo-in-em"] = Case(["validate", "{T}/ems"], (1, 2), ("{T}/ems/kite/config.yaml",), timeout=15,
+                                    secret=True, skip=no_fifo,
+                                    setup=lambda t: (_ems(t), _fifo(t / "ems" / "kite" / "config.yaml")))
+
     # --- config show ------------------------------------------------------------------------------
     c["config-show-no-source"] = Case(["config", "show"], (2,), ("--config",))
     c["config-show-bot-file-missing"] = Case(["config", "show", "--config", "{T}/config/bots/nope.yaml"], (2,),
@@ -216,6 +234,8 @@ def _cases() -> dict[str, Case]:
     c["config-show-secret-pasted-as-key-strict"] = Case(
         ["config", "show", "--strict", "--config", bot], (1,), ("{T}/config/shared.yaml", "unknown key"), secret=True,
         setup=lambda t: _config_tree(t, shared=f"vendors: {{}}\n{SECRET}:\n"))
+    c["config-show-fifo"] = Case(["config", "show", "--config", bot], (2,), (bot, "not a regular file"), timeout=15,
+                                 skip=no_fifo, setup=lambda t: (_config_tree(t), _fifo(t / "config" / "bots" / "aria.yaml")))
     c["config-show-bot-is-dir"] = Case(
         ["config", "show", "--config", "{T}/config/bots"], (2,), ("{T}/config/bots", "directory"),
         setup=lambda t: _config_tree(t))
@@ -240,6 +260,9 @@ def _cases() -> dict[str, Case]:
                                    ("--bots", "nosuch"), secret=True, setup=lambda t: _ems(t))
     c["migrate-broken-em-yaml"] = Case(["migrate", "{T}/ems", "--out", "{T}/o"], (1,),
                                        ("{T}/ems/kite/config.yaml",), secret=True, setup=lambda t: _ems(t, broken=True))
+    c["migrate-fifo-in-em"] = Case(["migrate", "{T}/ems", "--out", "{T}/o"], (1, 2), ("{T}/ems/kite/config.yaml",),
+                                   timeout=15, secret=True, skip=no_fifo,
+                                   setup=lambda t: (_ems(t), _fifo(t / "ems" / "kite" / "config.yaml")))
     c["migrate-no-out"] = Case(["migrate", "{T}/ems"], (2,), ("--out",), setup=lambda t: _ems(t))
 
     # --- replay -----------------------------------------------------------------------------------
@@ -255,6 +278,7 @@ def _cases() -> dict[str, Case]:
     case = "{T}/case.json"
     c["replay-missing-file"] = Case(["replay", "{T}/nope.json"], (2,), ("{T}/nope.json",))
     c["replay-dir"] = Case(["replay", "{T}"], (2,), ("{T}",))
+    c["replay-fifo"] = Case(["replay", case], (2,), (case,), timeout=15, skip=no_fifo, setup=lambda t: _fifo(t / "case.json"))
     c["replay-not-json"] = Case(["replay", case], (1,), (case, "JSON"),
                                 setup=lambda t: _replay_case(t, raw='{"bot_id": "aria", '))
     c["replay-binary"] = Case(["replay", case], (1,), (case,),
