@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MAX_DURATION_S = 36500 * 86400  # keeps "now - duration" a valid date
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 
 
@@ -30,7 +31,10 @@ def parse_duration(text: str) -> timedelta:
     m = _DURATION_RE.match(text or "")
     if not m:
         raise UsageError(f"invalid duration {text!r}: use a number and a unit, e.g. 7d, 12h, 30m")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds > _MAX_DURATION_S:
+        raise UsageError(f"duration {text!r} is too long: use at most 100 years (36500d)")
+    return timedelta(seconds=seconds)
 
 
 def parse_when(text: str | None) -> datetime | None:
