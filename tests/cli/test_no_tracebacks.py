@@ -416,6 +416,17 @@ def _cases() -> dict[str, Case]:
     c["run-token-file-is-dir"] = Case(["run", "--config", bot], (2,), ("{T}/tokdir",), skip=skip_run,
                                       env={"DISCORD_TOKEN_FILE": "{T}/tokdir"},
                                       setup=lambda t: (_config_tree(t), _mkdir(t / "tokdir")))
+    c["run-token-file-fifo"] = Case(
+        ["run", "--config", bot], (2,), ("{T}/tok",), skip=skip_run or no_fifo, env={"DISCORD_TOKEN_FILE": "{T}/tok"},
+        timeout=8, xfail="chapterx/discord/process.py reads the token file with read_text(): a named pipe blocks "
+                         "forever (no answer, killed by the timeout); owner: discord helper",
+        setup=lambda t: (_config_tree(t), _fifo(t / "tok")))
+    c["run-token-file-binary"] = Case(
+        ["run", "--config", bot], (1, 2), ("{T}/tok",), skip=skip_run, secret=True,
+        env={"DISCORD_TOKEN_FILE": "{T}/tok"},
+        xfail="chapterx/discord/process.py _read_token lets UnicodeDecodeError escape for a non-UTF-8 token file "
+              "(traceback); owner: discord helper",
+        setup=lambda t: (_config_tree(t), _write(t / "tok", b"\xff\xfe\x00" + SECRET.encode())))
     c["run-token-file-empty"] = Case(["run", "--config", bot], (1, 2), ("{T}/tok",), skip=skip_run,
                                      env={"DISCORD_TOKEN_FILE": "{T}/tok"},
                                      setup=lambda t: (_config_tree(t), _write(t / "tok", "\n")))
