@@ -4,7 +4,9 @@
 
 Generates a tree with `bench/gen_traces.py`, builds the index from `index.jsonl` (rate in lines/s),
 then measures p50/p95 of `list_traces` (first page; page filtered by bot + channel; failed only)
-and `search` by message id, a cold open of the persisted index, and tailing of new lines.
+and `search` by message id, a cold open of the persisted index, tailing of new lines, the first
+(uncached) count of a bot + failed filter, and the `text=` filter for rare, medium, absent,
+everywhere and 2-character queries (full-text candidates recomputed every run).
 Targets (issue 4): search p50 < 10 ms and list p50 < 20 ms at 1M lines.
 """
 
@@ -97,6 +99,28 @@ def main(argv: list[str] | None = None) -> int:
 
     results["list_first_page_uncached_ms"] = _time(uncached_first, max(20, args.runs // 5))
     results["list_failed_page_ms"] = _time(lambda: store.list_traces(failed=True, limit=50), args.runs)
+
+    def uncached_bot_failed() -> object:
+        store._cache.clear()
+        return store.list_traces(bot=rng.choice(bots), failed=True, limit=50)
+
+    results["list_bot_failed_uncached_ms"] = _time(uncached_bot_failed, max(20, args.runs // 5))
+
+    def text(query: Callable[[], str]) -> Callable[[], object]:
+        def run() -> object:
+            store._cache.clear()  # total recomputed
+            store._fts_last = None  # full-text candidates looked up again
+            return store.list_traces(text=query(), limit=50)
+        return run
+
+    text_runs = max(5, args.runs // 30)
+    # generated previews: "<@Bot> message N about moths and rovers" / "reply N: the answer is K"
+    results["text_rare_ms"] = _time(text(lambda: f"message {rng.randrange(args.lines // 10, args.lines)} "),
+                                    text_runs)
+    results["text_1pct_ms"] = _time(text(lambda: "answer is 99"), text_runs)
+    results["text_absent_ms"] = _time(text(lambda: "moth rope"), text_runs)
+    results["text_every_row_ms"] = _time(text(lambda: "moths"), text_runs)
+    results["text_2_chars_scan_ms"] = _time(text(lambda: "zq"), text_runs)
     results["list_deep_offset_ms"] = _time(lambda: store.list_traces(limit=50, offset=500_000 % args.lines),
                                            max(20, args.runs // 10))
     results["search_message_id_ms"] = _time(lambda: store.search(rng.choice(samples)), args.runs)

@@ -42,6 +42,9 @@ FOREIGN_MARKER_MAX_AGE = 6 * 3600
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 EXTENSION_FIELDS = ("framework", "status", "cost")
+# Above this many full-text candidates, sorting them costs more than the scan (which stops after a
+# page, and whose count is no slower): see bench/README.md.
+FTS_MAX_CANDIDATES = 50_000
 
 _SLIM_SQL = (
     "id, trace_id, timestamp, channel_id, trigger_id, bot, channel_name, reason, trigger_preview, "
@@ -120,6 +123,8 @@ class TraceStore:
             self.index_path = fallback
             self._conn = ix.connect(fallback)
         self._fts = ix.has_fts(self._conn)
+        self._fts_last: tuple[str, int] | None = None
+        self._fts_last_ok = False
         self._lock = threading.RLock()
         self._auto_interval = auto_refresh_interval
         self._last_refresh = 0.0
@@ -332,19 +337,21 @@ class TraceStore:
         if ts_until is not None:
             where.append("ts <= ?")
             params.append(ts_until)
-        if text:
-            fts = ix.fts_query(text) if self._fts else None
-            if fts is not None:
-                # the trigram index narrows the candidates; the LIKE below keeps the scan's answers
-                where.append("id IN (SELECT rowid FROM traces_fts WHERE traces_fts MATCH ? "
-                             "UNION ALL SELECT id FROM traces WHERE trace_id = ?)")
-                params.extend([fts, text])
-            where.append("(trigger_preview LIKE ? ESCAPE '\\' OR response_preview LIKE ? ESCAPE '\\' "
-                         "OR trace_id = ?)")
-            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            params.extend([like, like, text])
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-        with self._lock:
+        with self._lock:  # the lock also guards the connection's temp table of full-text hits
+            fts = ix.fts_query(text) if text and self._fts else None
+            if fts is not None and not self._fts_hits(fts):
+                fts = None  # in most rows anyway: walking the time index with LIKE is faster
+            if text:
+                if fts is not None:
+                    # the trigram index narrows the candidates; the LIKE below keeps the scan's answers
+                    where.append("id IN (SELECT id FROM temp.fts_hits "
+                                 "UNION ALL SELECT id FROM traces WHERE trace_id = ?)")
+                    params.append(text)
+                where.append("(trigger_preview LIKE ? ESCAPE '\\' OR response_preview LIKE ? ESCAPE '\\' "
+                             "OR trace_id = ?)")
+                like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                params.extend([like, like, text])
+            clause = (" WHERE " + " AND ".join(where)) if where else ""
             total = self._cached(("count", clause, tuple(params)), lambda: self._conn.execute(
                 f"SELECT COUNT(*) FROM traces{clause}", params).fetchone()[0])
             rows = self._conn.execute(
@@ -354,6 +361,24 @@ class TraceStore:
             rows = self._enrich(rows)
             traces = [self._slim(r, names) for r in rows]
         return {"traces": traces, "total": total, "offset": offset, "limit": limit}
+
+    def _fts_hits(self, fts: str) -> bool:
+        """Fill `temp.fts_hits` with the rows the full-text table offers for `fts` (caller holds
+        the lock). False when there are more than FTS_MAX_CANDIDATES: then sorting them would
+        cost more than the scan, which stops after a page and counts no slower. The hits are
+        kept for the same query and index generation, so paging does not repeat the lookup."""
+        gen = ix.generation(self._conn)
+        if self._fts_last == (fts, gen):
+            return self._fts_last_ok
+        ids = self._conn.execute("SELECT rowid FROM traces_fts WHERE traces_fts MATCH ? LIMIT ?",
+                                 (fts, FTS_MAX_CANDIDATES + 1)).fetchall()
+        ok = len(ids) <= FTS_MAX_CANDIDATES
+        self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS fts_hits(id INTEGER PRIMARY KEY)")
+        self._conn.execute("DELETE FROM temp.fts_hits")
+        if ok:
+            self._conn.executemany("INSERT INTO temp.fts_hits(id) VALUES (?)", ids)
+        self._fts_last, self._fts_last_ok = (fts, gen), ok
+        return ok
 
     # ------------------------------------------------------------------ API: search
     def search(self, query: str, *, bot: str | None = None, limit: int = DEFAULT_LIMIT,

@@ -63,8 +63,8 @@ def test_deleted_otlp_file_leaves_list_search_and_stays_gone(setup: tuple[Path, 
     quill_msgs = [mid for r in _replies(QUILL) for mid in [otlp.reply_entry(r).get("triggeringMessageId")]
                   if mid]
     wren_msgs = [mid for r in _replies(WREN) for mid in [otlp.reply_entry(r).get("triggeringMessageId")] if mid]
-    quill_text = next(otlp.reply_entry(r).get("triggerPreview") for r in _replies(QUILL)
-                      if otlp.reply_entry(r).get("triggerPreview"))
+    quill_text: str = next(str(otlp.reply_entry(r)["triggerPreview"]) for r in _replies(QUILL)
+                           if otlp.reply_entry(r).get("triggerPreview"))
     v = RunningViewer(settings).start()
     try:
         assert quill | wren <= _chapter2_ids(v)
