@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import os
 import signal
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -48,15 +49,32 @@ class BotPlan:
     source: str = ""  # what the operator pointed at (bot file, EMS folder or chapter2 em)
 
 
+_MAX_TOKEN_BYTES = 4096  # Discord tokens are ~70 characters
+
+
 def _read_token(path: Path) -> str:
+    """The token, stripped; a path that is not a small regular text file is a one-line error."""
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        st = path.stat()
     except FileNotFoundError:
         raise UserError(f"Discord token file not found: {path}", 2) from None
-    except IsADirectoryError:
-        raise UserError(f"Discord token file is a directory: {path}", 2) from None
     except OSError as exc:
         raise UserError(f"Discord token file unreadable: {path} ({exc.strerror})", 2) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"Discord token file is a directory: {path}", 2)
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        raise UserError(f"Discord token file is not a regular file: {path}", 2)
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(_MAX_TOKEN_BYTES + 1)
+    except OSError as exc:
+        raise UserError(f"Discord token file unreadable: {path} ({exc.strerror})", 2) from None
+    if len(raw) > _MAX_TOKEN_BYTES:
+        raise UserError(f"Discord token file is too large to be a token: {path}", 1)
+    try:
+        token = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UserError(f"Discord token file is not UTF-8 text: {path}", 1) from None
     if not token:
         raise UserError(f"Discord token file is empty: {path}", 1)
     return token
@@ -66,7 +84,7 @@ def _chapter2_in_place(ems: Path, name: str, home: bool) -> tuple[Path, Path | N
     """Translate a chapter2 em into a private temporary ChapterX tree (the em folder is not touched)."""
     from compat.chapter2.migrate import plan_migration, write_plan
 
-    plan = plan_migration(ems, bots=[name], home=home)
+    plan = plan_migration(ems, bots=[name], home=home, bots_option="--bot")
     tmp = tempfile.TemporaryDirectory(prefix="chapterx-run-")
     os.chmod(tmp.name, 0o700)
     out = Path(tmp.name) / "tree"

@@ -219,8 +219,10 @@ def plan_migration(
     bots: list[str] | None = None,
     home: bool = False,
     progress: Callable[[str], None] | None = None,
+    bots_option: str = "--bots",
 ) -> Plan:
-    """Load and translate every selected em; compute all output files. Raises one-line errors."""
+    """Load and translate every selected em; compute all output files. Raises one-line errors
+    (`bots_option` names the caller's flag for `bots` in them)."""
     ems_dir = Path(ems_dir)
     if not ems_dir.exists():
         raise UsageError(f"{ems_dir}: no such folder")
@@ -234,14 +236,14 @@ def plan_migration(
         missing = [b for b in bots if b not in names]
         if missing:
             raise UsageError(
-                f"--bots: no em folder named {', '.join(missing)} in {ems_dir} (found: {', '.join(names) or 'none'})"
+                f"{bots_option}: no em folder named {', '.join(missing)} in {ems_dir} (found: {', '.join(names) or 'none'})"
             )
         names = [n for n in names if n in set(bots)]
     if not names:
         if (ems_dir / "config.yaml").is_file() or (ems_dir / "discord_token").exists():
             raise UsageError(
                 f"{ems_dir}: this looks like one em folder; pass the ems/ folder that holds it "
-                f"(and --bots {ems_dir.name} to migrate only this em)"
+                f"(and {bots_option} {ems_dir.name} to select only this em)"
             )
         raise UserError(f"{ems_dir}: no em folders found (is this a chapter2 ems/ folder?)")
     translations: list[Translation] = []

@@ -422,14 +422,10 @@ def _cases() -> dict[str, Case]:
                                       setup=lambda t: (_config_tree(t), _mkdir(t / "tokdir")))
     c["run-token-file-fifo"] = Case(
         ["run", "--config", bot], (2,), ("{T}/tok",), skip=skip_run or no_fifo, env={"DISCORD_TOKEN_FILE": "{T}/tok"},
-        timeout=8, xfail="chapterx/discord/process.py reads the token file with read_text(): a named pipe blocks "
-                         "forever (no answer, killed by the timeout); owner: discord helper",
-        setup=lambda t: (_config_tree(t), _fifo(t / "tok")))
+        timeout=8, setup=lambda t: (_config_tree(t), _fifo(t / "tok")))
     c["run-token-file-binary"] = Case(
         ["run", "--config", bot], (1, 2), ("{T}/tok",), skip=skip_run, secret=True,
         env={"DISCORD_TOKEN_FILE": "{T}/tok"},
-        xfail="chapterx/discord/process.py _read_token lets UnicodeDecodeError escape for a non-UTF-8 token file "
-              "(traceback); owner: discord helper",
         setup=lambda t: (_config_tree(t), _write(t / "tok", b"\xff\xfe\x00" + SECRET.encode())))
     c["run-token-file-empty"] = Case(["run", "--config", bot], (1, 2), ("{T}/tok",), skip=skip_run,
                                      env={"DISCORD_TOKEN_FILE": "{T}/tok"},
@@ -455,7 +451,7 @@ def _cases() -> dict[str, Case]:
     c["run-env-bot-name-path"] = Case(["run"], (2,), ("../../x", "BOT_NAME"), skip=skip_run,
                                       env={"BOT_NAME": "../../x", "CONFIG_PATH": "{T}/config"},
                                       setup=lambda t: _config_tree(t))
-    c["run-ems-unknown-em"] = Case(["run", "--ems", "{T}/ems", "--bot", "nosuch"], (1, 2), ("nosuch",),
+    c["run-ems-unknown-em"] = Case(["run", "--ems", "{T}/ems", "--bot", "nosuch"], (1, 2), ("--bot:", "nosuch"),
                                    skip=skip_run, secret=True, setup=lambda t: _ems(t))
     return c
 
