@@ -283,9 +283,16 @@ def main() -> int:
             if meta["files"]
             else {}
         ),
-        "list ?text= (LIKE scan)": [
+        # text=: full-text index, LIKE re-check; the scan for < 3 characters or > 50,000 candidates
+        "list ?text= two random words (no match)": [
             f"/api/traces?text={rng.choice(WORDS)}%20{rng.choice(WORDS)}" for _ in range(max(5, n // 20))
         ],
+        "list ?text= rare (`message <random n> `)": [
+            f"/api/traces?text=message%20{rng.randrange(args.traces // 10, args.traces)}%20"
+            for _ in range(max(5, n // 20))
+        ],
+        "list ?text=moths (every trace: scan; count cached after 1st)": ["/api/traces?text=moths"] * max(5, n // 20),
+        "list ?text=zq (2 characters: scan; count cached after 1st)": ["/api/traces?text=zq"] * max(5, n // 20),
     }
     print(f"\n| request ({n} runs, keep-alive, gzip) | p50 ms | p95 ms |\n|---|---:|---:|")
     for name, paths in cases.items():

@@ -122,7 +122,6 @@ class TraceStore:
             fallback = Path(tempfile.gettempdir()) / f"chapterx-{os.getuid()}" / self.index_path.name
             self.index_path = fallback
             self._conn = ix.connect(fallback)
-        self._fts = ix.has_fts(self._conn)
         self._fts_last: tuple[str, int] | None = None
         self._fts_last_ok = False
         self._lock = threading.RLock()
@@ -338,7 +337,7 @@ class TraceStore:
             where.append("ts <= ?")
             params.append(ts_until)
         with self._lock:  # the lock also guards the connection's temp table of full-text hits
-            fts = ix.fts_query(text) if text and self._fts else None
+            fts = ix.fts_query(text) if text and ix.has_fts(self._conn) else None
             if fts is not None and not self._fts_hits(fts):
                 fts = None  # in most rows anyway: walking the time index with LIKE is faster
             if text:
