@@ -159,9 +159,15 @@ class Viewer:
             known = getattr(self.store, "external_ids", None)
             if not self._reconciled and callable(known):
                 # the index is persisted: replies whose file went while the viewer was stopped
-                live = {e["traceId"] for e in self.chapter2.entries()}
-                self.chapter2.removed.extend(sorted(set(known()) - live))
                 self._reconciled = True
+                live = {e["traceId"] for e in self.chapter2.entries()}
+                try:
+                    stale = set(known()) - live
+                except Exception:  # housekeeping only: never keep the viewer from starting
+                    log.warning("cannot list the indexed chapter2 replies; replies of files deleted "
+                                "while the viewer was stopped stay listed", exc_info=True)
+                    stale = set()
+                self.chapter2.removed.extend(sorted(stale))
             if self.chapter2.removed:
                 remove(list(self.chapter2.removed))
                 self.chapter2.removed.clear()
