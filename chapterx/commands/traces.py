@@ -134,7 +134,16 @@ def _store(args: argparse.Namespace) -> TraceStore:
         raise UsageError(f"no logs folder found: {', '.join(str(b) for b in bases)} "
                          "(use --logs-dir, LOGS_DIRS or LOGS_DIR)")
     import sqlite3
+    import stat
 
+    for base in bases:
+        index_file = base / "traces" / "index.jsonl"
+        try:
+            mode = index_file.stat().st_mode
+        except OSError:
+            continue
+        if not stat.S_ISREG(mode):
+            raise UsageError(f"{index_file} is not a regular file: it should be the bots' append-only trace index")
     try:
         store = TraceStore(bases, index_path=args.index)
         store.refresh()

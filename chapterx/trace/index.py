@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -507,6 +508,10 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
         st = os.stat(index_file)
     except OSError:
         st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        # a FIFO or device would block the reader forever; leave whatever was indexed from it
+        log.warning("%s is not a regular file; not reading it", index_file)
+        return False
     row = conn.execute("SELECT id, dev, inode, offset, head FROM sources WHERE path=?", (key,)).fetchone()
     if st is None:
         if row is None or row[2] is None:

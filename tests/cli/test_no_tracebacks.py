@@ -352,8 +352,6 @@ def _cases() -> dict[str, Case]:
     c["traces-list-index-jsonl-fifo"] = Case(
         ["traces", "list", "--logs-dir", "{T}/logs"], (0, 1, 2), ("index.jsonl",), timeout=8,
         skip=None if hasattr(os, "mkfifo") else "needs named pipes",
-        xfail="chapterx/trace reads logs/traces/index.jsonl without checking it is a regular file: a named pipe "
-              "blocks forever (killed by the timeout); owner: trace helper",
         setup=lambda t: (_logs(t), _fifo(t / "logs" / "traces" / "index.jsonl")))
     for flag, value in (("--since", "yesterday"), ("--until", "5x"), ("--since", "2026-13-45")):
         c[f"traces-list-bad{flag}-{value}"] = Case(["traces", "list", "--logs-dir", "{T}/logs", flag, value], (2,),
