@@ -9,7 +9,7 @@ API (the pipeline calls this; no Discord or provider I/O happens here):
     plan.warnings  # e.g. start hallucination, refusal
     actions_as_vector(plan.actions)  # the golden `discord_actions` shape (ids 1900000000000000001, ...)
 
-Stages, in order (reference §3.7, with the fixes listed in docs/differences/postprocess.md):
+Stages, in order (reference §3.7, with the fixes listed in docs/differences.md#postprocess):
 
 1. `prepare_text`: with `prefill_thinking` in prefill mode, put back the `<thinking>` opener that was in
    the prefill, so the thought is invisible on every path.

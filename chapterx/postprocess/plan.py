@@ -132,7 +132,7 @@ def prepare_text(completion: Completion, ctx: PostprocessContext) -> str:
     """Restore the `<thinking>` opener that sat in the prefill, so the thought is an invisible region.
 
     Upstream skips this on the raw-text path and leaks the thought (golden
-    `pp-prefill-thinking-debug-nonstreaming`); see docs/differences/postprocess.md.
+    `pp-prefill-thinking-debug-nonstreaming`); see docs/differences.md#postprocess.
     """
     text = completion.text
     if ctx.prefill_thinking and ctx.mode == "prefill" and not text.lstrip().startswith(THINKING_OPEN):

@@ -4,7 +4,7 @@ Stages (each small and pure except the file reads at the top):
   read layers -> merge (shallow) -> key-files -> name/sysname -> legacy/active_interfaces ->
   rename_keys (hyphens, aliases) -> transpose (route flat keys) -> overlay defaults -> pydantic ->
   JSON Schema check.
-Every deliberate difference from upstream is listed in docs/differences/chapter2.md.
+Every deliberate difference from upstream is listed in docs/differences.md#chapter2.
 """
 
 from __future__ import annotations

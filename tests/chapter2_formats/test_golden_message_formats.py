@@ -11,7 +11,7 @@ import pytest
 from compat.chapter2.formats import Message, load_format
 from tests.conftest import shared_path
 
-# Quirks not reproduced (docs/differences/postprocess.md): rendering a message without an author object
+# Quirks not reproduced (docs/differences.md#postprocess): rendering a message without an author object
 # crashes upstream in these formats; we render its raw content instead.
 NO_CRASH = {
     "python-repl-render-no-author-object": "x\n",

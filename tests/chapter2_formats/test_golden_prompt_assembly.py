@@ -105,7 +105,7 @@ def _run(case: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
     }
 
 
-# Quirks decided not to reproduce (docs/differences/postprocess.md); checked separately below.
+# Quirks decided not to reproduce (docs/differences.md#postprocess); checked separately below.
 DIFFERENT = {"header-unknown-placeholder", "character-single-layer-crash", "history-faculty-broken",
              "completion-muffled-retry", "vendors-unset-crash"}
 

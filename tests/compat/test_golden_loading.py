@@ -1,7 +1,7 @@
 """chapter2 loading against upstream's golden vectors (config-loading.json, sample-ems-loaded.json).
 
 Cases where we deliberately differ are listed in DIFFERENCES with the adjustment applied to the
-upstream expectation; each is explained in docs/differences/chapter2.md.
+upstream expectation; each is explained in docs/differences.md#chapter2.
 """
 
 from __future__ import annotations

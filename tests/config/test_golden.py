@@ -1,6 +1,6 @@
 """Golden vectors from upstream (config-resolution.json).
 
-Cases listed in DIFFERENCES are deliberate differences (docs/differences/config.md); for those the
+Cases listed in DIFFERENCES are deliberate differences (docs/differences.md#config); for those the
 test checks what we do instead, so they are still tested, not skipped.
 """
 

@@ -8,7 +8,7 @@ and byte for byte in JSON.stringify form).
 
 Cases where the pipeline area differs from upstream on purpose are asserted positively with the
 same per-case adjustments as `tests/pipeline/test_vector_differences.py` (ACTIVATION_ADJUSTMENTS,
-HISTORY_ADJUSTMENTS, each derived from `docs/differences/pipeline.md`): our output must equal the
+HISTORY_ADJUSTMENTS, each derived from `docs/differences.md#pipeline`): our output must equal the
 adjusted upstream value exactly and must still differ from the unadjusted one (a case that matches
 upstream again fails here until its adjustment and doc bullet are removed).
 """
@@ -31,7 +31,7 @@ from tests.pipeline.vectors import NOT_BYTE_EXACT, compact, normalise_images
 
 Mismatches = Callable[[str, Mapping[str, Any], Mapping[str, Any]], list[str]]
 
-# Cases we do not reproduce, with the reason (also in docs/differences/runtime.md).
+# Cases we do not reproduce, with the reason (also in docs/differences.md#runtime).
 SKIPS: dict[str, str] = {}
 
 

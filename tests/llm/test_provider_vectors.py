@@ -1,7 +1,7 @@
 """provider-requests.json at the provider layer: exact bodies, paths, queries and recorded headers.
 
 Real SDKs over real HTTP to the FakeLLMServer on 127.0.0.1. Cases whose behaviour we changed on
-purpose are listed in DIFFERENT (see docs/differences/providers.md) and asserted to behave the way
+purpose are listed in DIFFERENT (see docs/differences.md#providers) and asserted to behave the way
 we decided instead.
 """
 

@@ -1,6 +1,6 @@
 """Vendor routing against the `vendor_routing` cases of config-resolution.json.
 
-Documented differences (docs/differences/providers.md): unknown models are an error instead of
+Documented differences (docs/differences.md#providers): unknown models are an error instead of
 being handed to an OpenAI-compatible/completions vendor that does not list them, and our error
 message names the vendors tried.
 """

@@ -4,7 +4,7 @@ In-memory Discord world + config files in a temp dir + the real providers (offic
 to the local FakeLLMServer. Request bodies are compared exactly (image bytes by structure),
 Discord actions and channel state exactly.
 
-Deliberate differences from upstream (docs/differences/*.md) are not run here: each one is asserted
+Deliberate differences from upstream (docs/differences.md) are not run here: each one is asserted
 positively, against upstream's expected value plus a small documented adjustment, in
 `test_vector_differences.py` (VECTOR_ADJUSTMENTS). PENDING lists cases owned by another area that has
 not landed yet (non-strict xfail, shrink as it lands); it is empty.

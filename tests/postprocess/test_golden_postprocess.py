@@ -3,7 +3,7 @@
 The completion comes from `input.llm_responses`, the participants and mention/emoji tables from
 `input.discord`, the stop list from the case's first provider request (the stage before us). Cases whose
 actions depend on a tool loop are left to the pipeline harness (tests/pipeline/). Quirk cases we decided
-not to reproduce are checked against the behaviour documented in docs/differences/postprocess.md.
+not to reproduce are checked against the behaviour documented in docs/differences.md#postprocess.
 """
 
 from __future__ import annotations

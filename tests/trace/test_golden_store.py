@@ -16,7 +16,7 @@ from chapterx.trace.store import TraceStore
 from tests.conftest import shared_path
 
 EXTENSIONS = ("framework", "status", "cost")
-# Cases where we deliberately differ (docs/differences/traces.md); asserted separately below.
+# Cases where we deliberately differ (docs/differences.md#traces); asserted separately below.
 DIFFERENT = {
     "bots", "search-null-id-500", "search-deleted-trace-trigger", "search-dm-link",
     "trace-substring-channel-id", "trace-empty-id", "traces-limit-nan",

@@ -21,7 +21,7 @@ def _cases() -> list[dict[str, Any]]:
 
 
 CASES = _cases()
-# Deliberate differences (docs/differences/viewer.md): what we answer instead.
+# Deliberate differences (docs/differences.md#viewer): what we answer instead.
 DIFFERENT = {
     "bots": "no bodies folder",
     "traces-limit-nan": "400",

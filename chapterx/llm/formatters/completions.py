@@ -2,7 +2,7 @@
 
 With an `openaicompletion*` vendor the prompt is what upstream's completions adapter rebuilds
 (its own end-of-turn token, no system prompt, its participant stops first), so requests stay
-byte-identical for migrated bots; see docs/differences/pipeline.md for the quirks kept.
+byte-identical for migrated bots; see docs/differences.md#pipeline for the quirks kept.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The formats are pydantic models so that a `message_history_format` mapping is va
 validates it (a smart union: `{}` is IRC, `{suffix: ...}` without a name is colon, unknown names and
 missing chat fields fail with one error per union member). Behaviour follows chapter2.md §3.3 and §5.4;
 the crash-on-missing-author quirks of python_repl and infrastruct are not reproduced (see
-docs/differences/postprocess.md).
+docs/differences.md#postprocess).
 """
 
 from __future__ import annotations
