@@ -96,13 +96,7 @@ class OpenAIChatProvider(Provider):
 
     def client(self) -> openai.AsyncOpenAI:
         if self._client is None:
-            self._client = openai.AsyncOpenAI(
-                api_key=self.settings.get("api_key") or "not-needed",
-                base_url=self.base_url,
-                max_retries=self.sdk_max_retries,
-                timeout=self.options.timeout,
-                default_headers=self._default_headers(),
-            )
+            self._client = _openai_client(self, self._default_headers())
         return self._client
 
     def _default_headers(self) -> dict[str, Any] | None:
@@ -200,10 +194,7 @@ class OpenAIChatProvider(Provider):
             if not native_tools:
                 if request.top_p is not None and not drop_top_p:
                     body["top_p"] = request.top_p
-                if request.presence_penalty is not None:
-                    body["presence_penalty"] = request.presence_penalty
-                if request.frequency_penalty is not None:
-                    body["frequency_penalty"] = request.frequency_penalty
+                _put_sampling(body, request, ("presence_penalty", "frequency_penalty"))
         withhold_stop = reasoning and model.startswith(("o1", "o3", "o4"))
         if request.stop_sequences and not native_tools and not withhold_stop:
             body["stop"] = self.capped_stops(request.stop_sequences)
@@ -227,9 +218,9 @@ class OpenAIChatProvider(Provider):
             cutter.feed(message.get("content") or "")
             tool_calls = message.get("tool_calls") or []
             reasoning = message.get("reasoning_content") or message.get("reasoning")
-            return self._finish(cutter, choice.get("finish_reason"), tool_calls, data.get("usage"),
-                                data.get("model") or request.model, body,
-                                reasoning if isinstance(reasoning, str) else "")
+            return _response(cutter, choice.get("finish_reason"), tool_calls, data.get("usage"),
+                             data.get("model") or request.model, self.error_prefix,
+                             reasoning if isinstance(reasoning, str) else "")
         stream = await client.post("/chat/completions", body=dict(body), cast_to=ChatCompletion, stream=True,
                                    stream_cls=AsyncStream[ChatCompletionChunk])
         finish: str | None = None
@@ -264,43 +255,13 @@ class OpenAIChatProvider(Provider):
                 if cutter.hit is not None:
                     break  # the vendor only knew 4 stops: stop paying for a turn we cut anyway
         finally:
-            try:
-                await stream.close()
-            except Exception:  # noqa: BLE001
-                pass
-        if cutter.hit is not None:
-            finish = finish or "stop"
-        if finish is None:
-            raise ProviderError(f"{self.error_prefix}stream ended without a finish reason", retryable=True)
+            await _close_quietly(stream)
+        finish = _stream_finish(cutter, finish, self.error_prefix)
         tool_calls = [
             {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
             for _, c in sorted(calls.items())
         ]
-        return self._finish(cutter, finish, tool_calls, usage, model or request.model, body, reasoning)
-
-    def _finish(self, cutter: StopCutter, finish: str | None, tool_calls: list[dict[str, Any]], usage: Any,
-                model: str, body: dict[str, Any], reasoning: str = "") -> ProviderResponse:
-        text = cutter.finish()
-        # reasoning text some servers stream (`reasoning_content` / `reasoning`) becomes a thinking block
-        content: list[ContentBlock] = [{"type": "thinking", "thinking": reasoning}] if reasoning else []
-        if text:
-            content.append({"type": "text", "text": text})
-        for tc in tool_calls:
-            fn = tc.get("function") or {}
-            try:
-                args = json.loads(fn.get("arguments") or "{}")
-            except ValueError as exc:
-                raise ProviderError(f"{self.error_prefix}malformed tool call arguments", retryable=True) from exc
-            content.append({"type": "tool_use", "id": tc.get("id"), "name": fn.get("name"), "input": args})
-        stop_reason = _FINISH.get(finish or "stop", "end_turn")
-        stop_sequence = None
-        if cutter.hit is not None and stop_reason in ("end_turn",):
-            stop_reason, stop_sequence = "stop_sequence", cutter.hit
-        u = _usage(usage)
-        raw = {"content": content, "stop_reason": stop_reason, "stop_sequence": stop_sequence, "model": model,
-               "usage": u, "finish_reason": finish}
-        return ProviderResponse(text=text, content=content, stop_reason=stop_reason, stop_sequence=stop_sequence,
-                                usage=u, model=model, raw=raw)
+        return _response(cutter, finish, tool_calls, usage, model or request.model, self.error_prefix, reasoning)
 
     def _classify(self, exc: BaseException) -> ProviderError:
         return classify_openai(exc, self.error_prefix)
@@ -323,6 +284,68 @@ def classify_openai(exc: BaseException, prefix: str) -> ProviderError:
     if isinstance(exc, (httpx2.HTTPError, ValueError, KeyError)):
         return ProviderError(f"{prefix}malformed or interrupted response: {type(exc).__name__}", retryable=True)
     return ProviderError(f"{prefix}{type(exc).__name__}: {exc}", retryable=False)
+
+
+def _openai_client(provider: Provider, headers: dict[str, Any] | None) -> openai.AsyncOpenAI:
+    """One SDK client per provider; chat and completions differ only in their default headers."""
+    return openai.AsyncOpenAI(
+        api_key=provider.settings.get("api_key") or "not-needed",
+        base_url=provider.base_url,
+        max_retries=provider.sdk_max_retries,
+        timeout=provider.options.timeout,
+        default_headers=headers,
+    )
+
+
+async def _close_quietly(stream: AsyncStream[Any]) -> None:
+    """Closing a stream we stopped reading must not hide the answer we already have."""
+    try:
+        await stream.close()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _stream_finish(cutter: StopCutter, finish: str | None, prefix: str) -> str:
+    """A stream we cut at a stop ends as "stop"; one that just ended without a reason was truncated."""
+    if cutter.hit is not None:
+        finish = finish or "stop"
+    if finish is None:
+        raise ProviderError(f"{prefix}stream ended without a finish reason", retryable=True)
+    return finish
+
+
+def _response(cutter: StopCutter, finish: str | None, tool_calls: list[dict[str, Any]], usage: Any, model: str,
+              prefix: str, reasoning: str = "") -> ProviderResponse:
+    """The Anthropic-shaped answer for both chat and completions (completions just have no tool calls)."""
+    text = cutter.finish()
+    # reasoning text some servers stream (`reasoning_content` / `reasoning`) becomes a thinking block
+    content: list[ContentBlock] = [{"type": "thinking", "thinking": reasoning}] if reasoning else []
+    if text:
+        content.append({"type": "text", "text": text})
+    for tc in tool_calls:
+        fn = tc.get("function") or {}
+        try:
+            args = json.loads(fn.get("arguments") or "{}")
+        except ValueError as exc:
+            raise ProviderError(f"{prefix}malformed tool call arguments", retryable=True) from exc
+        content.append({"type": "tool_use", "id": tc.get("id"), "name": fn.get("name"), "input": args})
+    stop_reason = _FINISH.get(finish or "stop", "end_turn")
+    stop_sequence = None
+    if cutter.hit is not None and stop_reason == "end_turn":
+        stop_reason, stop_sequence = "stop_sequence", cutter.hit
+    u = _usage(usage)
+    raw = {"content": content, "stop_reason": stop_reason, "stop_sequence": stop_sequence, "model": model,
+           "usage": u, "finish_reason": finish}
+    return ProviderResponse(text=text, content=content, stop_reason=stop_reason, stop_sequence=stop_sequence,
+                            usage=u, model=model, raw=raw)
+
+
+def _put_sampling(body: dict[str, Any], request: ProviderRequest, names: tuple[str, ...]) -> None:
+    """Copy the sampling parameters the caller set (None means "server default": not sent)."""
+    for name in names:
+        value = getattr(request, name)
+        if value is not None:
+            body[name] = value
 
 
 def _usage(usage: Any) -> dict[str, int]:
@@ -350,13 +373,7 @@ class CompletionsProvider(Provider):
 
     def client(self) -> openai.AsyncOpenAI:
         if self._client is None:
-            self._client = openai.AsyncOpenAI(
-                api_key=self.settings.get("api_key") or "not-needed",
-                base_url=self.base_url,
-                max_retries=self.sdk_max_retries,
-                timeout=self.options.timeout,
-                default_headers=_NO_OPENAI_IDS,
-            )
+            self._client = _openai_client(self, _NO_OPENAI_IDS)
         return self._client
 
     def _chat(self) -> OpenAIChatProvider:
@@ -375,17 +392,8 @@ class CompletionsProvider(Provider):
             raise ProviderError("completions vendor needs a text prompt (base-model mode)", retryable=False)
         body: dict[str, Any] = dict(self.settings.get("extra_body") or {})
         body.update({"model": request.model, "prompt": prompt, "max_tokens": request.max_tokens})
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        if request.top_p is not None:
-            body["top_p"] = request.top_p
-        if request.presence_penalty is not None:
-            body["presence_penalty"] = request.presence_penalty
-        if request.frequency_penalty is not None:
-            body["frequency_penalty"] = request.frequency_penalty
-        rep = request.repetition_penalty
-        if rep is not None:
-            body["repetition_penalty"] = rep
+        _put_sampling(body, request, ("temperature", "top_p", "presence_penalty", "frequency_penalty",
+                                      "repetition_penalty"))
         if request.stop_sequences:
             body["stop"] = self.capped_stops(request.stop_sequences)
         body.update(request.extra)
@@ -401,12 +409,7 @@ class CompletionsProvider(Provider):
         o1 = request.model.startswith("o1")
         if not o1:
             body["max_tokens"] = request.max_tokens
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
-        if request.presence_penalty is not None:
-            body["presence_penalty"] = request.presence_penalty
-        if request.frequency_penalty is not None:
-            body["frequency_penalty"] = request.frequency_penalty
+        _put_sampling(body, request, ("temperature", "presence_penalty", "frequency_penalty"))
         if request.stop_sequences and not o1:
             body["stop"] = self.capped_stops(request.stop_sequences)
         body.update(request.extra)
@@ -444,25 +447,9 @@ class CompletionsProvider(Provider):
                     if cutter.hit is not None:
                         break
             finally:
-                try:
-                    await stream.close()
-                except Exception:  # noqa: BLE001
-                    pass
-            if cutter.hit is not None:
-                finish = finish or "stop"
-            if finish is None:
-                raise ProviderError(f"{self.error_prefix}stream ended without a finish reason", retryable=True)
-        text = cutter.finish()
-        stop_reason = _FINISH.get(finish or "stop", "end_turn")
-        stop_sequence = None
-        if cutter.hit is not None and stop_reason == "end_turn":
-            stop_reason, stop_sequence = "stop_sequence", cutter.hit
-        u = _usage(usage)
-        content: list[ContentBlock] = [{"type": "text", "text": text}] if text else []
-        raw = {"content": content, "stop_reason": stop_reason, "stop_sequence": stop_sequence,
-               "model": model or request.model, "usage": u, "finish_reason": finish}
-        return ProviderResponse(text=text, content=content, stop_reason=stop_reason, stop_sequence=stop_sequence,
-                                usage=u, model=model or request.model, raw=raw)
+                await _close_quietly(stream)
+            finish = _stream_finish(cutter, finish, self.error_prefix)
+        return _response(cutter, finish, [], usage, model or request.model, self.error_prefix)
 
     def _classify(self, exc: BaseException) -> ProviderError:
         return classify_openai(exc, self.error_prefix)
