@@ -432,11 +432,11 @@ def insert_entries(conn: sqlite3.Connection, entries: Iterable[dict[str, Any]], 
     return insert_prepared(conn, prepared, first + len(prepared[0]))
 
 
-def prepare_block(block: bytes, source_id: int, first_id: int) -> tuple[Prepared, int]:
-    """Parse a block of complete lines and prepare its rows (run in a worker process)."""
+def _parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The entries of complete index lines and how many lines were malformed (blank lines are neither)."""
     entries = []
     malformed = 0
-    for raw in block.split(b"\n"):
+    for raw in data.split(b"\n"):
         if not raw.strip():
             continue
         obj = _parse_line(raw)
@@ -444,6 +444,12 @@ def prepare_block(block: bytes, source_id: int, first_id: int) -> tuple[Prepared
             malformed += 1
         else:
             entries.append(obj)
+    return entries, malformed
+
+
+def prepare_block(block: bytes, source_id: int, first_id: int) -> tuple[Prepared, int]:
+    """Parse a block of complete lines and prepare its rows (run in a worker process)."""
+    entries, malformed = _parse_lines(block)
     prepared = prepare_entries(entries, source_id, first_id)
     return prepared, malformed + len(entries) - len(prepared[0])
 
@@ -675,16 +681,7 @@ def _read_chunk(conn: sqlite3.Connection, index_file: Path, offset: int,
     cut = data.rfind(b"\n")
     complete = data[: cut + 1] if cut >= 0 else b""
     rest = data[cut + 1:] if cut >= 0 else data
-    entries = []
-    malformed = 0
-    for raw in complete.split(b"\n"):
-        if not raw.strip():
-            continue
-        obj = _parse_line(raw)
-        if obj is None:
-            malformed += 1
-        else:
-            entries.append(obj)
+    entries, malformed = _parse_lines(complete)
     kept = insert_entries(conn, entries, source_id)
     malformed += len(entries) - kept
     pos = offset + len(complete)

@@ -34,6 +34,7 @@ from chapterx.trace.ids import (
 )
 from chapterx.trace.model import SLIM_FIELDS, index_entry
 from chapterx.trace.paths import BODY_DIRS
+from chapterx.trace.writer import proc_start
 
 INPROGRESS_DIR = ".inprogress"
 BODY_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.json$")
@@ -63,14 +64,6 @@ def _default_index_path(bases: list[Path]) -> Path:
     return cache / f"trace-index-{key}.sqlite"
 
 
-def _proc_start(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
 def _pid_alive(pid: int, start: str | None) -> bool:
     try:
         os.kill(pid, 0)
@@ -81,7 +74,7 @@ def _pid_alive(pid: int, start: str | None) -> bool:
     except OSError:
         return False
     if start is not None:
-        now = _proc_start(pid)
+        now = proc_start(pid)
         if now is not None and now != start:
             return False  # the pid was reused by another process
     return True
@@ -312,30 +305,15 @@ class TraceStore:
         offset = max(0, int(offset))
         where: list[str] = []
         params: list[Any] = []
-        if bot:
-            where.append("bot = ?")
-            params.append(bot)
-        if channel:
-            where.append("channel_id = ?")
-            params.append(channel)
         if failed:
             where.append("success = 0")
-        if framework:
-            where.append("framework = ?")
-            params.append(framework)
-        if status:
-            where.append("status = ?")
-            params.append(status)
-        if reason:
-            where.append("reason = ?")
-            params.append(reason)
         ts_since, ts_until = _to_ts(since), _to_ts(until)
-        if ts_since is not None:
-            where.append("ts >= ?")
-            params.append(ts_since)
-        if ts_until is not None:
-            where.append("ts <= ?")
-            params.append(ts_until)
+        for test, value in (("bot = ?", bot or None), ("channel_id = ?", channel or None),
+                            ("framework = ?", framework or None), ("status = ?", status or None),
+                            ("reason = ?", reason or None), ("ts >= ?", ts_since), ("ts <= ?", ts_until)):
+            if value is not None:  # an empty filter is no filter
+                where.append(test)
+                params.append(value)
         with self._lock:  # the lock also guards the connection's temp table of full-text hits
             fts = ix.fts_query(text) if text and ix.has_fts(self._conn) else None
             if fts is not None and not self._fts_hits(fts):

@@ -47,14 +47,17 @@ def safe_folder_name(name: str) -> str:
     return cleaned[:200]
 
 
-@functools.lru_cache(maxsize=8)
-def _proc_start(pid: int) -> str | None:
+def proc_start(pid: int) -> str | None:
     """Start time of a process (with the pid it tells a live writer from a reused pid)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
             return fh.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
+
+
+# the writer asks only about itself, whose start time never changes; readers use the uncached one
+_own_proc_start = functools.lru_cache(maxsize=8)(proc_start)
 
 
 def atomic_write(path: Path, text: str, *, fsync: bool = False) -> None:
@@ -189,7 +192,7 @@ class TraceWriter:
     def write_marker(self, trace: dict[str, Any], phase: str | None = None) -> None:
         """Queue (re)writing the in-progress marker of a running activation."""
         snapshot = json.loads(json.dumps(trace, default=str))
-        snapshot["_writer"] = {"pid": os.getpid(), "host": self._host, "procStart": _proc_start(os.getpid())}
+        snapshot["_writer"] = {"pid": os.getpid(), "host": self._host, "procStart": _own_proc_start(os.getpid())}
         snapshot["_phase"] = phase
         path = self.marker_path(str(trace.get("botId") or "unknown"), str(trace["traceId"]))
 
