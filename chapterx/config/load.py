@@ -245,12 +245,7 @@ def resolve_bot_config(
                    settings=settings)
     r = _Resolver(paths, environ, strict)
 
-    bot = r.file_layer(paths.bot, "bot", required=paths.explicit_bot)
-    shared_path = paths.shared
-    shared_required = False
-    if bot is not None and isinstance(bot.data.get("providers_config"), str):
-        shared_path = Path(paths.bot).parent / bot.data["providers_config"]
-        shared_required = True
+    bot, shared_path, shared_required = _bot_and_shared_path(r)
     try:
         shared = r.file_layer(shared_path, "shared", required=shared_required)
     except ConfigError as exc:
@@ -296,30 +291,35 @@ def resolve_bot_config(
         startup=startup, settings=settings, findings=r.findings)
 
 
-def load_vendors(**kwargs: Any) -> tuple[list[VendorConfig], list[Problem]]:
-    """Vendors from the shared file only (what the runtime reads once at startup)."""
+def _bot_and_shared_path(r: _Resolver) -> tuple[Layer | None, Path | None, bool]:
+    """The bot file's layer, the shared file to use and whether the bot file named it: its
+    `providers_config` (relative to the bot file) replaces the shared file found by location."""
+    bot = r.file_layer(r.p.bot, "bot", required=r.p.explicit_bot)
+    if bot is not None and isinstance(bot.data.get("providers_config"), str):
+        return bot, Path(r.p.bot).parent / bot.data["providers_config"], True
+    return bot, r.p.shared, False
+
+
+def _startup_resolver(kwargs: dict[str, Any]) -> tuple[Mapping[str, str], _Resolver]:
+    """The environment and a lenient resolver for the startup readers (`env=` plus `locate` keywords)."""
     env = kwargs.pop("env", None)
     environ = os.environ if env is None else env
     paths = locate(settings=Settings.from_env(environ), **kwargs)
-    r = _Resolver(paths, environ, False)
-    bot = r.file_layer(paths.bot, "bot", required=paths.explicit_bot)
-    shared_path = paths.shared
-    if bot is not None and isinstance(bot.data.get("providers_config"), str):
-        shared_path = Path(paths.bot).parent / bot.data["providers_config"]
-    shared = r.file_layer(shared_path, "shared", required=shared_path != paths.shared)
+    return environ, _Resolver(paths, environ, False)
+
+
+def load_vendors(**kwargs: Any) -> tuple[list[VendorConfig], list[Problem]]:
+    """Vendors from the shared file only (what the runtime reads once at startup)."""
+    environ, r = _startup_resolver(kwargs)
+    _, shared_path, _ = _bot_and_shared_path(r)
+    shared = r.file_layer(shared_path, "shared", required=shared_path != r.p.shared)
     vendors, warnings = normalise_vendors(shared.data if shared else {}, environ)
     return vendors, [Problem(f"{shared_path}: {w.message}", w.key) for w in warnings]
 
 
 def load_bot_config_only(**kwargs: Any) -> dict[str, Any]:
     """Startup merge: shared + bot file only, one level deep, no defaults (assistant name, llm_retries...)."""
-    env = kwargs.pop("env", None)
-    environ = os.environ if env is None else env
-    paths = locate(settings=Settings.from_env(environ), **kwargs)
-    r = _Resolver(paths, environ, False)
-    bot = r.file_layer(paths.bot, "bot", required=paths.explicit_bot)
-    shared_path = paths.shared
-    if bot is not None and isinstance(bot.data.get("providers_config"), str):
-        shared_path = Path(paths.bot).parent / bot.data["providers_config"]
+    _, r = _startup_resolver(kwargs)
+    bot, shared_path, _ = _bot_and_shared_path(r)
     shared = r.file_layer(shared_path, "shared")
     return merge_layers(layer.data for layer in (shared, bot) if layer is not None)
