@@ -7,7 +7,14 @@ from typing import Any
 
 from chapterx.context import options as opt
 from chapterx.context.types import ContentBlock, ParticipantMessage
-from chapterx.llm.formatters.common import base_request, cache_control, thinking_param, tool_definitions
+from chapterx.llm.formatters.common import (
+    base_request,
+    cache_control,
+    context_prefix_turns,
+    has_content,
+    thinking_param,
+    tool_definitions,
+)
 from chapterx.llm.types import ChatMessage, ProviderRequest
 
 
@@ -26,16 +33,10 @@ def render_chat(
     cc = cache_control(config)
     req = base_request(config, model)
     req.formatter = "chat"
-    out: list[ChatMessage] = []
-    prefix = config.get("context_prefix")
-    if prefix:
-        block: ContentBlock = {"type": "text", "text": str(prefix)}
-        if caching:
-            block["cache_control"] = dict(cc)
-        out.append(ChatMessage("assistant", [block]))
+    out = context_prefix_turns(config, cc if caching else None)
     marked = False
     for m in messages:
-        if not any(b.get("type") != "text" or b.get("text") for b in m.content):
+        if not has_content(m):
             continue
         role = "assistant" if m.participant == name else "user"
         blocks: list[ContentBlock] = []

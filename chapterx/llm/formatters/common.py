@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chapterx.context import options as opt
-from chapterx.llm.types import ProviderRequest
+from chapterx.context.types import ContentBlock, ParticipantMessage
+from chapterx.llm.types import ChatMessage, ProviderRequest
 
 CLI_SYSTEM_PROMPT = (
     "The assistant is in CLI simulation mode, and responds to the user's CLI commands only with the "
@@ -23,6 +24,22 @@ def cache_control(config: Mapping[str, Any]) -> dict[str, str]:
     if ttl:
         cc["ttl"] = str(ttl)
     return cc
+
+
+def context_prefix_turns(config: Mapping[str, Any], cc: Mapping[str, str] | None) -> list[ChatMessage]:
+    """`context_prefix` as the opening assistant turn (chat and prefill); `cc` marks it cached."""
+    prefix = config.get("context_prefix")
+    if not prefix:
+        return []
+    block: ContentBlock = {"type": "text", "text": str(prefix)}
+    if cc is not None:
+        block["cache_control"] = dict(cc)
+    return [ChatMessage("assistant", [block])]
+
+
+def has_content(message: ParticipantMessage) -> bool:
+    """False for a message with nothing to send (only empty text blocks, e.g. the completion placeholder)."""
+    return any(b.get("type") != "text" or b.get("text") for b in message.content)
 
 
 def base_request(config: Mapping[str, Any], model: str) -> ProviderRequest:

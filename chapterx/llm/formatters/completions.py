@@ -41,15 +41,8 @@ def render_completions(
         if eot is None:
             eot = ccfg.get("eot_token")
         eot = DEFAULT_EOT if eot is None else str(eot)
-        parts: list[str] = []
-        if config.get("context_prefix"):
-            parts.append(f"{name}: {config['context_prefix']}{eot}")
-        for i, m in enumerate(msgs):
-            last_raw = continue_last and i == len(msgs) - 1 and m.participant == name
-            parts.append(f"{m.participant}: {m.text()}" + ("" if last_raw else eot))
-        if not (continue_last and msgs and msgs[-1].participant == name):
-            parts.append(f"{name}:" + (continuation or ""))
-        prompt = "\n\n".join(parts)
+        # upstream's adapter rebuilds the prompt without the system prompt
+        prompt = _transcript([], msgs, config, name, eot, continue_last, continuation)
         seen: list[str] = []
         for m in msgs:
             if m.participant != name and m.participant not in seen:
@@ -61,18 +54,24 @@ def render_completions(
             stops.append(eot)
         stops += [formatter_eot, *stop_sequences]
     else:
-        parts = []
-        if config.get("system_prompt"):
-            parts.append(str(config["system_prompt"]))
-        if config.get("context_prefix"):
-            parts.append(f"{name}: {config['context_prefix']}{formatter_eot}")
-        for i, m in enumerate(msgs):
-            last_raw = continue_last and i == len(msgs) - 1 and m.participant == name
-            parts.append(f"{m.participant}: {m.text()}" + ("" if last_raw else formatter_eot))
-        if not (continue_last and msgs and msgs[-1].participant == name):
-            parts.append(f"{name}:" + (continuation or ""))
-        prompt = "\n\n".join(parts)
+        head = [str(config["system_prompt"])] if config.get("system_prompt") else []
+        prompt = _transcript(head, msgs, config, name, formatter_eot, continue_last, continuation)
         stops = [formatter_eot, *stop_sequences]
     req.prompt = prompt
     req.stop_sequences = stops
     return req
+
+
+def _transcript(head: list[str], msgs: Sequence[ParticipantMessage], config: Mapping[str, Any], name: str,
+                eot: str, continue_last: bool, continuation: str | None) -> str:
+    """`head`, then `Name: text<eot>` turns (context prefix first) and the bot's open turn label,
+    separated by blank lines; a continued last bot message gets neither end token nor new label."""
+    parts = list(head)
+    if config.get("context_prefix"):
+        parts.append(f"{name}: {config['context_prefix']}{eot}")
+    for i, m in enumerate(msgs):
+        last_raw = continue_last and i == len(msgs) - 1 and m.participant == name
+        parts.append(f"{m.participant}: {m.text()}" + ("" if last_raw else eot))
+    if not (continue_last and msgs and msgs[-1].participant == name):
+        parts.append(f"{name}:" + (continuation or ""))
+    return "\n\n".join(parts)

@@ -18,6 +18,8 @@ from chapterx.llm.formatters.common import (
     START_USER,
     base_request,
     cache_control,
+    context_prefix_turns,
+    has_content,
     xml_tools_text,
 )
 from chapterx.llm.types import ChatMessage, ProviderRequest
@@ -47,16 +49,10 @@ def render_prefill(
     req = base_request(config, model)
     req.formatter = "prefill"
     system_prompt = config.get("system_prompt")
-    out: list[ChatMessage] = []
-    prefix = config.get("context_prefix")
-    if prefix:
-        block: ContentBlock = {"type": "text", "text": str(prefix)}
-        if caching:
-            block["cache_control"] = dict(cc)
-        out.append(ChatMessage("assistant", [block]))
+    out = context_prefix_turns(config, cc if caching else None)
 
     msgs = [m for m in messages]
-    while msgs and not any(b.get("type") != "text" or b.get("text") for b in msgs[-1].content):
+    while msgs and not has_content(msgs[-1]):
         msgs.pop()  # trailing empty messages (the completion placeholder)
     n = len(msgs)
     tool_index = max(0, n - TOOL_INJECTION_WINDOW) if tools else -1
