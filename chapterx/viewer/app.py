@@ -354,20 +354,21 @@ def _decode_segment(seg: str) -> str:
         return "\x00"
 
 
-async def bots(request: web.Request, viewer: Viewer) -> web.Response:
+async def _listing(request: web.Request, viewer: Viewer, fetch: Callable[[], Any], key: str) -> web.Response:
+    """A store listing as `{key: [...]}` (the store may already answer in that shape)."""
     await viewer.refresh()
-    result = await viewer.run(viewer.store.bots)
+    result = await viewer.run(fetch)
     if isinstance(result, list):
-        result = {"bots": result}
+        result = {key: result}
     return json_response(request, result)
+
+
+async def bots(request: web.Request, viewer: Viewer) -> web.Response:
+    return await _listing(request, viewer, viewer.store.bots, "bots")
 
 
 async def channels(request: web.Request, viewer: Viewer) -> web.Response:
-    await viewer.refresh()
-    result = await viewer.run(viewer.store.channels)
-    if isinstance(result, list):
-        result = {"channels": result}
-    return json_response(request, result)
+    return await _listing(request, viewer, viewer.store.channels, "channels")
 
 
 def _int_param(request: web.Request, key: str, default: int, *, minimum: int, maximum: int | None) -> int:

@@ -357,6 +357,14 @@ def summarize_trace(spans: list[Span]) -> dict[str, Any]:
     return out
 
 
+def _sent_texts(root: Span | None) -> list[str]:
+    """The texts the bot sent, from the `send_message` events of a Discord root span (none otherwise)."""
+    if root is None or root.name != ROOT_DISCORD:
+        return []
+    texts = (parse_sent(e["attributes"].get("value")) for e in root.events if e["name"] == "send_message")
+    return [t for t in texts if t is not None]
+
+
 def summarize_spans(spans: Iterable[Span]) -> list[dict[str, Any]]:
     """`summarize_trace` for every OTLP trace, ordered by start."""
     return [summarize_trace(lst) for lst in group_by_trace(spans).values()]
@@ -518,17 +526,7 @@ def reply_entry(reply: Reply) -> dict[str, Any]:
     channel = attrs.get("channel.id")
     thread = attrs.get("thread.id")
     calls = llm_calls(spans)
-    sent = (
-        [
-            t
-            for t in (
-                parse_sent(e["attributes"].get("value")) for e in root.events if e["name"] == "send_message"
-            )
-            if t is not None
-        ]
-        if root is not None and root.name == ROOT_DISCORD
-        else []
-    )
+    sent = _sent_texts(root)
     error = error_of(spans, root)
     start = min(s.start_ns for s in spans)
     end = max(s.end_ns for s in spans)
@@ -635,17 +633,7 @@ def reply_detail(reply: Reply) -> dict[str, Any]:
         )
     sent = entry["responsePreview"]
     root = reply.root
-    sent_texts = (
-        [
-            t
-            for t in (
-                parse_sent(e["attributes"].get("value")) for e in root.events if e["name"] == "send_message"
-            )
-            if t is not None
-        ]
-        if root is not None and root.name == ROOT_DISCORD
-        else []
-    )
+    sent_texts = _sent_texts(root)
     detail: dict[str, Any] = {
         "traceId": reply.trace_id,
         "timestamp": entry["timestamp"],
