@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx2
@@ -223,45 +224,34 @@ class OpenAIChatProvider(Provider):
                              reasoning if isinstance(reasoning, str) else "")
         stream = await client.post("/chat/completions", body=dict(body), cast_to=ChatCompletion, stream=True,
                                    stream_cls=AsyncStream[ChatCompletionChunk])
-        finish: str | None = None
-        usage: Any = None
-        model: str | None = None
         calls: dict[int, dict[str, Any]] = {}
-        reasoning = ""
-        try:
-            async for chunk in with_stall_timeout(stream, self.options.stall_timeout):
-                data = chunk.model_dump(mode="json")
-                model = data.get("model") or model
-                if data.get("usage"):
-                    usage = data["usage"]
-                for choice in data.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    reasoning_delta = delta.get("reasoning_content") or delta.get("reasoning")
-                    if isinstance(reasoning_delta, str):
-                        reasoning += reasoning_delta
-                    if delta.get("content"):
-                        cutter.feed(delta["content"])
-                    for tc in delta.get("tool_calls") or []:
-                        slot = calls.setdefault(int(tc.get("index") or 0), {"id": None, "name": "", "arguments": ""})
-                        if tc.get("id"):
-                            slot["id"] = tc["id"]
-                        fn = tc.get("function") or {}
-                        if fn.get("name"):
-                            slot["name"] += fn["name"]
-                        if fn.get("arguments"):
-                            slot["arguments"] += fn["arguments"]
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-                if cutter.hit is not None:
-                    break  # the vendor only knew 4 stops: stop paying for a turn we cut anyway
-        finally:
-            await _close_quietly(stream)
-        finish = _stream_finish(cutter, finish, self.error_prefix)
+        reasoning_parts: list[str] = []
+
+        def on_choice(choice: dict[str, Any]) -> None:
+            delta = choice.get("delta") or {}
+            reasoning_delta = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning_delta, str):
+                reasoning_parts.append(reasoning_delta)
+            if delta.get("content"):
+                cutter.feed(delta["content"])
+            for tc in delta.get("tool_calls") or []:
+                slot = calls.setdefault(int(tc.get("index") or 0), {"id": None, "name": "", "arguments": ""})
+                if tc.get("id"):
+                    slot["id"] = tc["id"]
+                fn = tc.get("function") or {}
+                if fn.get("name"):
+                    slot["name"] += fn["name"]
+                if fn.get("arguments"):
+                    slot["arguments"] += fn["arguments"]
+
+        finish, usage, model = await _read_stream(stream, self.options.stall_timeout, cutter, on_choice,
+                                                  self.error_prefix)
         tool_calls = [
             {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
             for _, c in sorted(calls.items())
         ]
-        return _response(cutter, finish, tool_calls, usage, model or request.model, self.error_prefix, reasoning)
+        return _response(cutter, finish, tool_calls, usage, model or request.model, self.error_prefix,
+                         "".join(reasoning_parts))
 
     def _classify(self, exc: BaseException) -> ProviderError:
         return classify_openai(exc, self.error_prefix)
@@ -295,6 +285,31 @@ def _openai_client(provider: Provider, headers: dict[str, Any] | None) -> openai
         timeout=provider.options.timeout,
         default_headers=headers,
     )
+
+
+async def _read_stream(stream: AsyncStream[Any], stall_timeout: float, cutter: StopCutter,
+                       on_choice: Callable[[dict[str, Any]], None], prefix: str) -> tuple[str, Any, str | None]:
+    """Read a chat or completions stream to its end, or until the cutter hits a stop the vendor did
+    not know (no need to pay for a turn we cut anyway); `on_choice` takes each choice's delta.
+    Returns (finish reason, usage, model)."""
+    finish: str | None = None
+    usage: Any = None
+    model: str | None = None
+    try:
+        async for chunk in with_stall_timeout(stream, stall_timeout):
+            data = chunk.model_dump(mode="json")
+            model = data.get("model") or model
+            if data.get("usage"):
+                usage = data["usage"]
+            for choice in data.get("choices") or []:
+                on_choice(choice)
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+            if cutter.hit is not None:
+                break
+    finally:
+        await _close_quietly(stream)
+    return _stream_finish(cutter, finish, prefix), usage, model
 
 
 async def _close_quietly(stream: AsyncStream[Any]) -> None:
@@ -433,22 +448,13 @@ class CompletionsProvider(Provider):
         else:
             stream = await client.post("/completions", body=dict(body), cast_to=Completion, stream=True,
                                        stream_cls=AsyncStream[Completion])
-            try:
-                async for chunk in with_stall_timeout(stream, self.options.stall_timeout):
-                    data = chunk.model_dump(mode="json")
-                    model = data.get("model") or model
-                    if data.get("usage"):
-                        usage = data["usage"]
-                    for choice in data.get("choices") or []:
-                        if choice.get("text"):
-                            cutter.feed(choice["text"])
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
-                    if cutter.hit is not None:
-                        break
-            finally:
-                await _close_quietly(stream)
-            finish = _stream_finish(cutter, finish, self.error_prefix)
+
+            def on_choice(choice: dict[str, Any]) -> None:
+                if choice.get("text"):
+                    cutter.feed(choice["text"])
+
+            finish, usage, model = await _read_stream(stream, self.options.stall_timeout, cutter, on_choice,
+                                                      self.error_prefix)
         return _response(cutter, finish, [], usage, model or request.model, self.error_prefix)
 
     def _classify(self, exc: BaseException) -> ProviderError:
