@@ -191,7 +191,7 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA busy_timeout=60000")
     conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
     conn.execute("PRAGMA temp_store=MEMORY")
-    with _transaction(conn):  # several processes may open (and upgrade) the same file at once
+    with transaction(conn):  # several processes may open (and upgrade) the same file at once
         for stmt in _statements(_SCHEMA):
             conn.execute(stmt)
         row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -477,7 +477,7 @@ def counts(conn: sqlite3.Connection, kind: str) -> list[tuple[str, int]]:
     setting meta `counts_dirty` to 1 forces a full recount (a repair tool, not a hot path)."""
     dirty = conn.execute("SELECT value FROM meta WHERE key='counts_dirty'").fetchone()
     if dirty and dirty[0] == "1":
-        with _transaction(conn):
+        with transaction(conn):
             conn.execute("DELETE FROM counts")
             conn.execute("INSERT INTO counts SELECT 'channel', channel_id, COUNT(*) FROM traces "
                          "WHERE channel_id IS NOT NULL GROUP BY channel_id")
@@ -522,7 +522,7 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
     if st is None:
         if row is None or row[2] is None:
             return False
-        with _transaction(conn):
+        with transaction(conn):
             n = delete_rows(conn, "source_id=?", (row[0],))
             conn.execute("UPDATE sources SET offset=0, inode=NULL, head=NULL, lines=0 WHERE id=?", (row[0],))
             bump_generation(conn)
@@ -534,7 +534,7 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
     first = True
     parallel_done = False
     while True:
-        with _transaction(conn):
+        with transaction(conn):
             row = conn.execute("SELECT id, dev, inode, offset, head FROM sources WHERE path=?", (key,)).fetchone()
             if row is None:
                 cur = conn.execute("INSERT INTO sources(path, base, offset) VALUES (?,?,0)", (key, str(base)))
@@ -577,7 +577,7 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
             if _bulk_parallel(conn, index_file, source_id, stats):
                 changed = True
     if bulk:
-        with _transaction(conn):
+        with transaction(conn):
             for stmt in _INDEXES:
                 conn.execute(stmt)
             resume_fts(conn)
@@ -640,7 +640,7 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
                 break
             future, size, next_after = in_flight.popleft()
             prepared, bad = future.result()
-            with _transaction(conn):
+            with transaction(conn):
                 kept = insert_prepared(conn, prepared, next_after)
                 offset += size
                 conn.execute("UPDATE sources SET offset=?, lines=lines+?, malformed=malformed+? WHERE id=?",
@@ -651,7 +651,7 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
     return added > 0
 
 
-class _transaction:
+class transaction:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:

@@ -152,16 +152,11 @@ class TraceStore:
     def reindex(self) -> ix.IngestStats:
         """Drop everything read from index.jsonl files and read them again from the start."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with ix.transaction(self._conn):
                 ix.delete_many(self._conn, "source_id >= 0")
                 self._conn.execute("DELETE FROM sources")
                 self._conn.execute("DELETE FROM channel_names")
                 ix.bump_generation(self._conn)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
             self._marker_fp = None
             return self.refresh()
 
@@ -203,8 +198,7 @@ class TraceStore:
         if fp == self._marker_fp:
             return
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with ix.transaction(conn):
             ix.delete_rows(conn, "source_id < 0 AND source_id = ?", (ix.MARKER_SOURCE,))
             entries, extras = [], []
             for path, _base, _mtime, data, state in markers:
@@ -218,10 +212,6 @@ class TraceStore:
                 extras.append(json.dumps({"marker": str(path)}))
             ix.insert_entries(conn, entries, ix.MARKER_SOURCE, extras=extras)
             ix.bump_generation(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         self._marker_fp = fp
 
     # ------------------------------------------------------------------ helpers
@@ -445,14 +435,10 @@ class TraceStore:
             out[i] = (*r[:18], status, cost, *r[20:])
             updates.append((status, cost, r[0]))
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
-            self._conn.executemany("UPDATE traces SET status=?, cost=? WHERE id=?", updates)
-            self._conn.execute("COMMIT")
+            with ix.transaction(self._conn):
+                self._conn.executemany("UPDATE traces SET status=?, cost=? WHERE id=?", updates)
         except sqlite3.Error:
-            try:
-                self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            pass  # only a cache of what we computed: a locked or read-only index keeps its old values
         return out
 
     def _context_position(self, slim_row: tuple[Any, ...], snowflake: str) -> int | None:
@@ -472,18 +458,13 @@ class TraceStore:
                 found = m.get("position")
             updates.append((m.get("position"), k, rid))
         try:
-            with self._lock:
-                self._conn.execute("BEGIN IMMEDIATE")
+            with self._lock, ix.transaction(self._conn):
                 # first position per id wins (same rule as the search)
                 for pos, k, r in reversed(updates):
                     self._conn.execute(
                         "UPDATE messages SET position=? WHERE key=? AND trace_row=? AND role=1", (pos, k, r))
-                self._conn.execute("COMMIT")
         except sqlite3.Error:
-            try:
-                self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
+            pass  # only a cache of what we read: a locked or read-only index asks again next time
         return found if isinstance(found, int) else None
 
     # ------------------------------------------------------------------ API: one trace
@@ -643,8 +624,7 @@ class TraceStore:
             return 0
         with self._lock:
             conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with ix.transaction(conn):
                 for e in items:
                     _delete_external(conn, "trace_id = ?", (e["traceId"],))
                 # the message keys, so removing the row later deletes its message rows by key
@@ -657,10 +637,6 @@ class TraceStore:
                         e["status"] = "success" if e.get("success") else "failed"
                 n = ix.insert_entries(conn, items, ix.EXTERNAL_SOURCE, framework="chapter2", extras=extras)
                 ix.bump_generation(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             return n
 
     def external_ids(self) -> set[str]:
@@ -679,18 +655,13 @@ class TraceStore:
             return 0
         with self._lock:
             conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with ix.transaction(conn):
                 n = 0
                 for i in range(0, len(ids), 500):
                     batch = ids[i:i + 500]
                     n += _delete_external(conn, f"trace_id IN ({','.join('?' * len(batch))})", tuple(batch))
                 if n:
                     ix.bump_generation(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
             return n
 
     # ------------------------------------------------------------------ stats / prune
