@@ -84,21 +84,13 @@ def check_document(doc: Document, schema_name: str, *, strict: bool = False, rol
         if key in table.properties:
             normalised[key] = value
             continue
-        if key in table.aliases:
-            target = table.aliases[key]
+        rename = _rename(key, table)
+        if rename is not None:
+            target, when_both, when_read = rename
             if target in data:
-                out.warnings.append(Problem(f"{key} is deprecated and ignored here because {target} is also set", key, line))
+                out.warnings.append(Problem(when_both, key, line))
             else:
-                out.warnings.append(Problem(f"{key} is deprecated; write {target}: instead", key, line))
-                normalised[target] = value
-                renamed[target] = key
-            continue
-        if key in table.camel:
-            target = table.camel[key]
-            if target in data:
-                out.warnings.append(Problem(f"{key} is ignored because {target} is also set (keys are snake_case)", key, line))
-            else:
-                out.warnings.append(Problem(f"{key} is camelCase; read as {target} (write {target} instead)", key, line))
+                out.warnings.append(Problem(when_read, key, line))
                 normalised[target] = value
                 renamed[target] = key
             continue
@@ -132,6 +124,20 @@ def check_document(doc: Document, schema_name: str, *, strict: bool = False, rol
     out.warnings.sort(key=lambda p: p.line or 0)
     out.data = normalised
     return out
+
+
+def _rename(key: str, table: sch.KeyTable) -> tuple[str, str, str] | None:
+    """For a deprecated alias or a camelCase spelling: the key it stands for, the warning when that
+    key is also set (the alias is ignored) and the warning when the alias is read in its place."""
+    if key in table.aliases:
+        target = table.aliases[key]
+        return (target, f"{key} is deprecated and ignored here because {target} is also set",
+                f"{key} is deprecated; write {target}: instead")
+    if key in table.camel:
+        target = table.camel[key]
+        return (target, f"{key} is ignored because {target} is also set (keys are snake_case)",
+                f"{key} is camelCase; read as {target} (write {target} instead)")
+    return None
 
 
 def _nested_unknown(value: Any, spec: dict[str, Any], path: str, out: Checked, bucket: list[Problem]) -> None:
