@@ -149,6 +149,17 @@ class Adapter:
         return False
 
 
+def _env_adapter(env: Mapping[str, str], var: str, name: str, kind: str, base_url: str, *,
+                 register_patterns: bool = True) -> list[Adapter]:
+    """The fallback adapter an API key in the environment provides (config reference 5.7); none
+    when the variable is unset or empty."""
+    key = env.get(var)
+    if not key:
+        return []
+    return [Adapter(name, kind, name, f"env:{var}", {"api_key": key, "base_url": base_url},
+                    register_patterns=register_patterns)]
+
+
 @dataclass
 class Route:
     """Where a model goes: the vendor, its kind, the provider object and the formatter route."""
@@ -347,20 +358,16 @@ class Router:
 
         anthropic_list = list(anthropic_keyed.values())
         # env fallbacks (config reference 5.7)
-        if not anthropic_list and env.get("ANTHROPIC_API_KEY"):
-            anthropic_list.append(Adapter("anthropic", ANTHROPIC, "anthropic", "env:ANTHROPIC_API_KEY",
-                                          {"api_key": env["ANTHROPIC_API_KEY"], "base_url": ANTHROPIC_BASE}))
-        if not by_kind[OPENROUTER] and env.get("OPENROUTER_API_KEY"):
-            by_kind[OPENROUTER].append(Adapter("openrouter", OPENROUTER, "openrouter", "env:OPENROUTER_API_KEY",
-                                               {"api_key": env["OPENROUTER_API_KEY"], "base_url": OPENROUTER_BASE},
-                                               register_patterns=False))
+        if not anthropic_list:
+            anthropic_list.extend(_env_adapter(env, "ANTHROPIC_API_KEY", "anthropic", ANTHROPIC, ANTHROPIC_BASE))
+        if not by_kind[OPENROUTER]:
+            by_kind[OPENROUTER].extend(_env_adapter(env, "OPENROUTER_API_KEY", "openrouter", OPENROUTER,
+                                                    OPENROUTER_BASE, register_patterns=False))
         openai_list = list(openai_keyed.values())
-        if not openai_list and env.get("OPENAI_API_KEY"):
-            openai_list.append(Adapter("openai", OPENAI, "openai", "env:OPENAI_API_KEY",
-                                       {"api_key": env["OPENAI_API_KEY"], "base_url": OPENAI_BASE}))
-        if not by_kind[GEMINI] and env.get("GOOGLE_API_KEY"):
-            by_kind[GEMINI].append(Adapter("gemini", GEMINI, "gemini", "env:GOOGLE_API_KEY",
-                                           {"api_key": env["GOOGLE_API_KEY"], "base_url": GEMINI_BASE}))
+        if not openai_list:
+            openai_list.extend(_env_adapter(env, "OPENAI_API_KEY", "openai", OPENAI, OPENAI_BASE))
+        if not by_kind[GEMINI]:
+            by_kind[GEMINI].extend(_env_adapter(env, "GOOGLE_API_KEY", "gemini", GEMINI, GEMINI_BASE))
         # a lone anthropic / official OpenAI vendor ignores its provides (legacy single-key path)
         if len(anthropic_list) < 2:
             for a in anthropic_list:
