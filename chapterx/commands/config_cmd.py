@@ -67,10 +67,7 @@ def _handle_show(args: argparse.Namespace) -> int:
         except Exception:  # noqa: BLE001 - a failing probe means "not chapter2"
             looks = False
         if looks:
-            try:
-                translated = api.translate_em(ems, args.bot, home=args.chapter2_home)
-            except NotImplementedError:
-                raise UserError(f"{ems}: chapter2 em translation is not available yet") from None
+            translated = api.translate_em(ems, args.bot, home=args.chapter2_home)
             _print({"bot_id": args.bot, "layout": "chapter2", "config": mask_secrets(translated)}, args.json)
             return 0
 

@@ -40,8 +40,6 @@ def _chapter2(path: Path, strict: bool, home: bool) -> list[FileReport]:
 
     try:
         return list(api.validate_deployment(path, strict=strict, home=home))
-    except NotImplementedError:
-        return [FileReport(str(path), "chapter2", errors=[Problem("chapter2 validation is not available yet")])]
     except ConfigError as exc:
         return [FileReport(exc.path or str(path), "chapter2", errors=[Problem(exc.detail, exc.key, exc.line)],
                            unreadable=exc.exit_code == 2)]
