@@ -205,16 +205,22 @@ def test_chapterx_ems_layout_validates(tmp_path: Path) -> None:
 
 
 def test_chapter2_dispatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chapter2 ems folder goes to the chapter2 API, and its answers reach the output (secrets masked)."""
+    from chapterx.config.report import FileReport, Problem
     from compat.chapter2 import api
 
-    def not_yet(path: Path, *, strict: bool = False, home: bool = False) -> list[object]:
-        raise NotImplementedError
+    seen: list[tuple[Path, bool, bool]] = []
+
+    def validate(path: Path, *, strict: bool = False, home: bool = False) -> list[FileReport]:
+        seen.append((path, strict, home))
+        return [FileReport(str(path / "em1"), "chapter2", errors=[Problem("em1 is broken", "em.temperature", 3)])]
 
     monkeypatch.setattr(api, "looks_like_chapter2", lambda p: True)
-    monkeypatch.setattr(api, "validate_deployment", not_yet)
+    monkeypatch.setattr(api, "validate_deployment", validate)
     (tmp_path / "ems").mkdir()
-    res = run_cli("validate", str(tmp_path / "ems"))
-    assert res.code == 1 and res.out.count("error:") == 1 and "not available" in res.out
+    res = run_cli("validate", "--strict", str(tmp_path / "ems"))
+    assert seen == [(tmp_path / "ems", True, False)]
+    assert res.code == 1 and res.out.count("error:") == 1 and f"{tmp_path / 'ems' / 'em1'}:3: error: em1 is broken" in res.out
     monkeypatch.setattr(api, "translate_em", lambda ems, name, home=False: {"name": name, "api_key": "k"})
     res = run_cli("config", "show", "--json", "--ems", str(tmp_path / "ems"), "--bot", "em1")
     assert res.code == 0
