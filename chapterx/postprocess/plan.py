@@ -192,11 +192,14 @@ def plan_reply_texts(texts: Sequence[str], ctx: PostprocessContext) -> list[Send
     return segment_messages([Segment(t.strip()) for t in texts if t.strip()], ctx)
 
 
-def refusal_reactions(category: str | None, sent: int, trigger_id: str | None) -> list[AddReaction]:
-    """React to every sent message, or to the trigger when nothing was sent."""
+def refusal_reactions(
+    category: str | None, sent: int, trigger_id: str | None, first: int = 0
+) -> list[AddReaction]:
+    """React to every sent message (`first` is the first one's index among the plan's sends), or to the
+    trigger when nothing was sent."""
     emoji = REFUSAL_EMOJI.get(category or "", DEFAULT_REFUSAL_EMOJI)
     if sent:
-        return [AddReaction(emoji, send_index=i) for i in range(sent)]
+        return [AddReaction(emoji, send_index=first + i) for i in range(sent)]
     return [AddReaction(emoji, message_id=trigger_id)] if trigger_id else []
 
 
@@ -215,18 +218,12 @@ def plan_discord_actions(completion: Completion, ctx: PostprocessContext) -> Pla
     if ctx.debug_thinking:
         thoughts = [*completion.thinking, *extract_thinking_blocks(body)]
         actions.extend(debug_thinking_messages(thoughts, ctx))
+    first_reply = len(actions)  # debug-thinking posts are all sends, so this is also a send index
     replies = segment_messages(segments, ctx)
+    actions.extend(replies)
     if completion.stop_reason == "refusal":
         warnings.append(WARN_REFUSAL)
-        first = len(actions)
-        actions.extend(replies)
-        actions.extend(
-            AddReaction(r.emoji, send_index=(first + r.send_index) if r.send_index is not None else None,
-                        message_id=r.message_id)
-            for r in refusal_reactions(completion.refusal_category, len(replies), ctx.reply_to)
-        )
-    else:
-        actions.extend(replies)
+        actions.extend(refusal_reactions(completion.refusal_category, len(replies), ctx.reply_to, first_reply))
     return Plan(actions, segments, text, warnings)
 
 
