@@ -165,12 +165,12 @@ def exa_results_to_messages(results: Sequence[Mapping[str, Any]]) -> list[Messag
         text = "\n".join(str(h) for h in result.get("highlights") or [])
         text = "\n".join(line.lstrip() for line in text.split("\n"))
         text = re.sub(r"\n{3,}", "\n\n", text)
-        published = result.get("published_date")
+        published = str(result.get("published_date") or "")
         timestamp: float | None = None
         if published:
-            timestamp = datetime.fromisoformat(str(published).replace("Z", "+00:00")).timestamp()
-            if "T" not in str(published):
-                timestamp = datetime.fromisoformat(str(published) + "T00:00:00+00:00").timestamp()
+            # a bare date is midnight UTC (not local time)
+            iso = published.replace("Z", "+00:00") if "T" in published else f"{published}T00:00:00+00:00"
+            timestamp = datetime.fromisoformat(iso).timestamp()
         out.append(Message(Author(str(result.get("url"))), text, timestamp=timestamp))
     return out
 
