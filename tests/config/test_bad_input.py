@@ -94,7 +94,7 @@ def test_config_show_bad_bot_file(case: str, tmp_path: Path) -> None:
     content, key, code = BOT_CASES[case]
     path = _bot_tree(tmp_path, content)
     res = run_cli("config", "show", "--config", str(path))
-    assert res.code in (1, 2), (res.out, res.err)
+    assert res.code == code, (res.out, res.err)  # same invalid-input code as `validate` (1)
     assert res.out == ""
     err_lines = [ln for ln in res.err.splitlines() if ln.startswith("chapterx: error:")]
     assert len(err_lines) == 1 and "Traceback" not in res.err
