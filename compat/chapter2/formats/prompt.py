@@ -284,6 +284,7 @@ def build_prompt(
         + prefix
     )
     result = PromptResult("", prefix, history_section, [])
+    used = count_tokens(history_section)  # tokens of the history and the sections so far (counted once each)
     for config in s.ensembles:
         kind = str(config.get("faculty"))
         layers = _faculty_layers(config)
@@ -310,10 +311,11 @@ def build_prompt(
         if not layers:
             result.warnings.append(f"faculty {kind!r} skipped: no ensemble_format")
             continue
-        used = sum(count_tokens(x) for x in [*result.sections, history_section])
         budget = min(max_prompt - used, layers[0].max_tokens)
         layers = [layers[0].model_copy(update={"max_tokens": budget}), *layers[1:]]
-        result.sections.append(format_ensemble(items, layers, ctx, count_tokens))
+        section = format_ensemble(items, layers, ctx, count_tokens)
+        result.sections.append(section)
+        used += count_tokens(section)
     result.prompt = "".join([*result.sections, history_section])
     return result
 
