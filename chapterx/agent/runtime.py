@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chapterx.agent.activation import ActivationResult, run_activation
+from chapterx.agent.activation import ActivationResult, _drop_m_commands, run_activation
 from chapterx.agent.decide import DecideContext, Decision, applicable_sleep_pins, should_activate
 from chapterx.agent.queue import DeferredQueue, Event, EventQueue, transient_error_type
 from chapterx.agent.state import ChannelStateStore
@@ -30,8 +30,6 @@ from chapterx.discord.port import DiscordPort, Message, OutgoingFile, Pin
 log = logging.getLogger(__name__)
 
 _GET_CONTEXT = re.compile(r"^m\s+get_context(?:\s+(\d+))?", re.I)
-_M_COMMAND_ANY = re.compile(r"^m\s+", re.I)
-_REPLY_TAG = re.compile(r"^<reply:@[^>]*>\s*")
 ConfigLoader = Callable[[list[str]], Mapping[str, Any]]
 
 
@@ -441,7 +439,7 @@ async def unlimited_context(port: DiscordPort, config: Mapping[str, Any], channe
     unlimited = {**config, "recency_window_messages": limit, "recency_window_characters": 10**15,
                  "hard_max_characters": 10**15, "prompt_caching": False}
     fetched = await fetch_context(port, channel_id, depth=limit + 50, max_images=max(opt.max_images(config) * 2, 10))
-    fetched.messages = [m for m in fetched.messages if not _M_COMMAND_ANY.match(_REPLY_TAG.sub("", m.content, 1))]
+    _drop_m_commands(fetched)
     bot_user = port.user(port.bot_user_id)
     built = build_context(BuildInput(
         messages=fetched.messages, config=unlimited, bot_user_id=port.bot_user_id,
