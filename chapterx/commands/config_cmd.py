@@ -32,7 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle_show(args: argparse.Namespace) -> int:
-    import json
     import re
     from pathlib import Path
 
@@ -51,11 +50,10 @@ def _handle_show(args: argparse.Namespace) -> int:
     # The id becomes part of a file name (guilds/<id>.yaml): only a Discord snowflake is safe there.
     if args.guild is not None and not re.fullmatch(r"[0-9]{1,20}", args.guild):
         raise UsageError(f"--guild {args.guild!r}: expected a Discord server id (digits only, e.g. 123456789012345678)")
-    for i, text in enumerate(args.pin):
-        text = text.replace("\\n", "\n")
+    pins = [t.replace("\\n", "\n") for t in args.pin]
+    for i, text in enumerate(pins):
         if parse_pin(text) is None:
             raise UsageError(f"--pin #{i + 1}: not a .config pin (line 1 '.config [target]', line 2 '---', then YAML)")
-    pins = [t.replace("\\n", "\n") for t in args.pin]
 
     if args.ems:
         ems = Path(args.ems)
@@ -99,9 +97,7 @@ def _handle_show(args: argparse.Namespace) -> int:
     }
     if args.json:
         out["warnings"] = [w.message for w in resolved.warnings]
-        print(json.dumps(out, indent=2, ensure_ascii=False))
-    else:
-        _print(out, False)
+    _print(out, args.json)
     return 0
 
 
