@@ -52,25 +52,24 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 @cache
-def _registry() -> Registry:
-    resources = []
-    for p in schemas_dir().glob("chapterx-*.json"):
-        resources.append((p.name, Resource.from_contents(json.loads(p.read_text(encoding="utf-8")))))
-    return Registry().with_resources(resources)
+def _sibling_schemas() -> dict[str, dict[str, Any]]:
+    """The `chapterx-*.json` files by file name, read once for every validator's `$ref` registry."""
+    return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in schemas_dir().glob("chapterx-*.json")}
 
 
 @cache
 def validator(name: str) -> Draft202012Validator:
     schema = load_schema(name)
-    # Register the sibling files under their relative names so "$ref": "chapterx-bot.schema.json" resolves.
-    base = schema.get("$id", "")
-    registry = _registry()
-    if base:
-        prefix = base.rsplit("/", 1)[0] + "/"
-        extra = []
-        for p in schemas_dir().glob("chapterx-*.json"):
-            extra.append((prefix + p.name, Resource.from_contents(json.loads(p.read_text(encoding="utf-8")))))
-        registry = registry.with_resources(extra)
+    # Register the sibling files under their relative names so "$ref": "chapterx-bot.schema.json" resolves
+    # (and under the schema's own `$id` base when it has one).
+    prefixes = [""]
+    if base := schema.get("$id", ""):
+        prefixes.append(base.rsplit("/", 1)[0] + "/")
+    registry = Registry().with_resources(
+        (prefix + file_name, Resource.from_contents(contents))
+        for prefix in prefixes
+        for file_name, contents in _sibling_schemas().items()
+    )
     return Draft202012Validator(schema, registry=registry)
 
 
