@@ -262,17 +262,9 @@ class TraceStore:
             for e in entries:
                 if e.name in names or e.name.startswith(".") or not e.is_dir():
                     continue
-                if self._folder_has_traces(Path(e.path)):
+                if self._listing(Path(e.path)):  # cached by folder mtime: no rescan per request
                     names.add(e.name)
         return {"bots": sorted(names)}
-
-    @staticmethod
-    def _folder_has_traces(folder: Path) -> bool:
-        try:
-            with os.scandir(folder) as it:
-                return any(parse_trace_file_name(e.name) for e in it)
-        except OSError:
-            return False
 
     def channels(self) -> dict[str, list[dict[str, Any]]]:
         """Every channel in the index with its trace count, most traces first."""
