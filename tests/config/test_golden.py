@@ -202,3 +202,17 @@ def test_providers_short_form_normalised() -> None:
     assert vendors[2].config["openrouter_api_key"] == "c"
     assert vendors[2].config["api_base"] == "https://openrouter.ai/api/v1"
     assert warnings == []
+
+
+def test_every_golden_case_is_parametrised() -> None:
+    """With ../shared present, no case may fall out of the parametrised lists unnoticed.
+
+    `_cases` returns [] when the file is absent so collection works without ../shared; this guard
+    makes a renamed `kind` (or a new one) fail instead of silently shrinking the run.
+    """
+    data = json.loads(shared_path("golden", "chapterx", "config-resolution.json").read_text(encoding="utf-8"))
+    handled = ("load_config", "load_bot_config_only", "vendor_routing")
+    kinds = [c.get("kind") for c in data["cases"]]
+    assert kinds and set(kinds) <= set(handled), sorted(set(kinds) - set(handled))
+    assert all(_cases(k) for k in handled)
+    assert sum(len(_cases(k)) for k in handled) == len(data["cases"])
