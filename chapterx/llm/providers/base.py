@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from chapterx.llm.errors import ProviderError, scrub
-from chapterx.llm.types import ContentBlock, ProviderRequest, ProviderResponse
+from chapterx.llm.types import ProviderRequest, ProviderResponse
 
 TextCallback = Callable[[str], None]
 T = TypeVar("T")
@@ -105,17 +105,6 @@ class StopCutter:
     def finish(self) -> str:
         self._emit(len(self.text))
         return self.text
-
-
-def cut_at_stops(text: str, stops: list[str]) -> tuple[str, str | None]:
-    """Non-streaming counterpart of StopCutter."""
-    cutter = StopCutter(stops, None)
-    cutter.feed(text)
-    return cutter.finish(), cutter.hit
-
-
-def text_of(content: list[ContentBlock]) -> str:
-    return "".join(b.get("text", "") for b in content if b.get("type") == "text")
 
 
 def _trace_collector() -> Any:
