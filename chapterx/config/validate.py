@@ -225,10 +225,11 @@ def _check_resolution(path: Path, report: FileReport, doc: Document, strict: boo
         elif not others_reported:  # inside a config root the other file has its own report
             report.errors.append(Problem(f"cannot resolve this bot: {exc}", exc.key))
         return
+    shared = resolved.paths[:1]  # the shared file is read first; it has its own report
     for f in resolved.findings:
-        if f.source != str(path) and not f.source.endswith(("_file",)) and Path(f.source) in (resolved.paths[:1]):
+        key, source = f.problem.key, Path(f.source)
+        if not (key and key.endswith("_file")) or source == path:
+            continue  # only prompt-file problems; this file's own ones come from the per-file check
+        if source in shared and not f.source.endswith("_file"):
             continue
-        if Path(f.source) == path:
-            continue  # already reported by the per-file check
-        if f.problem.key and f.problem.key.endswith("_file"):
-            report.warnings.append(Problem(f.problem.message, f.problem.key, doc.line_of(f.problem.key)))
+        report.warnings.append(Problem(f.problem.message, key, doc.line_of(key)))
