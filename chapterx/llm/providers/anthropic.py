@@ -23,7 +23,14 @@ from anthropic import AsyncStream
 from anthropic.types import Message, RawMessageStreamEvent
 
 from chapterx.llm.errors import ProviderError
-from chapterx.llm.providers.base import Provider, StopCutter, StreamStalled, status_error, with_stall_timeout
+from chapterx.llm.providers.base import (
+    Provider,
+    StopCutter,
+    StreamStalled,
+    close_quietly,
+    status_error,
+    with_stall_timeout,
+)
 from chapterx.llm.types import ContentBlock, ProviderRequest, ProviderResponse
 
 THINKING_MIN_BUDGET = 1024
@@ -283,12 +290,7 @@ class AnthropicProvider(Provider):
                     err = ev.get("error") or {}
                     raise ProviderError(f"{self.error_prefix}stream error: {json.dumps(err)}", retryable=True)
         finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                try:
-                    await close()
-                except Exception:  # noqa: BLE001 - closing a broken stream may fail again
-                    pass
+            await close_quietly(stream)
         if stop_reason is None:
             raise ProviderError(f"{self.error_prefix}stream ended before message_stop", retryable=True)
         for idx, raw in json_parts.items():

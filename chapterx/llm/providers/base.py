@@ -107,6 +107,25 @@ class StopCutter:
         return self.text
 
 
+async def close_quietly(stream: Any) -> None:
+    """Close a stream we stopped reading (or that broke); a failing close must not hide the answer or
+    the original error."""
+    close = getattr(stream, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()
+
+
+def stream_finish(cutter: StopCutter, finish: str | None, prefix: str, cut_reason: str = "stop") -> str:
+    """The finish reason of a stream: one we cut at a stop ends as `cut_reason` (the vendor's "stop");
+    one that just ended without a reason was truncated (retryable)."""
+    if cutter.hit is not None:
+        finish = finish or cut_reason
+    if finish is None:
+        raise ProviderError(f"{prefix}stream ended without a finish reason", retryable=True)
+    return finish
+
+
 def _trace_collector() -> Any:
     try:
         from chapterx.trace.collector import current

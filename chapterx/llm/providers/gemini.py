@@ -20,7 +20,14 @@ from google.genai import errors as genai_errors
 from google.genai import types as gt
 
 from chapterx.llm.errors import ProviderError
-from chapterx.llm.providers.base import Provider, StopCutter, StreamStalled, status_error, with_stall_timeout
+from chapterx.llm.providers.base import (
+    Provider,
+    StopCutter,
+    StreamStalled,
+    status_error,
+    stream_finish,
+    with_stall_timeout,
+)
 from chapterx.llm.types import ContentBlock, ProviderRequest, ProviderResponse
 
 _FINISH = {"STOP": "end_turn", "MAX_TOKENS": "max_tokens", "SAFETY": "refusal", "RECITATION": "refusal",
@@ -210,10 +217,8 @@ class GeminiProvider(Provider):
             async for chunk in with_stall_timeout(stream, self.options.stall_timeout):
                 take(chunk)
                 if cutter.hit is not None:
-                    finish = finish or "STOP"
                     break  # Gemini only knew 5 stops
-            if finish is None:
-                raise ProviderError(f"{self.error_prefix}stream ended without a finish reason", retryable=True)
+            finish = stream_finish(cutter, finish, self.error_prefix, "STOP")
         else:
             take(await aio.models.generate_content(model=request.model, contents=contents, config=config))
         text = cutter.finish()

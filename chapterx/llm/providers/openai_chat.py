@@ -23,7 +23,15 @@ from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from chapterx.llm.errors import ProviderError
-from chapterx.llm.providers.base import Provider, StopCutter, StreamStalled, status_error, with_stall_timeout
+from chapterx.llm.providers.base import (
+    Provider,
+    StopCutter,
+    StreamStalled,
+    close_quietly,
+    status_error,
+    stream_finish,
+    with_stall_timeout,
+)
 from chapterx.llm.types import ChatMessage, ContentBlock, ProviderRequest, ProviderResponse
 
 # OpenAI org/project ids from the environment are not sent to servers that are not OpenAI
@@ -308,25 +316,8 @@ async def _read_stream(stream: AsyncStream[Any], stall_timeout: float, cutter: S
             if cutter.hit is not None:
                 break
     finally:
-        await _close_quietly(stream)
-    return _stream_finish(cutter, finish, prefix), usage, model
-
-
-async def _close_quietly(stream: AsyncStream[Any]) -> None:
-    """Closing a stream we stopped reading must not hide the answer we already have."""
-    try:
-        await stream.close()
-    except Exception:  # noqa: BLE001
-        pass
-
-
-def _stream_finish(cutter: StopCutter, finish: str | None, prefix: str) -> str:
-    """A stream we cut at a stop ends as "stop"; one that just ended without a reason was truncated."""
-    if cutter.hit is not None:
-        finish = finish or "stop"
-    if finish is None:
-        raise ProviderError(f"{prefix}stream ended without a finish reason", retryable=True)
-    return finish
+        await close_quietly(stream)
+    return stream_finish(cutter, finish, prefix), usage, model
 
 
 def _response(cutter: StopCutter, finish: str | None, tool_calls: list[dict[str, Any]], usage: Any, model: str,
