@@ -18,7 +18,7 @@ from chapterx.llm.fake import FakeLLMServer
 from chapterx.llm.providers import ProviderOptions
 from chapterx.llm.routing import Router
 from chapterx.llm.types import ProviderRequest
-from tests.conftest import shared_path
+from tests.conftest import SHARED_DIR, shared_path
 from tests.llm import vectors as V
 
 # retries we make on purpose where upstream did not (529 is an overload: worth retrying)
@@ -31,10 +31,14 @@ def _cases() -> list[dict[str, Any]]:
 
 
 def _ids() -> list[str]:
-    try:
-        return [c["id"] for c in _cases()]
-    except BaseException:  # noqa: BLE001 - skip when shared material is absent
+    """Case ids; empty only when ../shared is absent (a broken file must fail collection, not vanish)."""
+    if not (SHARED_DIR / "golden" / "chapterx" / "provider-requests.json").exists():
         return []
+    return [c["id"] for c in _cases()]
+
+
+def test_provider_vectors_are_parametrised() -> None:
+    assert len(_ids()) == len(_cases()) > 0
 
 
 async def _run_case(case: dict[str, Any]) -> tuple[FakeLLMServer, Router, Any, list[Any]]:
