@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from chapterx.config.secrets import mask_secrets
+from chapterx.config.vendors import glob_matches
 from chapterx.errors import UsageError, UserError
 from compat.chapter2.load import Chapter2Error, list_ems, load
 from compat.chapter2.translate import CHAPTER2_PROMPT_KEY, Outcome, Translation, translate
-from compat.chapter2.vendors import VendorTranslation, glob_matches, translate_vendor
+from compat.chapter2.vendors import VendorTranslation, translate_vendor
 
 REPORT_VERSION = 1
 SECRET_MODE = 0o600

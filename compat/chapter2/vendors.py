@@ -84,12 +84,6 @@ def _branch_to_glob(branch: str) -> str | None:
     return out
 
 
-def glob_matches(glob: str, model: str) -> bool:
-    """ChapterX's matcher: escape regex syntax except `?`, `*` -> `.*`, anchored, case-sensitive."""
-    escaped = re.sub(r"([.+^${}()|\[\]\\])", r"\\\1", glob).replace("*", ".*")
-    return re.match(f"^{escaped}$", model) is not None
-
-
 def chapter2_kind(name: str) -> str:
     """The intermodel adapter a chapter2 vendor name selects."""
     for prefix in ("anthropic", "openai"):

@@ -11,11 +11,12 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from chapterx.config.validate import validate_paths
+from chapterx.config.vendors import glob_matches
 from compat.chapter2 import api
 from compat.chapter2.load import load
 from compat.chapter2.migrate import dump_yaml
 from compat.chapter2.schema import SCHEMA_PATH, build_schema, check_loaded, render_schema
-from compat.chapter2.vendors import glob_matches, regex_to_globs
+from compat.chapter2.vendors import regex_to_globs
 from compat.chapter2.yaml11 import YAML11Error, load_yaml11
 from tests.conftest import FIXTURES_DIR, shared_path
 
