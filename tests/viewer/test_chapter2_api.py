@@ -23,6 +23,7 @@ def test_chapter2_replies_listed_with_framework(ch2_viewer: RunningViewer) -> No
     body = ch2_viewer.request("GET", "/api/traces?framework=chapter2&limit=200").json()
     discord = [s for s in _summary("ch2-wren-discord") if s["root"] == otlp.ROOT_DISCORD]
     ids = {t["traceId"] for t in body["traces"]}
+    assert discord, "golden summary has no Discord replies: the subset check below would be vacuous"
     assert {s["traceId"] for s in discord} <= ids
     assert all(t["framework"] == "chapter2" for t in body["traces"])
     bots = {t["botName"] for t in body["traces"]}
@@ -38,6 +39,7 @@ def test_chapter2_replies_listed_with_framework(ch2_viewer: RunningViewer) -> No
 def test_chapter2_error_and_thread(ch2_viewer: RunningViewer) -> None:
     failed = ch2_viewer.request("GET", "/api/traces?framework=chapter2&failed=true").json()["traces"]
     err = [s for s in _summary("ch2-wren-discord") if "error" in s]
+    assert err, "golden summary has no failed trace: the equality below would compare two empty sets"
     assert {t["traceId"] for t in failed} == {s["traceId"] for s in err}
     thread = next(s for s in _summary("ch2-wren-discord") if "thread.id" in s and s.get("llm_calls"))
     t = ch2_viewer.request("GET", f"/api/traces?channel={thread['thread.id']}").json()["traces"]
@@ -55,16 +57,20 @@ def test_chapter2_search_by_trigger_message(ch2_viewer: RunningViewer) -> None:
 
 
 def test_chapter2_detail_has_prompt_continuation_and_tree(ch2_viewer: RunningViewer) -> None:
+    checked = {}
     for name in ("ch2-wren-discord", "ch2-quill-generate-response"):
+        checked[name] = 0
         for s in _summary(name):
             if not s.get("llm_calls"):
                 continue
+            checked[name] += 1
             d = ch2_viewer.request("GET", f"/api/trace/{s['traceId']}").json()
             assert d["framework"] == "chapter2"
             prompts = [c["prompt"] for c in d["llmCalls"]]
             assert s["llm_calls"][-1]["prompt"] in prompts
             assert d["chapter2"]["continuation"] == s["llm_calls"][-1]["continuation"]
             assert d["chapter2"]["spans"]
+    assert all(checked.values()), checked  # each golden file has traces with LLM calls
     # an OTLP trace id inside a joined reply opens that reply
     q = _summary("ch2-quill-generate-response")
     first_iteration = next(s for s in q if s.get("llm_calls"))
