@@ -34,7 +34,7 @@ from chapterx.trace.ids import (
 )
 from chapterx.trace.model import SLIM_FIELDS, index_entry
 from chapterx.trace.paths import BODY_DIRS
-from chapterx.trace.writer import proc_start
+from chapterx.trace.writer import proc_start, safe_folder_name
 
 INPROGRESS_DIR = ".inprogress"
 BODY_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.json$")
@@ -420,9 +420,7 @@ class TraceStore:
             if trace is None:
                 status, cost = ("success" if r[12] else "failed"), None
             else:
-                outcome = trace.get("outcome")
-                status = str(trace.get("status") or ("no_outcome" if not isinstance(outcome, dict)
-                                                     else "success" if outcome.get("success") else "failed"))
+                status = str(trace.get("status") or _outcome_status(trace))
                 cost = trace_cost(trace)
             out[i] = (*r[:18], status, cost, *r[20:])
             updates.append((status, cost, r[0]))
@@ -469,8 +467,6 @@ class TraceStore:
             return None
         tdir = Path(base_row[0]) / "traces"
         if bot:
-            from chapterx.trace.writer import safe_folder_name
-
             for folder in dict.fromkeys((bot, safe_folder_name(bot))):  # as written, or as we sanitise
                 if "/" in folder or "\\" in folder or folder in (".", ".."):
                     continue
@@ -535,9 +531,7 @@ class TraceStore:
             if status:
                 trace["status"] = status
             elif framework == "chapterx":
-                outcome = trace.get("outcome")
-                trace["status"] = ("no_outcome" if not isinstance(outcome, dict)
-                                   else "success" if outcome.get("success") else "failed")
+                trace["status"] = _outcome_status(trace)
         if "cost" not in trace and framework == "chapterx":
             trace["cost"] = trace_cost(trace)
         return trace
@@ -721,6 +715,14 @@ def _delete_external(conn: sqlite3.Connection, where: str, params: tuple[Any, ..
     if legacy:
         conn.execute(f"DELETE FROM messages WHERE trace_row IN ({','.join('?' * len(legacy))})", legacy)
     return ix.delete_rows(conn, where, params)
+
+
+def _outcome_status(trace: dict[str, Any]) -> str:
+    """A finished chapterx trace's status from its outcome (upstream files carry none)."""
+    outcome = trace.get("outcome")
+    if not isinstance(outcome, dict):
+        return "no_outcome"
+    return "success" if outcome.get("success") else "failed"
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
