@@ -143,14 +143,14 @@ class Viewer:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
-    def _refresh_sync(self) -> None:
+    def _refresh_sync(self, force: bool = False) -> None:
         now = time.monotonic()
-        if now - self._last_refresh < REFRESH_INTERVAL_S:
+        if not force and now - self._last_refresh < REFRESH_INTERVAL_S:
             return
         self._last_refresh = now
         # The store tails index.jsonl by itself on each query; only chapter2 files need a push.
         if self.chapter2 is not None:
-            changed = self.chapter2.refresh()
+            changed = self.chapter2.refresh(force=force)
             if changed:
                 self.store.add_external(changed)
             remove = getattr(self.store, "remove_external", None)
@@ -176,10 +176,7 @@ class Viewer:
         await self.run(self._refresh_sync)
 
     def force_refresh_sync(self) -> None:
-        self._last_refresh = 0.0
-        if self.chapter2 is not None:
-            self.chapter2._last = 0.0
-        self._refresh_sync()
+        self._refresh_sync(force=True)
 
     @property
     def retention_floor(self) -> datetime | None:
