@@ -15,6 +15,7 @@ dedicated worker thread so the event loop never blocks and the connection stays 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import inspect
 import json
@@ -530,14 +531,20 @@ async def ingest(request: web.Request) -> web.Response:
     return json_response(request, {})
 
 
+@functools.cache
+def _static_files() -> dict[str, bytes]:
+    """The packaged UI files never change while the viewer runs: read them once, not per request
+    (and a name not in the folder never touches the disk)."""
+    return {p.name: p.read_bytes() for p in STATIC_DIR.iterdir() if p.is_file()}
+
+
 def _static_response(name: str) -> web.Response:
     m = _STATIC_NAME_RE.match(name)
-    path = STATIC_DIR / name
-    if not m or not path.is_file():
+    data = _static_files().get(name) if m else None
+    if m is None or data is None:
         raise ApiError(404, "Not found")
     return web.Response(
-        body=path.read_bytes(),
-        headers={"Content-Type": _CONTENT_TYPES[m.group(1)], "Cache-Control": "no-cache"},
+        body=data, headers={"Content-Type": _CONTENT_TYPES[m.group(1)], "Cache-Control": "no-cache"}
     )
 
 
