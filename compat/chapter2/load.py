@@ -113,7 +113,7 @@ def _parse(em: str, path: Path, text: str, warnings: list[Problem]) -> Any:
     return value
 
 
-_LAYER_CACHE: dict[tuple[str, int, int, int], tuple[Any, list[Problem]]] = {}
+_LAYER_CACHE: dict[tuple[str, int, int, int], tuple[Any, list[Problem], dict[str, int]]] = {}
 
 
 def _parse_cached(em: str, path: Path, warnings: list[Problem]) -> Any:
@@ -126,13 +126,13 @@ def _parse_cached(em: str, path: Path, warnings: list[Problem]) -> Any:
     hit = _LAYER_CACHE.get(key)
     if hit is None:
         found: list[Problem] = []
-        hit = (_parse(em, path, _read_text(em, path), found), found)
+        value = _parse(em, path, _read_text(em, path), found)
+        hit = (value, found, _KEY_LINES[str(path)])
         if len(_LAYER_CACHE) > 64:
             _LAYER_CACHE.clear()
         _LAYER_CACHE[key] = hit
     warnings.extend(hit[1])
-    if str(path) not in _KEY_LINES:
-        _parse(em, path, _read_text(em, path), [])
+    _KEY_LINES.setdefault(str(path), hit[2])  # its line table may have been evicted: no need to re-read
     return copy.deepcopy(hit[0])
 
 
