@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import Any
 from chapterx.agent.inline_tools import find_call_block, result_text, results_block
 from chapterx.agent.plugins import PluginHost
 from chapterx.agent.state import ChannelState
+from chapterx.config.pins import BotIdentity, extract_config_pins
 from chapterx.context import options as opt
 from chapterx.context.build import (
     BuildInput,
@@ -33,7 +34,7 @@ from chapterx.context.build import (
 )
 from chapterx.context.fetch import fetch_context
 from chapterx.context.types import BuiltContext, FetchedContext, ParticipantMessage
-from chapterx.discord.port import DiscordPort, OutgoingFile
+from chapterx.discord.port import DiscordPort, OutgoingFile, Pin
 from chapterx.llm.formatters import render, resolve_mode, resolve_tool_mode
 from chapterx.llm.types import ChatMessage, ProviderRequest, ProviderResponse
 
@@ -71,21 +72,22 @@ def _trace() -> Any:
     return current()
 
 
-def _bot_identity(port: DiscordPort) -> dict[str, Any]:
+def bot_identity(port: DiscordPort) -> BotIdentity:
+    """Who the bot is on this server: `.config` and sleep pins address it by id, name or role."""
     user = port.user(port.bot_user_id)
     member = port.member(port.bot_user_id)
-    return {
-        "discord_user_id": port.bot_user_id,
-        "discord_username": user.username if user else None,
-        "discord_global_name": user.global_name if user else None,
-        "own_role_ids": list(member.role_ids) if member else [],
-    }
+    return BotIdentity(port.bot_user_id, user.username if user else None, user.global_name if user else None,
+                       tuple(str(r) for r in member.role_ids) if member else ())
+
+
+def pin_config_texts(pins: Iterable[Pin], identity: BotIdentity) -> list[str]:
+    """The `.config` YAML texts among `pins` that apply to this bot, in apply order."""
+    return extract_config_pins(
+        [{"id": p.id, "content": p.content, "mentioned_role_ids": list(p.mentioned_role_ids)} for p in pins], identity)
 
 
 async def channel_config_texts(port: DiscordPort, channel_id: str) -> list[str]:
     """Pinned `.config` YAML texts for the channel and its ancestors (oldest ancestor first)."""
-    from chapterx.config.pins import extract_config_pins
-
     chain: list[str] = []
     cid: str | None = channel_id
     while cid is not None and cid not in chain:
@@ -93,11 +95,9 @@ async def channel_config_texts(port: DiscordPort, channel_id: str) -> list[str]:
         ch = port.channel(cid)
         cid = ch.parent_id if ch is not None else None
     texts: list[str] = []
-    identity = _bot_identity(port)
+    identity = bot_identity(port)
     for cid in chain:
-        pins = await port.fetch_pins(cid)
-        raw = [{"id": p.id, "content": p.content, "mentioned_role_ids": list(p.mentioned_role_ids)} for p in pins]
-        texts.extend(extract_config_pins(raw, identity))
+        texts.extend(pin_config_texts(await port.fetch_pins(cid), identity))
     return texts
 
 

@@ -20,11 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chapterx.agent.activation import ActivationResult, _drop_m_commands, run_activation
+from chapterx.agent.activation import (
+    ActivationResult,
+    _drop_m_commands,
+    bot_identity,
+    pin_config_texts,
+    run_activation,
+)
 from chapterx.agent.decide import DecideContext, Decision, applicable_sleep_pins, should_activate
 from chapterx.agent.queue import DeferredQueue, Event, EventQueue, transient_error_type
 from chapterx.agent.state import ChannelStateStore
-from chapterx.config.pins import BotIdentity, extract_config_pins
 from chapterx.discord.port import DiscordPort, Message, OutgoingFile, Pin
 
 log = logging.getLogger(__name__)
@@ -132,13 +137,6 @@ class BotRuntime:
         self._last_deferred_check = 0.0
 
     # ------------------------------------------------------------------ config
-    def _identity(self) -> BotIdentity:
-        port = self.port
-        user = port.user(port.bot_user_id)
-        member = port.member(port.bot_user_id)
-        return BotIdentity(port.bot_user_id, user.username if user else None, user.global_name if user else None,
-                           tuple(member.role_ids) if member else ())
-
     def _config_for(self, guild_id: str, texts: list[str]) -> Mapping[str, Any]:
         if self.opts.guild_config_loader is not None:
             return self.opts.guild_config_loader(guild_id, texts)
@@ -146,10 +144,9 @@ class BotRuntime:
 
     def cached_config(self, channel_id: str, guild_id: str) -> Mapping[str, Any] | None:
         """The config from the channel's cached pins only (never an API call); None if it fails."""
-        raw = [{"id": p.id, "content": p.content, "mentioned_role_ids": list(p.mentioned_role_ids)}
-               for p in self.port.cached_pins(channel_id)]
         try:
-            return self._config_for(guild_id, extract_config_pins(raw, self._identity()))
+            return self._config_for(guild_id, pin_config_texts(self.port.cached_pins(channel_id),
+                                                               bot_identity(self.port)))
         except Exception as exc:  # noqa: BLE001 - upstream: a config that fails to load means "no"
             log.warning("config failed to load for channel %s: %s", channel_id, exc)
             return None
@@ -168,7 +165,7 @@ class BotRuntime:
         name = str(config.get("name")) if config and config.get("name") else None
         ctx = DecideContext(
             port=self.port, config=config, bot_id=self.opts.bot_id,
-            sleep_pins=applicable_sleep_pins(self.port.cached_pins(channel_id), self._identity(),
+            sleep_pins=applicable_sleep_pins(self.port.cached_pins(channel_id), bot_identity(self.port),
                                              self.opts.bot_id, name),
             sleep_counters=self.sleep_counters, sent_ids=self.port.sent_ids,
             random=self.opts.random, now=self.opts.now,
