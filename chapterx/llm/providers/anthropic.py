@@ -26,9 +26,9 @@ from chapterx.llm.errors import ProviderError
 from chapterx.llm.providers.base import (
     Provider,
     StopCutter,
-    StreamStalled,
     close_quietly,
     status_error,
+    transport_error,
     with_stall_timeout,
 )
 from chapterx.llm.types import ContentBlock, ProviderRequest, ProviderResponse
@@ -348,11 +348,9 @@ class AnthropicProvider(Provider):
             return ProviderError(f"{self.error_prefix}request timed out", retryable=True)
         if isinstance(exc, anthropic.APIConnectionError):
             return ProviderError(f"{self.error_prefix}connection error: {_cause(exc)}", retryable=True)
-        if isinstance(exc, StreamStalled):
-            return ProviderError(f"{self.error_prefix}{exc}", retryable=True)
-        if isinstance(exc, (httpx2.HTTPError, ValueError, KeyError)):
-            return ProviderError(f"{self.error_prefix}malformed or interrupted response: {type(exc).__name__}",
-                                 retryable=True)
+        transport = transport_error(exc, self.error_prefix)
+        if transport is not None:
+            return transport
         if "eventstream" in type(exc).__module__ or type(exc).__name__ == "ChecksumMismatch":
             return ProviderError(f"{self.error_prefix}malformed event stream", retryable=True)
         return ProviderError(f"{self.error_prefix}{type(exc).__name__}: {exc}", retryable=False)

@@ -116,6 +116,18 @@ async def close_quietly(stream: Any) -> None:
             await close()
 
 
+def transport_error(exc: BaseException, prefix: str) -> ProviderError | None:
+    """The failures every SDK lets through unwrapped (our stall detector, a broken or malformed body),
+    as retryable errors; None for anything else. Providers check their SDK's own errors first."""
+    import httpx2  # the SDKs' HTTP layer; only needed once something failed
+
+    if isinstance(exc, StreamStalled):
+        return ProviderError(f"{prefix}{exc}", retryable=True)
+    if isinstance(exc, (httpx2.HTTPError, ValueError, KeyError)):
+        return ProviderError(f"{prefix}malformed or interrupted response: {type(exc).__name__}", retryable=True)
+    return None
+
+
 def stream_finish(cutter: StopCutter, finish: str | None, prefix: str, cut_reason: str = "stop") -> str:
     """The finish reason of a stream: one we cut at a stop ends as `cut_reason` (the vendor's "stop");
     one that just ended without a reason was truncated (retryable)."""

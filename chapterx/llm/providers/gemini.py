@@ -23,9 +23,9 @@ from chapterx.llm.errors import ProviderError
 from chapterx.llm.providers.base import (
     Provider,
     StopCutter,
-    StreamStalled,
     status_error,
     stream_finish,
+    transport_error,
     with_stall_timeout,
 )
 from chapterx.llm.types import ContentBlock, ProviderRequest, ProviderResponse
@@ -245,11 +245,7 @@ class GeminiProvider(Provider):
             if not isinstance(text, str) or not text:
                 text = str(exc.details) if getattr(exc, "details", None) else str(exc.message)
             return status_error(self.error_prefix, int(exc.code or 0), text, headers)
-        if isinstance(exc, StreamStalled):
-            return ProviderError(f"{self.error_prefix}{exc}", retryable=True)
         if isinstance(exc, httpx2.TimeoutException):
             return ProviderError(f"{self.error_prefix}request timed out", retryable=True)
-        if isinstance(exc, (httpx2.HTTPError, ValueError, KeyError)):
-            return ProviderError(f"{self.error_prefix}malformed or interrupted response: {type(exc).__name__}",
-                                 retryable=True)
-        return ProviderError(f"{self.error_prefix}{type(exc).__name__}", retryable=False)
+        fallback = ProviderError(f"{self.error_prefix}{type(exc).__name__}", retryable=False)
+        return transport_error(exc, self.error_prefix) or fallback

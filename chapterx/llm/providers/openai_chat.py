@@ -16,7 +16,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import httpx2
 import openai
 from openai import AsyncStream
 from openai.types import Completion
@@ -26,10 +25,10 @@ from chapterx.llm.errors import ProviderError
 from chapterx.llm.providers.base import (
     Provider,
     StopCutter,
-    StreamStalled,
     close_quietly,
     status_error,
     stream_finish,
+    transport_error,
     with_stall_timeout,
 )
 from chapterx.llm.types import ChatMessage, ContentBlock, ProviderRequest, ProviderResponse
@@ -277,11 +276,7 @@ def classify_openai(exc: BaseException, prefix: str) -> ProviderError:
     if isinstance(exc, openai.APIConnectionError):
         inner = exc.__cause__ or exc.__context__
         return ProviderError(f"{prefix}connection error: {type(inner).__name__ if inner else exc}", retryable=True)
-    if isinstance(exc, StreamStalled):
-        return ProviderError(f"{prefix}{exc}", retryable=True)
-    if isinstance(exc, (httpx2.HTTPError, ValueError, KeyError)):
-        return ProviderError(f"{prefix}malformed or interrupted response: {type(exc).__name__}", retryable=True)
-    return ProviderError(f"{prefix}{type(exc).__name__}: {exc}", retryable=False)
+    return transport_error(exc, prefix) or ProviderError(f"{prefix}{type(exc).__name__}: {exc}", retryable=False)
 
 
 def _openai_client(provider: Provider, headers: dict[str, Any] | None) -> openai.AsyncOpenAI:
