@@ -38,6 +38,9 @@ class Chapter2Source:
         self._replies: dict[str, otlp.Reply] = {}
         self._alias: dict[str, str] = {}
         self._entries: dict[str, dict[str, Any]] = {}
+        # detail documents built for the current replies (by refresh or a first get), so a detail
+        # request does not rebuild the span tree each time
+        self._details: dict[str, dict[str, Any]] = {}
         #: replies that disappeared (file deleted or rewritten), for the store to forget
         self.removed: list[str] = []
         self._last = 0.0
@@ -87,6 +90,7 @@ class Chapter2Source:
             new_replies: dict[str, otlp.Reply] = {}
             alias: dict[str, str] = {}
             entries: dict[str, dict[str, Any]] = {}
+            details: dict[str, dict[str, Any]] = {}
             for r in replies:
                 entry = otlp.reply_entry(r)
                 new_replies[r.trace_id] = r
@@ -95,9 +99,11 @@ class Chapter2Source:
                     alias[t] = r.trace_id
                 if self._entries.get(r.trace_id) != entry:
                     # the store keeps the detail too, so `chapterx traces show <id>` works for chapter2
-                    changed.append({**entry, "detail": otlp.reply_detail(r)})
+                    details[r.trace_id] = otlp.reply_detail(r)
+                    changed.append({**entry, "detail": details[r.trace_id]})
             self.removed.extend(tid for tid in self._entries if tid not in entries)
             self._replies, self._alias, self._entries = new_replies, alias, entries
+            self._details = details
             return changed
 
     def entries(self) -> list[dict[str, Any]]:
@@ -107,7 +113,11 @@ class Chapter2Source:
         """Detail of the reply with this id (or any OTLP trace id inside it)."""
         main = self._alias.get(trace_id.lower())
         reply = self._replies.get(main) if main else None
-        return otlp.reply_detail(reply) if reply is not None else None
+        if reply is None:
+            return None
+        if reply.trace_id not in self._details:
+            self._details[reply.trace_id] = otlp.reply_detail(reply)
+        return self._details[reply.trace_id]
 
     def __contains__(self, trace_id: str) -> bool:
         return trace_id.lower() in self._alias
