@@ -39,17 +39,26 @@ _CORE_RULES: list[tuple[str, re.Pattern[str], str]] = [
 ]
 
 
+def _core_table() -> dict[Any, list[tuple[str, re.Pattern[str]]]]:
+    table: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
+    for tag, regexp, first in _CORE_RULES:
+        for ch in first:
+            table.setdefault(ch, []).append((tag, regexp))
+    table.setdefault("", []).append(("tag:yaml.org,2002:null", _CORE_RULES[1][1]))
+    return table
+
+
+# Built once: ruamel consults it for every plain scalar. It has no `None` entry, so ruamel's
+# `resolvers += table.get(None, [])` appends nothing and the shared lists stay intact.
+_CORE_TABLE = _core_table()
+
+
 class _CoreResolver(VersionedResolver):
     """Implicit typing of plain scalars exactly per the YAML 1.2 core schema."""
 
     @property
     def versioned_resolver(self) -> Any:
-        table: dict[Any, list[tuple[str, re.Pattern[str]]]] = {}
-        for tag, regexp, first in _CORE_RULES:
-            for ch in first:
-                table.setdefault(ch, []).append((tag, regexp))
-        table.setdefault("", []).append(("tag:yaml.org,2002:null", _CORE_RULES[1][1]))
-        return table
+        return _CORE_TABLE
 
 
 def _yaml() -> YAML:
@@ -148,11 +157,7 @@ def parse_yaml(text: str, source: str) -> Document:
         docs = list(_yaml().load_all(text))
     except YAMLError as exc:
         line = _problem_line(exc) if isinstance(exc, MarkedYAMLError) else None
-        key = None
-        if "duplicate key" in str(exc):
-            m = re.search(r'found duplicate key "([^"]*)"', str(exc))
-            key = m.group(1) if m else None
-        raise ConfigError(_yaml_message(exc), path=source, line=line, key=None if key is None else None) from None
+        raise ConfigError(_yaml_message(exc), path=source, line=line) from None
     except RecursionError:
         raise ConfigError("YAML is nested too deeply", path=source) from None
     if len(docs) > 1:
