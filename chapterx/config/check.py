@@ -15,7 +15,7 @@ from jsonschema.exceptions import ValidationError
 
 from chapterx.config import schema as sch
 from chapterx.config.report import Problem
-from chapterx.config.yamlio import Document
+from chapterx.config.yamlio import Document, line_of
 
 YAML11_BOOLS = {"yes": "true", "no": "false", "on": "true", "off": "false", "y": "true", "n": "false"}
 
@@ -180,14 +180,7 @@ def schema_problems(data: dict[str, Any], schema_name: str, lines: dict[str, int
             if (key or "", msg) in seen:
                 continue
             seen.add((key or "", msg))
-            line = None
-            probe = key
-            while probe:
-                if probe in lines:
-                    line = lines[probe]
-                    break
-                probe = probe.rsplit(".", 1)[0] if "." in probe else None
-            problems.append(Problem(msg, key, line))
+            problems.append(Problem(msg, key, line_of(lines, key)))
     return problems
 
 

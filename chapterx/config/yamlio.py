@@ -79,13 +79,18 @@ class Document:
 
     def line_of(self, key: str | None) -> int | None:
         """Line of a dotted key path, falling back to its nearest ancestor."""
-        while key:
-            if key in self.lines:
-                return self.lines[key]
-            if "." not in key:
-                return None
-            key = key.rsplit(".", 1)[0]
-        return None
+        return line_of(self.lines, key)
+
+
+def line_of(lines: dict[str, int], key: str | None) -> int | None:
+    """Line of a dotted key path in a key -> line table, falling back to its nearest ancestor."""
+    while key:
+        if key in lines:
+            return lines[key]
+        if "." not in key:
+            return None
+        key = key.rsplit(".", 1)[0]
+    return None
 
 
 def read_text(path: Path, *, what: str = "config file", limit: int = MAX_FILE_BYTES) -> str:
