@@ -245,6 +245,7 @@ class Router:
         env = self.env
         by_kind: dict[str, list[Adapter]] = {k: [] for k in _CREATION_ORDER}
         anthropic_keyed: dict[str, Adapter] = {}
+        anthropic_vendor_keys: list[tuple[str, str]] = []  # (vendor name, adapter key), duplicates kept
         openai_keyed: dict[str, Adapter] = {}
         have_openrouter = False
         have_gemini = False
@@ -258,6 +259,7 @@ class Router:
                 if not key:
                     continue
                 akey = "anthropic" if (name == "anthropic" or not anthropic_keyed) else f"anthropic-{name}"
+                anthropic_vendor_keys.append((name, akey))
                 anthropic_keyed[akey] = Adapter(
                     akey, ANTHROPIC, "anthropic", name, {"api_key": key, "base_url": ANTHROPIC_BASE}, list(v.provides)
                 )
@@ -382,9 +384,7 @@ class Router:
         # vendor named exactly "anthropic" takes over the earlier one's routes, as upstream)
         self._pattern_routes: list[tuple[str, str]] = []
         for kind in _PATTERN_ORDER:
-            sources = self._pattern_sources(kind, by_kind)
-            for pattern, key in sources:
-                self._pattern_routes.append((pattern, key))
+            self._pattern_routes += self._pattern_sources(kind, by_kind, anthropic_vendor_keys)
         for kind in _CREATION_ORDER:
             for a in by_kind[kind]:
                 self.adapters.setdefault(a.key, a)
@@ -392,11 +392,12 @@ class Router:
             (p, str(v.formatter)) for v in self.vendors if v.formatter and v.provides for p in v.provides
         ]
 
-    def _pattern_sources(self, kind: str, by_kind: dict[str, list[Adapter]]) -> list[tuple[str, str]]:
+    def _pattern_sources(self, kind: str, by_kind: dict[str, list[Adapter]],
+                         anthropic_vendor_keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
         if kind == ANTHROPIC:
             # every anthropic vendor's patterns, in vendor order, pointing at the adapter key it got
-            keys = self._anthropic_vendor_keys()
+            keys = anthropic_vendor_keys
             if len(keys) < 2:
                 return out
             for vendor_name, key in keys:
@@ -407,16 +408,6 @@ class Router:
             if a.register_patterns:
                 out += [(p, a.key) for p in a.provides]
         return out
-
-    def _anthropic_vendor_keys(self) -> list[tuple[str, str]]:
-        """(vendor name, adapter key) for each keyed anthropic vendor, as `_build` assigns them."""
-        keys: list[tuple[str, str]] = []
-        for v in self.vendors:
-            if not v.name.startswith("anthropic") or not v.config.get("anthropic_api_key"):
-                continue
-            key = "anthropic" if (v.name == "anthropic" or not keys) else f"anthropic-{v.name}"
-            keys.append((v.name, key))
-        return keys
 
     # -- adapter construction (chapter2, em run in place) ---------------------------------------
     def _build_chapter2(self) -> None:
