@@ -59,6 +59,9 @@ _CLASS_NAMES = {
 }
 # pattern-route registration order by kind (config reference 5.5 step 1)
 _PATTERN_ORDER = [ANTHROPIC, OPENAI, BEDROCK, GEMINI, OPENAI_RESPONSES, OPENAI_COMPATIBLE, OPENAI_COMPLETIONS]
+# model-name prefixes the heuristics and the last-resort test both recognise
+_GEMINI_MODELS = ("gemini-", "gemini_")
+_OPENAI_MODELS = ("gpt-", "o1", "o3", "o4", "gpt5", "chatgpt-")
 # adapter creation order
 _CREATION_ORDER = [ANTHROPIC, OPENROUTER, OPENAI, BEDROCK, GEMINI, OPENAI_RESPONSES, OPENAI_COMPATIBLE, OPENAI_COMPLETIONS]
 
@@ -138,11 +141,11 @@ class Adapter:
                 re.match(r"^[a-z]{2,4}\.anthropic\.", model)
             )
         if self.kind == GEMINI:
-            return model.startswith(("gemini-", "gemini_"))
+            return model.startswith(_GEMINI_MODELS)
         if self.kind == OPENROUTER:
             return "/" in model
         if self.kind == OPENAI:
-            return model.startswith(("gpt-", "o1", "o3", "o4", "gpt5", "chatgpt-"))
+            return model.startswith(_OPENAI_MODELS)
         if self.kind in (OPENAI_COMPATIBLE, OPENAI_COMPLETIONS, OPENAI_RESPONSES):
             # upstream accepts everything; we only do so for a vendor that lists no models
             return not strict or not self.provides
@@ -463,11 +466,11 @@ class Router:
         if model.startswith(("anthropic.", "bedrock:")) or re.match(r"^(us|eu|apac)\.anthropic\.", model):
             if bk[BEDROCK]:
                 return bk[BEDROCK][0]
-        if model.startswith(("gemini-", "gemini_")) and bk[GEMINI]:
+        if model.startswith(_GEMINI_MODELS) and bk[GEMINI]:
             return bk[GEMINI][0]
         if model.startswith("claude-") and "anthropic" in self.adapters:
             return self.adapters["anthropic"]
-        if model.startswith(("gpt-", "o1", "o3", "o4", "gpt5", "chatgpt-")) and "openai" in self.adapters:
+        if model.startswith(_OPENAI_MODELS) and "openai" in self.adapters:
             return self.adapters["openai"]
         if model.startswith(("local:", "openai-compatible:")) and bk[OPENAI_COMPATIBLE]:
             return bk[OPENAI_COMPATIBLE][0]
