@@ -239,7 +239,8 @@ def plan_migration(
             raise UsageError(
                 f"{bots_option}: no em folder named {', '.join(missing)} in {ems_dir} (found: {', '.join(names) or 'none'})"
             )
-        names = [n for n in names if n in set(bots)]
+        wanted = set(bots)
+        names = [n for n in names if n in wanted]
     if not names:
         if (ems_dir / "config.yaml").is_file() or (ems_dir / "discord_token").exists():
             raise UsageError(
@@ -259,13 +260,10 @@ def plan_migration(
             t = translate(res)
         except Chapter2Error as exc:
             errors.append(exc)
-            if progress:
-                progress(name)
-            continue
-        em_dir = ems_dir / name
-        t.other_files = _other_files(em_dir, res.files, t.chr_dirs)
-        loaded_warnings[name] = [p.message for p in res.warnings]
-        translations.append(t)
+        else:
+            t.other_files = _other_files(ems_dir / name, res.files, t.chr_dirs)
+            loaded_warnings[name] = [p.message for p in res.warnings]
+            translations.append(t)
         if progress:
             progress(name)
     if errors:
