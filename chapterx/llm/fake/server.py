@@ -94,13 +94,6 @@ class FakeLLMServer:
         """Let the request(s) held by a `gate: name` response be answered."""
         self._gate(name).set()
 
-    def add(self, *responses: dict[str, Any]) -> None:
-        self.responses.extend(responses)
-
-    @property
-    def unused(self) -> int:
-        return len(self.responses) - self._next
-
     # -- dispatch --------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
