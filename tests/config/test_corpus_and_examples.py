@@ -38,8 +38,8 @@ def test_corpus_camelcase_and_inner_name_warn(tmp_path: Path) -> None:
     corpus = shared_path("corpus", "chapterx")
     camel = [p for p in corpus.iterdir() if "claude.yaml.example" in p.name and "continuationModel" in p.read_text()]
     inner_only = [p for p in corpus.iterdir() if p.name.endswith("claude10.yaml")]
-    if not camel or not inner_only:
-        pytest.skip("corpus files not present")
+    # the corpus folder is present (shared_path skipped otherwise): the files this test is about must be too
+    assert camel and inner_only, "corpus lacks a camelCase claude.yaml.example or a claude10.yaml"
     [report] = validate_paths([camel[0]])
     assert any("continuationModel is camelCase" in w.message and w.line for w in report.warnings)
     [report] = validate_paths([inner_only[0]])
