@@ -125,7 +125,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.set_defaults(handler=_prune)
 
 
-def _store(args: argparse.Namespace) -> TraceStore:
+def _store(args: argparse.Namespace, *, reindex: bool = False) -> TraceStore:
+    """The store, brought up to date (or rebuilt from scratch: `reindex`, so the index is not
+    read once only to be thrown away)."""
     from chapterx.trace.paths import resolve_logs_dirs
     from chapterx.trace.store import TraceStore
 
@@ -146,7 +148,10 @@ def _store(args: argparse.Namespace) -> TraceStore:
             raise UsageError(f"{index_file} is not a regular file: it should be the bots' append-only trace index")
     try:
         store = TraceStore(bases, index_path=args.index)
-        store.refresh()
+        if reindex:
+            store.reindex()
+        else:
+            store.refresh()
     except OSError as exc:
         raise UsageError(f"cannot open the trace index: {exc.strerror or exc}") from exc
     except sqlite3.Error as exc:
@@ -290,8 +295,8 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _reindex(args: argparse.Namespace) -> int:
-    store = _store(args)
-    stats = store.reindex()
+    store = _store(args, reindex=True)
+    stats = store.last_ingest
     result = {"lines": stats.lines, "malformed": stats.malformed, "indexPath": str(store.index_path)}
     if args.json:
         _print_json(result)
