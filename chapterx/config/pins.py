@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_WRAPPER = re.compile(r"^<@[!&]?([^>]*)>$")
+_WRAPPER = re.compile(r"^<@[!&]?([^>]*)>$")  # a user or role mention (phase 1)
+_USER_MENTION = re.compile(r"^<@!?([^>]*)>$")  # a user mention only (phase 2, `target:` keys)
 
 
 @dataclass(frozen=True)
@@ -122,5 +123,5 @@ def target_matches(target: Any, bot_id: str | None, file_name: str | None) -> bo
 
 
 def _strip_wrapper_mention(text: str) -> str:
-    m = re.match(r"^<@!?([^>]*)>$", text)
+    m = _USER_MENTION.match(text)
     return m.group(1) if m else text
