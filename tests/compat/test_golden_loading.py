@@ -7,6 +7,7 @@ upstream expectation; each is explained in docs/differences.md#chapter2.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,14 @@ def test_config_loading_case(case: dict[str, Any], tmp_path: Path) -> None:
             load(root / "ems", em, home=use_home, home_dir=home / ".config" / "chapter2")
         msg = str(info.value)
         assert "\n" not in msg and f"'{em}'" in msg
+        # the one line must point at what upstream's error points at (derived from the golden error)
+        err = exp["error"]
+        dup = re.fullmatch(r"Duplicate config keys: (\S+) and (\S+) both set", err["message"])
+        if dup:
+            assert dup.group(1) in msg and dup.group(2) in msg, msg
+        elif err.get("errors"):
+            named = [str(x) for x in err["errors"][0]["loc"][1:] if isinstance(x, str)]
+            assert any(k in msg for k in named), (named, msg)
         return
     result = load(root / "ems", em, home=use_home, home_dir=home / ".config" / "chapter2")
     if "adjusted_only" in exp:
