@@ -29,12 +29,8 @@ COMMAND_MODULES = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with one line (its default also prints usage, which is fine)."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="chapterx", description="Run and inspect ChapterX and Chapter II bots.")
+    parser = argparse.ArgumentParser(prog="chapterx", description="Run and inspect ChapterX and Chapter II bots.")
     parser.add_argument("--version", action="version", version=f"chapterx {__version__}")
     parser.add_argument(
         "--log-level",
