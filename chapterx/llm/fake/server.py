@@ -37,6 +37,16 @@ DEFAULT_ERROR_BODY: dict[str, Any] = {
 }
 
 
+def _json(value: Any) -> str:
+    """Compact JSON, as the vendors send it."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _sse(event: Any, end: str = "\n\n") -> bytes:
+    """One `data:` server-sent event frame."""
+    return f"data: {_json(event)}{end}".encode()
+
+
 def chunks(text: str, size: int = DELTA) -> list[str]:
     """Split text into the 16-character deltas the vectors were streamed with."""
     return [text[i : i + size] for i in range(0, len(text), size)]
@@ -131,7 +141,7 @@ class FakeLLMServer:
             headers = {"content-type": "application/json", **spec.get("headers", {})}
             if spec.get("retry_after") is not None:
                 headers["retry-after"] = str(spec["retry_after"])
-            text = json.dumps(spec.get("error_body", DEFAULT_ERROR_BODY), separators=(",", ":"))
+            text = _json(spec.get("error_body", DEFAULT_ERROR_BODY))
             return web.Response(status=int(spec["http_status"]), text=text, headers=headers)
 
         path = raw_path
@@ -235,7 +245,7 @@ class FakeLLMServer:
             yield {
                 "type": "content_block_delta",
                 "index": index,
-                "delta": {"type": "input_json_delta", "partial_json": json.dumps(tool.get("input", {}), separators=(",", ":"))},
+                "delta": {"type": "input_json_delta", "partial_json": _json(tool.get("input", {}))},
             }
             yield {"type": "content_block_stop", "index": index}
         yield {
@@ -277,7 +287,7 @@ class FakeLLMServer:
         if not body.get("stream"):
             return web.json_response(self._anthropic_message(spec, model), headers=spec.get("headers"))
         frames = [
-            f"event: {ev['type']}\ndata: {json.dumps(ev, separators=(',', ':'))}\n\n".encode()
+            f"event: {ev['type']}\n".encode() + _sse(ev)
             for ev in self._anthropic_events(spec, model)
         ]
         return await self._stream(request, spec, frames, "text/event-stream")
@@ -289,13 +299,10 @@ class FakeLLMServer:
         model = unquote(path.split("/model/", 1)[1].rsplit("/", 1)[0])
         if path.endswith("/invoke"):
             return web.json_response(self._anthropic_message(spec, model), headers=spec.get("headers"))
-        frames = []
-        for ev in self._anthropic_events(spec, model):
-            payload = json.dumps(
-                {"bytes": base64.b64encode(json.dumps(ev, separators=(",", ":")).encode()).decode()},
-                separators=(",", ":"),
-            ).encode()
-            frames.append(encode_chunk_event(payload))
+        frames = [
+            encode_chunk_event(_json({"bytes": base64.b64encode(_json(ev).encode()).decode()}).encode())
+            for ev in self._anthropic_events(spec, model)
+        ]
         return await self._stream(request, spec, frames, "application/vnd.amazon.eventstream")
 
     # -- OpenAI chat ---------------------------------------------------------------------------
@@ -323,7 +330,7 @@ class FakeLLMServer:
                 {
                     "id": tool["id"],
                     "type": "function",
-                    "function": {"name": tool["name"], "arguments": json.dumps(tool.get("input", {}), separators=(",", ":"))},
+                    "function": {"name": tool["name"], "arguments": _json(tool.get("input", {}))},
                 }
             ]
             if tool
@@ -364,7 +371,7 @@ class FakeLLMServer:
         events.append(chunk({}, self._finish_reason(spec)))
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": self._openai_usage(spec, text)})
-        frames = [f"data: {json.dumps(ev, separators=(',', ':'))}\n\n".encode() for ev in events]
+        frames = [_sse(ev) for ev in events]
         frames.append(b"data: [DONE]\n\n")
         return await self._stream(request, spec, frames, "text/event-stream")
 
@@ -398,7 +405,7 @@ class FakeLLMServer:
         events = [chunk(part, None) for part in chunks(text)] or [chunk("", None)]
         events.insert(0, chunk("", None))
         events.append(chunk("", self._finish_reason(spec)))
-        frames = [f"data: {json.dumps(ev, separators=(',', ':'))}\n\n".encode() for ev in events]
+        frames = [_sse(ev) for ev in events]
         frames.append(b"data: [DONE]\n\n")
         return await self._stream(request, spec, frames, "text/event-stream")
 
@@ -442,6 +449,6 @@ class FakeLLMServer:
         if image_part or not pieces:
             events.append(resp([image_part] if image_part else [{"text": ""}], finish))
         # a leading no-op frame keeps the fault index semantics identical to the other protocols
-        frames = [b""] + [f"data: {json.dumps(ev, separators=(',', ':'))}\r\n\r\n".encode() for ev in events]
+        frames = [b""] + [_sse(ev, "\r\n\r\n") for ev in events]
         return await self._stream(request, spec, frames, "text/event-stream")
 
