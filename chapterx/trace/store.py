@@ -121,6 +121,8 @@ class TraceStore:
         self._auto_interval = auto_refresh_interval
         self._last_refresh = 0.0
         self._marker_fp: str | None = None
+        # parsed markers by path with the mtime they were read at: a refresh re-reads only changed ones
+        self._marker_data: dict[Path, tuple[float, Any]] = {}
         self._cache: dict[Any, Any] = {}
         self._cache_gen = -1
         self._dir_cache: dict[Path, tuple[float, dict[str, str]]] = {}
@@ -182,13 +184,25 @@ class TraceStore:
                             pass
         return found
 
+    def _read_marker(self, path: Path, mtime: float) -> Any:
+        cached = self._marker_data.get(path)
+        if cached is not None and cached[0] == mtime:
+            return cached[1]
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None  # not cached: a marker caught mid-write is read again next time
+        self._marker_data[path] = (mtime, data)
+        return data
+
     def _refresh_markers(self) -> None:
         markers = []
-        for path, base, mtime in self._scan_markers():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
+        found = self._scan_markers()
+        live = {path for path, _, _ in found}
+        for gone in [p for p in self._marker_data if p not in live]:
+            del self._marker_data[gone]
+        for path, base, mtime in found:
+            data = self._read_marker(path, mtime)
             if not isinstance(data, dict) or not isinstance(data.get("traceId"), str):
                 continue
             markers.append((path, base, mtime, data, marker_state(data, mtime)))
