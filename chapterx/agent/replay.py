@@ -54,26 +54,6 @@ def _request_host(route_kind: str | None, base_url: str | None, vendor_cfg: Mapp
     return _DEFAULT_HOSTS.get(route_kind or "", "")
 
 
-async def _close_provider(provider: Any) -> None:
-    """Close the SDK client so no connection outlives the fake server's event loop."""
-    closer = getattr(provider, "aclose", None)
-    try:
-        if closer is not None:
-            await closer()
-            return
-        client = getattr(provider, "_client", None)
-        close = getattr(client, "close", None)
-        if close is not None:
-            res = close()
-            if hasattr(res, "__await__"):
-                await res
-        http = getattr(provider, "_http", None)
-        if http is not None and hasattr(http, "aclose"):
-            await http.aclose()
-    except Exception:  # noqa: BLE001 - best effort cleanup
-        pass
-
-
 async def replay_case(case: Mapping[str, Any], *, fast_retries: bool = True) -> dict[str, Any]:
     """Run one case input (or a whole case object with `input`) and return the expected-shape result."""
     inp: Mapping[str, Any] = case["input"] if "input" in case and "discord" not in case else case
@@ -161,7 +141,7 @@ async def replay_in_world(
                 base_dir=(root / "ems" / bot_id) if layout == "ems" else (root / "config" / "bots"),
             )
             for r in routes:
-                await _close_provider(r.provider)
+                await r.provider.aclose()  # no SDK connection outlives the fake server's event loop
             requests = []
             route = routes[-1] if routes else None
             for r in fake.requests:
