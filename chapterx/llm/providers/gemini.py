@@ -127,7 +127,9 @@ class GeminiProvider(Provider):
             return list(request.response_modalities)
         return ["TEXT", "IMAGE"] if "image" in request.model.lower() else None
 
-    def config(self, request: ProviderRequest) -> gt.GenerateContentConfig:
+    def config(self, request: ProviderRequest,
+               contents: list[dict[str, Any]] | None = None) -> gt.GenerateContentConfig:
+        """The SDK config; `contents` when the caller already translated them (else done here)."""
         kwargs: dict[str, Any] = {"max_output_tokens": request.max_tokens}
         if request.temperature is not None:
             kwargs["temperature"] = request.temperature
@@ -152,15 +154,16 @@ class GeminiProvider(Provider):
         # built: its own serialisation spells inline images `inline_data.mime_type` (upstream and
         # the API docs use `inlineData.mimeType`) and converting hundreds of parts through its typed
         # models costs ~0.4 s per call, so the typed `contents` argument is only a placeholder.
-        extra: dict[str, Any] = {"contents": self.contents_json(request)}
+        extra: dict[str, Any] = {"contents": self.contents_json(request) if contents is None else contents}
         extra.update(request.extra)
         kwargs["http_options"] = gt.HttpOptions(extra_body=extra)
         return gt.GenerateContentConfig(**kwargs)
 
     def build_body(self, request: ProviderRequest) -> dict[str, Any]:
         """The body as sent (for the trace): what the SDK serialises from contents and config."""
-        cfg = self.config(request)
-        body: dict[str, Any] = {"contents": self.contents_json(request)}
+        contents = self.contents_json(request)
+        cfg = self.config(request, contents)
+        body: dict[str, Any] = {"contents": contents}
         if isinstance(cfg.system_instruction, gt.Content):
             body["systemInstruction"] = cfg.system_instruction.model_dump(mode="json", exclude_none=True, by_alias=True)
         gen = cfg.model_dump(mode="json", exclude_none=True, by_alias=True,
