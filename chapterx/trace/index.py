@@ -533,6 +533,17 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
     bulk = False
     first = True
     parallel_done = False
+    full_head: str | None = None  # once the file holds HEAD_BYTES, its head is read once per call
+
+    def head_now() -> str:
+        nonlocal full_head
+        if full_head is not None:
+            return full_head
+        h = _head(index_file)
+        if st.st_size >= HEAD_BYTES:
+            full_head = h
+        return h
+
     while True:
         with transaction(conn):
             row = conn.execute("SELECT id, dev, inode, offset, head FROM sources WHERE path=?", (key,)).fetchone()
@@ -544,7 +555,7 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
             else:
                 source_id, dev, inode, offset, head = row
                 if first and (dev != st.st_dev or inode != st.st_ino or st.st_size < offset
-                              or (offset > 0 and head is not None and _head(index_file) != head)):
+                              or (offset > 0 and head is not None and head_now() != head)):
                     stats.resets += 1
                     if delete_rows(conn, "source_id=?", (source_id,)):
                         changed = True
@@ -563,7 +574,7 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
             conn.execute(
                 "UPDATE sources SET dev=?, inode=?, offset=?, head=?, lines=lines+?, malformed=malformed+? "
                 "WHERE id=?",
-                (st.st_dev, st.st_ino, new_offset, _head(index_file) if new_offset > 0 else None,
+                (st.st_dev, st.st_ino, new_offset, head_now() if new_offset > 0 else None,
                  lines, malformed, source_id),
             )
             if lines:
