@@ -43,14 +43,14 @@ def _write_files(root: Path, files: Mapping[str, str]) -> None:
         path.write_text(text, encoding="utf-8")
 
 
-def _request_host(route_kind: str | None, base_url: str | None, vendor_cfg: Mapping[str, Any] | None) -> str:
+def _request_host(route_kind: str | None, base_url: str | None) -> str:
+    """The host a request would have gone to (a bedrock request's own Host header is used first)."""
     from urllib.parse import urlsplit
 
     if base_url:
         return urlsplit(base_url).netloc
     if route_kind == "bedrock":
-        region = (vendor_cfg or {}).get("aws_region") or (vendor_cfg or {}).get("region") or "us-east-1"
-        return f"bedrock-runtime.{region}.amazonaws.com"
+        return "bedrock-runtime.us-east-1.amazonaws.com"
     return _DEFAULT_HOSTS.get(route_kind or "", "")
 
 
@@ -147,7 +147,7 @@ async def replay_in_world(
             for r in fake.requests:
                 host = r["headers"].get("host") if route is not None and route.kind == "bedrock" else None
                 if route is not None and not host:
-                    host = _request_host(route.kind, route.base_url, None)
+                    host = _request_host(route.kind, route.base_url)
                 item: dict[str, Any] = {
                     "method": r["method"],
                     "path": f"{host or ''}{r['path']}",
