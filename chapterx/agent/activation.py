@@ -33,7 +33,7 @@ from chapterx.context.build import (
     participant_name,
 )
 from chapterx.context.fetch import fetch_context
-from chapterx.context.types import BuiltContext, FetchedContext, ParticipantMessage
+from chapterx.context.types import BuiltContext, FetchedContext
 from chapterx.discord.port import DiscordPort, OutgoingFile, Pin
 from chapterx.llm.formatters import render, resolve_mode, resolve_tool_mode
 from chapterx.llm.types import ChatMessage, ProviderRequest, ProviderResponse
@@ -633,7 +633,3 @@ def _new_message_count(state: ChannelState, fetched: FetchedContext) -> int:
     if prev is None:
         return 1
     return max(1, sum(1 for m in fetched.messages if int(m.id) > int(prev)))
-
-
-def participant_messages(built: BuiltContext) -> list[ParticipantMessage]:
-    return built.messages
