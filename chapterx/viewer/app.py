@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import gzip
-import inspect
 import json
 import logging
 import re
@@ -92,6 +91,8 @@ class Store(Protocol):
     def get_trace(self, trace_id: str) -> dict[str, Any] | None: ...
     def body_path(self, kind: str, ref: str) -> Path | None: ...
     def add_external(self, entries: Any) -> Any: ...
+    def remove_external(self, trace_ids: Any) -> Any: ...
+    def external_ids(self) -> Any: ...
 
 
 class ApiError(Exception):
@@ -137,8 +138,6 @@ class Viewer:
         self.allowed_hosts = {settings.host.strip("[]").lower(), "localhost"}
         self._last_refresh = 0.0
         self._reconciled = False
-        self._search_params = _params_of(store.search)
-        self._list_params = _params_of(store.list_traces)
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -154,23 +153,19 @@ class Viewer:
             changed = self.chapter2.refresh(force=force)
             if changed:
                 self.store.add_external(changed)
-            remove = getattr(self.store, "remove_external", None)
-            if not callable(remove):
-                return
-            known = getattr(self.store, "external_ids", None)
-            if not self._reconciled and callable(known):
+            if not self._reconciled:
                 # the index is persisted: replies whose file went while the viewer was stopped
                 self._reconciled = True
                 live = {e["traceId"] for e in self.chapter2.entries()}
                 try:
-                    stale = set(known()) - live
+                    stale = set(self.store.external_ids()) - live
                 except Exception:  # housekeeping only: never keep the viewer from starting
                     log.warning("cannot list the indexed chapter2 replies; replies of files deleted "
                                 "while the viewer was stopped stay listed", exc_info=True)
                     stale = set()
                 self.chapter2.removed.extend(sorted(stale))
             if self.chapter2.removed:
-                remove(list(self.chapter2.removed))
+                self.store.remove_external(list(self.chapter2.removed))
                 self.chapter2.removed.clear()
 
     async def refresh(self) -> None:
@@ -183,17 +178,6 @@ class Viewer:
     def retention_floor(self) -> datetime | None:
         days = self.settings.retention_days
         return datetime.now(UTC) - timedelta(days=days) if days > 0 else None
-
-
-def _params_of(fn: Callable[..., Any]) -> set[str] | None:
-    """Keyword names a store method accepts (None: accepts **kwargs)."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
-        return None
-    return set(sig.parameters)
 
 
 # ---------------------------------------------------------------------------------------- middleware
@@ -407,10 +391,6 @@ def _iso(dt: datetime) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
-def _filter_kwargs(params: set[str] | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if params is None or k in params}
-
-
 async def traces(request: web.Request, viewer: Viewer) -> web.Response:
     q = request.query
     limit = _int_param(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
@@ -441,7 +421,7 @@ async def traces(request: web.Request, viewer: Viewer) -> web.Response:
         "offset": offset,
     }
     await viewer.refresh()
-    result = await viewer.run(viewer.store.list_traces, **_filter_kwargs(viewer._list_params, kwargs))
+    result = await viewer.run(viewer.store.list_traces, **kwargs)
     return json_response(request, result)
 
 
@@ -458,11 +438,7 @@ async def search(request: web.Request, viewer: Viewer) -> web.Response:
     if bot is not None:
         kwargs["bot"] = bot
     await viewer.refresh()
-    params = viewer._search_params
-    result = await viewer.run(viewer.store.search, q, **_filter_kwargs(params, kwargs))
-    if bot is not None and params is not None and "bot" not in params:
-        result = dict(result)
-        result["results"] = [r for r in result.get("results", []) if r.get("botName") == bot]
+    result = await viewer.run(viewer.store.search, q, **kwargs)
     floor = viewer.retention_floor
     if floor is not None:
         cut = _iso(floor)
