@@ -27,6 +27,7 @@ from chapterx.llm.providers.base import (
     Provider,
     StopCutter,
     close_quietly,
+    connection_cause,
     status_error,
     transport_error,
     with_stall_timeout,
@@ -347,18 +348,13 @@ class AnthropicProvider(Provider):
         if isinstance(exc, anthropic.APITimeoutError):
             return ProviderError(f"{self.error_prefix}request timed out", retryable=True)
         if isinstance(exc, anthropic.APIConnectionError):
-            return ProviderError(f"{self.error_prefix}connection error: {_cause(exc)}", retryable=True)
+            return ProviderError(f"{self.error_prefix}connection error: {connection_cause(exc)}", retryable=True)
         transport = transport_error(exc, self.error_prefix)
         if transport is not None:
             return transport
         if "eventstream" in type(exc).__module__ or type(exc).__name__ == "ChecksumMismatch":
             return ProviderError(f"{self.error_prefix}malformed event stream", retryable=True)
         return ProviderError(f"{self.error_prefix}{type(exc).__name__}: {exc}", retryable=False)
-
-
-def _cause(exc: BaseException) -> str:
-    inner = exc.__cause__ or exc.__context__
-    return type(inner).__name__ if inner is not None else str(exc)
 
 
 def _map_stop(reason: str | None) -> str:

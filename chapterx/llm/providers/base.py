@@ -116,6 +116,12 @@ async def close_quietly(stream: Any) -> None:
             await close()
 
 
+def connection_cause(exc: BaseException) -> str:
+    """What broke under an SDK connection error (the wrapped exception's type), for a one-line message."""
+    inner = exc.__cause__ or exc.__context__
+    return type(inner).__name__ if inner is not None else str(exc)
+
+
 def transport_error(exc: BaseException, prefix: str) -> ProviderError | None:
     """The failures every SDK lets through unwrapped (our stall detector, a broken or malformed body),
     as retryable errors; None for anything else. Providers check their SDK's own errors first."""

@@ -26,6 +26,7 @@ from chapterx.llm.providers.base import (
     Provider,
     StopCutter,
     close_quietly,
+    connection_cause,
     status_error,
     stream_finish,
     transport_error,
@@ -274,8 +275,7 @@ def classify_openai(exc: BaseException, prefix: str) -> ProviderError:
     if isinstance(exc, openai.APITimeoutError):
         return ProviderError(f"{prefix}request timed out", retryable=True)
     if isinstance(exc, openai.APIConnectionError):
-        inner = exc.__cause__ or exc.__context__
-        return ProviderError(f"{prefix}connection error: {type(inner).__name__ if inner else exc}", retryable=True)
+        return ProviderError(f"{prefix}connection error: {connection_cause(exc)}", retryable=True)
     return transport_error(exc, prefix) or ProviderError(f"{prefix}{type(exc).__name__}: {exc}", retryable=False)
 
 
