@@ -249,22 +249,3 @@ async def test_native_thinking_blocks_return_in_the_next_context(tmp_path: Path)
     assistant = [m for m in seen[1].messages if m.role == "assistant"][0]
     assert assistant.content == [{"type": "thinking", "thinking": "17*23", "signature": "sig-1"},
                                  {"type": "text", "text": "391"}]
-
-
-async def test_get_context_dump_has_every_message_without_limits() -> None:
-    from chapterx.agent.get_context import run_get_context
-    from chapterx.discord.memory import MemoryDiscord
-
-    case = make_case([msg(i, HUMAN if i % 2 else OTHER, "x" * 60) for i in range(1, 8)] + [msg(8, HUMAN, "m get_context")],
-                     "unused", [])
-    world = MemoryDiscord(case["discord"])
-    cfg = {"name": "Gull", "continuation_model": "claude-sonnet-4-5-20250929", "system_prompt": "SYS",
-           "recency_window_characters": 100}
-    await run_get_context(world, cfg, "910000000000000001", 5, clock=lambda: 1.0)
-    action = world.actions[-1]
-    assert action["content"] == ".context dump (5 messages)"
-    assert action["files"][0]["name"] == "context-Gull-1000.txt"
-    text = action["files"][0]["content"]
-    assert text.startswith("# Context for Gull in #910000000000000001\n# Messages: 5 (requested: 5)\n")
-    assert "# === SYSTEM PROMPT ===\nSYS" in text and text.count("\nines:\n" + "x" * 60) == 3
-    assert "m get_context" not in text
