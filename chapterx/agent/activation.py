@@ -141,7 +141,12 @@ def _postprocess_context(
     port: DiscordPort, fetched: FetchedContext, config: Mapping[str, Any], mode: str, stops: Sequence[str],
     reply_to: str | None,
 ) -> Any:
-    from chapterx.postprocess import MemberRecord, PostprocessContext, emoji_lookup_from, member_search_from
+    from chapterx.postprocess import (
+        PostprocessContext,
+        emoji_lookup_from_port,
+        member_search_from,
+        members_from_port,
+    )
 
     bot = port.bot_user_id
     participants: list[str] = []
@@ -154,12 +159,6 @@ def _postprocess_context(
             participants.append(name)
         if not m.author.bot:
             humans.setdefault(m.author.username, m.author.id)
-    records = []
-    for mem in port.members():
-        user = port.user(mem.user_id)
-        if user is not None:
-            records.append(MemberRecord(user.id, user.username, user.global_name, mem.nickname, user.bot, mem.joined_at))
-    emojis = [{"id": e.id, "name": e.name, "animated": e.animated} for e in port.emojis()]
     return PostprocessContext(
         bot_name=opt.bot_name(config),
         participants=participants,
@@ -168,8 +167,8 @@ def _postprocess_context(
         prefill_thinking=config.get("prefill_thinking") is True,
         debug_thinking=config.get("debug_thinking") is True,
         human_usernames=humans,
-        member_search=member_search_from(records),
-        emoji_lookup=emoji_lookup_from(emojis),
+        member_search=member_search_from(members_from_port(port)),
+        emoji_lookup=emoji_lookup_from_port(port),
         reply_to=reply_to,
     )
 
