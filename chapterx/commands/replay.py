@@ -146,14 +146,62 @@ def _bypass_proxy_for_loopback() -> None:
         os.environ[var] = ",".join(parts)
 
 
+def _shaped_cases(path: Path, case_id: str | None) -> list[tuple[str, Any, dict[str, Any]]] | None:
+    """Cases of a registered shape (`chapterx.replays`): (id, shape, input) for each case to run, or
+    None when the file is a single activation input handled below."""
+    from chapterx.replays import shape_for
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None  # `_load` reports it in one line
+    if isinstance(data, dict) and isinstance(data.get("cases"), list):
+        cases = [c for c in data["cases"] if isinstance(c, dict)]
+        if case_id:
+            cases = [c for c in cases if c.get("id") == case_id]
+            if not cases:
+                raise UserError(f"{path}: no case with id {case_id!r}")
+    elif isinstance(data, dict):
+        cases = [data]
+    else:
+        return None
+    out = []
+    for case in cases:
+        shape = shape_for(case)
+        if shape is None:
+            if len(cases) == 1 and case_id is None and "cases" not in data:
+                return None
+            continue
+        inp = case.get("input", case)
+        out.append((str(case.get("id", path.stem)), shape, inp))
+    return out or None
+
+
+def _run_shaped(cases: list[tuple[str, Any, dict[str, Any]]]) -> int:
+    """One JSON object per case, in the case's `expected` shape."""
+    import asyncio
+
+    for case_id, shape, inp in cases:
+        try:
+            result = asyncio.run(shape.run(inp))
+        except KeyError as exc:
+            raise UserError(f"case {case_id}: input is missing {exc}") from None
+        sys.stdout.write(json.dumps({"id": case_id, "shape": shape.name, "observed": result},
+                                    ensure_ascii=False, default=str) + "\n")
+    return 0
+
+
 def _handle(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
     from chapterx.agent.replay import replay_case
 
-    case = _load(Path(args.case), args.case_id)
+    shaped = _shaped_cases(Path(args.case), args.case_id)
     _bypass_proxy_for_loopback()
+    if shaped is not None:
+        return _run_shaped(shaped)
+    case = _load(Path(args.case), args.case_id)
     for noisy in ("chapterx.agent.activation", "httpx", "httpx2", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:

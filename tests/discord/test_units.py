@@ -19,7 +19,7 @@ from chapterx.agent.decide import (
 from chapterx.agent.queue import Event, EventQueue
 from chapterx.agent.runtime import BotRuntime, RuntimeOptions
 from chapterx.discord.port import Message, Pin
-from tests.discord.recording import RecordingWorld
+from chapterx.replays.recording import RecordingWorld
 
 BOT = "900"
 HUMAN = "100"
