@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from chapterx.config.env import Settings
+from chapterx.config.secrets import register_secrets
 from chapterx.errors import UserError
 
 log = logging.getLogger("chapterx.run")
@@ -136,6 +137,7 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
     else:
         token_path = token_file if token_file.is_absolute() else Path.cwd() / token_file
     token = _read_token(token_path)
+    register_secrets([token])  # scrubbed from every Discord post and provider request
     model = str(resolved.config.get("continuation_model") or "")
     router = Router(resolved.vendors, env=environ)
     router.route(model)  # NoVendorError (a UserError) names the model and the vendors tried
