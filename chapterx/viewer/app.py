@@ -19,10 +19,11 @@ import functools
 import gzip
 import json
 import logging
+import multiprocessing
 import re
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,11 +34,12 @@ from aiohttp import web
 from chapterx.viewer import security
 from chapterx.viewer.chapter2 import (
     MAX_INGEST_BYTES,
+    PROCESS_DECODE_BYTES,
     Chapter2Source,
+    Decoded,
     IngestError,
-    append_request,
-    decode_body,
-    span_count,
+    append_line,
+    decode_request,
 )
 from chapterx.viewer.settings import ViewerSettings, is_loopback
 
@@ -56,6 +58,8 @@ GZIP_MIN_BYTES = 1024
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 REFRESH_INTERVAL_S = 1.0
+PUSH_CHUNK = 500  # chapter2 entries per store transaction (reads run between two)
+INITIAL_LOAD_WAIT_S = 1.0
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -133,6 +137,10 @@ class Viewer:
         self.store = store
         self.chapter2 = chapter2
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-store")
+        # chapter2 parsing and grouping run here, never on the store's thread (readers) or the loop
+        self.chapter2_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chapter2")
+        self.decoder: ProcessPoolExecutor | None = None  # big OTLP bodies, started on first use
+        self.initial_load: asyncio.Task[None] | None = None
         self.roots = [p for p in settings.logs_dirs]
         self.limiter = security.LoginLimiter()
         self.allowed_hosts = {settings.host.strip("[]").lower(), "localhost"}
@@ -144,35 +152,95 @@ class Viewer:
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
     def _refresh_sync(self, force: bool = False) -> None:
+        """Pick up appended chapter2 files (the store tails index.jsonl by itself on each query).
+        Returns at once when an ingest or another refresh holds the chapter2 source."""
         now = time.monotonic()
         if not force and now - self._last_refresh < REFRESH_INTERVAL_S:
             return
         self._last_refresh = now
-        # The store tails index.jsonl by itself on each query; only chapter2 files need a push.
-        if self.chapter2 is not None:
-            changed = self.chapter2.refresh(force=force)
-            if changed:
-                self.store.add_external(changed)
-            if not self._reconciled:
-                # the index is persisted: replies whose file went while the viewer was stopped
-                self._reconciled = True
-                live = {e["traceId"] for e in self.chapter2.entries()}
-                try:
-                    stale = set(self.store.external_ids()) - live
-                except Exception:  # housekeeping only: never keep the viewer from starting
-                    log.warning("cannot list the indexed chapter2 replies; replies of files deleted "
-                                "while the viewer was stopped stay listed", exc_info=True)
-                    stale = set()
-                self.chapter2.removed.extend(sorted(stale))
-            if self.chapter2.removed:
-                self.store.remove_external(list(self.chapter2.removed))
-                self.chapter2.removed.clear()
+        if self.chapter2 is None:
+            return
+        changed = self.chapter2.refresh(force=force)
+        self._push_sync(changed)
+
+    def _push_sync(self, changed: list[dict[str, Any]]) -> None:
+        if changed:
+            self.store.add_external(changed)
+        if self.chapter2 is not None and not self._reconciled:
+            # the index is persisted: replies whose file went while the viewer was stopped
+            self._reconciled = True
+            live = {e["traceId"] for e in self.chapter2.entries()}
+            try:
+                stale = set(self.store.external_ids()) - live
+            except Exception:  # housekeeping only: never keep the viewer from starting
+                log.warning("cannot list the indexed chapter2 replies; replies of files deleted "
+                            "while the viewer was stopped stay listed", exc_info=True)
+                stale = set()
+            self.chapter2.removed.extend(sorted(stale))
+        if self.chapter2 is not None and self.chapter2.removed:
+            self.store.remove_external(list(self.chapter2.removed))
+            self.chapter2.removed.clear()
+
+    async def push(self, changed: list[dict[str, Any]]) -> None:
+        """Hand changed chapter2 entries to the store in small transactions, so reads interleave."""
+        for i in range(0, max(len(changed), 1), PUSH_CHUNK):
+            await self.run(self._push_sync, changed[i:i + PUSH_CHUNK])
 
     async def refresh(self) -> None:
-        await self.run(self._refresh_sync)
+        if self.initial_load is not None and not self.initial_load.done():
+            # the first load runs in the background; wait a little for small deployments
+            await asyncio.wait({self.initial_load}, timeout=INITIAL_LOAD_WAIT_S)
+            return
+        if self.chapter2 is not None:
+            now = time.monotonic()
+            if now - self._last_refresh >= REFRESH_INTERVAL_S:
+                self._last_refresh = now
+                loop = asyncio.get_running_loop()
+                changed = await loop.run_in_executor(self.chapter2_executor, self.chapter2.refresh)
+                await self.push(changed)
+
+    async def load(self) -> None:
+        """The first (full) read of the chapter2 folders, off the loop and off the store's thread."""
+        source = self.chapter2
+        if source is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._last_refresh = time.monotonic()
+        changed = await loop.run_in_executor(self.chapter2_executor, lambda: source.refresh(force=True))
+        await self.push(changed)
 
     def force_refresh_sync(self) -> None:
         self._refresh_sync(force=True)
+
+    async def decode(self, body: bytes, content_type: str, content_encoding: str) -> Decoded:
+        """Decode an OTLP body: small ones on a chapter2 thread, big ones in a worker process."""
+        loop = asyncio.get_running_loop()
+        if len(body) < PROCESS_DECODE_BYTES:
+            return await loop.run_in_executor(self.chapter2_executor, decode_request, body, content_type,
+                                              content_encoding)
+        if self.decoder is None:
+            self.decoder = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return await loop.run_in_executor(self.decoder, decode_request, body, content_type, content_encoding)
+
+    async def ingest(self, decoded: Decoded) -> None:
+        """Append the request line and group its spans (no file re-read), then update the store."""
+        chapter2 = self.chapter2
+        folder = self.settings.otlp_ingest_dir
+
+        def work() -> list[dict[str, Any]]:
+            path, start, end = append_line(folder, decoded.line)
+            if chapter2 is None:
+                return []
+            return chapter2.add_ingested(path, start, end, decoded.spans())
+
+        loop = asyncio.get_running_loop()
+        changed = await loop.run_in_executor(self.chapter2_executor, work)
+        await self.push(changed)
+
+    def close(self) -> None:
+        self.chapter2_executor.shutdown(wait=True, cancel_futures=True)
+        if self.decoder is not None:
+            self.decoder.shutdown(wait=True, cancel_futures=True)
 
     @property
     def retention_floor(self) -> datetime | None:
@@ -490,14 +558,13 @@ async def ingest(request: web.Request) -> web.Response:
         raise ApiError(413, "Body too large")
     raw = await request.read()
     try:
-        doc = decode_body(
+        decoded = await viewer.decode(
             raw, request.headers.get("Content-Type", ""), request.headers.get("Content-Encoding", "")
         )
     except IngestError as exc:
         raise ApiError(415 if "content type" in str(exc) else 400, str(exc)) from None
-    if span_count(doc):
-        await viewer.run(append_request, viewer.settings.otlp_ingest_dir, doc)
-        await viewer.run(viewer.force_refresh_sync)
+    if decoded.count:
+        await viewer.ingest(decoded)
     if request.content_type in ("application/x-protobuf", "application/protobuf"):
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
@@ -575,7 +642,8 @@ def create_app(
     app.router.add_route("*", "/{tail:.*}", shell)
 
     async def _startup(app: web.Application) -> None:
-        await viewer.run(viewer.force_refresh_sync)
+        # listen at once; chapter2 folders load in the background (readers wait at most a moment)
+        viewer.initial_load = asyncio.create_task(viewer.load())
 
     async def _cleanup(app: web.Application) -> None:
         # Closing the store on its own thread checkpoints SQLite's WAL, so the next start does not
@@ -586,6 +654,9 @@ def create_app(
                 await viewer.run(close)
             except Exception:  # closing must never turn a clean shutdown into a crash
                 log.exception("viewer: closing the trace store failed")
+        if viewer.initial_load is not None and not viewer.initial_load.done():
+            viewer.initial_load.cancel()
+        await asyncio.get_running_loop().run_in_executor(None, viewer.close)
         viewer.executor.shutdown(wait=False, cancel_futures=True)
 
     app.on_startup.append(_startup)
