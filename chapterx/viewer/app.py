@@ -30,6 +30,8 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from chapterx.viewer import security
 from chapterx.viewer.chapter2 import (
@@ -556,7 +558,10 @@ async def ingest(request: web.Request) -> web.Response:
         raise ApiError(401, "Unauthorized")
     if request.content_length is not None and request.content_length > MAX_INGEST_BYTES:
         raise ApiError(413, "Body too large")
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except (RequestPayloadError, ContentEncodingError):
+        raise ApiError(400, "body is not valid gzip (or was cut short)") from None
     try:
         decoded = await viewer.decode(
             raw, request.headers.get("Content-Type", ""), request.headers.get("Content-Encoding", "")

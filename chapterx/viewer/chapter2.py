@@ -313,7 +313,7 @@ def append_line(folder: Path, line: bytes, now: Callable[[], datetime] | None = 
     folder.mkdir(parents=True, exist_ok=True)
     day = (now or (lambda: datetime.now(UTC)))().strftime("%Y-%m-%d")
     path = folder / f"otlp-received-{day}.jsonl"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
