@@ -30,7 +30,17 @@ def mask_secrets(value: Any, key: str = "", *, inside_env: bool = False) -> Any:
         return value
     if inside_env or (key and is_secret_key(key)):
         return MASK
+    if isinstance(value, str) and "@" in value:
+        return mask_url_credentials(value)
     return value
+
+
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/@\s:]*)(:[^/@\s]*)?@")
+
+
+def mask_url_credentials(text: str) -> str:
+    """`https://user:pw@host` -> `https://***@host` (the user name can be a token too)."""
+    return _URL_CREDENTIALS.sub(lambda m: f"{m.group(1)}{MASK}@", text)
 
 
 # -- known secret values, scrubbed from everything sent out (Discord posts, provider requests) --------

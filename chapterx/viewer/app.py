@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import gzip
 import json
 import logging
@@ -60,7 +61,7 @@ GZIP_MIN_BYTES = 1024
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 REFRESH_INTERVAL_S = 1.0
-PUSH_CHUNK = 500  # chapter2 entries per store transaction (reads run between two)
+PUSH_CHUNK = 200  # chapter2 entries per store transaction (reads run between two)
 INITIAL_LOAD_WAIT_S = 1.0
 
 CSP = (
@@ -233,7 +234,10 @@ class Viewer:
             path, start, end = append_line(folder, decoded.line)
             if chapter2 is None:
                 return []
-            return chapter2.add_ingested(path, start, end, decoded.spans())
+            changed = chapter2.add_ingested(path, start, end, decoded.spans())
+            # kept spans live as long as the viewer: keep full GC passes from walking them (pauses)
+            gc.freeze()
+            return changed
 
         loop = asyncio.get_running_loop()
         changed = await loop.run_in_executor(self.chapter2_executor, work)
