@@ -14,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from chapterx.discord.port import DiscordPort
+from chapterx.viewer.security import LoginLimiter, client_address
 
 DISCORD_EPOCH_MS = 1420070400000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -78,20 +79,28 @@ def _count(value: Any, cap: int) -> int | None:
     return value
 
 
-def create_app(backend: ApiBackend, bearer_token: str, *, cors_origin: str | None = None) -> web.Application:
+def create_app(backend: ApiBackend, bearer_token: str, *, cors_origin: str | None = None,
+               trusted_proxies: Sequence[str] = ()) -> web.Application:
     cors = {"Access-Control-Allow-Origin": cors_origin, "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
             "Access-Control-Allow-Headers": "Authorization, Content-Type"} if cors_origin else {}
+
+    limiter = LoginLimiter()
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method == "OPTIONS":
             return web.Response(status=200 if cors else 204, headers=cors)
         if request.path != "/health":
+            who = client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted_proxies)
+            if limiter.blocked(who):
+                return web.json_response({"error": "Too many failed attempts; try again in a minute"}, status=429,
+                                         headers=cors)
             header = request.headers.get("Authorization", "")
             if not header.startswith("Bearer "):
                 return web.json_response({"error": "Missing or invalid authorization header"}, status=401,
                                          headers=cors)
             if not token_equal(header[len("Bearer "):], bearer_token):
+                limiter.failed(who)
                 return web.json_response({"error": "Invalid bearer token"}, status=403, headers=cors)
         resp = await handler(request)
         resp.headers.update(cors)

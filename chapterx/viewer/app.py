@@ -269,6 +269,25 @@ def _is_authenticated(request: web.Request, viewer: Viewer, *, allow_cookie: boo
     return False
 
 
+def _client(request: web.Request, viewer: Viewer) -> str:
+    return security.client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                                   viewer.settings.trusted_proxies)
+
+
+def _require_auth(request: web.Request, viewer: Viewer, *, allow_cookie: bool = True) -> None:
+    """401 without valid credentials; 429 for a client that guessed wrong too often (every auth path)."""
+    if not viewer.settings.auth_token:
+        return
+    who = _client(request, viewer)
+    if viewer.limiter.blocked(who):
+        raise ApiError(429, "Too many failed attempts; try again in a minute")
+    if _is_authenticated(request, viewer, allow_cookie=allow_cookie):
+        return
+    if request.headers.get("Authorization") or (allow_cookie and request.cookies.get(security.SESSION_COOKIE)):
+        viewer.limiter.failed(who)  # a wrong guess, not a browser that has not logged in yet
+    raise ApiError(401, "Unauthorized")
+
+
 @web.middleware
 async def guard(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -301,8 +320,8 @@ def _check_host(request: web.Request) -> None:
     127.0.0.1 becomes same-origin; its requests still carry its own name in `Host`, so refuse those.
     """
     viewer = _viewer(request)
-    if viewer.settings.auth_token:
-        return
+    if viewer.settings.auth_token or viewer.settings.insecure:
+        return  # --insecure: the operator chose to serve any name without a token
     host = (request.host or "").strip().lower()
     name = (
         host[1:].split("]", 1)[0]
@@ -336,7 +355,7 @@ async def login(request: web.Request) -> web.Response:
     token = viewer.settings.auth_token
     if not token:
         return json_response(request, {"ok": True, "authRequired": False})
-    who = request.remote or "?"
+    who = _client(request, viewer)
     if viewer.limiter.blocked(who):
         raise ApiError(429, "Too many failed attempts; try again in a minute")
     # JSON only: a cross-site HTML form cannot send it, so no login CSRF.
@@ -373,8 +392,7 @@ async def logout(request: web.Request) -> web.Response:
 async def api(request: web.Request) -> web.StreamResponse:
     """All `/api/*` routes: auth first (as upstream), then method, then strict path parsing."""
     viewer = _viewer(request)
-    if not _is_authenticated(request, viewer):
-        raise ApiError(401, "Unauthorized")
+    _require_auth(request, viewer)
     raw = request.raw_path.split("?", 1)[0]
     segments = raw.split("/")  # ['', 'api', name, arg?]
     if _suspicious_path("/".join(segments[:3])) or any(s in (".", "..") for s in segments):
@@ -558,8 +576,7 @@ def _read_json(path: Path) -> Any:
 async def ingest(request: web.Request) -> web.Response:
     """OTLP/HTTP trace export: store the spans as the collector's file exporter would."""
     viewer = _viewer(request)
-    if not _is_authenticated(request, viewer, allow_cookie=False):
-        raise ApiError(401, "Unauthorized")
+    _require_auth(request, viewer, allow_cookie=False)
     if request.content_length is not None and request.content_length > MAX_INGEST_BYTES:
         raise ApiError(413, "Body too large")
     try:
