@@ -536,7 +536,7 @@ def _pid_alive(pid: int) -> bool:
 
 def remove_stale_temps(out: Path) -> list[Path]:
     """Hidden temp folders of killed runs for this output (they can hold copies of every token)."""
-    removed = []
+    removed: list[Path] = []
     try:
         siblings = list(out.parent.iterdir())
     except OSError:
