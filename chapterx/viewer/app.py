@@ -461,21 +461,26 @@ _DURATION_RE = re.compile(r"^(\d{1,6})\s*([smhdw])$")
 
 
 def parse_time(raw: str | None, key: str) -> datetime | None:
-    """ISO-8601, epoch milliseconds, or a relative age like `24h` / `7d` (meaning that long ago)."""
+    """ISO-8601, epoch milliseconds, or a relative age like `24h` / `7d` (meaning that long ago).
+    A date outside what the calendar can hold (`999999w`, year 0) is a 400, not a 500."""
     if raw is None or raw.strip() == "":
         return None
     raw = raw.strip()
-    m = _DURATION_RE.match(raw)
-    if m:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
-        return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
-    if re.fullmatch(r"\d{10,16}", raw):
-        return datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
+    bad = ApiError(400, f"Invalid {key}: use ISO-8601, epoch milliseconds, or an age like 24h")
     try:
-        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, f"Invalid {key}: use ISO-8601, epoch milliseconds, or an age like 24h") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+        m = _DURATION_RE.match(raw)
+        if m:
+            unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
+            dt = datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
+        elif re.fullmatch(r"\d{10,16}", raw):
+            dt = datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
+        else:
+            dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+        _iso(dt)  # must survive the conversion to UTC text the store receives
+    except (ValueError, OverflowError, OSError):
+        raise bad from None
+    return dt
 
 
 def _iso(dt: datetime) -> str:
