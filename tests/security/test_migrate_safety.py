@@ -140,3 +140,57 @@ def test_full_disk_is_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr and "cannot write" in proc.stderr
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+_STEP_HOOK = """
+import os, shutil, signal, sys
+import compat.chapter2.migrate as m
+KILL_AT = int(sys.argv[1])
+count = [0]
+def step(real):
+    def wrapped(*a, **k):
+        count[0] += 1
+        if count[0] == KILL_AT:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*a, **k)
+    return wrapped
+m.os.fdopen = step(os.fdopen)
+m.shutil.copyfile = step(shutil.copyfile)
+m.os.rename = step(os.rename)
+from chapterx.cli import main
+rc = main(['migrate', sys.argv[2], '--out', sys.argv[3], '--force'])
+print('STEPS', count[0])
+sys.exit(rc)
+"""
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_kill_9_at_every_step_loses_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["migrate", str(HARBOUR), "--out", str(out)]) == 0
+    (out / "config" / "bots" / "gull.yaml").write_text("# previous run, edited\n")  # what must never be lost
+    before = _snapshot(out)
+    probe = subprocess.run([sys.executable, "-c", _STEP_HOOK, "0", str(HARBOUR), str(out)], cwd=REPO_DIR,
+                           capture_output=True, text=True, timeout=120)
+    steps = int(probe.stdout.split("STEPS")[1])
+    # the probe itself replaced `out` (moving the edited tree aside); start each kill from the edited tree
+    for kill_at in sorted({1, 2, steps // 2, steps - 1, steps}):
+        for p in tmp_path.iterdir():
+            shutil.rmtree(p)
+        out.mkdir()
+        for rel, data in before.items():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_bytes(data)
+        proc = subprocess.run([sys.executable, "-c", _STEP_HOOK, str(kill_at), str(HARBOUR), str(out)],
+                              cwd=REPO_DIR, capture_output=True, timeout=120)
+        assert proc.returncode == -signal.SIGKILL, kill_at
+        survivors = [out] + sorted(p for p in tmp_path.glob("out.previous-*"))
+        assert any(d.is_dir() and _snapshot(d) == before for d in survivors), f"previous output lost at step {kill_at}"
+        # the next run cleans up what the kill left and succeeds
+        code = main(["migrate", str(HARBOUR), "--out", str(out), "--force"]) if out.exists() else \
+            main(["migrate", str(HARBOUR), "--out", str(out)])
+        assert code == 0, kill_at
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], f"temp left after step {kill_at}"
