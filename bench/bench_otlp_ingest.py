@@ -106,6 +106,7 @@ async def part1(mb: float) -> None:
                     assert r.status == 200, await r.text()
             ingest_s = time.perf_counter() - t
             busy = list(lat)
+            hwm = [ln for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if ln.startswith("VmHWM")]
             stop.set()
             await reader
             async with aiohttp.ClientSession() as http:
@@ -117,6 +118,7 @@ async def part1(mb: float) -> None:
             await proc.wait()
     q = statistics.quantiles(busy, n=100) if len(busy) > 2 else busy
     print(f"ingest: {len(body) / 1e6:.1f} MB, {n} replies generated, {total} listed, {ingest_s:.2f} s")
+    print(f"viewer process peak RSS (VmHWM, the decode worker excluded): {hwm[0].split(':')[1].strip()}")
     print(f"/api/traces idle: p50 {statistics.median(idle):.1f} ms ({len(idle)} reads)")
     print(f"/api/traces during ingest: {len(busy)} reads, p50 {statistics.median(busy):.1f} ms, "
           f"p99 {q[-1]:.1f} ms, max {max(busy):.1f} ms")

@@ -222,7 +222,10 @@ class Viewer:
             return await loop.run_in_executor(self.chapter2_executor, decode_request, body, content_type,
                                               content_encoding)
         if self.decoder is None:
-            self.decoder = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            # one task per worker: the worker's peak memory (a 32 MB JSON body is ~700 MB of
+            # Python objects) goes back to the system when it exits, and the viewer never holds it
+            self.decoder = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                               max_tasks_per_child=1)
         return await loop.run_in_executor(self.decoder, decode_request, body, content_type, content_encoding)
 
     async def ingest(self, decoded: Decoded) -> None:
