@@ -42,6 +42,7 @@ from chapterx.viewer.chapter2 import (
     Decoded,
     IngestError,
     append_line,
+    decode_and_prepare,
     decode_request,
 )
 from chapterx.viewer.settings import ViewerSettings, is_loopback
@@ -226,7 +227,7 @@ class Viewer:
             # Python objects) goes back to the system when it exits, and the viewer never holds it
             self.decoder = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                                max_tasks_per_child=1)
-        return await loop.run_in_executor(self.decoder, decode_request, body, content_type, content_encoding)
+        return await loop.run_in_executor(self.decoder, decode_and_prepare, body, content_type, content_encoding)
 
     async def ingest(self, decoded: Decoded) -> None:
         """Append the request line and group its spans (no file re-read), then update the store."""
@@ -237,9 +238,14 @@ class Viewer:
             path, start, end = append_line(folder, decoded.line)
             if chapter2 is None:
                 return []
-            changed = chapter2.add_ingested(path, start, end, decoded.spans())
-            # kept spans live as long as the viewer: keep full GC passes from walking them (pauses)
-            gc.freeze()
+            # No collector passes over the objects being built (long pauses for every thread); the
+            # kept spans then move to the permanent generation, so later full passes skip them.
+            gc.disable()
+            try:
+                changed = chapter2.add_ingested(path, start, end, decoded.spans(), decoded.prepared())
+            finally:
+                gc.freeze()
+                gc.enable()
             return changed
 
         loop = asyncio.get_running_loop()

@@ -16,8 +16,8 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from compat.chapter2 import otlp
 log = logging.getLogger(__name__)
 
 MAX_INGEST_BYTES = 32 * 1024 * 1024
+DETAIL_CACHE = 256  # detail documents kept in memory (the store keeps all of them)
 
 
 @dataclass
@@ -110,7 +111,9 @@ class Chapter2Source:
             self.removed.extend(sorted(old - set(self._entries)))
         return changed
 
-    def add_ingested(self, path: Path, start: int, end: int, spans: list[otlp.Span]) -> list[dict[str, Any]]:
+    def add_ingested(self, path: Path, start: int, end: int, spans: list[otlp.Span],
+                     prepared: Mapping[PreparedKey, tuple[dict[str, Any], dict[str, Any]]] | None = None,
+                     ) -> list[dict[str, Any]]:
         """Spans of one request appended to `path` at [start, end): grouped without re-reading the
         file when nothing else was appended in between (else the file is read from where we were)."""
         with self._lock:
@@ -121,11 +124,16 @@ class Chapter2Source:
                 except OSError:
                     return []
                 self._files[path] = _FileState(st.st_ino, end, st.st_mtime_ns)
-                return self._add(spans)
+                return self._add(spans, prepared)
             self._last = time.monotonic()
             return self._refresh_locked()
 
-    def _add(self, spans: list[otlp.Span]) -> list[dict[str, Any]]:
+    def _add(self, spans: list[otlp.Span],
+             prepared: Mapping[PreparedKey, tuple[dict[str, Any], dict[str, Any]]] | None = None,
+             ) -> list[dict[str, Any]]:
+        """Group new spans; entries (with their detail, which the store keeps so `chapterx traces
+        show` works for chapter2) of replies that are new or changed. A reply the worker already
+        summarised (same traces, same span count) is not summarised again."""
         if not spans:
             return []
         replies, gone = self._grouper.add(spans)
@@ -135,12 +143,13 @@ class Chapter2Source:
             self._details.pop(tid, None)
             self.removed.append(tid)
         for r in replies:
-            entry = otlp.reply_entry(r)
+            hit = prepared.get(reply_key(r)) if prepared else None
+            entry = hit[0] if hit is not None else otlp.reply_entry(r)
             if self._entries.get(r.trace_id) != entry:
                 self._entries[r.trace_id] = entry
-                # the store keeps the detail too, so `chapterx traces show <id>` works for chapter2
-                self._details[r.trace_id] = otlp.reply_detail(r)
-                changed.append({**entry, "detail": self._details[r.trace_id]})
+                self._details.pop(r.trace_id, None)  # rebuilt on demand; the store has it
+                detail = hit[1] if hit is not None else otlp.reply_detail(r)
+                changed.append({**entry, "detail": detail})
         return changed
 
     def entries(self) -> list[dict[str, Any]]:
@@ -153,7 +162,10 @@ class Chapter2Source:
             return None
         detail = self._details.get(reply.trace_id)
         if detail is None:
-            detail = self._details[reply.trace_id] = otlp.reply_detail(reply)
+            detail = otlp.reply_detail(reply)
+            if len(self._details) >= DETAIL_CACHE:
+                self._details.pop(next(iter(self._details)))
+            self._details[reply.trace_id] = detail
         return detail
 
     def __contains__(self, trace_id: str) -> bool:
@@ -332,17 +344,24 @@ def append_line(folder: Path, line: bytes, now: Callable[[], datetime] | None = 
 
 
 PROCESS_DECODE_BYTES = 1024 * 1024  # bigger bodies are decoded in a worker process (off the GIL)
-_CHUNK_SPANS = 2000
+_CHUNK = 300  # spans (or prepared replies) per pickle: each unpickle is a short GIL hold
+PreparedKey = tuple[tuple[str, ...], int]  # (sorted OTLP trace ids, span count) of one reply
+
+
+def reply_key(reply: otlp.Reply) -> PreparedKey:
+    return tuple(sorted(reply.traces)), len(reply.spans)
 
 
 @dataclass
 class Decoded:
-    """One OTLP/HTTP body, decoded: the line to append and its spans (pickled in chunks, so the
-    receiving thread unpickles them in short steps instead of one long GIL hold)."""
+    """One OTLP/HTTP body, decoded: the line to append, its spans, and the list entry and detail of
+    every reply complete within the request (built where the body was decoded). Pickled in chunks,
+    so the receiving thread unpickles in short steps instead of one long GIL hold."""
 
     line: bytes
     count: int
     span_chunks: list[bytes]
+    prepared_chunks: list[bytes] = field(default_factory=list)
 
     def spans(self) -> list[otlp.Span]:
         out: list[otlp.Span] = []
@@ -350,9 +369,16 @@ class Decoded:
             out.extend(pickle.loads(chunk))  # noqa: S301 - produced by our own worker process
         return out
 
+    def prepared(self) -> dict[PreparedKey, tuple[dict[str, Any], dict[str, Any]]]:
+        out: dict[PreparedKey, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for chunk in self.prepared_chunks:
+            out.update(pickle.loads(chunk))  # noqa: S301 - produced by our own worker process
+        return out
 
-def decode_request(body: bytes, content_type: str, content_encoding: str) -> Decoded:
-    """Everything CPU-heavy about one ingest (inflate, parse, id conversion, span parsing)."""
+
+def decode_request(body: bytes, content_type: str, content_encoding: str, *, prepare: bool = False) -> Decoded:
+    """Everything CPU-heavy about one ingest (inflate, parse, id conversion, span parsing and, with
+    `prepare`, the summaries of the replies the request holds on its own)."""
     doc = decode_body(body, content_type, content_encoding)
     count = span_count(doc)
     if not count:
@@ -360,6 +386,16 @@ def decode_request(body: bytes, content_type: str, content_encoding: str) -> Dec
     spans = otlp.parse_request(doc)
     line = request_line(doc)
     del doc
-    chunks = [pickle.dumps(spans[i:i + _CHUNK_SPANS], protocol=pickle.HIGHEST_PROTOCOL)
-              for i in range(0, len(spans), _CHUNK_SPANS)]
-    return Decoded(line, count, chunks)
+    chunks = [pickle.dumps(spans[i:i + _CHUNK], protocol=pickle.HIGHEST_PROTOCOL)
+              for i in range(0, len(spans), _CHUNK)]
+    prepared: list[bytes] = []
+    if prepare:
+        items = [(reply_key(r), (otlp.reply_entry(r), otlp.reply_detail(r))) for r in otlp.group_replies(spans)]
+        prepared = [pickle.dumps(dict(items[i:i + _CHUNK]), protocol=pickle.HIGHEST_PROTOCOL)
+                    for i in range(0, len(items), _CHUNK)]
+    return Decoded(line, count, chunks, prepared)
+
+
+def decode_and_prepare(body: bytes, content_type: str, content_encoding: str) -> Decoded:
+    """`decode_request` with reply summaries, for the worker process."""
+    return decode_request(body, content_type, content_encoding, prepare=True)
