@@ -124,7 +124,7 @@ def _table(bots: list[Any], now: float) -> None:
     for col, justify in (("bot", "left"), ("framework", "left"), ("health", "left"), ("config", "right"),
                          ("token", "left"), ("unit", "left"), ("process", "left"), ("last activation", "left"),
                          ("24h act/fail", "right"), ("24h cost", "right"), ("why", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(col, justify=justify, no_wrap=col != "why")  # type: ignore[arg-type]
     for b in bots:
         token = b.token_mode if b.token_present else "missing"
         proc = "-" if b.process_alive is None else (f"pid {b.pids[0]}" if b.pids else "not running")
@@ -134,7 +134,10 @@ def _table(bots: list[Any], now: float) -> None:
             _age(b.last_activation, now), f"{b.activations_24h}/{b.failures_24h}", f"${b.cost_24h_usd:.2f}",
             Text("; ".join(b.reasons)),
         )
-    Console(highlight=False, soft_wrap=False).print(table)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=200)  # cron mail, pipes: whole words, not an 80-column squeeze
+    console.print(table)
 
 
 def _units(args: argparse.Namespace) -> int:

@@ -119,6 +119,9 @@ def discover(config_roots: Iterable[Path], ems_dirs: Iterable[Path]) -> list[Bot
         except OSError:
             names = []
         for name in names:
+            em = ems / name
+            if not ((em / "config.yaml").is_file() or (em / "discord_token").exists()):
+                continue  # e.g. an OTLP `logs/` folder kept next to the ems: not an em
             out.append(BotEntry(
                 name, "chapter2", ems / name, ems, (ems / name / "discord_token",),
                 (f"chapterx-ems@{name}.service", f"prod-{name}.service"),
