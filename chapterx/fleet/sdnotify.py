@@ -88,7 +88,7 @@ async def run_notifier(ready: asyncio.Event, stop: asyncio.Event, *, notifier: N
             n.watchdog()
             try:
                 await asyncio.wait_for(asyncio.shield(waiter), timeout=n.watchdog_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
         n.stopping()
     finally:

@@ -4,7 +4,6 @@ config, a missing token, real processes found in /proc, traces of both framework
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from chapterx.cli import main
-from chapterx.fleet.units import BOT_UNIT, EMS_UNIT, PRUNE_SERVICE, PRUNE_TIMER, VIEWER_UNIT, UnitOptions, render_units, token_path
+from chapterx.fleet.units import (
+    BOT_UNIT,
+    EMS_UNIT,
+    PRUNE_SERVICE,
+    PRUNE_TIMER,
+    VIEWER_UNIT,
+    UnitOptions,
+    render_units,
+    token_path,
+)
 
 
 def _ini(text: str) -> dict[str, list[str]]:
