@@ -98,9 +98,11 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
     """Resolve config, token and vendors; raise one-line UserErrors for anything missing."""
     from chapterx.config.load import resolve_bot_config
     from chapterx.llm.routing import Router
+    from chapterx.trace.paths import check_trace_dir
 
     environ: Mapping[str, str] = dict(os.environ if env is None else env)
     settings = Settings.from_env(environ)
+    check_trace_dir(settings.logs_dir, settings.trace_dir if environ.get("TRACE_DIR") else None)
     bot_name = bot or settings.bot_name
     if bot_file is None and ems is None:
         bot_file = settings.bot_config
