@@ -290,12 +290,24 @@ def activity(store: Any, *, now: float, window: float = DAY) -> dict[tuple[str, 
     return out
 
 
-def find_activity(acts: Mapping[tuple[str, str], Activity], entry: BotEntry) -> Activity:
-    hit = acts.get((entry.framework, entry.name))
-    if hit is None:  # trace bot names keep the case Discord or BOT_NAME gave them
-        low = entry.name.lower()
-        hit = next((a for (fw, b), a in acts.items() if fw == entry.framework and b.lower() == low), None)
-    return hit or Activity()
+def find_activity(acts: Mapping[tuple[str, str], Activity], entry: BotEntry, *,
+                  also_chapterx: bool = False) -> Activity:
+    """The entry's activity. A chapter2 em run in place by chapterx writes ChapterX traces under its
+    em name: with `also_chapterx` those count too (chapter2 spans + chapterx traces)."""
+    frameworks = [entry.framework] + (["chapterx"] if also_chapterx else [])
+    found: list[Activity] = []
+    for fw in frameworks:
+        hit = acts.get((fw, entry.name))
+        if hit is None:  # trace bot names keep the case Discord or BOT_NAME gave them
+            low = entry.name.lower()
+            hit = next((a for (f, b), a in acts.items() if f == fw and b.lower() == low), None)
+        if hit is not None:
+            found.append(hit)
+    if not found:
+        return Activity()
+    lasts = [a.last_activation for a in found if a.last_activation is not None]
+    return Activity(max(lasts) if lasts else None, sum(a.activations for a in found),
+                    sum(a.failures for a in found), sum(a.cost_usd for a in found))
 
 
 # ----------------------------------------------------------------------------- judge
@@ -350,6 +362,7 @@ def collect(opts: StatusOptions, *, now: float | None = None, procs: list[Proc] 
         states = unit_states([u for e in entries for u in e.units], systemctl)
     processes = list_processes() if procs is None else procs
     acts = _activity(opts, now)
+    chapterx_names = {e.name.lower() for e in entries if e.framework == "chapterx"}
     out: list[BotStatus] = []
     for e in entries:
         token, present, mode = token_facts(e)
@@ -358,7 +371,7 @@ def collect(opts: StatusOptions, *, now: float | None = None, procs: list[Proc] 
         if unit is not None and unit.main_pid and unit.main_pid not in pids and Path(f"/proc/{unit.main_pid}").exists():
             pids.append(unit.main_pid)
         alive: bool | None = bool(pids)
-        a = find_activity(acts, e)
+        a = find_activity(acts, e, also_chapterx=e.framework == "chapter2" and e.name.lower() not in chapterx_names)
         errors, warnings = counts.get(e.config, (0, 0))
         s = BotStatus(
             bot=e.name, framework=e.framework, config=str(e.config), config_errors=errors, config_warnings=warnings,

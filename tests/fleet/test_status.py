@@ -67,7 +67,8 @@ def machine(tmp_path: Path) -> Iterator[dict[str, Path]]:
     (logs / "traces").mkdir(parents=True)
     lines = [_line("aria", now - 3600, True, 1),
              *[_line("robin", now - 600 * i, i == 1, i) for i in range(1, 5)],
-             _line("owl", now - 3 * 86400, True, 9)]
+             _line("owl", now - 3 * 86400, True, 9),
+             _line("skua", now - 7200, True, 10)]  # a chapter2 em run in place by chapterx
     (logs / "traces" / "index.jsonl").write_text("\n".join(lines) + "\n")
     # chapter2 checkout with its ems/ folder and an OTLP file exporter folder
     checkout = tmp_path / "chapter2"
@@ -83,6 +84,7 @@ def machine(tmp_path: Path) -> Iterator[dict[str, Path]]:
         for bot in ("aria", "robin", "owl")
     ]
     procs.append(subprocess.Popen([sys.executable, "-u", "./chapter2/main.py", "gull"], cwd=checkout))
+    procs.append(subprocess.Popen(["bash", "-c", f"{fake_cx} run --ems ../../chapter2/ems --bot skua"], cwd=prefix))
     time.sleep(0.3)
     try:
         yield {"prefix": prefix, "root": root, "logs": logs, "ems": checkout / "ems", "index": tmp_path / "ix.sqlite"}
@@ -107,7 +109,7 @@ def test_status_table_json_and_exit_code(machine: dict[str, Path], capsys: pytes
         ("chapterx", "robin"): "failing",  # 3 of 4 activations failed
         ("chapterx", "wren"): "misconfigured",  # config errors
         ("chapter2", "gull"): "ok",  # run by chapter2 itself, spans in ems/logs
-        ("chapter2", "skua"): "stopped",
+        ("chapter2", "skua"): "ok",  # run in place by chapterx: its ChapterX traces count
         ("chapter2", "tern"): "stopped",
     }
     assert out["ok"] is False
@@ -124,6 +126,8 @@ def test_status_table_json_and_exit_code(machine: dict[str, Path], capsys: pytes
     assert any("chmod 600" in r for r in owl["reasons"])
     gull = bots[("chapter2", "gull")]
     assert gull["activations_24h"] == 1 and gull["process_alive"] and gull["config_warnings"] >= 1
+    skua = bots[("chapter2", "skua")]
+    assert skua["activations_24h"] == 1 and skua["process_alive"] and skua["token_file"].endswith("skua/discord_token")
     # the table on a terminal-less stdout still names every bot and its word
     assert main(args[:-1]) == 1
     table = capsys.readouterr().out
