@@ -68,7 +68,7 @@ def token_path(config_root: str, bot: str) -> str:
 
 def _hardening(o: UnitOptions, writable: list[str]) -> str:
     return "\n".join([
-        "# Hardening: the bot reads the whole tree, writes only below these folders.",
+        "# Hardening: reads the whole tree, writes only below these folders.",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "ProtectHome=read-only",
@@ -170,7 +170,7 @@ EnvironmentFile=-/etc/chapterx/viewer.env
 ExecStart={o.chapterx} traces serve
 Restart=always
 RestartSec=5
-{_hardening(o, [o.path('cache')])}
+{_hardening(o, [o.path('cache'), '-' + o.path('logs', 'otlp')])}
 
 [Install]
 WantedBy=multi-user.target

@@ -52,7 +52,7 @@ def test_bot_units_are_notify_watchdog_and_hardened() -> None:
     assert env["DISCORD_TOKEN_FILE"] == token_path("/srv/cx/config", "%i") == "/srv/cx/tokens/%i_token"
     assert _ini(units[EMS_UNIT])["ExecStart"] == ["/srv/cx/.venv/bin/chapterx run --ems /opt/chapter2/ems --bot %i"]
     viewer = _ini(units[VIEWER_UNIT])
-    assert "HOST=127.0.0.1" in viewer["Environment"] and viewer["ReadWritePaths"] == ["/srv/cx/cache"]
+    assert "HOST=127.0.0.1" in viewer["Environment"] and viewer["ReadWritePaths"] == ["/srv/cx/cache -/srv/cx/logs/otlp"]
     prune = _ini(units[PRUNE_SERVICE])
     assert prune["Type"] == ["oneshot"] and prune["ExecStart"][0].endswith("traces prune --older-than 14d")
     assert _ini(units[PRUNE_TIMER])["Persistent"] == ["true"]
