@@ -91,10 +91,16 @@ def _status(args: argparse.Namespace) -> int:
         silent_after=args.silent_after * 3600,
     )
     now = time.time()
+    import sqlite3
+
     try:
         bots = collect(opts, now=now)
     except OSError as exc:
         raise UsageError(f"cannot read the trace index: {exc.strerror or exc}") from exc
+    except sqlite3.Error as exc:
+        where = args.index or "the default index path"
+        raise UsageError(f"cannot open the trace index {where}: {exc} "
+                         "(it is derived data: delete it or pass another --index)") from exc
     unhealthy = [b for b in bots if b.health != "ok"]
     if args.json:
         out = {"ok": not unhealthy, "generated_at": now, "bots": [b.to_json() for b in bots]}

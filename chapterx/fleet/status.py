@@ -368,8 +368,8 @@ def collect(opts: StatusOptions, *, now: float | None = None, procs: list[Proc] 
         token, present, mode = token_facts(e)
         unit = next((states[u] for u in e.units if u in states and states[u].loaded), None)
         pids = [p.pid for p in processes if matches(e, p)]
-        if unit is not None and unit.main_pid and unit.main_pid not in pids and Path(f"/proc/{unit.main_pid}").exists():
-            pids.append(unit.main_pid)
+        if unit is not None and unit.main_pid and unit.active_state == "active" and unit.main_pid not in pids:
+            pids.append(unit.main_pid)  # systemd's word counts even where /proc hides other users' processes
         alive: bool | None = bool(pids)
         a = find_activity(acts, e, also_chapterx=e.framework == "chapter2" and e.name.lower() not in chapterx_names)
         errors, warnings = counts.get(e.config, (0, 0))

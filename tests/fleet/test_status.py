@@ -214,3 +214,11 @@ def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkey
     assert main(["fleet", "status", "--config-root", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such folder" in err[0]
+
+
+def test_corrupt_index_is_one_line(machine: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    machine["index"].write_text("not a database\n")
+    assert main(["fleet", "status", "--config-root", str(machine["root"]), "--logs-dir", str(machine["logs"]),
+                 "--index", str(machine["index"])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot open the trace index" in err[0] and "delete it" in err[0]
