@@ -277,17 +277,12 @@ def matches(entry: BotEntry, proc: Proc) -> bool:
 
 
 def activity(store: Any, *, now: float, window: float = DAY) -> dict[tuple[str, str], Activity]:
-    """Per (framework, bot) over the last `window` seconds, plus the last activation ever indexed."""
+    """Per (framework, bot) over the last `window` seconds. `bot_summaries` also lists bots idle in
+    the window, with their newest activation before it: one query answers both questions."""
     from chapterx.trace.aggregates import bot_summaries
 
-    recent = {(s.framework, s.bot): s for s in bot_summaries(store, since=now - window, until=None)}
-    ever = {(s.framework, s.bot): s for s in bot_summaries(store, since=0.0, until=None)}
-    out: dict[tuple[str, str], Activity] = {}
-    for key, s in ever.items():
-        r = recent.get(key)
-        out[key] = Activity(s.last_activation, r.activations if r else 0, r.failures if r else 0,
-                            float(r.cost_usd) if r else 0.0)
-    return out
+    return {(s.framework, s.bot): Activity(s.last_activation, s.activations, s.failures, float(s.cost_usd))
+            for s in bot_summaries(store, since=now - window, until=None)}
 
 
 def find_activity(acts: Mapping[tuple[str, str], Activity], entry: BotEntry, *,
