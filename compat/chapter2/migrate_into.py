@@ -220,26 +220,61 @@ def write_into(into: IntoPlan) -> None:
     for dest, (content, mode) in sorted(into.writes.items()):
         _atomic_write(dest, content, mode)
     for dest, src in sorted(into.copies.items()):
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        _makedirs(dest.parent)
         tmp = dest.with_name(f".{dest.name}.migrate-tmp")
+        uid, gid = _owner(dest)
         try:
             shutil.copyfile(src, tmp, follow_symlinks=True)
             os.chmod(tmp, 0o644)
+            if os.geteuid() == 0:
+                os.chown(tmp, uid, gid)
             os.replace(tmp, dest)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise UserError(f"{src}: cannot copy to {dest}: {exc.strerror}") from None
 
 
+def _owner(path: Path) -> tuple[int, int]:
+    """The owner a new or replaced file should keep: the file's own, else its nearest existing folder's."""
+    p = path
+    while True:
+        try:
+            st = p.stat()
+            return st.st_uid, st.st_gid
+        except OSError:
+            if p.parent == p:
+                return os.getuid(), os.getgid()
+            p = p.parent
+
+
+def _makedirs(folder: Path) -> None:
+    """Create missing folders one by one, each owned like its parent when run as root."""
+    missing = []
+    p = folder
+    while not p.exists() and p.parent != p:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            st = d.parent.stat()
+            os.chown(d, st.st_uid, st.st_gid)
+
+
 def _atomic_write(dest: Path, content: bytes, mode: int) -> None:
+    """Temp file + rename; mode as asked; when run as root (sudo), the deployment's owner is kept,
+    so a 0600 token or shared.yaml stays readable by the service user."""
+    uid, gid = _owner(dest)
     parent = dest.parent
     if not parent.exists():
-        parent.mkdir(parents=True, exist_ok=True)
+        _makedirs(parent)
         if mode == SECRET_MODE and parent.name == "tokens":
             os.chmod(parent, 0o700)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=parent)
     try:
         os.fchmod(fd, mode)
+        if os.geteuid() == 0:
+            os.fchown(fd, uid, gid)
         with os.fdopen(fd, "wb") as fh:
             fh.write(content)
             fh.flush()

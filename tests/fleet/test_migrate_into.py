@@ -246,3 +246,18 @@ async def test_migrated_bot_runs_from_the_unit_and_notifies_systemd(tmp_path: Pa
     assert list((prefix / "logs" / "traces" / "tern").glob("*.json"))
     assert token not in err.decode()
     shutil.rmtree(prefix / "cache", ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to another user")
+def test_run_with_sudo_keeps_the_deployment_owner(tmp_path: Path) -> None:
+    """An operator running migrate as root must not leave root-owned 0600 tokens the bot cannot read."""
+    root = _deployment(tmp_path)
+    prefix = root.parent
+    for p in [prefix, *prefix.rglob("*")]:
+        os.chown(p, 4242, 4343)
+    assert main(["migrate", str(HARBOUR), "--into", str(root), "--bots", "gull"]) == 0
+    for p in [root / "shared.yaml", root / "bots" / "gull.yaml", prefix / "tokens" / "gull_token",
+              root / "bots" / "gull", root / "bots" / "gull" / "gull.chr" / "sayings.txt",
+              *(prefix / "migrations").rglob("*")]:
+        st = p.stat()
+        assert (st.st_uid, st.st_gid) == (4242, 4343), p
