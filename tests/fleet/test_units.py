@@ -107,3 +107,14 @@ def test_systemd_analyze_verify_is_clean(tmp_path: Path) -> None:
     bad = subprocess.run(["systemd-analyze", "verify", "--man=no", "./broken.service"], cwd=out,
                          capture_output=True, text=True, timeout=120)
     assert "PrivatTmp" in bad.stderr
+
+
+def test_docs_excerpt_matches_the_generated_unit() -> None:
+    """docs/running.md shows an excerpt of chapterx@.service: every line of it is in the real unit."""
+    from tests.conftest import REPO_DIR
+
+    text = (REPO_DIR / "docs" / "running.md").read_text()
+    excerpt = text.split("# chapterx@.service (excerpt)\n", 1)[1].split("```", 1)[0]
+    unit = render_units(UnitOptions())[BOT_UNIT].splitlines()
+    lines = [ln for ln in excerpt.splitlines() if ln.strip()]
+    assert len(lines) >= 6 and all(ln in unit for ln in lines), [ln for ln in lines if ln not in unit]
