@@ -79,6 +79,11 @@ def _status(args: argparse.Namespace) -> int:
                 raise UsageError(f"{flag} {d}: no such folder")
     if not roots and not ems:
         raise UsageError("no bots to look at: pass --config-root DIR and/or --ems DIR")
+    from compat.chapter2.api import looks_like_chapter2
+
+    for d in ems:
+        if not looks_like_chapter2(d):
+            raise UsageError(f"--ems {d}: not a chapter2 ems/ folder (a ChapterX config root goes to --config-root)")
     ch2 = list(_paths(args.chapter2_logs_dir))
     if not ch2 and env.get("CHAPTER2_LOGS_DIRS"):
         ch2 = [Path(p.strip()) for p in env["CHAPTER2_LOGS_DIRS"].split(",") if p.strip()]

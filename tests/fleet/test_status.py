@@ -222,3 +222,9 @@ def test_corrupt_index_is_one_line(machine: dict[str, Path], capsys: pytest.Capt
                  "--index", str(machine["index"])]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot open the trace index" in err[0] and "delete it" in err[0]
+
+
+def test_ems_must_be_a_chapter2_folder(machine: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fleet", "status", "--ems", str(machine["root"]), "--index", str(machine["index"])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a chapter2 ems/ folder" in err[0]
