@@ -41,9 +41,12 @@ from chapterx.viewer.chapter2 import (
     Chapter2Source,
     Decoded,
     IngestError,
+    Pending,
+    Prepared,
     append_line,
     decode_and_prepare,
     decode_request,
+    with_details,
 )
 from chapterx.viewer.settings import ViewerSettings, is_loopback
 
@@ -230,27 +233,31 @@ class Viewer:
         return await loop.run_in_executor(self.decoder, decode_and_prepare, body, content_type, content_encoding)
 
     async def ingest(self, decoded: Decoded) -> None:
-        """Append the request line and group its spans (no file re-read), then update the store."""
+        """Append the request line and group its spans (no file re-read), then hand the changed
+        replies to the store a batch at a time (details built, or unpickled, per batch)."""
         chapter2 = self.chapter2
         folder = self.settings.otlp_ingest_dir
 
-        def work() -> list[dict[str, Any]]:
+        def group() -> tuple[list[Pending], Prepared | None]:
+            prepared = decoded.prepared() if decoded.entry_chunks else None
             path, start, end = append_line(folder, decoded.line)
             if chapter2 is None:
-                return []
+                return [], None
             # No collector passes over the objects being built (long pauses for every thread); the
             # kept spans then move to the permanent generation, so later full passes skip them.
             gc.disable()
             try:
-                changed = chapter2.add_ingested(path, start, end, decoded.spans(), decoded.prepared())
+                return chapter2.add_ingested(path, start, end, decoded.spans(), prepared), prepared
             finally:
                 gc.freeze()
                 gc.enable()
-            return changed
 
         loop = asyncio.get_running_loop()
-        changed = await loop.run_in_executor(self.chapter2_executor, work)
-        await self.push(changed)
+        pending, prepared = await loop.run_in_executor(self.chapter2_executor, group)
+        for i in range(0, max(len(pending), 1), PUSH_CHUNK):
+            batch = await loop.run_in_executor(self.chapter2_executor, with_details,
+                                               pending[i:i + PUSH_CHUNK], prepared)
+            await self.run(self._push_sync, batch)
 
     def close(self) -> None:
         self.chapter2_executor.shutdown(wait=True, cancel_futures=True)

@@ -16,7 +16,7 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,10 +112,10 @@ class Chapter2Source:
         return changed
 
     def add_ingested(self, path: Path, start: int, end: int, spans: list[otlp.Span],
-                     prepared: Mapping[PreparedKey, tuple[dict[str, Any], dict[str, Any]]] | None = None,
-                     ) -> list[dict[str, Any]]:
+                     prepared: Prepared | None = None) -> list[Pending]:
         """Spans of one request appended to `path` at [start, end): grouped without re-reading the
-        file when nothing else was appended in between (else the file is read from where we were)."""
+        file when nothing else was appended in between (else the file is read from where we were).
+        Returns the changed replies; `with_details` turns a batch of them into store entries."""
         with self._lock:
             state = self._files.get(path)
             if state is None and start == 0 or state is not None and state.offset == start:
@@ -124,32 +124,37 @@ class Chapter2Source:
                 except OSError:
                     return []
                 self._files[path] = _FileState(st.st_ino, end, st.st_mtime_ns)
-                return self._add(spans, prepared)
+                return self._pending(spans, prepared)
             self._last = time.monotonic()
-            return self._refresh_locked()
+            return [Pending(e, None, ((), 0)) for e in self._refresh_locked()]
 
-    def _add(self, spans: list[otlp.Span],
-             prepared: Mapping[PreparedKey, tuple[dict[str, Any], dict[str, Any]]] | None = None,
-             ) -> list[dict[str, Any]]:
+    def _add(self, spans: list[otlp.Span]) -> list[dict[str, Any]]:
         """Group new spans; entries (with their detail, which the store keeps so `chapterx traces
-        show` works for chapter2) of replies that are new or changed. A reply the worker already
-        summarised (same traces, same span count) is not summarised again."""
+        show` works for chapter2) of replies that are new or changed."""
+        return with_details(self._pending(spans, None), None)
+
+    def _pending(self, spans: list[otlp.Span], prepared: Prepared | None) -> list[Pending]:
+        """Group new spans; the replies that are new or changed, with their list entry (the detail
+        is built later, a batch at a time). Entries the worker already built are reused."""
         if not spans:
             return []
         replies, gone = self._grouper.add(spans)
-        changed = []
+        changed: list[Pending] = []
         for tid in gone:
             self._entries.pop(tid, None)
             self._details.pop(tid, None)
             self.removed.append(tid)
         for r in replies:
-            hit = prepared.get(reply_key(r)) if prepared else None
-            entry = hit[0] if hit is not None else otlp.reply_entry(r)
+            key = reply_key(r)
+            entry = prepared.entries.get(key) if prepared is not None else None
+            if entry is None:
+                entry = otlp.reply_entry(r)
             if self._entries.get(r.trace_id) != entry:
                 self._entries[r.trace_id] = entry
                 self._details.pop(r.trace_id, None)  # rebuilt on demand; the store has it
-                detail = hit[1] if hit is not None else otlp.reply_detail(r)
-                changed.append({**entry, "detail": detail})
+                changed.append(Pending(entry, r, key))
+        if prepared is not None:
+            changed.sort(key=lambda p: prepared.chunk_of.get(p.key, -1))  # unpickle each chunk once
         return changed
 
     def entries(self) -> list[dict[str, Any]]:
@@ -361,7 +366,8 @@ class Decoded:
     line: bytes
     count: int
     span_chunks: list[bytes]
-    prepared_chunks: list[bytes] = field(default_factory=list)
+    entry_chunks: list[bytes] = field(default_factory=list)
+    detail_chunks: list[bytes] = field(default_factory=list)
 
     def spans(self) -> list[otlp.Span]:
         out: list[otlp.Span] = []
@@ -369,11 +375,54 @@ class Decoded:
             out.extend(pickle.loads(chunk))  # noqa: S301 - produced by our own worker process
         return out
 
-    def prepared(self) -> dict[PreparedKey, tuple[dict[str, Any], dict[str, Any]]]:
-        out: dict[PreparedKey, tuple[dict[str, Any], dict[str, Any]]] = {}
-        for chunk in self.prepared_chunks:
-            out.update(pickle.loads(chunk))  # noqa: S301 - produced by our own worker process
-        return out
+    def prepared(self) -> Prepared:
+        entries: dict[PreparedKey, dict[str, Any]] = {}
+        chunk_of: dict[PreparedKey, int] = {}
+        for n, chunk in enumerate(self.entry_chunks):
+            part: dict[PreparedKey, dict[str, Any]] = pickle.loads(chunk)  # noqa: S301 - our own worker's
+            entries.update(part)
+            chunk_of.update(dict.fromkeys(part, n))
+        return Prepared(entries, chunk_of, self.detail_chunks)
+
+
+@dataclass
+class Prepared:
+    """Entries built by the worker, and their details still pickled (a detail document is large:
+    holding all of a 32 MB request's as objects would cost hundreds of MB)."""
+
+    entries: dict[PreparedKey, dict[str, Any]]
+    chunk_of: dict[PreparedKey, int]
+    detail_chunks: list[bytes]
+    _open: tuple[int, dict[PreparedKey, dict[str, Any]]] | None = None
+
+    def detail(self, key: PreparedKey) -> dict[str, Any] | None:
+        n = self.chunk_of.get(key)
+        if n is None:
+            return None
+        if self._open is None or self._open[0] != n:
+            self._open = (n, pickle.loads(self.detail_chunks[n]))  # noqa: S301 - our own worker's
+        return self._open[1].get(key)
+
+
+@dataclass
+class Pending:
+    """A new or changed reply waiting for its detail (`reply` None: `entry` already carries it)."""
+
+    entry: dict[str, Any]
+    reply: otlp.Reply | None
+    key: PreparedKey
+
+
+def with_details(batch: list[Pending], prepared: Prepared | None) -> list[dict[str, Any]]:
+    """Store entries for a batch of changed replies: the worker's detail, or one built here."""
+    out = []
+    for p in batch:
+        if p.reply is None:
+            out.append(p.entry)
+            continue
+        detail = prepared.detail(p.key) if prepared is not None else None
+        out.append({**p.entry, "detail": detail if detail is not None else otlp.reply_detail(p.reply)})
+    return out
 
 
 def decode_request(body: bytes, content_type: str, content_encoding: str, *, prepare: bool = False) -> Decoded:
@@ -388,12 +437,17 @@ def decode_request(body: bytes, content_type: str, content_encoding: str, *, pre
     del doc
     chunks = [pickle.dumps(spans[i:i + _CHUNK], protocol=pickle.HIGHEST_PROTOCOL)
               for i in range(0, len(spans), _CHUNK)]
-    prepared: list[bytes] = []
+    entry_chunks: list[bytes] = []
+    detail_chunks: list[bytes] = []
     if prepare:
-        items = [(reply_key(r), (otlp.reply_entry(r), otlp.reply_detail(r))) for r in otlp.group_replies(spans)]
-        prepared = [pickle.dumps(dict(items[i:i + _CHUNK]), protocol=pickle.HIGHEST_PROTOCOL)
-                    for i in range(0, len(items), _CHUNK)]
-    return Decoded(line, count, chunks, prepared)
+        replies = otlp.group_replies(spans)
+        for i in range(0, len(replies), _CHUNK):
+            part = replies[i:i + _CHUNK]
+            entry_chunks.append(pickle.dumps({reply_key(r): otlp.reply_entry(r) for r in part},
+                                             protocol=pickle.HIGHEST_PROTOCOL))
+            detail_chunks.append(pickle.dumps({reply_key(r): otlp.reply_detail(r) for r in part},
+                                              protocol=pickle.HIGHEST_PROTOCOL))
+    return Decoded(line, count, chunks, entry_chunks, detail_chunks)
 
 
 def decode_and_prepare(body: bytes, content_type: str, content_encoding: str) -> Decoded:

@@ -51,3 +51,18 @@ def test_an_ingest_regroups_only_what_it_touched() -> None:
     assert [r.trace_id for r in changed] == [creation.trace_id] and "f" * 32 in changed[0].traces
     assert removed == []
     assert g.last_work <= len(creation.traces) + 2
+
+
+def test_worker_prepared_entries_and_details_match_the_ones_built_here() -> None:
+    import json
+
+    from chapterx.viewer.chapter2 import decode_and_prepare, reply_key
+
+    body = json.dumps(request(linked_spans(700, seed=5))).encode()
+    decoded = decode_and_prepare(body, "application/json", "")
+    prepared = decoded.prepared()
+    replies = otlp.group_replies(decoded.spans())
+    assert len(prepared.entries) == len(replies) and len(decoded.detail_chunks) > 1
+    for r in replies[::37]:
+        assert prepared.entries[reply_key(r)] == otlp.reply_entry(r)
+        assert prepared.detail(reply_key(r)) == otlp.reply_detail(r)
