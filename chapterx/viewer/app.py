@@ -241,13 +241,16 @@ class Viewer:
         def group() -> tuple[list[Pending], Prepared | None]:
             prepared = decoded.prepared() if decoded.entry_chunks else None
             path, start, end = append_line(folder, decoded.line)
+            decoded.line, decoded.entry_chunks = b"", []  # written / unpickled: let them go
             if chapter2 is None:
                 return [], None
             # No collector passes over the objects being built (long pauses for every thread); the
             # kept spans then move to the permanent generation, so later full passes skip them.
             gc.disable()
             try:
-                return chapter2.add_ingested(path, start, end, decoded.spans(), prepared), prepared
+                spans = decoded.spans()
+                decoded.span_chunks = []
+                return chapter2.add_ingested(path, start, end, spans, prepared), prepared
             finally:
                 gc.freeze()
                 gc.enable()
