@@ -158,19 +158,8 @@ class Viewer:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
-    def _refresh_sync(self, force: bool = False) -> None:
-        """Pick up appended chapter2 files (the store tails index.jsonl by itself on each query).
-        Returns at once when an ingest or another refresh holds the chapter2 source."""
-        now = time.monotonic()
-        if not force and now - self._last_refresh < REFRESH_INTERVAL_S:
-            return
-        self._last_refresh = now
-        if self.chapter2 is None:
-            return
-        changed = self.chapter2.refresh(force=force)
-        self._push_sync(changed)
-
     def _push_sync(self, changed: list[dict[str, Any]]) -> None:
+        """Store side of a chapter2 update (runs on the store's thread): add, then forget removed."""
         if changed:
             self.store.add_external(changed)
         if self.chapter2 is not None and not self._reconciled:
@@ -185,8 +174,9 @@ class Viewer:
                 stale = set()
             self.chapter2.removed.extend(sorted(stale))
         if self.chapter2 is not None and self.chapter2.removed:
-            self.store.remove_external(list(self.chapter2.removed))
-            self.chapter2.removed.clear()
+            gone = self.chapter2.removed[:]  # a chapter2 thread may append meanwhile: keep those
+            self.store.remove_external(gone)
+            del self.chapter2.removed[:len(gone)]
 
     async def push(self, changed: list[dict[str, Any]]) -> None:
         """Hand changed chapter2 entries to the store in small transactions, so reads interleave."""
@@ -194,6 +184,8 @@ class Viewer:
             await self.run(self._push_sync, changed[i:i + PUSH_CHUNK])
 
     async def refresh(self) -> None:
+        """Before a read: pick up appended chapter2 files. Never waits for an ingest in progress
+        (the source's lock is not blocking for refreshes) and at most a moment for the first load."""
         if self.initial_load is not None and not self.initial_load.done():
             # the first load runs in the background; wait a little for small deployments
             await asyncio.wait({self.initial_load}, timeout=INITIAL_LOAD_WAIT_S)
@@ -215,9 +207,6 @@ class Viewer:
         self._last_refresh = time.monotonic()
         changed = await loop.run_in_executor(self.chapter2_executor, lambda: source.refresh(force=True))
         await self.push(changed)
-
-    def force_refresh_sync(self) -> None:
-        self._refresh_sync(force=True)
 
     async def decode(self, body: bytes, content_type: str, content_encoding: str) -> Decoded:
         """Decode an OTLP body: small ones on a chapter2 thread, big ones in a worker process."""
