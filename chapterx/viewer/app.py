@@ -371,7 +371,7 @@ async def login(request: web.Request) -> web.Response:
         raise ApiError(415, "Send the token as JSON")
     try:
         data = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError(400, "Invalid JSON") from None
     given = data.get("token") if isinstance(data, dict) else None
     if not isinstance(given, str) or not security.token_matches(given, token):

@@ -109,3 +109,9 @@ async def test_bot_api_guesses_are_limited(bot_api: str) -> None:
             async with http.get(bot_api + "/api/channels?since=2000-01-01", headers={"Authorization": f"Bearer g{i}"}) as r:
                 codes.append(r.status)
         assert codes[:5] == [403] * 5 and codes[-1] == 429
+
+
+def test_deeply_nested_login_body_is_400(limited: RunningViewer) -> None:
+    r = limited.request("POST", "/login", {"Content-Type": "application/json", "X-Forwarded-For": "192.0.2.99"},
+                        b"[" * 100_000 + b"]" * 100_000)
+    assert r.status == 400
