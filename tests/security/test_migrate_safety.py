@@ -194,3 +194,37 @@ def test_kill_9_at_every_step_loses_nothing(tmp_path: Path) -> None:
             main(["migrate", str(HARBOUR), "--out", str(out)])
         assert code == 0, kill_at
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], f"temp left after step {kill_at}"
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    path.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def test_real_enospc_keeps_the_previous_output(tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    if not _mount_tmpfs(probe, "4m"):
+        pytest.skip("needs root and tmpfs mounts")
+    try:
+        assert main(["migrate", str(HARBOUR), "--out", str(probe / "out")]) == 0
+        used = shutil.disk_usage(probe).used
+    finally:
+        subprocess.run(["umount", str(probe)], check=True)
+    small = tmp_path / "small"
+    assert _mount_tmpfs(small, str(used + used // 2))  # room for one output, not two
+    try:
+        out = small / "out"
+        assert main(["migrate", str(HARBOUR), "--out", str(out)]) == 0
+        (out / "config" / "bots" / "gull.yaml").write_text("# edited\n")
+        before = _snapshot(out)
+        proc = subprocess.run([sys.executable, "-m", "chapterx", "migrate", str(HARBOUR), "--out", str(out), "--force"],
+                              cwd=REPO_DIR, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr and "No space left" in proc.stderr
+        assert _snapshot(out) == before  # nothing already written is lost
+        assert sorted(p.name for p in small.iterdir()) == ["out"]  # the partial temp tree is gone
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
