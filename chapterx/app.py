@@ -273,7 +273,8 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
         api_runner = await start_api(ConnectorApiBackend(connector, lambda g: load_config(g, [])),
                                      plan.settings.api_bearer_token,
                                      plan.settings.api_port, host=env.get("API_HOST") or "127.0.0.1",
-                                     cors_origin=env.get("API_CORS_ORIGIN") or None)
+                                     cors_origin=env.get("API_CORS_ORIGIN") or None,
+                                     trusted_proxies=(env.get("TRUSTED_PROXIES") or "").split(","))
         log.info("REST API listening on port %s", plan.settings.api_port)
     discord_task = asyncio.create_task(connector.start(plan.token))
     stop_task = asyncio.create_task(stop.wait())

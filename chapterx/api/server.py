@@ -348,9 +348,10 @@ def _merge_bot_runs(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def start_api(backend: ApiBackend, bearer_token: str, port: int, host: str = "127.0.0.1",
-                    cors_origin: str | None = None) -> web.AppRunner:
+                    cors_origin: str | None = None, trusted_proxies: Sequence[str] = ()) -> web.AppRunner:
     """Start listening; the caller cleans the runner up on shutdown."""
-    runner = web.AppRunner(create_app(backend, bearer_token, cors_origin=cors_origin))
+    runner = web.AppRunner(create_app(backend, bearer_token, cors_origin=cors_origin,
+                                      trusted_proxies=trusted_proxies))
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
