@@ -488,6 +488,7 @@ async def run_activation(
     tool_log_dir: Path | None = None,
     bot_id: str | None = None,
     thinking_dir: Path | None = None,
+    tools: Any = None,
 ) -> ActivationResult:
     """Run one activation in `channel_id`; errors are captured in the result (nothing half-posted)."""
     state = state or ChannelState()
@@ -527,7 +528,10 @@ async def run_activation(
         entries = load_tool_cache(entries, existing)
         covered = {i for e in entries for i in (e.call.get("botMessageIds") or [])}
         context_messages = [m for m in fetched.messages if m.id not in covered]
-        plugins = plugins or PluginHost(cfg)
+        plugins = await (plugins or PluginHost(cfg, tools)).open(
+            channel_id=channel_id, guild_id=port.guild_id, trigger_id=trigger_message_id,
+            bot_id=bot_id or opt.bot_name(cfg), context_message_ids=[m.id for m in context_messages],
+            now=clock, port=port, base_dir=base_dir)
         _phase(tr, "context")
         keep_thinking = thinking_dir is not None and opt.flag(cfg, "preserve_thinking_blocks", True)
         stored_thinking: dict[str, list[dict[str, Any]]] = {}
@@ -581,6 +585,7 @@ async def run_activation(
 
             thinking_store.save(thinking_dir, bot_id or opt.bot_name(cfg), channel_id, result.reply_message_ids[0],
                                 result.thinking_blocks)
+        result.warnings.extend(plugins.warnings)
         if tool_log_dir is not None and result.tool_log:
             from chapterx.agent.toollog import append_entries
 

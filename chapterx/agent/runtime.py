@@ -116,6 +116,7 @@ class RuntimeOptions:
     base_dir: Path | None = None
     tool_log_dir: Path | None = None
     thinking_dir: Path | None = None
+    tools: Any = None  # chapterx.tools.system.ToolSystem: plugin state, timers, MCP servers
     trace_writer: Any = None  # chapterx.trace.writer.TraceWriter; None: no traces
     on_activation: Callable[[ActivationResult], Awaitable[None] | None] | None = None
     typing_interval: float = 8.0
@@ -318,6 +319,7 @@ class BotRuntime:
             self.port, lambda texts: self._config_for(guild_id, texts), trigger_id, o.provider_factory,
             channel_id=channel_id, state=self.states.get(o.bot_id, channel_id), clock=o.clock,
             base_dir=o.base_dir, tool_log_dir=o.tool_log_dir, bot_id=o.bot_id, thinking_dir=o.thinking_dir,
+            tools=o.tools,
         )
 
     async def get_context_dump(self, channel_id: str, guild_id: str, requested: int | None) -> str:

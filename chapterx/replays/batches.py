@@ -26,7 +26,9 @@ def _write_files(root: Path, files: Mapping[str, str]) -> None:
         p.write_text(text, encoding="utf-8")
 
 
-async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
+async def run_case(inp: Mapping[str, Any], hooks: Any = None) -> dict[str, Any]:
+    """`hooks` (e.g. `chapterx.replays.tool_plugins.ToolHooks`) extends the world, the runtime
+    options and the event types, and adds its own results; None runs the plain batch shape."""
     from chapterx.agent.decide import mentions_bot
     from chapterx.agent.queue import Event
     from chapterx.agent.runtime import BotRuntime, RuntimeOptions
@@ -36,7 +38,7 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
     from chapterx.llm.routing import Router
     from chapterx.replays.recording import RecordingWorld
 
-    world = RecordingWorld(inp["discord"])
+    world = hooks.world(inp["discord"]) if hooks is not None else RecordingWorld(inp["discord"])
     disc = inp["discord"]
     channel_types = {str(c["id"]): c.get("type", "text") for c in disc.get("channels") or []}
     now_ts = datetime.fromisoformat(str(inp["now"]).replace("Z", "+00:00")).timestamp()
@@ -46,6 +48,8 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="chapterx-decide-") as tmp:
         root = Path(tmp)
         _write_files(root, inp["files"])
+        if hooks is not None:
+            hooks.prepare(root, lambda: now_ts)
         ems = any(k.startswith("ems/") for k in inp["files"])
 
         def load(guild_id: str, texts: list[str]) -> Mapping[str, Any]:
@@ -80,6 +84,8 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
                 bot_id=bot_id, provider_factory=factory, load_config=lambda t: load(world.guild_id, t),
                 guild_config_loader=load, random=lambda: next(rolls), now=lambda: now_ts,
                 clock=lambda: now_ts, base_dir=root / "config" / "bots"))
+            if hooks is not None:
+                await hooks.attach(rt)
             rt.port.sent_ids.update((inp.get("process_state") or {}).get("bot_sent_message_ids") or [])
             if disc.get("pins_cached", True):
                 rt.port.pins[world.primary_channel_id] = await world.fetch_pins(world.primary_channel_id)
@@ -94,7 +100,7 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
                     pending = []
                 world.batch = index
                 requests_before = len(fake.requests)
-                events: list[Event] = []
+                events: list[Event] = hooks.take_pending() if hooks is not None else []
                 for ev in batch["events"]:
                     cid = str(ev.get("channel_id") or world.primary_channel_id)
                     if ev["type"] == "message_create":
@@ -114,6 +120,8 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
                     elif ev["type"] == "timer_fire":
                         events.append(Event("self_activation", cid, world.guild_id, data={
                             "timer_id": ev.get("timer_id"), "context_note": ev.get("context_note")}))
+                    elif hooks is not None and (extra := await hooks.event(ev, cid)) is not None:
+                        events.extend(extra)
                     else:
                         raise UserError(f"event type not modelled: {ev['type']}")
                 res = await rt.process_batch(events)
@@ -132,10 +140,14 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
                     "random_rolls": res.random_rolls,
                     "llm_requests": len(fake.requests) - requests_before,
                 })
+                if hooks is not None:
+                    await hooks.after_batch(rt, index, out["batches"][-1], index + 1 == len(inp["batches"]))
             for t in pending:
                 await t
             for r in routers:
                 await r.aclose()
+            if hooks is not None:
+                await hooks.finish(root, out)
             out["provider_request_count"] = len(fake.requests)
             out["provider_bodies"] = [r["body"] for r in fake.requests]
     out["discord_actions"] = world.actions
