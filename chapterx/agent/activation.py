@@ -530,7 +530,7 @@ async def run_activation(
         context_messages = [m for m in fetched.messages if m.id not in covered]
         plugins = await (plugins or PluginHost(cfg, tools)).open(
             channel_id=channel_id, guild_id=port.guild_id, trigger_id=trigger_message_id,
-            bot_id=bot_id or opt.bot_name(cfg), context_message_ids=[m.id for m in context_messages],
+            bot_id=bot_id or opt.bot_name(cfg), context_message_ids=[m.id for m in context_messages if not m.content.startswith(".")],
             now=clock, port=port, base_dir=base_dir)
         _phase(tr, "context")
         keep_thinking = thinking_dir is not None and opt.flag(cfg, "preserve_thinking_blocks", True)
@@ -590,7 +590,7 @@ async def run_activation(
             from chapterx.agent.toollog import append_entries
 
             append_entries(tool_log_dir, bot_id or opt.bot_name(cfg), channel_id, result.tool_log,
-                           result.sent_message_ids)
+                           result.sent_message_ids, now=_utc(clock))
         if tr is not None:
             tr.set_outcome(True, result.completion_text, result.sent_message_ids,
                            state_updates={"cacheMarkerUpdated": built.cache_marker is not None and caching,
@@ -601,6 +601,13 @@ async def run_activation(
             tr.set_error(None, exc)
         log.warning("activation failed in channel %s: %s", channel_id, exc)
     return result
+
+
+def _utc(clock: Callable[[], float] | None) -> Any:
+    """The activation's clock as an aware datetime (None: the tool log uses the wall clock)."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(clock(), tz=UTC) if clock is not None else None
 
 
 def context_build_record(built: BuiltContext, considered: int | None = None) -> dict[str, Any]:

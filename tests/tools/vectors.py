@@ -1,0 +1,90 @@
+"""Comparing `tool-plugins.json` cases with our run, and the documented adjustments.
+
+`mismatches(case_id, got, expected)` lists what differs (empty: the case passes). `adjusted(case)`
+is the case's `expected` with every deliberate difference of docs/differences.md ("Tool loops"
+and "Tools") applied; the vector test asserts our output equals it and, for an adjusted case,
+still differs from upstream's raw value.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tests.pipeline.vectors import compact, normalise_images
+
+Case = Mapping[str, Any]
+Adjust = Callable[[dict[str, Any], Case], None]
+
+
+def mismatches(got: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    for i, eb in enumerate(exp["batches"]):
+        gb = got["batches"][i] if i < len(got["batches"]) else {}
+        want = {k: eb.get(k) for k in ("should_activate", "activated", "activation", "random_rolls")}
+        have = {k: gb.get(k) for k in want}
+        if have != want:
+            problems.append(f"batch {i}: {have} != {want}")
+    if got["discord_actions"] != exp["discord_actions"]:
+        problems.append(f"discord_actions\n  got {got['discord_actions']!r}\n  exp {exp['discord_actions']!r}")
+    have_bodies = [normalise_images(b) for b in got["provider_bodies"]]
+    want_bodies = [normalise_images(r["body"]) for r in exp["provider_requests"]]
+    if have_bodies != want_bodies:
+        problems.append(f"request bodies\n  got {[compact(b)[-1500:] for b in have_bodies]!r}\n"
+                        f"  exp {[compact(b)[-1500:] for b in want_bodies]!r}")
+    if got["state_files"] != exp["state_files"]:
+        problems.append(f"state_files\n  got {json.dumps(got['state_files'])[:3000]}\n"
+                        f"  exp {json.dumps(exp['state_files'])[:3000]}")
+    return problems
+
+
+# --- generic adjustments (pipeline differences that every tool case inherits) ----------------------
+
+
+def _continuation_same_turn(exp: dict[str, Any], _case: Case) -> bool:
+    """differences.md "The continuation continues the same turn, verbatim": the prefill of a tool
+    continuation is `Aria:` + the model's own text + results, with no new `Aria:` turn."""
+    changed = False
+    for req in exp["provider_requests"]:
+        last = req["body"]["messages"][-1]
+        if last["role"] != "assistant" or not isinstance(last["content"], str):
+            continue
+        text = last["content"]
+        if not text.endswith("</function_results>\nAria:"):
+            continue
+        text = text.removesuffix("\nAria:")
+        start = text.rfind("Aria:  ", 0, text.rfind("<function_calls>"))
+        if start >= 0:
+            text = text[:start] + "Aria: " + text[start + len("Aria:  "):]
+        last["content"] = text
+        changed = True
+    return changed
+
+
+GENERIC: tuple[Callable[[dict[str, Any], Case], bool], ...] = (_continuation_same_turn,)
+
+# Per-case adjustments (each one a bullet under "Tools" in docs/differences.md).
+ADJUSTMENTS: dict[str, Adjust] = {}
+
+
+def adjusted(case: Case) -> tuple[dict[str, Any], bool]:
+    """The expected value after our documented differences, and whether any applied."""
+    exp = copy.deepcopy(dict(case["expected"]))
+    changed = False
+    for fn in GENERIC:
+        changed = fn(exp, case) or changed
+    if case["id"] in ADJUSTMENTS:
+        ADJUSTMENTS[case["id"]](exp, case)
+        changed = True
+    return exp, changed
+
+
+def first_diff(a: str, b: str) -> str:
+    i = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+    return f"...{a[max(0, i - 80):i + 120]!r}\n vs ...{b[max(0, i - 80):i + 120]!r}"
+
+
+_ = re
