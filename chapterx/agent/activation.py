@@ -261,7 +261,8 @@ async def _run_inline(
         )
         resp = await _call(route.provider, request, result)
         accumulated += resp.text
-        if not (tools and resp.stop_reason == "stop_sequence" and resp.stop_sequence == FUNCTION_CALLS_CLOSE):
+        if not ((tools or plugins.handles_calls()) and resp.stop_reason == "stop_sequence"
+                and resp.stop_sequence == FUNCTION_CALLS_CLOSE):
             break
         accumulated += FUNCTION_CALLS_CLOSE
         block = find_call_block(accumulated)

@@ -78,9 +78,13 @@ class PluginHost:
         port's optional `pin(channel_id, message_id)`."""
         send: Callable[[str], Awaitable[list[str]]] | None = None
         pin: Callable[[str], Awaitable[None]] | None = None
+        react: Callable[[str, str], Awaitable[None]] | None = None
         if port is not None:
             async def send(content: str) -> list[str]:
                 return [await port.send(channel_id, content)]
+
+            async def react(message_id: str, emoji: str) -> None:
+                await port.react(channel_id, message_id, emoji)
 
             if callable(getattr(port, "pin", None)):
                 async def pin(message_id: str) -> None:
@@ -88,7 +92,7 @@ class PluginHost:
         self._ctx = {"channel_id": channel_id, "guild_id": guild_id, "trigger_id": trigger_id or "",
                      "bot_id": bot_id, "context_message_ids": tuple(context_message_ids),
                      "now": now or (self.system.now if self.system is not None else time.time),
-                     "send": send, "pin": pin, "base_dir": base_dir}
+                     "send": send, "pin": pin, "react": react, "base_dir": base_dir}
         if self.system is not None and self.config.get("mcp_servers"):
             await self.system.ensure_mcp(self.config)
         self._injections = []
@@ -111,8 +115,9 @@ class PluginHost:
         kwargs: dict[str, Any] = {}
         if c.get("send") is not None:
             kwargs["send"] = c["send"]
-        if c.get("pin") is not None:
-            kwargs["pin"] = c["pin"]
+        for key in ("pin", "react"):
+            if c.get(key) is not None:
+                kwargs[key] = c[key]
         return CallContext(
             bot_id=c.get("bot_id", ""), channel_id=c.get("channel_id", ""), guild_id=c.get("guild_id", ""),
             trigger_id=c.get("trigger_id", ""), config=self.config, plugin_config=pconf, state=state,
@@ -126,15 +131,21 @@ class PluginHost:
     def tools(self) -> list[dict[str, Any]]:
         if self.config.get("tools_enabled") is False:
             return []
-        out: list[dict[str, Any]] = []
+        mcp = self.system.mcp if self.system is not None else None
+        # MCP tools first, then plugins' (upstream's catalogue order)
+        out: list[dict[str, Any]] = [t.as_dict() for t in mcp.tools()] if mcp is not None else []
         for name, plugin in self.loaded():
             if _scope(self._pconf(name)) != "off":
-                out.extend(t.as_dict() for t in plugin.tools)
-        mcp = self.system.mcp if self.system is not None else None
-        if mcp is not None:
-            names = {t["name"] for t in out}
-            out.extend(t.as_dict() for t in mcp.tools() if t.name not in names)
+                plugin_tools = [t.as_dict() for t in plugin.tools]
+                taken = {t["name"] for t in plugin_tools}
+                out = [t for t in out if t["name"] not in taken] + plugin_tools
         return out
+
+    def handles_calls(self) -> bool:
+        """Whether a tool call is answered at all (a disabled plugin's tools still answer)."""
+        if self.config.get("tools_enabled") is False:
+            return False
+        return bool(self.loaded()) or (self.system is not None and self.system.mcp is not None)
 
     def injections(self) -> list[Injection]:
         if not self._ctx:  # not opened (e.g. a caller without tools): inject-only, stateless

@@ -69,6 +69,7 @@ class ToolHooks:
         self.root: Path | None = None
         self.tools: Any = None
         self.world_obj: ToolWorld | None = None
+        self.rt: Any = None
         ids = iter(inp.get("tool_call_ids") or [])
         self._ids: Iterator[str] = ids
         self._suffixes = iter(inp.get("timer_id_suffixes") or [])
@@ -116,6 +117,7 @@ class ToolHooks:
         CALL_IDS.set(self._next_id)
         self.tools = ToolSystem(self.root / "cache", now=self.clock, on_timer=self._fire,
                                 timer_suffix=self._next_suffix, base_dir=self.root, mcp_call_timeout=20.0)
+        self.rt = rt
         rt.opts.tools = self.tools
         rt.opts.tool_log_dir = self.root / "tools"
         rt.opts.now = self.clock
@@ -132,17 +134,23 @@ class ToolHooks:
             self.tools.timers.check_due()
             return self.take_pending()
         if ev.get("type") == "message_update" and self.world_obj is not None:
-            if ev.get("pinned"):
-                w = self.world_obj
-                msg = await w.fetch_message(channel_id, str(ev["message_id"]))
-                if msg is not None:
-                    from chapterx.discord.port import Pin
+            from chapterx.agent.queue import Event
+            from chapterx.discord.port import Pin
 
-                    author = w.user(msg.author_id)
-                    w._pins.setdefault(channel_id, []).append(
-                        Pin(msg.id, msg.content, msg.author_id, bool(author and author.bot), ()))
-                    return []
-            return []
+            w = self.world_obj
+            msg = await w.fetch_message(channel_id, str(ev["message_id"]))
+            if msg is None:
+                return []
+            if "content" in ev:
+                msg.content = str(ev["content"])
+            pins = w._pins.setdefault(channel_id, [])
+            pins[:] = [p for p in pins if p.id != msg.id]
+            if ev.get("pinned"):
+                author = w.user(msg.author_id)
+                pins.insert(0, Pin(msg.id, msg.content, msg.author_id, bool(author and author.bot), ()))
+            if self.rt is not None and channel_id in self.rt.port.pins:
+                self.rt.port.pins[channel_id] = list(pins)  # the connector tracks pin changes
+            return [Event("edit", channel_id, w.guild_id, msg)]
         return None
 
     async def after_batch(self, rt: Any, index: int, record: dict[str, Any], last: bool) -> None:

@@ -7,6 +7,7 @@ needs from the outside (state, clock, Discord sends and pins, timers, MCP) arriv
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,25 @@ async def _no_pin(_message_id: str) -> None:
     return None
 
 
+async def _no_react(_message_id: str, _emoji: str) -> None:
+    return None
+
+
+def js_json(value: Any, *, indent: int | None = None) -> str:
+    """`JSON.stringify` as the reference writes it (integral floats without `.0`, no ASCII escaping)."""
+    def fix(v: Any) -> Any:
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, dict):
+            return {str(k): fix(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [fix(x) for x in v]
+        return v
+    if indent is None:
+        return json.dumps(fix(value), ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(fix(value), ensure_ascii=False, indent=indent)
+
+
 @dataclass
 class CallContext:
     """Everything one plugin sees during one activation."""
@@ -69,6 +89,7 @@ class CallContext:
     now: Callable[[], float] = time.time
     send: Callable[[str], Awaitable[list[str]]] = _no_send
     pin: Callable[[str], Awaitable[None]] = _no_pin
+    react: Callable[[str, str], Awaitable[None]] = _no_react
     timers: TimerScheduler | None = None
     mcp: McpManager | None = None
     warn: Callable[[str], None] = lambda _m: None

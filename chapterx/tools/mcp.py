@@ -228,5 +228,6 @@ def _describe(exc: BaseException) -> str:
         inner = inner.exceptions[0]
     error = getattr(inner, "error", None)
     if error is not None and getattr(error, "message", None):
-        return str(error.message)
+        code = getattr(error, "code", None)
+        return f"MCP error {code}: {error.message}" if code is not None else str(error.message)
     return str(inner) or type(inner).__name__

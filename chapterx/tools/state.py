@@ -1,6 +1,6 @@
 """Plugin state under `CACHE_PATH/plugins/<plugin>/`, by scope, written atomically.
 
-`global.json` and `channel/<ch>.json` hold `{"state": ..., "metadata": {...}}`; `epic/<ch>.json`
+`global.json` holds the state itself, `channel/<ch>.json` `{"state": ..., "metadata": {...}}`; `epic/<ch>.json`
 is an event list (`{messageId, timestamp, delta}`). Unlike upstream, an epic read replays the
 events whose message is still in context (upstream never read them back; see docs/differences.md).
 """
@@ -74,6 +74,8 @@ class ScopedState:
                 if isinstance(event, dict) and (not visible or event.get("messageId") in visible):
                     state = event.get("delta")
             return state
+        if self.scope == "global":
+            return data
         return data.get("state") if isinstance(data, dict) else None
 
     def set(self, value: Any, message_id: str | None, now: float) -> None:
@@ -85,5 +87,8 @@ class ScopedState:
             events = events if isinstance(events, list) else []
             events.append({"messageId": message_id, "timestamp": iso(now), "delta": value})
             atomic_write_json(path, events)
+            return
+        if self.scope == "global":
+            atomic_write_json(path, value)
             return
         atomic_write_json(path, {"state": value, "metadata": {"lastModifiedMessageId": message_id}})

@@ -64,10 +64,54 @@ def _continuation_same_turn(exp: dict[str, Any], _case: Case) -> bool:
     return changed
 
 
-GENERIC: tuple[Callable[[dict[str, Any], Case], bool], ...] = (_continuation_same_turn,)
+def _no_empty_text_turn(exp: dict[str, Any], _case: Case) -> bool:
+    """differences.md (Tools) "no empty assistant turn": a cached native tool call whose completion
+    text was empty is not sent as an assistant turn holding one empty text block (the Messages API
+    rejects empty text blocks); the user turns around it join into one."""
+    changed = False
+    for req in exp["provider_requests"]:
+        msgs = req["body"].get("messages")
+        if not isinstance(msgs, list):
+            continue
+        out: list[dict[str, Any]] = []
+        for m in msgs:
+            if m.get("role") == "assistant" and m.get("content") == [{"type": "text", "text": ""}]:
+                changed = True
+                continue
+            if out and out[-1]["role"] == m["role"] == "user" and isinstance(out[-1]["content"], list) \
+                    and isinstance(m["content"], list):
+                out[-1] = {**out[-1], "content": [*out[-1]["content"], *m["content"]]}
+                continue
+            out.append(m)
+        req["body"]["messages"] = out
+    return changed
+
+
+GENERIC: tuple[Callable[[dict[str, Any], Case], bool], ...] = (_continuation_same_turn, _no_empty_text_turn)
+
+def _native_no_repeat(exp: dict[str, Any], case: Case) -> None:
+    """differences.md (Tool loops) "native tool loop: the final message is not repeated": the last
+    message carries only the final response's text, not the pre-tool text again."""
+    first = next(r for r in case["input"]["llm_responses"] if r.get("tool_use"))
+    final = [a for a in exp["discord_actions"] if a["type"] == "send"][-1]
+    assert final["content"].startswith(first["text"]) and first["text"]
+    final["content"] = final["content"].removeprefix(first["text"])
+
+
+def _block_scalar_clip(exp: dict[str, Any], _case: Case) -> None:
+    """differences.md (Tools) "a `|` block at the end of a pin": YAML's clip chomping keeps no final
+    newline when the pin ends without one (js-yaml adds one); the system prompt has no trailing newline."""
+    for req in exp["provider_requests"]:
+        system = req["body"].get("system")
+        if isinstance(system, str) and system.endswith("Speak like one.\n"):
+            req["body"]["system"] = system.removesuffix("\n")
+
 
 # Per-case adjustments (each one a bullet under "Tools" in docs/differences.md).
-ADJUSTMENTS: dict[str, Adjust] = {}
+ADJUSTMENTS: dict[str, Adjust] = {
+    "tp-sleep-plain-minutes-native": _native_no_repeat,
+    "tp-config-set-multiline-then-applied-native": _block_scalar_clip,
+}
 
 
 def adjusted(case: Case) -> tuple[dict[str, Any], bool]:

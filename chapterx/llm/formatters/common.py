@@ -102,6 +102,11 @@ def tool_definitions(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     return out
 
 
+def _xml_text(text: str) -> str:
+    """Tool descriptions are escaped for the XML catalogue as upstream does (`"` -> `&quot;`)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
 def xml_tools_text(tools: Sequence[Mapping[str, Any]]) -> str:
     """The tool catalogue injected into the prefill transcript in XML tool mode (§5.2)."""
     lines = ["", "<available_tools>", "<tools>"]
@@ -109,14 +114,14 @@ def xml_tools_text(tools: Sequence[Mapping[str, Any]]) -> str:
         schema = t.get("input_schema") or t.get("inputSchema") or {}
         required = set(schema.get("required") or [])
         lines.append(f'<tool name="{t["name"]}">')
-        lines.append(f"<description>{t.get('description', '')}</description>")
+        lines.append(f"<description>{_xml_text(str(t.get('description', '')))}</description>")
         lines.append("<parameters>")
         for pname, pschema in (schema.get("properties") or {}).items():
             ptype = pschema.get("type", "string") if isinstance(pschema, Mapping) else "string"
             req = ' required="true"' if pname in required else ""
             lines.append(f'<parameter name="{pname}" type="{ptype}"{req}>')
             desc = pschema.get("description", "") if isinstance(pschema, Mapping) else ""
-            lines.append(str(desc))
+            lines.append(_xml_text(str(desc)))
             lines.append("</parameter>")
         lines.append("</parameters>")
         lines.append("</tool>")

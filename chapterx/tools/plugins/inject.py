@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from chapterx.context.build import Injection
@@ -13,13 +13,15 @@ class InjectPlugin(Plugin):
     name = "inject"
 
     async def injections(self, ctx: CallContext) -> list[Injection]:
-        return self.static(ctx.plugin_config)
+        return self.static(ctx.plugin_config, ctx.warn)
 
     @staticmethod
-    def static(pconf: Mapping[str, Any]) -> list[Injection]:
+    def static(pconf: Mapping[str, Any], warn: Callable[[str], None] | None = None) -> list[Injection]:
         out: list[Injection] = []
         for item in pconf.get("injections") or []:
-            if not isinstance(item, dict) or not item.get("content"):
+            if not isinstance(item, dict) or not item.get("content") or not item.get("id"):
+                if warn is not None:
+                    warn("warn: Skipping injection with missing id or content")
                 continue
             depth = int(item.get("depth") or 0)
             if item.get("anchor") == "earliest":
