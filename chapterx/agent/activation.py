@@ -236,6 +236,49 @@ async def _tool_webhook(
         await port.send(channel_id, content)
 
 
+def _visible_output(outcome: Any, result_text: str) -> str:
+    """The `tool_output_visible` line shows the output; a failed call shows its error (upstream: `null`)."""
+    if outcome.error and not outcome.output:
+        return result_text
+    out = outcome.output
+    return out if isinstance(out, str) else json.dumps(out, ensure_ascii=False)
+
+
+def _log_result(outcome: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"output": outcome.output}
+    if outcome.error:
+        entry["error"] = outcome.error
+    if outcome.images:
+        entry["images"] = [dict(i) for i in outcome.images]
+    return entry
+
+
+def _images_turn(tool: str, images: Sequence[Mapping[str, str]]) -> Any:
+    from chapterx.context.types import ParticipantMessage
+
+    blocks: list[Any] = [{"type": "text", "text": f"[Tool result images from {tool}]"}]
+    blocks += [{"type": "image", "source": {"type": "base64", "media_type": i.get("mimeType", "image/png"),
+                                            "data": i.get("data", "")}} for i in images]
+    return ParticipantMessage(f"System<[{tool}]", blocks)
+
+
+async def _tool_images(port: DiscordPort, channel_id: str, config: Mapping[str, Any], tool: str,
+                       images: Sequence[Mapping[str, str]], clock: Callable[[], float] | None) -> None:
+    """§5.4: MCP images of a visible tool call are posted as attachments, `.<Name><[tool] image i/n`."""
+    import base64
+    import time
+
+    bot = opt.bot_name(config)
+    for i, img in enumerate(images, 1):
+        ext = str(img.get("mimeType", "image/png")).split("/")[-1]
+        name = f"generated_{int((clock or time.time)() * 1000)}.{ext}"
+        try:
+            data = base64.b64decode(img.get("data", ""))
+            await port.send(channel_id, f".{bot}<[{tool}] image {i}/{len(images)}", files=[OutgoingFile(name, data)])
+        except Exception as exc:  # noqa: BLE001 - a failed attachment never stops the activation
+            log.warning("tool image %s/%s of %s not posted: %s", i, len(images), tool, exc)
+
+
 async def _run_inline(
     port: DiscordPort, channel_id: str, config: Mapping[str, Any], built: BuiltContext, route: Any,
     plugins: PluginHost, fetched: FetchedContext, trigger_id: str | None, result: ActivationResult,
@@ -253,9 +296,10 @@ async def _run_inline(
     depth = 0
     max_depth = int(opt.get_or(config, "max_tool_depth", 100))
     max_depth_hit = False
+    tool_images: list[Any] = []  # §5.2: MCP images are shown to the model before the continuation
     while True:
         request = render(
-            "prefill", built.messages, config, stop_sequences=stops, tools=tools,
+            "prefill", [*built.messages, *tool_images], config, stop_sequences=stops, tools=tools,
             model=str(config.get("continuation_model")), continuation=accumulated or None,
             continue_last=continue_last,
         )
@@ -267,9 +311,6 @@ async def _run_inline(
         accumulated += FUNCTION_CALLS_CLOSE
         block = find_call_block(accumulated)
         if block is None or not block.calls:
-            break
-        if depth >= max_depth:
-            max_depth_hit = True
             break
         ppc = _postprocess_context(port, fetched, config, "prefill", request.stop_sequences, sender.reply_to)
         pre = plan_discord_actions(_completion(resp, accumulated[sent_upto:block.start], streaming), ppc)
@@ -283,10 +324,13 @@ async def _run_inline(
             text = result_text(call.name, outcome.output, outcome.error, outcome.images)
             outputs.append(text)
             if config.get("tool_output_visible") is True:
-                await _tool_webhook(port, channel_id, config, call.name, call.input, text)
+                await _tool_webhook(port, channel_id, config, call.name, call.input, _visible_output(outcome, text))
+                await _tool_images(port, channel_id, config, call.name, outcome.images, result.clock)
+            if outcome.images:
+                tool_images.append(_images_turn(call.name, outcome.images))
             result.tool_log.append({
                 "call": {"id": call.id, "name": call.name, "input": call.input, "messageId": trigger_id or ""},
-                "result": {"output": outcome.output, **({"error": outcome.error} if outcome.error else {})},
+                "result": _log_result(outcome),
             })
             tr = _trace()
             if tr is not None:
@@ -295,6 +339,9 @@ async def _run_inline(
         accumulated += results_block(outputs)
         sent_upto = len(accumulated)
         depth += 1
+        if depth >= max_depth:  # §5.2: round N ran; the model is not asked again
+            max_depth_hit = True
+            break
     ppc = _postprocess_context(port, fetched, config, "prefill", request.stop_sequences, sender.reply_to)
     ppc = _with(ppc, max_depth_reached=max_depth_hit)
     plan = plan_discord_actions(_completion(resp, accumulated[sent_upto:], streaming), ppc)
@@ -343,6 +390,9 @@ async def _run_native(
             )
         resp = await _call(route.provider, request, result)
         uses = [b for b in resp.content if b.get("type") == "tool_use"]
+        if uses and depth >= max_depth:
+            result.warnings.append(f"max_tool_depth {max_depth} reached: {len(uses)} tool call(s) not run "
+                                   f"({', '.join(str(u.get('name')) for u in uses)})")
         if not uses or depth >= max_depth:
             break
         ppc = _postprocess_context(port, fetched, config, pp_mode, built.stop_sequences, sender.reply_to)
@@ -359,12 +409,18 @@ async def _run_native(
             results.append({"type": "tool_result", "tool_use_id": use.get("id"), "content": text,
                             "is_error": outcome.error is not None})
             if config.get("tool_output_visible") is True:
-                await _tool_webhook(port, channel_id, config, str(use.get("name")), use.get("input") or {}, text)
+                await _tool_webhook(port, channel_id, config, str(use.get("name")), use.get("input") or {},
+                                    _visible_output(outcome, text))
             result.tool_log.append({
                 "call": {"id": use.get("id"), "name": use.get("name"), "input": use.get("input") or {},
                          "messageId": trigger_id or "", "originalCompletionText": resp.text},
-                "result": {"output": outcome.output, **({"error": outcome.error} if outcome.error else {})},
+                "result": _log_result(outcome),
             })
+            tr = _trace()
+            if tr is not None:
+                tr.record_tool(str(use.get("id")), str(use.get("name")), use.get("input") or {}, outcome.output,
+                               duration_ms=0, error=outcome.error,
+                               sent_to_discord=config.get("tool_output_visible") is True)
         extra.append(ChatMessage("assistant", assistant_blocks))
         extra.append(ChatMessage("user", results))
         depth += 1

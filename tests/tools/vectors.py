@@ -107,10 +107,100 @@ def _block_scalar_clip(exp: dict[str, Any], _case: Case) -> None:
             req["body"]["system"] = system.removesuffix("\n")
 
 
+def _replace(node: Any, old: str, new: str) -> Any:
+    """Every string in `node` with `old` replaced by `new` (returns the new tree)."""
+    if isinstance(node, str):
+        return node.replace(old, new)
+    if isinstance(node, list):
+        return [_replace(x, old, new) for x in node]
+    if isinstance(node, dict):
+        return {k: _replace(v, old, new) for k, v in node.items()}
+    return node
+
+
+def _replace_in(exp: dict[str, Any], old: str, new: str, *keys: str) -> None:
+    hits = 0
+    for key in keys or ("provider_requests", "discord_actions", "state_files"):
+        before = json.dumps(exp[key])
+        exp[key] = _replace(exp[key], old, new)
+        hits += before != json.dumps(exp[key])
+    assert hits, f"adjustment text not found: {old[:60]!r}"
+
+
+def _epic_read_back(exp: dict[str, Any], _case: Case) -> None:
+    """Tools: "epic notes are read back": the saved note is shown in the next context and listed."""
+    notes = "## 📝 Saved Notes\n\n1. [note_m7q7m740] wifi password is hunter2\n\n_Use save_note/delete_note to manage notes._"
+    line = 'System<[save_note]: Note will be saved: "wifi password is hunter2"\n'
+    _replace_in(exp, line + "alice: @Aria list notes", line + f"System>[plugin]: {notes}\nalice: @Aria list notes",
+                "provider_requests")
+    _replace_in(exp, "No notes saved yet. Use save_note to create one.",
+                "**1 notes:**\n\n1. [note_m7q7m740] wifi password is hunter2")
+    for req in exp["provider_requests"][2:]:
+        stops = req["body"]["stop_sequences"]
+        stops.insert(stops.index("\nalice:") + 1, "\nSystem>[plugin]:")
+
+
+def _timer_nan_refused(exp: dict[str, Any], _case: Case) -> None:
+    """Tools: "a non-numeric delay_minutes is refused": clear error, no unfireable timer stored."""
+    _replace_in(exp, "Error scheduling timer: RangeError: Invalid time value",
+                "Error: delay_minutes must be a number of minutes (0.05-1440)")
+    del exp["state_files"]["cache/timers.json"]
+
+
+def _missed_timer_removed(exp: dict[str, Any], _case: Case) -> None:
+    """Tools: "a missed timer fires once": the timer fired at startup leaves timers.json."""
+    timers = exp["state_files"]["cache/timers.json"]["timers"]
+    timers[:] = [t for t in timers if t["id"] != "timer_m7past_cccc"]
+
+
+def _mcp_is_error(exp: dict[str, Any], _case: Case) -> None:
+    """Tools: "MCP isError results are errors": the model gets an error result, the log an error."""
+    done = False
+    for req in exp["provider_requests"]:
+        for msg in req["body"]["messages"]:
+            for block in msg["content"] if isinstance(msg["content"], list) else []:
+                if block.get("type") == "tool_result" and block["content"] == "add: a and b must be numbers":
+                    block["content"] = "Error executing add: add: a and b must be numbers"
+                    block["is_error"] = True
+                    done = True
+    assert done
+    for lines in exp["state_files"].values():
+        for entry in lines:
+            if entry["call"]["name"] == "add":
+                entry["result"]["error"] = entry["result"]["output"]
+
+
+def _mcp_error_visible(exp: dict[str, Any], _case: Case) -> None:
+    """Tools: "a failed call's visible line shows the error" (upstream prints `null`)."""
+    _replace_in(exp, ".Aria<[boom]: null", ".Aria<[boom]: Error executing boom: MCP error -32000: boom exploded",
+                "discord_actions")
+
+
+def _native_depth_limit(exp: dict[str, Any], case: Case) -> None:
+    """Tool loops "not repeated", and Tools "calls past max_tool_depth are not run": the second
+    tool_use is neither executed nor logged (a warning says so), the final text is sent once."""
+    sends = [a for a in exp["discord_actions"] if a["type"] == "send"]
+    assert [a["content"] for a in sends] == ["One more.", "One more."]
+    exp["discord_actions"].remove(sends[1])
+    state = exp["state_files"]
+    notes = state["cache/plugins/notes/channel/710000000000000001.json"]["state"]["notes"]
+    notes[:] = [n for n in notes if n["content"] != "note two"]
+    log = state["tools/aria/710000000000000001/2025-03-01T13.jsonl"]
+    log[:] = [e for e in log if e["call"]["id"] != "toolu_tp_d_2"]
+    for e in log:
+        e["call"]["botMessageIds"] = [sends[0]["message_id"]]
+
+
 # Per-case adjustments (each one a bullet under "Tools" in docs/differences.md).
 ADJUSTMENTS: dict[str, Adjust] = {
     "tp-sleep-plain-minutes-native": _native_no_repeat,
     "tp-config-set-multiline-then-applied-native": _block_scalar_clip,
+    "tp-notes-epic-scope-not-read": _epic_read_back,
+    "tp-timer-delay-string-nan": _timer_nan_refused,
+    "tp-timer-missed-at-startup": _missed_timer_removed,
+    "tp-mcp-add-iserror-native": _mcp_is_error,
+    "tp-mcp-boom-jsonrpc-error-native": _mcp_error_visible,
+    "tp-max-tool-depth-native": _native_depth_limit,
 }
 
 
