@@ -83,6 +83,14 @@ class PluginHost:
             async def send(content: str) -> list[str]:
                 return [await port.send(channel_id, content)]
 
+            async def send_file(caption: str, name: str, data: bytes) -> str:
+                from chapterx.discord.port import OutgoingFile
+
+                mid: str = await port.send(channel_id, caption, files=[OutgoingFile(name, data)])
+                return mid
+
+            self._memory["send_file"] = send_file
+
             async def react(message_id: str, emoji: str) -> None:
                 await port.react(channel_id, message_id, emoji)
 
@@ -92,7 +100,10 @@ class PluginHost:
         self._ctx = {"channel_id": channel_id, "guild_id": guild_id, "trigger_id": trigger_id or "",
                      "bot_id": bot_id, "context_message_ids": tuple(context_message_ids),
                      "now": now or (self.system.now if self.system is not None else time.time),
-                     "send": send, "pin": pin, "react": react, "base_dir": base_dir}
+                     "send": send, "pin": pin, "react": react,
+                     "base_dir": self.system.base_dir if self.system is not None and self.system.base_dir else base_dir}
+        if self.system is not None:
+            self._memory["http_client"] = self.system.http_client()
         if self.system is not None and self.config.get("mcp_servers"):
             await self.system.ensure_mcp(self.config)
         self._injections = []

@@ -70,6 +70,7 @@ class ToolHooks:
         self.tools: Any = None
         self.world_obj: ToolWorld | None = None
         self.rt: Any = None
+        self.http_requests: list[dict[str, Any]] = []
         ids = iter(inp.get("tool_call_ids") or [])
         self._ids: Iterator[str] = ids
         self._suffixes = iter(inp.get("timer_id_suffixes") or [])
@@ -116,13 +117,36 @@ class ToolHooks:
         assert self.root is not None
         CALL_IDS.set(self._next_id)
         self.tools = ToolSystem(self.root / "cache", now=self.clock, on_timer=self._fire,
-                                timer_suffix=self._next_suffix, base_dir=self.root, mcp_call_timeout=20.0)
+                                timer_suffix=self._next_suffix, base_dir=self.root, mcp_call_timeout=20.0,
+                                http_client=self._http_client())
         self.rt = rt
         rt.opts.tools = self.tools
         rt.opts.tool_log_dir = self.root / "tools"
         rt.opts.now = self.clock
         rt.opts.clock = self.clock
         self.tools.timers.check_due()  # timers due at startup fire before batch 0
+
+    def _http_client(self) -> Any:
+        """An httpx client whose transport answers from the case's `http_files` and records requests."""
+        import httpx
+
+        files = self.inp.get("http_files") or {}
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            body = request.content.decode("utf-8", "replace") if request.content else None
+            entry = {"method": request.method, "url": str(request.url)}
+            if body:
+                entry["body"] = body
+            self.http_requests.append(entry)
+            spec = files.get(str(request.url))
+            if spec is None:
+                raise httpx.ConnectError(f"fetch failed: {request.url}", request=request)
+            data = base64.b64decode(spec["data_base64"]) if "data_base64" in spec else \
+                str(spec.get("text") or "").encode("utf-8")
+            headers = {"content-type": spec["content_type"]} if spec.get("content_type") else {}
+            return httpx.Response(int(spec.get("status") or 200), headers=headers, content=data)
+
+        return httpx.AsyncClient(transport=httpx.MockTransport(answer))
 
     def take_pending(self) -> list[Any]:
         out, self.pending = self.pending, []
@@ -182,6 +206,9 @@ class ToolHooks:
             await self.tools.aclose()
         out["state_files"] = state_files(root)
         out["warnings"] = list(self.tools.warnings) if self.tools is not None else []
+        out["http_requests"] = list(self.http_requests)
+        if self.tools is not None:
+            await self.tools.http_client().aclose()
 
 
 def state_files(root: Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ class ToolSystem:
                  on_timer: Callable[[Timer], None] | None = None, timer_suffix: Callable[[], str] | None = None,
                  base_dir: Path | None = None, mcp_call_timeout: float = 60.0,
                  mcp_backoff: tuple[float, ...] = (1, 2, 5, 15, 60),
-                 http_get: Callable[..., Any] | None = None) -> None:
+                 http_client: Any = None) -> None:
         self.cache_path = Path(cache_path)
         self.state_root = self.cache_path / "plugins"
         self.now = now
@@ -33,7 +33,8 @@ class ToolSystem:
         self._mcp_key: tuple[McpServerConfig, ...] | None = None
         self.mcp_call_timeout = mcp_call_timeout
         self.mcp_backoff = mcp_backoff
-        self.http_get = http_get
+        self._http = http_client
+        self._own_http = http_client is None
         self.warnings: list[str] = []
 
     def warn(self, message: str) -> None:
@@ -54,6 +55,17 @@ class ToolSystem:
         await self.mcp.start()
         return self.mcp
 
+    def http_client(self) -> Any:
+        """The shared `httpx.AsyncClient` (created on first use; replays pass their own)."""
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=True)
+        return self._http
+
     async def aclose(self) -> None:
+        """Stop MCP servers and close the HTTP client (the bot calls this on shutdown)."""
         if self.mcp is not None:
             await self.mcp.aclose()
+        if self._http is not None and self._own_http:
+            await self._http.aclose()

@@ -38,6 +38,8 @@ def mismatches(got: Mapping[str, Any], exp: Mapping[str, Any]) -> list[str]:
     if got["state_files"] != exp["state_files"]:
         problems.append(f"state_files\n  got {json.dumps(got['state_files'])[:3000]}\n"
                         f"  exp {json.dumps(exp['state_files'])[:3000]}")
+    if "http_requests" in exp and got.get("http_requests") != exp["http_requests"]:
+        problems.append(f"http_requests {got.get('http_requests')} != {exp['http_requests']}")
     return problems
 
 
@@ -191,6 +193,37 @@ def _native_depth_limit(exp: dict[str, Any], case: Case) -> None:
         e["call"]["botMessageIds"] = [sends[0]["message_id"]]
 
 
+def _streaming_tools_run(exp: dict[str, Any], case: Case) -> None:
+    """Tool loops "prefill (XML) tools run on every path": the call runs on the streaming path too,
+    so the continuation carries its result, the note is saved and logged, and Discord gets the
+    pre-tool text (a reply) and the final text as two messages, as on the non-streaming path."""
+    result = 'Note will be saved: "bob likes tea"'
+    last = exp["provider_requests"][1]["body"]["messages"][-1]
+    assert last["content"].endswith("</function_calls>")
+    last["content"] += f"\n\n<function_results>\n{result}\n</function_results>"
+    sends = [a for a in exp["discord_actions"] if a["type"] == "send"]
+    assert [a["content"] for a in sends] == ["Noting it.Saved."]
+    first = {**sends[0], "content": "Noting it."}
+    second = {**sends[0], "content": "Saved.", "reply_to": None, "message_id": "1900000000000000002"}
+    exp["discord_actions"][exp["discord_actions"].index(sends[0]):] = [first, second]
+    trigger = case["input"]["batches"][0]["events"][0]["message"]["id"]
+    completion = case["input"]["llm_responses"][0]["text"] + "</function_calls>"
+    exp["state_files"] = {
+        "cache/plugins/notes/channel/710000000000000001.json": {
+            "state": {"notes": [{"id": "note_m7q7m740", "content": "bob likes tea",
+                                 "createdAt": "2025-03-01T13:00:00.000Z", "createdByMessageId": trigger}],
+                      "lastModifiedMessageId": trigger},
+            "metadata": {"lastModifiedMessageId": trigger}},
+        "tools/aria/710000000000000001/2025-03-01T13.jsonl": [{
+            "call": {"id": case["input"]["tool_call_ids"][0], "name": "save_note",
+                     "input": {"content": "bob likes tea"}, "messageId": trigger,
+                     "originalCompletionText": f"{completion}\n\n<function_results>\n{result}\n</function_results>"
+                                               + case["input"]["llm_responses"][1]["text"],
+                     "botMessageIds": ["1900000000000000001", "1900000000000000002"]},
+            "result": {"output": result}, "timestamp": "2025-03-01T13:00:00.000Z"}],
+    }
+
+
 # Per-case adjustments (each one a bullet under "Tools" in docs/differences.md).
 ADJUSTMENTS: dict[str, Adjust] = {
     "tp-sleep-plain-minutes-native": _native_no_repeat,
@@ -201,6 +234,7 @@ ADJUSTMENTS: dict[str, Adjust] = {
     "tp-mcp-add-iserror-native": _mcp_is_error,
     "tp-mcp-boom-jsonrpc-error-native": _mcp_error_visible,
     "tp-max-tool-depth-native": _native_depth_limit,
+    "tp-prefill-streaming-tools-not-executed": _streaming_tools_run,
 }
 
 

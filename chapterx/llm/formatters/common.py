@@ -96,7 +96,7 @@ def tool_definitions(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     for t in tools:
         schema = t.get("input_schema") or t.get("inputSchema") or {}
         reduced: dict[str, Any] = {"type": "object", "properties": schema.get("properties", {})}
-        if schema.get("required"):
+        if "required" in schema and isinstance(schema["required"], list):  # an empty list is kept (upstream sends it)
             reduced["required"] = list(schema["required"])
         out.append({"name": t["name"], "description": t.get("description", ""), "input_schema": reduced})
     return out
