@@ -238,7 +238,10 @@ def state_files(root: Path) -> dict[str, Any]:
 async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
     from chapterx.replays.batches import run_case as run_batches
 
-    return await run_batches(inp, ToolHooks(inp))
+    out = await run_batches(inp, ToolHooks(inp))
+    # the `expected` shape: provider requests carry their bodies
+    out["provider_requests"] = [{"body": body} for body in out.get("provider_bodies", [])]
+    return out
 
 
 _TOOL_KEYS = ("tool_call_ids", "timer_id_suffixes", "http_files", "files_base64", "echo_bot_messages")
