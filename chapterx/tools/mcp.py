@@ -83,7 +83,7 @@ class McpManager:
 
     def __init__(self, configs: Sequence[McpServerConfig], *, call_timeout: float = 60.0,
                  start_timeout: float = 20.0, backoff: Sequence[float] = (1, 2, 5, 15, 60),
-                 warn: Callable[[str], None] | None = None, ping_interval: float = 15.0) -> None:
+                 warn: Callable[[str], None] | None = None, ping_interval: float = 5.0) -> None:
         self.ping_interval = ping_interval
         self.servers = {c.name: _Server(c) for c in configs}
         self.call_timeout = call_timeout
@@ -205,8 +205,12 @@ class McpManager:
         except Exception as exc:  # noqa: BLE001 - JSON-RPC errors and broken pipes become tool errors
             from mcp.shared.exceptions import McpError
 
-            if not isinstance(exc, McpError) or "timed out" in _describe(exc).lower():
+            if not isinstance(exc, McpError) or _transport_lost(exc):
                 srv.restart.set()  # transport broken or server stuck: start it again
+            if "timed out" in _describe(exc).lower():
+                self.warn(f"MCP tool {tool_name} on {srv.config.name} timed out after {self.call_timeout:g}s; "
+                          "restarting the server")
+                return ToolOutcome(None, f"MCP tool {tool_name} timed out after {self.call_timeout:g}s")
             return ToolOutcome(None, _describe(exc))
         text, images = flatten(result.content)
         if result.isError:
@@ -220,6 +224,13 @@ class McpManager:
         from pydantic import AnyUrl
 
         return await asyncio.wait_for(srv.session.read_resource(AnyUrl(uri)), self.call_timeout)
+
+
+def _transport_lost(exc: BaseException) -> bool:
+    """The SDK's own errors for a dead or stuck server (not an error the server answered with)."""
+    error = getattr(exc, "error", None)
+    message = str(getattr(error, "message", "") or "").lower()
+    return message == "connection closed" or "timed out" in message
 
 
 def _describe(exc: BaseException) -> str:
