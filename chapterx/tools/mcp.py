@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -121,6 +122,12 @@ class McpManager:
         cfg = srv.config
         while not self._stopping.is_set():
             env = {**os.environ, **cfg.env} if cfg.env else None
+            if shutil.which(cfg.command, path=(env or os.environ).get("PATH")) is None and \
+                    not (cfg.cwd and shutil.which(os.path.join(cfg.cwd, cfg.command))):
+                srv.last_error = f"command not found: {cfg.command}"
+                if not await self._backoff(srv):
+                    break
+                continue
             params = StdioServerParameters(command=cfg.command, args=list(cfg.args), env=env, cwd=cfg.cwd)
             try:
                 with open(os.devnull, "w") as errlog:
@@ -144,15 +151,21 @@ class McpManager:
                 srv.session = None
                 srv.tools = []
                 srv.resources = []
-            if self._stopping.is_set():
+            if not await self._backoff(srv):
                 break
-            delay = self.backoff[min(srv.failures, len(self.backoff) - 1)] if self.backoff else 1.0
-            srv.failures += 1
-            self.warn(f"MCP server {cfg.name} is down ({srv.last_error or 'exited'}); its tools are unavailable; "
-                      f"restarting in {delay:g}s")
-            srv.ready.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def _backoff(self, srv: _Server) -> bool:
+        """Warn, wait the next backoff step; False when shutting down."""
+        if self._stopping.is_set():
+            return False
+        delay = self.backoff[min(srv.failures, len(self.backoff) - 1)] if self.backoff else 1.0
+        srv.failures += 1
+        self.warn(f"MCP server {srv.config.name} is down ({srv.last_error or 'exited'}); its tools are unavailable; "
+                  f"restarting in {delay:g}s")
+        srv.ready.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+        return not self._stopping.is_set()
 
     async def _watch(self, session: Any, srv: _Server) -> None:
         """Return when a restart is asked for or the server stops answering pings (crash, hang)."""
