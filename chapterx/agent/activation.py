@@ -236,6 +236,17 @@ async def _tool_webhook(
         await port.send(channel_id, content)
 
 
+def _context_images(fetched: FetchedContext) -> list[dict[str, Any]]:
+    """The fetched Discord images, newest message first (what `share-image` can post)."""
+    out = []
+    for m in reversed(fetched.messages):
+        for att in m.attachments:
+            img = fetched.images.get(att.url)
+            if img is not None:
+                out.append({"filename": att.filename, "mime": img.media_type, "data": img.data, "url": att.url})
+    return out
+
+
 def _visible_output(outcome: Any, result_text: str) -> str:
     """The `tool_output_visible` line shows the output; a failed call shows its error (upstream: `null`)."""
     if outcome.error and not outcome.output:
@@ -588,7 +599,8 @@ async def run_activation(
         plugins = await (plugins or PluginHost(cfg, tools)).open(
             channel_id=channel_id, guild_id=port.guild_id, trigger_id=trigger_message_id,
             bot_id=bot_id or opt.bot_name(cfg), context_message_ids=[m.id for m in context_messages if not m.content.startswith(".")],
-            now=clock, port=port, base_dir=base_dir)
+            now=clock, port=port, base_dir=base_dir, images=_context_images(fetched),
+            messages=context_messages)
         _phase(tr, "context")
         keep_thinking = thinking_dir is not None and opt.flag(cfg, "preserve_thinking_blocks", True)
         stored_thinking: dict[str, list[dict[str, Any]]] = {}

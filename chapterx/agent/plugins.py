@@ -30,6 +30,17 @@ def _scope(pconf: Mapping[str, Any]) -> str:
     return str(scope) if scope in ("global", "channel", "epic", "off") else "channel"
 
 
+def _recent_lines(messages: Sequence[Any]) -> list[str]:
+    """Context messages (already converted: mentions read `<@username>`) as `username: text`."""
+    out = []
+    for m in messages:
+        author = getattr(m, "author", None)
+        text = getattr(m, "content", "")
+        if author is not None and text:
+            out.append(f"{author.username}: {text}")
+    return out
+
+
 @dataclass
 class PluginHost:
     """Enabled plugins for one bot config, bound to one activation by `open()`."""
@@ -71,11 +82,16 @@ class PluginHost:
     # -- binding -----------------------------------------------------------------------------
     async def open(self, *, channel_id: str, guild_id: str, trigger_id: str | None, bot_id: str,
                    context_message_ids: Sequence[str] = (), now: Callable[[], float] | None = None,
-                   port: Any = None, base_dir: Path | None = None) -> PluginHost:
+                   port: Any = None, base_dir: Path | None = None,
+                   images: Sequence[Mapping[str, Any]] = (), messages: Sequence[Any] = ()) -> PluginHost:
         """Bind to one activation: start MCP servers if needed and compute the injections.
 
         `port` (a DiscordPort) lets plugins post and pin (`sleep`, `config`); pinning needs the
-        port's optional `pin(channel_id, message_id)`."""
+        port's optional `pin(channel_id, message_id)`. `images`: the context's Discord images, newest
+        first (`{filename, mime, data}`), for `share-image`."""
+        self._memory["context_images"] = list(images)
+        self._memory["recent_lines"] = _recent_lines(messages)
+        self._memory["mcp_images"] = []
         send: Callable[[str], Awaitable[list[str]]] | None = None
         pin: Callable[[str], Awaitable[None]] | None = None
         react: Callable[[str, str], Awaitable[None]] | None = None
@@ -186,4 +202,6 @@ class PluginHost:
         mcp = self.system.mcp if self.system is not None else None
         if mcp is None:
             return ToolOutcome(None, f"No MCP client found for tool: {name}")
-        return await mcp.call(name, args)
+        outcome: ToolOutcome = await mcp.call(name, args)
+        self._memory.setdefault("mcp_images", []).extend((name, img) for img in outcome.images)
+        return outcome

@@ -28,8 +28,11 @@ def _ts(value: str) -> float:
 class ToolWorld(RecordingWorld):
     """RecordingWorld plus pins, the `Chapter3-Tools` webhook and webhook posts in history."""
 
-    def __init__(self, world: Any) -> None:
+    def __init__(self, world: Any, http_files: Mapping[str, Any] | None = None,
+                 http_log: list[dict[str, Any]] | None = None) -> None:
         super().__init__(world)
+        self.http_files = dict(http_files or {})
+        self.http_log = http_log if http_log is not None else []
         self.webhooks: dict[str, str] = {}
         self.created: list[str] = []  # ids of messages the bot (or its webhook) created, in order
 
@@ -38,6 +41,18 @@ class ToolWorld(RecordingWorld):
         mid = await super().send(channel_id, content, reply_to=reply_to, files=files)
         self.created.append(mid)
         return mid
+
+    async def fetch_attachment(self, url: str) -> bytes:
+        """Attachments the case serves over HTTP (`http_files`) are downloaded like Discord's CDN."""
+        if url in self._blobs or url not in self.http_files:
+            return await super().fetch_attachment(url)
+        self.http_log.append({"method": "GET", "url": url})
+        spec = self.http_files[url]
+        if int(spec.get("status") or 200) >= 400:
+            raise FileNotFoundError(url)
+        if "data_base64" in spec:
+            return base64.b64decode(spec["data_base64"])
+        return str(spec.get("text") or "").encode("utf-8")
 
     async def pin(self, channel_id: str, message_id: str) -> None:
         self._record({"type": "pin", "message_id": message_id}, channel_id)
@@ -79,7 +94,7 @@ class ToolHooks:
         return self.now
 
     def world(self, discord: Mapping[str, Any]) -> ToolWorld:
-        self.world_obj = ToolWorld(discord)
+        self.world_obj = ToolWorld(discord, self.inp.get("http_files"), self.http_requests)
         return self.world_obj
 
     def prepare(self, root: Path, _now: Callable[[], float]) -> None:

@@ -23,14 +23,7 @@ from tests.tools.vectors import ADJUSTMENTS, adjusted, mismatches
 VECTORS = SHARED_DIR / "golden" / "chapterx" / "tool-plugins.json"
 
 # Cases not reproduced yet, with the reason (listed in the report; strict: a pass fails the run).
-NOT_YET: dict[str, str] = {
-    "tp-share-image-list-and-share-prefill": "share-image plugin not implemented",
-    "tp-share-image-no-images-native": "share-image plugin not implemented",
-    "tp-share-image-bad-index-default-caption-native": "share-image plugin not implemented",
-    "tp-share-image-from-mcp-tool-prefill": "share-image plugin not implemented",
-    "tp-character-rag-injection": "character plugin not implemented",
-    "tp-character-embed-error-no-injection": "character plugin not implemented",
-}
+NOT_YET: dict[str, str] = {}
 
 
 def _cases() -> list[Any]:

@@ -224,6 +224,32 @@ def _streaming_tools_run(exp: dict[str, Any], case: Case) -> None:
     }
 
 
+def _drop_send(exp: dict[str, Any], action: dict[str, Any]) -> None:
+    """Remove one sent message; later created ids move down by one, as Discord would number them."""
+    gone = int(action["message_id"])
+    exp["discord_actions"].remove(action)
+
+    def shift(mid: str) -> str:
+        return str(int(mid) - 1) if mid.isdigit() and int(mid) > gone and mid.startswith("19") else mid
+
+    for a in exp["discord_actions"]:
+        if "message_id" in a:
+            a["message_id"] = shift(a["message_id"])
+    for lines in exp["state_files"].values():
+        for entry in lines if isinstance(lines, list) else []:
+            ids = entry.get("call", {}).get("botMessageIds")
+            if ids:
+                entry["call"]["botMessageIds"] = [shift(i) for i in ids if i != str(gone)]
+
+
+def _no_resend_first_round(exp: dict[str, Any], _case: Case) -> None:
+    """Tool loops: each round posts only its own new text; the text before the first call block is
+    not sent again in the second round."""
+    sends = [a for a in exp["discord_actions"] if a["type"] == "send"]
+    assert sends[0]["content"] == sends[1]["content"] == "Making one."
+    _drop_send(exp, sends[1])
+
+
 # Per-case adjustments (each one a bullet under "Tools" in docs/differences.md).
 ADJUSTMENTS: dict[str, Adjust] = {
     "tp-sleep-plain-minutes-native": _native_no_repeat,
@@ -235,6 +261,7 @@ ADJUSTMENTS: dict[str, Adjust] = {
     "tp-mcp-boom-jsonrpc-error-native": _mcp_error_visible,
     "tp-max-tool-depth-native": _native_depth_limit,
     "tp-prefill-streaming-tools-not-executed": _streaming_tools_run,
+    "tp-share-image-from-mcp-tool-prefill": _no_resend_first_round,
 }
 
 
