@@ -139,6 +139,7 @@ class ToolHooks:
         rt.opts.tool_log_dir = self.root / "tools"
         rt.opts.now = self.clock
         rt.opts.clock = self.clock
+        rt.opts.typing_interval = 3600.0  # the vectors record one typing per activation, not its repeats
         self.tools.timers.check_due()  # timers due at startup fire before batch 0
 
     def _http_client(self) -> Any:

@@ -61,7 +61,7 @@ def test_every_adjusted_case_exists() -> None:
     assert len(ids) == 46
 
 
-@pytest.mark.parametrize("case_id", ["tp-notes-save-then-injected-prefill", "tp-mcp-echo-add-visible-prefill"])
+@pytest.mark.parametrize("case_id", ["tp-mcp-echo-add-visible-prefill"])
 def test_replay_command_runs_tool_cases(case_id: str, tmp_path: Any) -> None:
     """`chapterx replay FILE --case-id ID --json` picks the tool-plugin shape and prints the observed
     value in the case's `expected` shape (the same run the vector test checks)."""
