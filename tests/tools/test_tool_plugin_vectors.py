@@ -77,3 +77,13 @@ def test_replay_command_runs_tool_cases(case_id: str, tmp_path: Any) -> None:
     want, _ = adjusted(case)
     observed["provider_bodies"] = [r["body"] for r in observed["provider_requests"]]
     assert not mismatches(observed, want)
+
+
+def test_every_adjustment_is_documented() -> None:
+    """Each adjusted case id is named under the Tools heading of docs/differences.md."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "differences.md").read_text(encoding="utf-8")
+    tools = text.split('<a id="tools"></a>', 1)[1].split("<a id=", 1)[0]
+    missing = [cid for cid in ADJUSTMENTS if f"`{cid}`" not in tools]
+    assert not missing, f"adjusted but not documented under Tools: {missing}"
