@@ -162,7 +162,14 @@ class ToolHooks:
             headers = {"content-type": spec["content_type"]} if spec.get("content_type") else {}
             return httpx.Response(int(spec.get("status") or 200), headers=headers, content=data)
 
-        return httpx.AsyncClient(transport=httpx.MockTransport(answer))
+        local = httpx.AsyncHTTPTransport()
+
+        async def route(request: httpx.Request) -> httpx.Response:
+            if request.url.host == "127.0.0.1":  # a local fake service (e.g. Soma in tests) is really called
+                return await local.handle_async_request(request)
+            return answer(request)
+
+        return httpx.AsyncClient(transport=httpx.MockTransport(route))
 
     def take_pending(self) -> list[Any]:
         out, self.pending = self.pending, []

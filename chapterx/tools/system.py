@@ -34,6 +34,7 @@ class ToolSystem:
         self.mcp_call_timeout = mcp_call_timeout
         self.mcp_backoff = mcp_backoff
         self._http = http_client
+        self._soma: Any = None
         self._own_http = http_client is None
         self.warnings: list[str] = []
 
@@ -54,6 +55,36 @@ class ToolSystem:
         self.mcp = McpManager(servers, call_timeout=self.mcp_call_timeout, backoff=self.mcp_backoff, warn=self.warn)
         await self.mcp.start()
         return self.mcp
+
+    def soma(self, config: Mapping[str, Any]) -> Any:
+        """The Soma client, created once from the first config that enables Soma (None: off)."""
+        from chapterx.tools.soma import SomaClient, soma_settings
+
+        if self._soma is None:
+            settings = soma_settings(config)
+            if settings is None:
+                return None
+            self._soma = SomaClient(settings[0], settings[1], self.http_client())
+        elif soma_settings(config) is None:
+            return None
+        return self._soma
+
+    async def soma_gate(self, port: Any, config: Mapping[str, Any], *, reason: str, channel_id: str,
+                        guild_id: str, trigger_id: str | None, bot_id: str) -> Any:
+        """Runtime hook before an activation (§1.3 step 11): a `SomaDecision`, allowed when Soma is off."""
+        from chapterx.tools.soma import SomaDecision, gate
+
+        client = self.soma(config)
+        if client is None:
+            return SomaDecision(True)
+        return await gate(client, port, reason=reason, channel_id=channel_id, guild_id=guild_id,
+                          trigger_id=trigger_id, bot_id=bot_id)
+
+    async def soma_refund(self, decision: Any, reason: str) -> None:
+        """A charged activation failed: give the credit back."""
+        client = self._soma
+        if client is not None and decision.transaction_id:
+            await client.refund(decision.transaction_id, reason)
 
     def http_client(self) -> Any:
         """The shared `httpx.AsyncClient` (created on first use; replays pass their own)."""
