@@ -655,6 +655,8 @@ async def run_activation(
             thinking_store.save(thinking_dir, bot_id or opt.bot_name(cfg), channel_id, result.reply_message_ids[0],
                                 result.thinking_blocks)
         result.warnings.extend(plugins.warnings)
+        if tools is not None:
+            tools.speak(cfg, bot_id or opt.bot_name(cfg), channel_id, result.completion_text)
         if tool_log_dir is not None and result.tool_log:
             from chapterx.agent.toollog import append_entries
 

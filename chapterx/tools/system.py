@@ -35,6 +35,7 @@ class ToolSystem:
         self.mcp_backoff = mcp_backoff
         self._http = http_client
         self._soma: Any = None
+        self._tts: Any = None
         self._own_http = http_client is None
         self.warnings: list[str] = []
 
@@ -86,6 +87,23 @@ class ToolSystem:
         if client is not None and decision.transaction_id:
             await client.refund(decision.transaction_id, reason)
 
+    def speak(self, config: Mapping[str, Any], bot_id: str, channel_id: str, text: str) -> None:
+        """Hand an activation's visible text to the TTS relay (never waits; no-op unless enabled).
+
+        The relay starts with the first config that enables it. Text arrives as one chunk per
+        activation (upstream's synthesized callbacks for non-streaming calls)."""
+        from chapterx.tools.tts_relay import TtsRelay, tts_settings
+
+        settings = tts_settings(config)
+        if settings is None or not text:
+            return
+        if self._tts is None:
+            self._tts = TtsRelay(settings["url"], settings["token"], bot_id, reconnect_s=settings["reconnect_s"])
+            self._tts.start()
+        self._tts.activation_start(channel_id)
+        self._tts.chunk(channel_id, text)
+        self._tts.activation_end(channel_id)
+
     def http_client(self) -> Any:
         """The shared `httpx.AsyncClient` (created on first use; replays pass their own)."""
         if self._http is None:
@@ -95,8 +113,10 @@ class ToolSystem:
         return self._http
 
     async def aclose(self) -> None:
-        """Stop MCP servers and close the HTTP client (the bot calls this on shutdown)."""
+        """Stop MCP servers, the TTS relay and the HTTP client (the bot calls this on shutdown)."""
         if self.mcp is not None:
             await self.mcp.aclose()
+        if self._tts is not None:
+            await self._tts.aclose()
         if self._http is not None and self._own_http:
             await self._http.aclose()
