@@ -7,6 +7,7 @@ One `ToolSystem` per bot process (reference §0: MCP servers start once per proc
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -95,6 +96,7 @@ class ToolSystem:
         from chapterx.tools.tts_relay import TtsRelay, tts_settings
 
         settings = tts_settings(config)
+        text = _speakable(text)
         if settings is None or not text:
             return
         if self._tts is None:
@@ -120,3 +122,11 @@ class ToolSystem:
             await self._tts.aclose()
         if self._http is not None and self._own_http:
             await self._http.aclose()
+
+
+_HIDDEN = re.compile(r"<(function_calls|function_results|thinking)>.*?(</\1>|$)", re.S)
+
+
+def _speakable(text: str) -> str:
+    """The completion without tool markup and thinking (what users read is what is spoken)."""
+    return re.sub(r"\n{3,}", "\n\n", _HIDDEN.sub("", text or "")).strip()
