@@ -193,8 +193,9 @@ class ToolHooks:
             pins = w._pins.setdefault(channel_id, [])
             pins[:] = [p for p in pins if p.id != msg.id]
             if ev.get("pinned"):
-                author = w.user(msg.author_id)
-                pins.insert(0, Pin(msg.id, msg.content, msg.author_id, bool(author and author.bot), ()))
+                author_id = str(msg.author_id or "")
+                author = w.user(author_id)
+                pins.insert(0, Pin(msg.id, msg.content, author_id, bool(author and author.bot), ()))
             if self.rt is not None and channel_id in self.rt.port.pins:
                 self.rt.port.pins[channel_id] = list(pins)  # the connector tracks pin changes
             return [Event("edit", channel_id, w.guild_id, msg)]

@@ -210,7 +210,7 @@ class McpManager:
                 srv.session.call_tool(tool_name, dict(arguments),
                                       read_timeout_seconds=timedelta(seconds=self.call_timeout)),
                 self.call_timeout + 1)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             self.warn(f"MCP tool {tool_name} on {srv.config.name} timed out after {self.call_timeout:g}s; "
                       "restarting the server")
             srv.restart.set()

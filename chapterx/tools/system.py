@@ -24,12 +24,13 @@ class ToolSystem:
                  on_timer: Callable[[Timer], None] | None = None, timer_suffix: Callable[[], str] | None = None,
                  base_dir: Path | None = None, mcp_call_timeout: float = 60.0,
                  mcp_backoff: tuple[float, ...] = (1, 2, 5, 15, 60),
-                 http_client: Any = None) -> None:
+                 http_client: Any = None, bot_id: str | None = None) -> None:
         self.cache_path = Path(cache_path)
         self.state_root = self.cache_path / "plugins"
         self.now = now
         self.base_dir = base_dir
-        self.timers = TimerScheduler(self.cache_path / "timers.json", now=now, on_fire=on_timer, suffix=timer_suffix)
+        self.timers = TimerScheduler(self.cache_path / "timers.json", now=now, on_fire=on_timer, suffix=timer_suffix,
+                                     bot_id=bot_id)
         self.mcp: McpManager | None = None
         self._mcp_key: tuple[McpServerConfig, ...] | None = None
         self.mcp_call_timeout = mcp_call_timeout
@@ -113,6 +114,19 @@ class ToolSystem:
 
             self._http = httpx.AsyncClient(timeout=httpx.Timeout(30.0), follow_redirects=True)
         return self._http
+
+    async def run_timers(self, stop: Any, interval: float = 3.0) -> None:
+        """Fire due timers now (missed during downtime) and every `interval` seconds until `stop` is set."""
+        import asyncio
+        import contextlib
+
+        while not stop.is_set():
+            try:
+                self.timers.check_due()
+            except Exception:  # noqa: BLE001 - a bad timer must not end the loop
+                log.exception("timer check failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
 
     async def aclose(self) -> None:
         """Stop MCP servers, the TTS relay and the HTTP client (the bot calls this on shutdown)."""

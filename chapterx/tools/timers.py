@@ -57,8 +57,9 @@ class TimerScheduler:
     """Timers of this process, in `path`; `on_fire(timer)` queues the self-activation."""
 
     def __init__(self, path: Path, *, now: Callable[[], float], on_fire: Callable[[Timer], None] | None = None,
-                 suffix: Callable[[], str] | None = None) -> None:
+                 suffix: Callable[[], str] | None = None, bot_id: str | None = None) -> None:
         self.path = path
+        self.bot_id = bot_id  # fire only this bot's timers (several bots may share a CACHE_PATH)
         self.now = now
         self.on_fire = on_fire
         self.suffix = suffix or (lambda: "".join(secrets.choice(_B36) for _ in range(4)))
@@ -91,7 +92,7 @@ class TimerScheduler:
             rows.append(row)
         atomic_write_json(self.path, {"timers": rows, "version": 1})
 
-    def list(self, bot_id: str, channel_id: str) -> list[Timer]:
+    def for_channel(self, bot_id: str, channel_id: str) -> list[Timer]:
         mine = [t for t in self.timers if t.botId == bot_id and t.channelId == channel_id]
         return sorted(mine, key=lambda t: t.triggerAt)
 
@@ -119,7 +120,8 @@ class TimerScheduler:
     def check_due(self) -> list[Timer]:
         """Fire and remove every due timer (oldest first)."""
         now_ms = self.now() * 1000
-        due = sorted((t for t in self.timers if t.triggerAt <= now_ms), key=lambda t: t.triggerAt)
+        due = sorted((t for t in self.timers if t.triggerAt <= now_ms and self.bot_id in (None, t.botId)),
+                     key=lambda t: t.triggerAt)
         if not due:
             return []
         ids = {t.id for t in due}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from chapterx.tools.base import CallContext, Plugin, ToolOutcome, ToolDef
+from chapterx.tools.base import CallContext, Plugin, ToolDef, ToolOutcome
 
 _NO_ACCESS = "MCP resource access not available."
 

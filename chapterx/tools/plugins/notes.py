@@ -73,33 +73,33 @@ class NotesPlugin(Plugin):
             self._save(ctx, state)
             return ToolOutcome(f'Note will be saved: "{_clip(content, 50)}"')
         if tool_name == "delete_note":
-            state = self._state(ctx)
-            nid = args.get("id")
-            if state is not None:
-                idx = next((i for i, n in enumerate(state["notes"]) if n.get("id") == nid), None)
+            current = self._state(ctx)
+            target = args.get("id")
+            if current is not None:
+                idx = next((i for i, n in enumerate(current["notes"]) if n.get("id") == target), None)
                 if idx is not None:
-                    state["notes"].pop(idx)
-                    state["lastModifiedMessageId"] = ctx.trigger_id
-                    self._save(ctx, state)
-            return ToolOutcome(f"Note {nid} will be deleted" if nid is not None else "Note undefined will be deleted")
+                    current["notes"].pop(idx)
+                    current["lastModifiedMessageId"] = ctx.trigger_id
+                    self._save(ctx, current)
+            return ToolOutcome(f"Note {target if target is not None else 'undefined'} will be deleted")
         if tool_name == "list_notes":
-            state = self._state(ctx)
-            if not state or not state["notes"]:
+            listed = self._state(ctx)
+            if not listed or not listed["notes"]:
                 return ToolOutcome("No notes saved yet. Use save_note to create one.")
-            lines = [f"{i}. [{n.get('id')}] {n.get('content')}" for i, n in enumerate(state["notes"], 1)]
-            return ToolOutcome(f"**{len(state['notes'])} notes:**\n\n" + "\n\n".join(lines))
+            lines = [f"{i}. [{n.get('id')}] {n.get('content')}" for i, n in enumerate(listed["notes"], 1)]
+            return ToolOutcome(f"**{len(listed['notes'])} notes:**\n\n" + "\n\n".join(lines))
         if tool_name == "read_note":
-            nid, search = args.get("id"), args.get("search")
-            if not nid and not search:
+            wanted, search = args.get("id"), args.get("search")
+            if not wanted and not search:
                 return ToolOutcome("Please provide either an id or search term")
-            state = self._state(ctx)
-            if not state or not state["notes"]:
+            stored = self._state(ctx)
+            if not stored or not stored["notes"]:
                 return ToolOutcome("No notes saved yet.")
-            if nid:
-                note = next((n for n in state["notes"] if n.get("id") == nid), None)
-                return ToolOutcome(_full(note) if note else f"Note not found: {nid}")
+            if wanted:
+                note = next((n for n in stored["notes"] if n.get("id") == wanted), None)
+                return ToolOutcome(_full(note) if note else f"Note not found: {wanted}")
             term = str(search).lower()
-            hits = [n for n in state["notes"] if term in str(n.get("content", "")).lower()]
+            hits = [n for n in stored["notes"] if term in str(n.get("content", "")).lower()]
             if not hits:
                 return ToolOutcome(f'No notes found matching: "{search}"')
             if len(hits) == 1:

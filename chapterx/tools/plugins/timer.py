@@ -80,7 +80,7 @@ class TimerPlugin(Plugin):
                 return ToolOutcome("Error: Delay must be at least 0.05 minutes (3 seconds)")
             if delay > MAX_DELAY_MINUTES:
                 return ToolOutcome(f"Error: Delay cannot exceed {MAX_DELAY_MINUTES} minutes (24 hours)")
-            if len(sched.list(ctx.bot_id, ctx.channel_id)) >= MAX_PER_CHANNEL:
+            if len(sched.for_channel(ctx.bot_id, ctx.channel_id)) >= MAX_PER_CHANNEL:
                 return ToolOutcome(f"Error: Maximum {MAX_PER_CHANNEL} timers per channel. "
                                    "Cancel one first with cancel_wake.")
             note = args.get("context_note")
@@ -93,10 +93,10 @@ class TimerPlugin(Plugin):
             return ToolOutcome(f"Timer scheduled! I will wake up in {duration(delay * 60000)} "
                                f"(at {_clock(timer.triggerAt)}).\n\nTimer ID: {timer.id}\nContext: \"{note}\"")
         if tool_name == "list_timers":
-            return ToolOutcome(self._list(sched.list(ctx.bot_id, ctx.channel_id), ctx.now() * 1000))
+            return ToolOutcome(self._list(sched.for_channel(ctx.bot_id, ctx.channel_id), ctx.now() * 1000))
         if tool_name == "cancel_wake":
             tid = args.get("timer_id")
-            if not any(t.id == tid for t in sched.list(ctx.bot_id, ctx.channel_id)):
+            if not any(t.id == tid for t in sched.for_channel(ctx.bot_id, ctx.channel_id)):
                 return ToolOutcome(f"Timer not found: {tid}. Use list_timers to see active timers.")
             ok = sched.cancel(str(tid))
             return ToolOutcome(f"Timer cancelled: {tid}" if ok else f"Failed to cancel timer: {tid}")
@@ -113,7 +113,7 @@ class TimerPlugin(Plugin):
     async def injections(self, ctx: CallContext) -> list[Injection]:
         if ctx.timers is None:
             return []
-        timers = ctx.timers.list(ctx.bot_id, ctx.channel_id)
+        timers = ctx.timers.for_channel(ctx.bot_id, ctx.channel_id)
         if not timers:
             return []
         now_ms = ctx.now() * 1000
