@@ -337,8 +337,9 @@ async def _run_inline(
             if config.get("tool_output_visible") is True:
                 await _tool_webhook(port, channel_id, config, call.name, call.input, _visible_output(outcome, text))
                 await _tool_images(port, channel_id, config, call.name, outcome.images, result.clock)
-            if outcome.images:
-                tool_images.append(_images_turn(call.name, outcome.images))
+            limit = int(opt.get_or(config, "max_mcp_images", 3))
+            if outcome.images and limit > 0:
+                tool_images.append(_images_turn(call.name, outcome.images[:limit]))
             result.tool_log.append({
                 "call": {"id": call.id, "name": call.name, "input": call.input, "messageId": trigger_id or ""},
                 "result": _log_result(outcome),
