@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -75,43 +75,39 @@ class ToolWorld(RecordingWorld):
 
 
 class ToolHooks:
-    """What `run_case` needs beyond the batch shape for a tool-plugin case."""
+    """What a tool-plugin case needs beyond the batch shape, as `CaseOptions` callbacks."""
 
     def __init__(self, inp: Mapping[str, Any]) -> None:
         self.inp = inp
-        self.now = _ts(inp["now"])
         self.pending: list[Any] = []
-        self.root: Path | None = None
         self.tools: Any = None
         self.world_obj: ToolWorld | None = None
-        self.rt: Any = None
         self.http_requests: list[dict[str, Any]] = []
-        ids = iter(inp.get("tool_call_ids") or [])
-        self._ids: Iterator[str] = ids
+        self._ids: Iterator[str] = iter(inp.get("tool_call_ids") or [])
         self._suffixes = iter(inp.get("timer_id_suffixes") or [])
 
-    def clock(self) -> float:
-        return self.now
+    def options(self) -> Any:
+        from chapterx.replays.batches import CaseOptions
+
+        return CaseOptions(plugin_factory=self.plugin_host, on_setup=self.setup, on_event=self.event,
+                           extra_outputs=self.finish, world_factory=self.world, queued_events=self.take_pending,
+                           after_batch=self.after_batch)
 
     def world(self, discord: Mapping[str, Any]) -> ToolWorld:
         self.world_obj = ToolWorld(discord, self.inp.get("http_files"), self.http_requests)
         return self.world_obj
 
-    def prepare(self, root: Path, _now: Callable[[], float]) -> None:
-        self.root = root
-        for rel, data in (self.inp.get("files_base64") or {}).items():
-            p = root / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(base64.b64decode(data))
+    def plugin_host(self, _run: Any, config: Mapping[str, Any], _channel_id: str) -> Any:
+        from chapterx.agent.plugins import PluginHost
+
+        return PluginHost(config, self.tools)
 
     def _fire(self, timer: Any) -> None:
         from chapterx.agent.queue import Event
 
-        self.pending.append(Event("self_activation", timer.channelId, timer.guildId or self._guild(), data={
+        guild = timer.guildId or (self.world_obj.guild_id if self.world_obj is not None else "")
+        self.pending.append(Event("self_activation", timer.channelId, guild, data={
             "timer_id": timer.id, "context_note": timer.contextNote}))
-
-    def _guild(self) -> str:
-        return self.world_obj.guild_id if self.world_obj is not None else ""
 
     def _next_id(self) -> str:
         from chapterx.agent.inline_tools import new_call_id
@@ -125,20 +121,21 @@ class ToolHooks:
             return str(value)
         return "zzzz"
 
-    async def attach(self, rt: Any) -> None:
+    async def setup(self, run: Any) -> None:
         from chapterx.agent.inline_tools import CALL_IDS
         from chapterx.tools.system import ToolSystem
 
-        assert self.root is not None
+        for rel, data in (self.inp.get("files_base64") or {}).items():
+            p = run.root / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(base64.b64decode(data))
         CALL_IDS.set(self._next_id)
-        self.tools = ToolSystem(self.root / "cache", now=self.clock, on_timer=self._fire,
-                                timer_suffix=self._next_suffix, base_dir=self.root, mcp_call_timeout=20.0,
+        self.tools = ToolSystem(run.root / "cache", now=lambda: run.now, on_timer=self._fire,
+                                timer_suffix=self._next_suffix, base_dir=run.root, mcp_call_timeout=20.0,
                                 http_client=self._http_client())
-        self.rt = rt
+        rt = run.runtime
         rt.opts.tools = self.tools
-        rt.opts.tool_log_dir = self.root / "tools"
-        rt.opts.now = self.clock
-        rt.opts.clock = self.clock
+        rt.opts.tool_log_dir = run.root / "tools"
         rt.opts.typing_interval = 3600.0  # the vectors record one typing per activation, not its repeats
         self.tools.timers.check_due()  # timers due at startup fire before batch 0
 
@@ -171,13 +168,14 @@ class ToolHooks:
 
         return httpx.AsyncClient(transport=httpx.MockTransport(route))
 
-    def take_pending(self) -> list[Any]:
+    def take_pending(self, _run: Any = None) -> list[Any]:
         out, self.pending = self.pending, []
         return out
 
-    async def event(self, ev: Mapping[str, Any], channel_id: str) -> list[Any] | None:
+    async def event(self, run: Any, _index: int, ev: Mapping[str, Any]) -> list[Any] | None:
+        channel_id = str(ev.get("channel_id") or run.world.primary_channel_id)
         if ev.get("type") == "clock_advance":
-            self.now = _ts(ev["now"])
+            run.now = _ts(ev["now"])
             self.tools.timers.check_due()
             return self.take_pending()
         if ev.get("type") == "message_update" and self.world_obj is not None:
@@ -196,12 +194,12 @@ class ToolHooks:
                 author_id = str(msg.author_id or "")
                 author = w.user(author_id)
                 pins.insert(0, Pin(msg.id, msg.content, author_id, bool(author and author.bot), ()))
-            if self.rt is not None and channel_id in self.rt.port.pins:
-                self.rt.port.pins[channel_id] = list(pins)  # the connector tracks pin changes
+            if channel_id in run.runtime.port.pins:
+                run.runtime.port.pins[channel_id] = list(pins)  # the connector tracks pin changes
             return [Event("edit", channel_id, w.guild_id, msg)]
         return None
 
-    async def after_batch(self, rt: Any, index: int, record: dict[str, Any], last: bool) -> None:
+    async def after_batch(self, run: Any, _index: int, record: dict[str, Any], last: bool) -> None:
         """`echo_bot_messages`: Discord echoes what the bot created; it is processed before the next batch."""
         w = self.world_obj
         if not self.inp.get("echo_bot_messages") or last or w is None:
@@ -218,21 +216,21 @@ class ToolHooks:
             msg = await w.fetch_message(cid, mid)
             if msg is not None:
                 events.append(Event("message", cid, w.guild_id, msg, mentions_bot=await mentions_bot(w, msg)))
-        res = await rt.process_batch(events)
+        res = await run.runtime.process_batch(events)
         if res.task is not None:
             await res.task
         record["echo"] = {"message_ids": ids, "polled_event_types": ["message"] * len(events),
                           "should_activate": res.should_activate, "activated": res.activated,
                           "random_rolls": res.random_rolls}
 
-    async def finish(self, root: Path, out: dict[str, Any]) -> None:
+    async def finish(self, run: Any) -> None:
+        out = run.out
         if self.tools is not None:
             await self.tools.aclose()
-        out["state_files"] = state_files(root)
+            await self.tools.http_client().aclose()
+        out["state_files"] = state_files(run.root)
         out["warnings"] = list(self.tools.warnings) if self.tools is not None else []
         out["http_requests"] = list(self.http_requests)
-        if self.tools is not None:
-            await self.tools.http_client().aclose()
 
 
 def state_files(root: Path) -> dict[str, Any]:
@@ -262,7 +260,7 @@ def state_files(root: Path) -> dict[str, Any]:
 async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
     from chapterx.replays.batches import run_case as run_batches
 
-    out = await run_batches(inp, ToolHooks(inp))
+    out = await run_batches(inp, ToolHooks(inp).options())
     # the `expected` shape: provider requests carry their bodies
     out["provider_requests"] = [{"body": body} for body in out.get("provider_bodies", [])]
     return out
