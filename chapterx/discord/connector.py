@@ -311,6 +311,10 @@ class GuildPort:
     async def delete(self, channel_id: str, message_id: str) -> None:
         await self._messageable(channel_id).get_partial_message(int(message_id)).delete()
 
+    async def pin(self, channel_id: str, message_id: str) -> None:
+        """Pin a message (the `sleep` and `config` tool plugins pin what they post)."""
+        await self._messageable(channel_id).get_partial_message(int(message_id)).pin()
+
     async def webhook_send(self, channel_id: str, content: str, *, username: str,
                            avatar_url: str | None = None) -> str:
         ch = self.client.get_channel(int(channel_id))

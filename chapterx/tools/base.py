@@ -52,7 +52,8 @@ async def _no_send(_content: str) -> list[str]:
 
 
 async def _no_pin(_message_id: str) -> None:
-    return None
+    # never pretend: a plugin that needs a pin reports that it could not pin
+    raise RuntimeError("this Discord connection cannot pin messages")
 
 
 async def _no_react(_message_id: str, _emoji: str) -> None:

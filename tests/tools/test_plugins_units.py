@@ -129,3 +129,29 @@ async def test_bot_answers_with_a_broken_mcp_server() -> None:
     assert got["discord_actions"] == case["expected"]["discord_actions"]
     assert got["state_files"] == case["expected"]["state_files"]
     assert any("MCP server gone is down" in w for w in got["warnings"])
+
+
+async def test_deleting_a_missing_note_says_so(tmp_path: Path) -> None:
+    system = ToolSystem(tmp_path / "cache", now=lambda: NOW)
+    host = await _host(system, {"tool_plugins": ["notes"]})
+    assert (await host.execute("delete_note", {"id": "note_nope"})).output == "Note not found: note_nope"
+    await host.execute("save_note", {"content": "keep"})
+    assert (await host.execute("delete_note", {"id": "note_nope"})).output == "Note not found: note_nope"
+    assert "keep" in (await host.execute("list_notes", {})).output
+
+
+async def test_sleep_without_pinning_reports_that_sleep_is_not_active(tmp_path: Path) -> None:
+    """A connection that cannot pin must not make the model believe it is asleep."""
+    system = ToolSystem(tmp_path / "cache", now=lambda: NOW)
+    host = await _host(system, {"tool_plugins": ["sleep", "config"]})
+    sent: list[str] = []
+
+    async def send(text: str) -> list[str]:
+        sent.append(text)
+        return ["m9"]
+
+    host._ctx["send"] = send
+    out = await host.execute("go_to_sleep", {"duration": "30m"})
+    assert sent and out.output.startswith("Error: .sleep message sent but could not pin it")
+    cfg = await host.execute("set_config", {"key": "temperature", "value": 0.5})
+    assert cfg.error == "this Discord connection cannot pin messages"

@@ -75,13 +75,14 @@ class NotesPlugin(Plugin):
         if tool_name == "delete_note":
             current = self._state(ctx)
             target = args.get("id")
-            if current is not None:
-                idx = next((i for i, n in enumerate(current["notes"]) if n.get("id") == target), None)
-                if idx is not None:
-                    current["notes"].pop(idx)
-                    current["lastModifiedMessageId"] = ctx.trigger_id
-                    self._save(ctx, current)
-            return ToolOutcome(f"Note {target if target is not None else 'undefined'} will be deleted")
+            idx = next((i for i, n in enumerate(current["notes"]) if n.get("id") == target), None) if current else None
+            if current is None or idx is None:
+                # upstream says "will be deleted" for an id that does not exist; the model would believe it
+                return ToolOutcome(f"Note not found: {target}")
+            current["notes"].pop(idx)
+            current["lastModifiedMessageId"] = ctx.trigger_id
+            self._save(ctx, current)
+            return ToolOutcome(f"Note {target} will be deleted")
         if tool_name == "list_notes":
             listed = self._state(ctx)
             if not listed or not listed["notes"]:
