@@ -385,7 +385,9 @@ async def _run_inline(turn: _Turn) -> None:
         await sender.perform(pre)
         outputs = []
         for call in block.calls:
+            started = time.monotonic()
             outcome = await plugins.execute(call.name, call.input)
+            took_ms = int((time.monotonic() - started) * 1000)
             text = result_text(call.name, outcome.output, outcome.error, outcome.images)
             outputs.append(text)
             if config.get("tool_output_visible") is True:
@@ -401,7 +403,7 @@ async def _run_inline(turn: _Turn) -> None:
             })
             tr = _trace()
             if tr is not None:
-                tr.record_tool(call.id, call.name, call.input, outcome.output, duration_ms=0, error=outcome.error,
+                tr.record_tool(call.id, call.name, call.input, outcome.output, duration_ms=took_ms, error=outcome.error,
                                sent_to_discord=config.get("tool_output_visible") is True)
         accumulated += results_block(outputs)
         sent_upto = len(accumulated)
@@ -458,7 +460,9 @@ async def _run_native(turn: _Turn, mode: str) -> None:
         ]
         results: list[dict[str, Any]] = []
         for use in uses:
+            started = time.monotonic()
             outcome = await plugins.execute(str(use.get("name")), use.get("input") or {})
+            took_ms = int((time.monotonic() - started) * 1000)
             text = result_text(str(use.get("name")), outcome.output, outcome.error, outcome.images)
             results.append({"type": "tool_result", "tool_use_id": use.get("id"), "content": text,
                             "is_error": outcome.error is not None})
@@ -473,7 +477,7 @@ async def _run_native(turn: _Turn, mode: str) -> None:
             tr = _trace()
             if tr is not None:
                 tr.record_tool(str(use.get("id")), str(use.get("name")), use.get("input") or {}, outcome.output,
-                               duration_ms=0, error=outcome.error,
+                               duration_ms=took_ms, error=outcome.error,
                                sent_to_discord=config.get("tool_output_visible") is True)
         extra.append(ChatMessage("assistant", assistant_blocks))
         extra.append(ChatMessage("user", results))

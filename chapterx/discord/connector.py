@@ -210,6 +210,7 @@ class GuildPort:
     def __init__(self, connector: DiscordConnector, guild_id: str) -> None:
         self.c = connector
         self._guild_id = guild_id
+        self._webhooks: dict[int, discord.Webhook] = {}  # channel id -> the bot's tool webhook
 
     @property
     def client(self) -> discord.Client:
@@ -321,8 +322,11 @@ class GuildPort:
         target = ch.parent if isinstance(ch, discord.Thread) else ch
         if not isinstance(target, discord.TextChannel):
             raise RuntimeError(f"channel {channel_id} cannot take webhook posts")
-        hooks = [h for h in await target.webhooks() if h.user is not None and str(h.user.id) == self.bot_user_id]
-        hook = hooks[0] if hooks else await target.create_webhook(name="chapterx")
+        hook = self._webhooks.get(target.id)
+        if hook is None:  # found or created once per channel (§5.4: `Chapter3-Tools`)
+            hooks = [h for h in await target.webhooks() if h.user is not None and str(h.user.id) == self.bot_user_id]
+            hook = hooks[0] if hooks else await target.create_webhook(name="Chapter3-Tools")
+            self._webhooks[target.id] = hook
         kwargs: dict[str, Any] = {"username": username, "wait": True}
         if avatar_url:
             kwargs["avatar_url"] = avatar_url
