@@ -6,6 +6,7 @@ One `ToolSystem` per bot process (reference §0: MCP servers start once per proc
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -37,6 +38,7 @@ class ToolSystem:
         self.mcp_backoff = mcp_backoff
         self._http = http_client
         self._soma: Any = None
+        self._mcp_lock = asyncio.Lock()
         self._tts: Any = None
         self._own_http = http_client is None
         self.warnings: list[str] = []
@@ -49,6 +51,12 @@ class ToolSystem:
         """Start the configured MCP servers once per process (from the first config that names them)."""
         if self.mcp is not None:
             return self.mcp
+        async with self._mcp_lock:  # two channels' first activations must not start the servers twice
+            if self.mcp is not None:
+                return self.mcp
+            return await self._start_mcp(config)
+
+    async def _start_mcp(self, config: Mapping[str, Any]) -> McpManager | None:
         servers, problems = parse_servers(config.get("mcp_servers"),
                                           cwd=str(self.base_dir) if self.base_dir else None)
         for p in problems:
@@ -117,7 +125,6 @@ class ToolSystem:
 
     async def run_timers(self, stop: Any, interval: float = 3.0) -> None:
         """Fire due timers now (missed during downtime) and every `interval` seconds until `stop` is set."""
-        import asyncio
         import contextlib
 
         while not stop.is_set():
