@@ -178,3 +178,14 @@ def test_bad_mcp_server_entries_are_reported(raw: object, ok: int) -> None:
     servers, warnings = parse_servers(raw)
     assert len(servers) == ok
     assert len(warnings) == (1 if raw == [{"name": "x"}] else 0)
+
+
+async def test_concurrent_first_activations_start_each_server_once(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    system = ToolSystem(tmp_path / "cache")
+    try:
+        hosts = await asyncio.gather(*(_host(system, _config("ok", pids)) for _ in range(3)))
+        assert all("echo" in _names(h) for h in hosts)
+        assert len(_pids(pids)) == 1
+    finally:
+        await system.aclose()
