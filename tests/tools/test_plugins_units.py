@@ -155,3 +155,25 @@ async def test_sleep_without_pinning_reports_that_sleep_is_not_active(tmp_path: 
     assert sent and out.output.startswith("Error: .sleep message sent but could not pin it")
     cfg = await host.execute("set_config", {"key": "temperature", "value": 0.5})
     assert cfg.error == "this Discord connection cannot pin messages"
+
+
+async def test_run_timers_fires_missed_timers_at_startup_then_stops(tmp_path: Path) -> None:
+    """The bot's timer loop: a timer due during downtime fires at once, on its own bot only."""
+    import asyncio
+
+    path = tmp_path / "cache" / "timers.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"timers": [
+        {"botId": "aria", "channelId": "c1", "guildId": "g1", "createdByMessageId": "m1", "createdAt": 1,
+         "id": "timer_a", "triggerAt": 1000, "contextNote": "missed"},
+        {"botId": "other", "channelId": "c1", "guildId": "g1", "createdByMessageId": "m1", "createdAt": 1,
+         "id": "timer_b", "triggerAt": 1000, "contextNote": "not mine"}], "version": 1}))
+    fired: list[str] = []
+    system = ToolSystem(tmp_path / "cache", now=lambda: NOW, on_timer=lambda t: fired.append(t.id), bot_id="aria")
+    stop = asyncio.Event()
+    loop = asyncio.create_task(system.run_timers(stop, interval=0.05))
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(loop, 5)
+    assert fired == ["timer_a"]
+    assert [t["id"] for t in json.loads(path.read_text())["timers"]] == ["timer_b"]
