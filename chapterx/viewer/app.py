@@ -39,6 +39,7 @@ from chapterx.viewer.chapter2 import (
     decode_body,
     span_count,
 )
+from chapterx.viewer.otlp_chapterx import ChapterxReceiver
 from chapterx.viewer.settings import ViewerSettings, is_loopback
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class Store(Protocol):
     def search(self, query: str, **kwargs: Any) -> dict[str, Any]: ...
     def get_trace(self, trace_id: str) -> dict[str, Any] | None: ...
     def body_path(self, kind: str, ref: str) -> Path | None: ...
+    def trace_path(self, trace_id: str) -> Path | None: ...
     def add_external(self, entries: Any) -> Any: ...
     def remove_external(self, trace_ids: Any) -> Any: ...
     def external_ids(self) -> Any: ...
@@ -138,6 +140,9 @@ class Viewer:
         self.allowed_hosts = {settings.host.strip("[]").lower(), "localhost"}
         self._last_refresh = 0.0
         self._reconciled = False
+        self.chapterx_receiver = ChapterxReceiver(
+            settings.logs_dirs[0], exists=lambda tid: store.trace_path(tid) is not None
+        )
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -495,9 +500,12 @@ async def ingest(request: web.Request) -> web.Response:
         )
     except IngestError as exc:
         raise ApiError(415 if "content type" in str(exc) else 400, str(exc)) from None
+    doc, received = await viewer.run(viewer.chapterx_receiver.receive, doc)  # ChapterX spans -> traces
     if span_count(doc):
         await viewer.run(append_request, viewer.settings.otlp_ingest_dir, doc)
         await viewer.run(viewer.force_refresh_sync)
+    if received.written:
+        await viewer.run(viewer.store.refresh)
     if request.content_type in ("application/x-protobuf", "application/protobuf"):
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
