@@ -30,7 +30,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from chapterx.viewer import security
+from chapterx.viewer import fleet, security
 from chapterx.viewer.chapter2 import (
     MAX_INGEST_BYTES,
     Chapter2Source,
@@ -78,7 +78,8 @@ BODY_KINDS = {
     "membrane-request": "Membrane request body not found",
     "membrane-response": "Membrane response body not found",
 }
-READ_ROUTES = {"bots", "channels", "traces", "search", "trace", *BODY_KINDS}
+READ_ROUTES = {"bots", "channels", "traces", "search", "trace", "fleet", *BODY_KINDS}
+FLEET_ROUTES = ("bots", "hourly", "daily", "failures")
 
 
 class Store(Protocol):
@@ -315,6 +316,10 @@ async def api(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "Not found")
     if request.method not in ("GET", "HEAD"):
         raise ApiError(405, "Method not allowed")
+    if name == "fleet":
+        if len(segments) != 4 or segments[3] not in FLEET_ROUTES:
+            raise ApiError(404, "Not found")
+        return await fleet_route(request, viewer, segments[3])
     if name in ("trace", *BODY_KINDS):
         if len(segments) != 4:
             raise ApiError(400, "Invalid id" if name == "trace" else "Invalid body reference")
@@ -409,8 +414,11 @@ async def traces(request: web.Request, viewer: Viewer) -> web.Response:
     since = parse_time(q.get("since"), "since")
     until = parse_time(q.get("until"), "until")
     floor = viewer.retention_floor
+    asked_since = since
     if floor is not None and (since is None or since < floor):
         since = floor
+    else:
+        floor = None  # the filter already starts inside the retention window: nothing hidden
     text = q.get("text") or q.get("q_text") or None
     if text is not None and len(text) > 500:
         raise ApiError(400, "Invalid text: at most 500 characters")
@@ -427,7 +435,54 @@ async def traces(request: web.Request, viewer: Viewer) -> web.Response:
     }
     await viewer.refresh()
     result = await viewer.run(viewer.store.list_traces, **kwargs)
+    if floor is not None:
+        result = dict(result)
+        result["hiddenByRetention"] = await _hidden_by_retention(viewer, kwargs, asked_since, floor, until)
+        result["retentionDays"] = viewer.settings.retention_days
     return json_response(request, result)
+
+
+async def _hidden_by_retention(viewer: Viewer, kwargs: dict[str, Any], asked_since: datetime | None,
+                               floor: datetime, until: datetime | None) -> int:
+    """How many traces matching the same filters are older than INDEX_RETENTION_DAYS (so an
+    older archive does not look empty without a word)."""
+    cut = floor if until is None or until > floor else until
+    older = {**kwargs, "since": _iso(asked_since) if asked_since else None, "until": _iso(cut),
+             "limit": 1, "offset": 0}
+    found = await viewer.run(viewer.store.list_traces, **older)
+    return int(found.get("total") or 0)
+
+
+async def fleet_route(request: web.Request, viewer: Viewer, kind: str) -> web.Response:
+    """`/api/fleet/{bots,hourly,daily,failures}?range=24h&bot=&framework=&until=`: aggregate queries
+    for the fleet page (`chapterx.viewer.fleet`); `until` (ISO or epoch ms) pins the grid's end."""
+    q = request.query
+    try:
+        range_s = fleet.parse_range(q.get("range"))
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    framework = q.get("framework") or None
+    if framework is not None and framework not in ("chapterx", "chapter2"):
+        raise ApiError(400, "Invalid framework: use chapterx or chapter2")
+    bot = q.get("bot") or None
+    if bot is not None and len(bot) > 200:
+        raise ApiError(400, "Invalid bot: at most 200 characters")
+    pinned = parse_time(q.get("until"), "until")
+    now = pinned.timestamp() if pinned is not None else time.time()
+    store: Any = viewer.store
+    await viewer.refresh()
+    if kind == "hourly":
+        w = fleet.window(range_s, fleet.HOUR, now)
+        data = await viewer.run(fleet.hourly, store, w, bot=bot, framework=framework)
+    elif kind == "daily":
+        w = fleet.window(range_s, fleet.DAY, now)
+        data = await viewer.run(fleet.daily, store, w, bot=bot, framework=framework)
+    elif kind == "bots":
+        data = await viewer.run(fleet.bots, store, now - range_s, now, framework=framework)
+    else:
+        limit = _int_param(request, "limit", 20, minimum=1, maximum=MAX_LIMIT)
+        data = await viewer.run(fleet.failures, store, now - range_s, bot=bot, limit=limit)
+    return json_response(request, data)
 
 
 async def search(request: web.Request, viewer: Viewer) -> web.Response:
@@ -545,7 +600,7 @@ async def shell(request: web.Request) -> web.StreamResponse:
         return await api(request)
     if _suspicious_path(raw):
         raise ApiError(400, "Invalid path")
-    if raw in ("/", "/index.html"):
+    if raw in ("/", "/index.html", "/fleet", "/fleet/"):
         return _static_response("index.html")
     parts = raw.split("/")
     if len(parts) in (3, 4) and parts[1] == "trace" and (len(parts) == 3 or parts[3] == ""):
