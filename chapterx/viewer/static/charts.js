@@ -23,34 +23,38 @@ function title(text) {
   return svg("title", null, text);
 }
 
-/** A "nice" upper bound for the y axis (1, 2, 2.5, 5 × 10^k). */
-export function niceMax(v) {
-  if (!(v > 0)) return 1;
-  const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-  return 10 * p;
+/** Axis scale: a 1/2/5 × 10^k step giving at most ~5 gridlines, and the top as a whole number of steps. */
+export function niceScale(v, integer = false) {
+  if (!(v > 0)) return integer ? { max: 1, step: 1 } : { max: 1, step: 0.25 };
+  if (integer && v <= 4) return { max: Math.ceil(v), step: 1 };
+  const raw = v / 4;
+  const p = Math.pow(10, Math.floor(Math.log10(raw)));
+  let step = 10 * p;
+  for (const m of [1, 2, 5, 10]) if (m * p >= raw) { step = m * p; break; }
+  return { max: step * Math.ceil(v / step - 1e-9), step };
 }
 
-function xLabel(ms, bucketSeconds) {
-  const d = new Date(ms);
-  if (bucketSeconds >= 86400) return d.toISOString().slice(5, 10);
-  return d.toISOString().slice(11, 16);
+function xLabel(ms, bucketSeconds, n) {
+  const iso = new Date(ms).toISOString();
+  if (bucketSeconds >= 86400) return iso.slice(5, 10);
+  return n > 24 ? iso.slice(5, 10) + " " + iso.slice(11, 13) + "h" : iso.slice(11, 16);
 }
 
-function frame(buckets, bucketSeconds, maxY, fmt) {
+function frame(buckets, bucketSeconds, scale, fmt) {
   const g = svg("g", { class: "axes" });
   const iw = W - M.left - M.right;
   const ih = H - M.top - M.bottom;
-  for (let i = 0; i <= 4; i++) {
-    const y = M.top + ih - (ih * i) / 4;
+  const steps = Math.round(scale.max / scale.step);
+  for (let i = 0; i <= steps; i++) {
+    const y = M.top + ih - (ih * i) / steps;
     g.appendChild(svg("line", { x1: M.left, x2: W - M.right, y1: y, y2: y, class: "grid" }));
-    g.appendChild(svg("text", { x: M.left - 6, y: y + 4, "text-anchor": "end", class: "tick" }, fmt((maxY * i) / 4)));
+    g.appendChild(svg("text", { x: M.left - 6, y: y + 4, "text-anchor": "end", class: "tick" }, fmt(scale.step * i)));
   }
   const n = buckets.length;
   const every = Math.max(1, Math.ceil(n / 8));
   for (let i = 0; i < n; i += every) {
     const x = M.left + (iw * (i + 0.5)) / n;
-    g.appendChild(svg("text", { x, y: H - 8, "text-anchor": "middle", class: "tick" }, xLabel(buckets[i], bucketSeconds)));
+    g.appendChild(svg("text", { x, y: H - 8, "text-anchor": "middle", class: "tick" }, xLabel(buckets[i], bucketSeconds, n)));
   }
   return g;
 }
@@ -100,13 +104,14 @@ export function lineChart(opts) {
   const n = opts.buckets.length;
   let max = 0;
   for (const s of opts.series) for (const v of s.values) if (typeof v === "number" && v > max) max = v;
-  const maxY = opts.maxY || niceMax(max);
+  const scale = opts.maxY ? { max: opts.maxY, step: opts.maxY / 4 } : niceScale(max, opts.integer);
+  const maxY = scale.max;
   const iw = W - M.left - M.right;
   const ih = H - M.top - M.bottom;
   const x = (i) => M.left + (iw * (i + 0.5)) / n;
   const y = (v) => M.top + ih - (ih * v) / maxY;
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart-svg", role: "img", "aria-label": opts.title });
-  root.appendChild(frame(opts.buckets, opts.bucketSeconds, maxY, fmt));
+  root.appendChild(frame(opts.buckets, opts.bucketSeconds, scale, fmt));
   opts.series.forEach((s, si) => {
     const color = s.color || PALETTE[si % PALETTE.length];
     const g = svg("g", { class: "series", "data-series": s.label });
@@ -137,13 +142,14 @@ export function barChart(opts) {
   const k = Math.max(1, opts.series.length);
   let max = 0;
   for (const s of opts.series) for (const v of s.values) if (typeof v === "number" && v > max) max = v;
-  const maxY = niceMax(max);
+  const scale = niceScale(max, opts.integer);
+  const maxY = scale.max;
   const iw = W - M.left - M.right;
   const ih = H - M.top - M.bottom;
   const slot = iw / n;
   const bw = Math.max(1, (slot * 0.8) / k);
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart-svg", role: "img", "aria-label": opts.title });
-  root.appendChild(frame(opts.buckets, opts.bucketSeconds, maxY, fmt));
+  root.appendChild(frame(opts.buckets, opts.bucketSeconds, scale, fmt));
   opts.series.forEach((s, si) => {
     const color = s.color || PALETTE[si % PALETTE.length];
     const g = svg("g", { class: "series", "data-series": s.label });
@@ -151,7 +157,7 @@ export function barChart(opts) {
       const val = typeof v === "number" ? v : 0;
       const hgt = (ih * val) / maxY;
       g.appendChild(svg("rect", { x: (M.left + slot * i + slot * 0.1 + bw * si).toFixed(1), y: (M.top + ih - hgt).toFixed(1),
-        width: bw.toFixed(1), height: hgt.toFixed(1), fill: color, class: "bar", "data-i": i, "data-v": val },
+        width: bw.toFixed(1), height: hgt.toFixed(1), fill: color, class: "cbar", "data-i": i, "data-v": val },
         title(`${s.label} · ${new Date(opts.buckets[i]).toISOString().slice(0, 10)}: ${fmt(val)}`)));
     });
     root.appendChild(g);

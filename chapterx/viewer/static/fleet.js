@@ -64,7 +64,7 @@ export async function showFleet(main, p, navigate) {
   const base = { buckets: hourly.buckets, bucketSeconds: hourly.bucketSeconds };
   const charts = h("div", { className: "charts" });
   charts.appendChild(lineChart({ ...base, title: "Activations per hour", testid: "chart-activations",
-    series: hs.map((s) => ({ label: seriesLabel(s), values: s.activations, color: color(s) })), fmt: (v) => String(Math.round(v)) }));
+    series: hs.map((s) => ({ label: seriesLabel(s), values: s.activations, color: color(s) })), integer: true, fmt: (v) => String(Math.round(v)) }));
   charts.appendChild(lineChart({ ...base, title: "Failure rate per hour", testid: "chart-failure-rate", maxY: 1,
     series: hs.map((s) => ({ label: seriesLabel(s), values: s.failureRate, color: color(s) })), fmt: pct }));
   charts.appendChild(lineChart({ ...base, title: "Duration per hour (p95 solid, p50 dashed)", testid: "chart-duration",
