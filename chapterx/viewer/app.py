@@ -141,6 +141,7 @@ class Viewer:
         self.allowed_hosts = {settings.host.strip("[]").lower(), "localhost"}
         self._last_refresh = 0.0
         self._reconciled = False
+        self.fleet_rollup = fleet.Rollup(store)
         self.chapterx_receiver = ChapterxReceiver(
             settings.logs_dirs[0], exists=lambda tid: store.trace_path(tid) is not None
         )
@@ -469,19 +470,20 @@ async def fleet_route(request: web.Request, viewer: Viewer, kind: str) -> web.Re
         raise ApiError(400, "Invalid bot: at most 200 characters")
     pinned = parse_time(q.get("until"), "until")
     now = pinned.timestamp() if pinned is not None else time.time()
-    store: Any = viewer.store
     await viewer.refresh()
+    rollup = viewer.fleet_rollup
     if kind == "hourly":
         w = fleet.window(range_s, fleet.HOUR, now)
-        data = await viewer.run(fleet.hourly, store, w, bot=bot, framework=framework)
+        data = await viewer.run(fleet.hourly, rollup, w, bot=bot, framework=framework)
     elif kind == "daily":
         w = fleet.window(range_s, fleet.DAY, now)
-        data = await viewer.run(fleet.daily, store, w, bot=bot, framework=framework)
+        data = await viewer.run(fleet.daily, rollup, w, bot=bot, framework=framework)
     elif kind == "bots":
-        data = await viewer.run(fleet.bots, store, now - range_s, now, framework=framework)
+        w = fleet.window(range_s, fleet.HOUR, now)
+        data = await viewer.run(fleet.bots, rollup, w, framework=framework)
     else:
         limit = _int_param(request, "limit", 20, minimum=1, maximum=MAX_LIMIT)
-        data = await viewer.run(fleet.failures, store, now - range_s, bot=bot, limit=limit)
+        data = await viewer.run(fleet.failures, viewer.store, now - range_s, bot=bot, limit=limit)
     return json_response(request, data)
 
 

@@ -1,6 +1,6 @@
 """The fleet page's data: aggregates from `chapterx.trace.aggregates` shaped for charts.
 
-Pure functions over an open store. Every series covers the whole bucket grid of the chosen range
+Functions over an open store, through a per-hour `Rollup` so repeated views stay cheap. Every series covers the whole bucket grid of the chosen range
 (empty buckets are zeros, or null for durations), so a chart of N buckets always has N points and
 bots line up on the same x axis. Buckets are aligned to whole hours / UTC days.
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chapterx.trace import aggregates
+from chapterx.trace.index import EXTERNAL_SOURCE, MARKER_SOURCE
 
 HOUR = 3600
 DAY = 86400
@@ -55,25 +56,138 @@ def window(range_s: int, bucket_seconds: int, now: float) -> Window:
     return Window(float(until - n * bucket_seconds), float(until), bucket_seconds)
 
 
+class Rollup:
+    """Per-hour `aggregates.bucket_stats` of one store, kept between requests.
+
+    Aggregating a month of a big fleet reads every row of that month (seconds at a million
+    traces); the page asks for the same closed hours again and again. So each hour is computed
+    once, by the aggregates API itself, and only hours whose rows changed are recomputed:
+    - rows appended since the last look (row ids only grow) dirty their hours;
+    - in-progress markers come and go all the time: their hours are always recomputed;
+    - a chapter2 reply rewritten in place (deleted and re-added under the same trace id) dirties
+      its old and new hour;
+    - any other deletion (prune, reindex, a chapter2 file removed) drops the whole cache, noticed
+      because the kept per-bot row counts no longer add up.
+    Daily sums and the bot table are sums of hours, so every chart reads the same numbers.
+    Not thread-safe: the viewer calls it on the store's single worker thread.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._hours: dict[int, list[aggregates.BucketStats]] = {}
+        self._gen: Any = None
+        self._wm = 0
+        self._rows = 0
+        self._marker_hours: set[int] = set()
+        self._ext: dict[str, int] = {}
+        #: how many times the whole cache was dropped (a deletion other than a rewrite)
+        self.resets = 0
+
+    def _snapshot(self) -> Any:
+        return self.store.query(
+            "SELECT (SELECT value FROM meta WHERE key = 'generation') AS gen, "
+            "(SELECT COALESCE(MAX(id), 0) FROM traces) AS maxid, "
+            "(SELECT COALESCE(SUM(n), 0) FROM counts WHERE kind = 'bot') AS nbot, "
+            "(SELECT COUNT(*) FROM traces WHERE bot IS NULL) AS nnull, "
+            f"(SELECT COUNT(*) FROM traces WHERE source_id < 0 AND source_id = {MARKER_SOURCE}) AS nmark")[0]
+
+    def _marker_hour_set(self) -> set[int]:
+        rows = self.store.query(
+            f"SELECT ts FROM traces WHERE source_id < 0 AND source_id = {MARKER_SOURCE} AND ts IS NOT NULL")
+        return {int(r["ts"] // HOUR) for r in rows}
+
+    def _reset(self, snap: Any) -> None:
+        self._hours.clear()
+        self._wm = int(snap["maxid"])
+        self._rows = int(snap["nbot"]) + int(snap["nnull"]) - int(snap["nmark"])
+        self._ext = {r["trace_id"]: int(r["ts"] // HOUR) for r in self.store.query(
+            f"SELECT trace_id, ts FROM traces WHERE source_id < 0 AND source_id = {EXTERNAL_SOURCE} "
+            "AND ts IS NOT NULL")}
+        self._marker_hours = self._marker_hour_set()
+
+    def sync(self) -> None:
+        """Forget the hours whose rows changed since the last call."""
+        snap = self._snapshot()
+        if snap["gen"] == self._gen and self._gen is not None:
+            return
+        if self._gen is None:
+            self._reset(snap)
+            self._gen = snap["gen"]
+            return
+        new = self.store.query(
+            "SELECT id, trace_id, source_id, ts FROM traces WHERE id > :wm AND id <= :maxid "
+            f"AND source_id <> {MARKER_SOURCE}", {"wm": self._wm, "maxid": snap["maxid"]})
+        total = int(snap["nbot"]) + int(snap["nnull"]) - int(snap["nmark"])
+        dirty: set[int] = set()
+        replaced = 0
+        for r in new:
+            if r["ts"] is None:
+                continue
+            hour = int(r["ts"] // HOUR)
+            dirty.add(hour)
+            if r["source_id"] == EXTERNAL_SOURCE:
+                old = self._ext.get(r["trace_id"])
+                if old is not None:
+                    replaced += 1
+                    dirty.add(old)
+                self._ext[r["trace_id"]] = hour
+        deleted = self._rows + len(new) - total
+        if deleted != replaced:
+            self.resets += 1
+            self._reset(snap)
+        else:
+            markers = self._marker_hour_set()
+            for hour in dirty | markers | self._marker_hours:
+                self._hours.pop(hour, None)
+            self._marker_hours = markers
+            self._wm = max(self._wm, int(snap["maxid"]))
+            self._rows = total
+        self._gen = snap["gen"]
+
+    def hours(self, first: int, last: int) -> dict[int, list[aggregates.BucketStats]]:
+        """Stats of hours [first, last) (hour numbers since the epoch), computing missing runs."""
+        k = first
+        while k < last:
+            if k in self._hours:
+                k += 1
+                continue
+            end = k
+            while end < last and end not in self._hours:
+                end += 1
+            for h in range(k, end):
+                self._hours[h] = []
+            for b in aggregates.bucket_stats(self.store, since=k * HOUR, until=end * HOUR, bucket_seconds=HOUR):
+                self._hours[int(b.bucket_start // HOUR)].append(b)
+            k = end
+        return {h: self._hours[h] for h in range(first, last)}
+
+    def stats(self, w: Window, *, bot: str | None = None, framework: str | None = None
+              ) -> list[aggregates.BucketStats]:
+        """Hourly stats over the window (hour-aligned), optionally for one bot / framework."""
+        self.sync()
+        out: list[aggregates.BucketStats] = []
+        for items in self.hours(int(w.since // HOUR), int(w.until // HOUR)).values():
+            out.extend(b for b in items if (bot is None or b.bot == bot)
+                       and (framework is None or b.framework == framework))
+        return out
+
+
 def _series_key(b: aggregates.BucketStats) -> tuple[str, str]:
     return (b.bot, b.framework)
 
 
-def hourly(store: Any, w: Window, *, bot: str | None = None, framework: str | None = None) -> dict[str, Any]:
+def hourly(rollup: Rollup, w: Window, *, bot: str | None = None, framework: str | None = None
+           ) -> dict[str, Any]:
     """Activations, failures, failure rate and p50/p95 duration per bot and bucket."""
-    stats = aggregates.bucket_stats(store, since=w.since, until=w.until, bucket_seconds=w.bucket_seconds,
-                                    bot=bot, framework=framework)
     n = w.count
     series: dict[tuple[str, str], dict[str, Any]] = {}
-    for b in stats:
+    for b in rollup.stats(w, bot=bot, framework=framework):
         s = series.get(_series_key(b))
         if s is None:
             s = series[_series_key(b)] = {
                 "bot": b.bot, "framework": b.framework, "activations": [0] * n, "failures": [0] * n,
                 "failureRate": [None] * n, "p50Ms": [None] * n, "p95Ms": [None] * n}
-        k = round((b.bucket_start - w.since) / w.bucket_seconds)
-        if not 0 <= k < n:
-            continue
+        k = int((b.bucket_start - w.since) // w.bucket_seconds)
         s["activations"][k] = b.activations
         s["failures"][k] = b.failures
         s["failureRate"][k] = round(b.failures / b.activations, 4) if b.activations else None
@@ -82,25 +196,22 @@ def hourly(store: Any, w: Window, *, bot: str | None = None, framework: str | No
     return _doc(w, [series[k] for k in sorted(series)])
 
 
-def daily(store: Any, w: Window, *, bot: str | None = None, framework: str | None = None) -> dict[str, Any]:
-    """Input/output tokens and cost per bot and day."""
-    stats = aggregates.bucket_stats(store, since=w.since, until=w.until, bucket_seconds=w.bucket_seconds,
-                                    bot=bot, framework=framework)
+def daily(rollup: Rollup, w: Window, *, bot: str | None = None, framework: str | None = None
+          ) -> dict[str, Any]:
+    """Activations, input/output tokens and cost per bot and day (sums of its hours)."""
     n = w.count
     series: dict[tuple[str, str], dict[str, Any]] = {}
-    for b in stats:
+    for b in rollup.stats(w, bot=bot, framework=framework):
         s = series.get(_series_key(b))
         if s is None:
             s = series[_series_key(b)] = {
                 "bot": b.bot, "framework": b.framework, "activations": [0] * n,
                 "inputTokens": [0] * n, "outputTokens": [0] * n, "costUsd": [0.0] * n}
-        k = round((b.bucket_start - w.since) / w.bucket_seconds)
-        if not 0 <= k < n:
-            continue
-        s["activations"][k] = b.activations
-        s["inputTokens"][k] = b.input_tokens
-        s["outputTokens"][k] = b.output_tokens
-        s["costUsd"][k] = b.cost_usd
+        k = int((b.bucket_start - w.since) // w.bucket_seconds)
+        s["activations"][k] += b.activations
+        s["inputTokens"][k] += b.input_tokens
+        s["outputTokens"][k] += b.output_tokens
+        s["costUsd"][k] = round(s["costUsd"][k] + b.cost_usd, 8)
     return _doc(w, [series[k] for k in sorted(series)])
 
 
@@ -109,19 +220,30 @@ def _doc(w: Window, series: list[dict[str, Any]]) -> dict[str, Any]:
             "buckets": [t * 1000 for t in w.starts()], "series": series}
 
 
-def bots(store: Any, since: float, until: float, *, framework: str | None = None) -> dict[str, Any]:
-    """One row per bot over the range (idle bots too), with its failure rate."""
+def bots(rollup: Rollup, w: Window, *, framework: str | None = None) -> dict[str, Any]:
+    """One row per bot over the window's hours (idle bots too), with its failure rate; the last
+    activation comes from `aggregates.bot_summaries` over the newest hour (an index lookup per
+    idle bot)."""
+    totals: dict[tuple[str, str], list[float]] = {}
+    for b in rollup.stats(w, framework=framework):
+        t = totals.setdefault((b.bot, b.framework), [0, 0, 0.0])
+        t[0] += b.activations
+        t[1] += b.failures
+        t[2] += b.cost_usd
+    last = {(s.bot, s.framework): s.last_activation
+            for s in aggregates.bot_summaries(rollup.store, since=w.until - HOUR, until=w.until)}
+    for key in last:
+        if framework is None or key[1] == framework:
+            totals.setdefault(key, [0, 0, 0.0])
     rows = []
-    for s in aggregates.bot_summaries(store, since=since, until=until):
-        if framework is not None and s.framework != framework:
-            continue
+    for (bot, fw), (n, fails, cost) in sorted(totals.items()):
+        stamp = last.get((bot, fw))
         rows.append({
-            "bot": s.bot, "framework": s.framework, "activations": s.activations, "failures": s.failures,
-            "failureRate": round(s.failures / s.activations, 4) if s.activations else None,
-            "costUsd": s.cost_usd,
-            "lastActivation": s.last_activation * 1000 if s.last_activation is not None else None,
+            "bot": bot, "framework": fw, "activations": int(n), "failures": int(fails),
+            "failureRate": round(fails / n, 4) if n else None, "costUsd": round(cost, 8),
+            "lastActivation": stamp * 1000 if stamp is not None else None,
         })
-    return {"since": since * 1000, "until": until * 1000, "bots": rows}
+    return {"since": w.since * 1000, "until": w.until * 1000, "bots": rows}
 
 
 def failures(store: Any, since: float, *, bot: str | None = None, limit: int = 20) -> dict[str, Any]:
