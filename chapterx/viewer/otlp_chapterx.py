@@ -237,7 +237,10 @@ class ChapterxReceiver:
                 waiting = self._pending.pop(tid, (0.0, []))[1]
                 self._pending_count -= len(waiting)
                 children = [s for s, _m in waiting + items if s is not root and s.parent_span_id == root.span_id]
-                trace = build_trace(root, children, machine)
+                try:
+                    trace = build_trace(root, children, machine)
+                except (ValueError, OverflowError, OSError):  # e.g. a timestamp no calendar holds
+                    trace = None
                 if trace is None:
                     rejected += 1
                     continue

@@ -198,7 +198,9 @@ def test_receiver_refuses_unsafe_ids_and_keeps_other_spans(otlp_viewer: RunningV
     doc = {"resourceSpans": [
         {"resource": {"attributes": [{"key": "host.name", "value": {"stringValue": "h"}}]},
          "scopeSpans": [{"scope": {"name": "chapterx"}, "spans": [
-             span("chapterx.activation", {"chapterx.trace_id": "../../etc", "discord.channel.id": "1"}, "01" * 8)]}]},
+             span("chapterx.activation", {"chapterx.trace_id": "../../etc", "discord.channel.id": "1"}, "01" * 8),
+            {**span("chapterx.activation", {"discord.channel.id": "1"}, "03" * 8), "traceId": "cd" * 16,
+             "startTimeUnixNano": str(10**30)}]}]},
         {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "ch2-wren"}}]},
          "scopeSpans": [{"scope": {"name": "chapter2"}, "spans": [
              span("DiscordInterface.handle_exceptions", {}, "02" * 8)]}]},
@@ -208,6 +210,7 @@ def test_receiver_refuses_unsafe_ids_and_keeps_other_spans(otlp_viewer: RunningV
                             json.dumps(doc).encode())
     assert r.status == 200
     assert not list((tmp_path / "viewer-logs").rglob("*etc*"))
+    assert otlp_viewer.request("GET", "/api/trace/" + "cd" * 16, {"Authorization": f"Bearer {TOKEN}"}).status == 404
     received = list((tmp_path / "otlp-in").glob("*.jsonl"))
     assert len(received) == 1
     kept = json.loads(received[0].read_text().splitlines()[0])
