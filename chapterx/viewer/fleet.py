@@ -172,25 +172,23 @@ class Rollup:
         return out
 
 
-def _series_key(b: aggregates.BucketStats) -> tuple[str, str]:
-    return (b.bot, b.framework)
-
-
 def hourly(rollup: Rollup, w: Window, *, bot: str | None = None, framework: str | None = None
            ) -> dict[str, Any]:
     """Activations, failures, failure rate and p50/p95 duration per bot and bucket."""
     n = w.count
+    since, width = w.since, w.bucket_seconds
     series: dict[tuple[str, str], dict[str, Any]] = {}
     for b in rollup.stats(w, bot=bot, framework=framework):
-        s = series.get(_series_key(b))
+        s = series.get((b.bot, b.framework))
         if s is None:
-            s = series[_series_key(b)] = {
+            s = series[(b.bot, b.framework)] = {
                 "bot": b.bot, "framework": b.framework, "activations": [0] * n, "failures": [0] * n,
                 "failureRate": [None] * n, "p50Ms": [None] * n, "p95Ms": [None] * n}
-        k = int((b.bucket_start - w.since) // w.bucket_seconds)
+        k = int((b.bucket_start - since) // width)
         s["activations"][k] = b.activations
         s["failures"][k] = b.failures
-        s["failureRate"][k] = round(b.failures / b.activations, 4) if b.activations else None
+        if b.activations:
+            s["failureRate"][k] = b.failures / b.activations
         s["p50Ms"][k] = b.p50_ms
         s["p95Ms"][k] = b.p95_ms
     return _doc(w, [series[k] for k in sorted(series)])
@@ -200,18 +198,21 @@ def daily(rollup: Rollup, w: Window, *, bot: str | None = None, framework: str |
           ) -> dict[str, Any]:
     """Activations, input/output tokens and cost per bot and day (sums of its hours)."""
     n = w.count
+    since, width = w.since, w.bucket_seconds
     series: dict[tuple[str, str], dict[str, Any]] = {}
     for b in rollup.stats(w, bot=bot, framework=framework):
-        s = series.get(_series_key(b))
+        s = series.get((b.bot, b.framework))
         if s is None:
-            s = series[_series_key(b)] = {
+            s = series[(b.bot, b.framework)] = {
                 "bot": b.bot, "framework": b.framework, "activations": [0] * n,
                 "inputTokens": [0] * n, "outputTokens": [0] * n, "costUsd": [0.0] * n}
-        k = int((b.bucket_start - w.since) // w.bucket_seconds)
+        k = int((b.bucket_start - since) // width)
         s["activations"][k] += b.activations
         s["inputTokens"][k] += b.input_tokens
         s["outputTokens"][k] += b.output_tokens
-        s["costUsd"][k] = round(s["costUsd"][k] + b.cost_usd, 8)
+        s["costUsd"][k] += b.cost_usd
+    for s in series.values():
+        s["costUsd"] = [round(c, 8) for c in s["costUsd"]]
     return _doc(w, [series[k] for k in sorted(series)])
 
 
