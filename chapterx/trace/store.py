@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
 import sqlite3
+import stat
 import tempfile
 import threading
 import time
@@ -34,8 +36,9 @@ from chapterx.trace.ids import (
 )
 from chapterx.trace.model import SLIM_FIELDS, index_entry
 from chapterx.trace.paths import BODY_DIRS
-from chapterx.trace.writer import proc_start, safe_folder_name
+from chapterx.trace.writer import append_line_locked, proc_start, safe_folder_name
 
+log = logging.getLogger(__name__)
 INPROGRESS_DIR = ".inprogress"
 BODY_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.json$")
 # Markers from another host cannot be checked for liveness: after this long they count as aborted.
@@ -87,6 +90,18 @@ def marker_state(marker: dict[str, Any], mtime: float) -> str:
     if writer.get("host") == socket.gethostname() and isinstance(pid, int):
         return "running" if _pid_alive(pid, writer.get("procStart")) else "aborted"
     return "running" if time.time() - mtime < FOREIGN_MARKER_MAX_AGE else "aborted"
+
+
+def confined_file(path: Path, root: Path) -> Path | None:
+    """`path` if it is a regular file whose real location is inside `root` (symlinks that stay in
+    the tree are fine; one that leads out of it, a folder, a FIFO or a device is not)."""
+    try:
+        real = path.resolve(strict=True)
+        if not real.is_relative_to(root.resolve(strict=True)) or not stat.S_ISREG(os.stat(real).st_mode):
+            return None
+    except (OSError, RuntimeError):  # missing, unreadable, or a symlink loop
+        return None
+    return path
 
 
 def _to_ts(value: Any) -> float | None:
@@ -160,14 +175,21 @@ class TraceStore:
                 self._conn.execute("DELETE FROM channel_names")
                 ix.bump_generation(self._conn)
             self._marker_fp = None
-            return self.refresh()
+            stats = self.refresh()
+            if self._repair_markers():
+                more = self.refresh()
+                stats.lines += more.lines
+                stats.malformed += more.malformed
+                self.last_ingest = stats
+            return stats
 
     def _scan_markers(self) -> list[tuple[Path, Path, float]]:
         found = []
         for base in self.bases:
             tdir = base / "traces"
             try:
-                bots = [e for e in os.scandir(tdir) if e.is_dir() and not e.name.startswith(".")]
+                bots = [e for e in os.scandir(tdir)
+                        if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
             except OSError:
                 continue
             for bot in bots:
@@ -177,7 +199,8 @@ class TraceStore:
                 except OSError:
                     continue
                 for e in entries:
-                    if e.name.endswith(".json") and not e.name.startswith("."):
+                    # markers are regular files written by our writer: a symlink is not one
+                    if e.name.endswith(".json") and not e.name.startswith(".") and e.is_file(follow_symlinks=False):
                         try:
                             found.append((Path(e.path), base, e.stat().st_mtime))
                         except OSError:
@@ -215,18 +238,61 @@ class TraceStore:
         with ix.transaction(conn):
             ix.delete_rows(conn, "source_id < 0 AND source_id = ?", (ix.MARKER_SOURCE,))
             entries, extras = [], []
-            for path, _base, _mtime, data, state in markers:
+            for path, base, _mtime, data, state in markers:
                 if conn.execute("SELECT 1 FROM traces WHERE trace_id=? AND source_id>=0",
                                 (data["traceId"],)).fetchone():
                     continue  # the final trace landed; the marker is about to be removed
-                entry = index_entry(data, filename=path.name)
-                entry["status"] = state
-                entry["success"] = False
+                final = self._final_file(path, data["traceId"]) if state == "aborted" else None
+                if final is not None:
+                    # the writer died between renaming the trace file into place and appending its
+                    # index line: the finished trace is the truth, not "aborted"
+                    trace, fpath = final
+                    entry = index_entry(trace, filename=fpath.name)
+                    extras.append(json.dumps({"marker": str(path), "file": str(fpath),
+                                              "root": str(base / "traces")}))
+                else:
+                    entry = index_entry(data, filename=path.name)
+                    entry["status"] = state
+                    entry["success"] = False
+                    extras.append(json.dumps({"marker": str(path)}))
                 entries.append(entry)
-                extras.append(json.dumps({"marker": str(path)}))
             ix.insert_entries(conn, entries, ix.MARKER_SOURCE, extras=extras)
             ix.bump_generation(conn)
         self._marker_fp = fp
+
+    def _final_file(self, marker: Path, trace_id: str) -> tuple[dict[str, Any], Path] | None:
+        """The finished trace file of a marker's activation, if it is in place (same bot folder)."""
+        folder = marker.parent.parent
+        name = self._listing(folder).get(trace_id)
+        path = confined_file(folder / name, folder.parent) if name else None
+        trace = _read_json(path) if path else None
+        if path is None or trace is None or trace.get("traceId") != trace_id or "timestamp" not in trace:
+            return None
+        return trace, path
+
+    def _repair_markers(self) -> int:
+        """Reindex: write the index line a killed writer never appended (its trace file is in
+        place, see `_final_file`) and remove its marker. Returns how many were repaired."""
+        rows = self._conn.execute("SELECT extra FROM traces WHERE source_id < 0 AND source_id = ?",
+                                  (ix.MARKER_SOURCE,)).fetchall()
+        n = 0
+        for (extra,) in rows:
+            info = json.loads(extra or "{}")
+            if not info.get("file"):
+                continue
+            fpath = confined_file(Path(info["file"]), Path(info["root"]))
+            trace = _read_json(fpath) if fpath else None
+            if fpath is None or trace is None:
+                continue
+            try:
+                append_line_locked(Path(info["root"]) / "index.jsonl",
+                                   json.dumps(index_entry(trace, fpath.name), ensure_ascii=False, default=str))
+                Path(info["marker"]).unlink(missing_ok=True)
+            except OSError as exc:  # a read-only tree: the read-side reconciliation still shows it
+                log.warning("cannot repair the index line of %s: %s", fpath, exc)
+                continue
+            n += 1
+        return n
 
     # ------------------------------------------------------------------ helpers
     def _cached(self, key: Any, compute: Any) -> Any:
@@ -484,16 +550,19 @@ class TraceStore:
             for folder in dict.fromkeys((bot, safe_folder_name(bot))):  # as written, or as we sanitise
                 if "/" in folder or "\\" in folder or folder in (".", ".."):
                     continue
-                path = tdir / folder / filename
-                if path.is_file():
+                path = confined_file(tdir / folder / filename, tdir)
+                if path:
                     return path
-        path = tdir / filename  # legacy: before per-bot folders
-        return path if path.is_file() else None
+        return confined_file(tdir / filename, tdir)  # legacy: before per-bot folders
 
     def _load_row(self, slim_row: tuple[Any, ...]) -> dict[str, Any] | None:
         source_id, extra = slim_row[20], slim_row[22]
         if source_id == ix.MARKER_SOURCE:
-            return self._load_marker(json.loads(extra or "{}").get("marker"), slim_row[18])
+            info = json.loads(extra or "{}")
+            if info.get("file"):
+                path = confined_file(Path(info["file"]), Path(info.get("root") or "/nonexistent"))
+                return _read_json(path) if path else None
+            return self._load_marker(info.get("marker"), slim_row[18])
         if source_id == ix.EXTERNAL_SOURCE:
             detail = json.loads(extra or "{}").get("detail")
             return detail if isinstance(detail, dict) else None
@@ -568,14 +637,14 @@ class TraceStore:
             tdir = base / "traces"
             try:
                 folders = [tdir] + [Path(e.path) for e in os.scandir(tdir)
-                                    if e.is_dir() and not e.name.startswith(".")]
+                                    if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
             except OSError:
                 continue
             for folder in folders:
                 listing = self._listing(folder)
                 name = listing.get(trace_id)
-                if name:
-                    return folder / name
+                if name and (path := confined_file(folder / name, tdir)):
+                    return path
         return None
 
     def _listing(self, folder: Path) -> dict[str, str]:
