@@ -306,8 +306,10 @@ def _reindex(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
+    from chapterx.trace.prune import prune_store
+
     age = parse_duration(args.older_than)
-    report = _store(args).prune(age, dry_run=args.dry_run)
+    report = prune_store(_store(args), age, dry_run=args.dry_run)
     if args.json:
         _print_json(report)
         return 0

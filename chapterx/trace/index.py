@@ -507,7 +507,8 @@ def sweep_orphans(conn: sqlite3.Connection) -> int:
     return cur.rowcount
 
 
-def _head(path: Path) -> str:
+def file_head(path: Path) -> str:
+    """Digest of a file's first bytes: tells a rewritten or replaced index.jsonl from a grown one."""
     with open(path, "rb") as fh:
         return hashlib.sha1(fh.read(HEAD_BYTES)).hexdigest()
 
@@ -553,7 +554,7 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
         nonlocal full_head
         if full_head is not None:
             return full_head
-        h = _head(index_file)
+        h = file_head(index_file)
         if st.st_size >= HEAD_BYTES:
             full_head = h
         return h

@@ -8,19 +8,19 @@ detail (and, for upstream index lines that lack positions, a context position) o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-import re
 import socket
 import sqlite3
 import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,11 @@ from chapterx.trace.ids import (
     snowflake_of,
 )
 from chapterx.trace.model import SLIM_FIELDS, index_entry
-from chapterx.trace.paths import BODY_DIRS
+from chapterx.trace.paths import BODY_DIRS, BODY_REF_RE
 from chapterx.trace.writer import append_line_locked, proc_start, safe_folder_name
 
 log = logging.getLogger(__name__)
 INPROGRESS_DIR = ".inprogress"
-BODY_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.json$")
 # Markers from another host cannot be checked for liveness: after this long they count as aborted.
 FOREIGN_MARKER_MAX_AGE = 6 * 3600
 DEFAULT_LIMIT = 50
@@ -49,6 +48,8 @@ EXTENSION_FIELDS = ("framework", "status", "cost")
 # Above this many full-text candidates, sorting them costs more than the scan (which stops after a
 # page, and whose count is no slower): see bench/README.md.
 FTS_MAX_CANDIDATES = 50_000
+
+Row = dict[str, Any]  # one index row keyed by column name (never by position)
 
 _SLIM_SQL = (
     "id, trace_id, timestamp, channel_id, trigger_id, bot, channel_name, reason, trigger_preview, "
@@ -308,23 +309,29 @@ class TraceStore:
         return self._cached(("names",), lambda: dict(
             self._conn.execute("SELECT channel_id, name FROM channel_names").fetchall()))
 
-    def _slim(self, row: tuple[Any, ...], names: dict[str, str]) -> dict[str, Any]:
-        (_rid, trace_id, timestamp, channel_id, trigger_id, bot, _cname, reason, tprev, rprev, is_thread,
-         parent, success, duration, llm_calls, tools, tokens, framework, status, cost, _src, _fn, _x) = row
+    def _select(self, sql: str, params: Any = ()) -> list[Row]:
+        """Rows as dicts keyed by column name (caller holds the lock)."""
+        cur = self._conn.cursor()
+        cur.row_factory = sqlite3.Row
+        return [dict(r) for r in cur.execute(sql, params).fetchall()]
+
+    def _slim(self, row: Row, names: dict[str, str]) -> dict[str, Any]:
+        channel_id, is_thread, success = row["channel_id"], row["is_thread"], row["success"]
         values = {
-            "traceId": trace_id, "timestamp": timestamp, "channelId": channel_id,
-            "triggeringMessageId": trigger_id, "botName": bot,
+            "traceId": row["trace_id"], "timestamp": row["timestamp"], "channelId": channel_id,
+            "triggeringMessageId": row["trigger_id"], "botName": row["bot"],
             # upstream resolves names through a cache filled from every line (latest wins)
-            "channelName": names.get(channel_id or "") or _cname or channel_id,
-            "activationReason": reason, "triggerPreview": tprev, "responsePreview": rprev,
-            "isThread": None if is_thread is None else bool(is_thread), "parentChannelId": parent,
-            "success": bool(success), "durationMs": duration, "llmCallCount": llm_calls,
-            "toolExecutionCount": tools, "totalTokens": tokens,
+            "channelName": names.get(channel_id or "") or row["channel_name"] or channel_id,
+            "activationReason": row["reason"], "triggerPreview": row["trigger_preview"],
+            "responsePreview": row["response_preview"],
+            "isThread": None if is_thread is None else bool(is_thread), "parentChannelId": row["parent_channel_id"],
+            "success": bool(success), "durationMs": row["duration_ms"], "llmCallCount": row["llm_calls"],
+            "toolExecutionCount": row["tool_execs"], "totalTokens": row["total_tokens"],
         }
         out = {k: values[k] for k in SLIM_FIELDS if values[k] is not None}
-        out["framework"] = framework or "chapterx"
-        out["status"] = status or ("success" if success else "failed")
-        out["cost"] = cost
+        out["framework"] = row["framework"] or "chapterx"
+        out["status"] = row["status"] or ("success" if success else "failed")
+        out["cost"] = row["cost"]
         return out
 
     # ------------------------------------------------------------------ API: bots / channels
@@ -393,9 +400,9 @@ class TraceStore:
             clause = (" WHERE " + " AND ".join(where)) if where else ""
             total = self._cached(("count", clause, tuple(params)), lambda: self._conn.execute(
                 f"SELECT COUNT(*) FROM traces{clause}", params).fetchone()[0])
-            rows = self._conn.execute(
+            rows = self._select(
                 f"SELECT {_SLIM_SQL} FROM traces{clause} ORDER BY ts DESC, id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset]).fetchall()
+                [*params, limit, offset])
             names = self._channel_names()
             rows = self._enrich(rows)
             traces = [self._slim(r, names) for r in rows]
@@ -439,24 +446,21 @@ class TraceStore:
             params.append(bot)
         sql += " ORDER BY t.ts DESC, t.id DESC, m.role"
         with self._lock:
-            rows = self._conn.execute(sql, params).fetchall()
+            rows = self._select(sql, params)
             names = self._channel_names()
-        best: dict[int, tuple[Any, ...]] = {}
+        best: dict[int, Row] = {}
         order: list[int] = []
         for r in rows:
-            rid = r[2]
+            rid = r["id"]
             if rid not in best:
                 best[rid] = r
                 order.append(rid)
         page = order[offset:offset + limit]
         with self._lock:
-            enriched = self._enrich([best[rid][2:] for rid in page])
-        for rid, slim_row in zip(page, enriched, strict=True):
-            best[rid] = (*best[rid][:2], *slim_row)
+            enriched = self._enrich([best[rid] for rid in page])
         results = []
-        for rid in page:
-            r = best[rid]
-            role, position, slim_row = r[0], r[1], r[2:]
+        for slim_row in enriched:
+            role, position = slim_row["role"], slim_row["position"]
             slim = self._slim(slim_row, names)
             item: dict[str, Any] = {"traceId": slim["traceId"], "timestamp": slim["timestamp"],
                                     "role": ix.ROLE_NAMES[role]}
@@ -468,7 +472,7 @@ class TraceStore:
             item["success"] = slim["success"]
             if role == 0:
                 preview = slim.get("responsePreview")
-                if preview is None and slim_row[20] >= 0:
+                if preview is None and slim_row["source_id"] >= 0:
                     # old index lines carry no preview: take it from the trace, as upstream does
                     trace = self._load_row(slim_row)
                     outcome = (trace or {}).get("outcome")
@@ -485,11 +489,11 @@ class TraceStore:
         return {"messageId": message_id, "results": results, "total": len(order),
                 "offset": offset, "limit": limit}
 
-    def _enrich(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    def _enrich(self, rows: list[Row]) -> list[Row]:
         """Upstream index lines carry no status and no cost: read them from the trace file the
         first time such a row is shown, and keep them in the index (a missing file keeps
         the status derived from `success` and no cost)."""
-        todo = [i for i, r in enumerate(rows) if r[18] is None and r[20] >= 0]
+        todo = [i for i, r in enumerate(rows) if r["status"] is None and r["source_id"] >= 0]
         if not todo:
             return rows
         out = list(rows)
@@ -498,12 +502,12 @@ class TraceStore:
             r = rows[i]
             trace = self._load_row(r)
             if trace is None:
-                status, cost = ("success" if r[12] else "failed"), None
+                status, cost = ("success" if r["success"] else "failed"), None
             else:
                 status = str(trace.get("status") or _outcome_status(trace))
                 cost = trace_cost(trace)
-            out[i] = (*r[:18], status, cost, *r[20:])
-            updates.append((status, cost, r[0]))
+            out[i] = {**r, "status": status, "cost": cost}
+            updates.append((status, cost, r["id"]))
         try:
             with ix.transaction(self._conn):
                 self._conn.executemany("UPDATE traces SET status=?, cost=? WHERE id=?", updates)
@@ -511,10 +515,10 @@ class TraceStore:
             pass  # only a cache of what we computed: a locked or read-only index keeps its old values
         return out
 
-    def _context_position(self, slim_row: tuple[Any, ...], snowflake: str) -> int | None:
+    def _context_position(self, slim_row: Row, snowflake: str) -> int | None:
         """Upstream index lines carry no positions: read them from the trace file once and keep
         them in the index."""
-        rid = slim_row[0]
+        rid = slim_row["id"]
         trace = self._load_row(slim_row)
         if trace is None:
             return None
@@ -538,8 +542,8 @@ class TraceStore:
         return found if isinstance(found, int) else None
 
     # ------------------------------------------------------------------ API: one trace
-    def _row_path(self, slim_row: tuple[Any, ...]) -> Path | None:
-        source_id, filename, bot = slim_row[20], slim_row[21], slim_row[5]
+    def _row_path(self, slim_row: Row) -> Path | None:
+        source_id, filename, bot = slim_row["source_id"], slim_row["filename"], slim_row["bot"]
         if source_id < 0 or not filename or not parse_trace_file_name(filename):
             return None
         base_row = self._conn.execute("SELECT base FROM sources WHERE id=?", (source_id,)).fetchone()
@@ -555,14 +559,14 @@ class TraceStore:
                     return path
         return confined_file(tdir / filename, tdir)  # legacy: before per-bot folders
 
-    def _load_row(self, slim_row: tuple[Any, ...]) -> dict[str, Any] | None:
-        source_id, extra = slim_row[20], slim_row[22]
+    def _load_row(self, slim_row: Row) -> dict[str, Any] | None:
+        source_id, extra = slim_row["source_id"], slim_row["extra"]
         if source_id == ix.MARKER_SOURCE:
             info = json.loads(extra or "{}")
             if info.get("file"):
                 path = confined_file(Path(info["file"]), Path(info.get("root") or "/nonexistent"))
                 return _read_json(path) if path else None
-            return self._load_marker(info.get("marker"), slim_row[18])
+            return self._load_marker(info.get("marker"), slim_row["status"])
         if source_id == ix.EXTERNAL_SOURCE:
             detail = json.loads(extra or "{}").get("detail")
             return detail if isinstance(detail, dict) else None
@@ -593,13 +597,12 @@ class TraceStore:
             return None
         self._auto_refresh()
         with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_SLIM_SQL} FROM traces WHERE trace_id=? ORDER BY ts DESC, id DESC",
-                (trace_id,)).fetchall()
+            rows = self._select(
+                f"SELECT {_SLIM_SQL} FROM traces WHERE trace_id=? ORDER BY ts DESC, id DESC", (trace_id,))
             for row in rows:
                 trace = self._load_row(row)
                 if trace is not None:
-                    return self._decorate(trace, row[17] or "chapterx", row[18])
+                    return self._decorate(trace, row["framework"] or "chapterx", row["status"])
         path = self._scan_for(trace_id)
         if path is not None:
             trace = _read_json(path)
@@ -624,7 +627,7 @@ class TraceStore:
         if not TRACE_ID_RE.match(trace_id or ""):
             return None
         with self._lock:
-            for row in self._conn.execute(f"SELECT {_SLIM_SQL} FROM traces WHERE trace_id=?", (trace_id,)):
+            for row in self._select(f"SELECT {_SLIM_SQL} FROM traces WHERE trace_id=?", (trace_id,)):
                 p = self._row_path(row)
                 if p:
                     return p
@@ -763,11 +766,24 @@ class TraceStore:
             "indexBytes": db_bytes,
         }
 
-    def prune(self, older_than: timedelta, dry_run: bool = False) -> dict[str, Any]:
-        from chapterx.trace.prune import prune_store
+    @contextlib.contextmanager
+    def write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """The store's lock and one `BEGIN IMMEDIATE` transaction on its connection (committed on
+        success, rolled back on error): for maintenance that changes rows (`prune`). Re-entrant
+        for the lock, so a maintainer may hold `locked()` around it."""
+        with self._lock, ix.transaction(self._conn) as conn:
+            yield conn
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[TraceStore]:
+        """Hold the store's lock across several calls (a maintainer's consistent pass)."""
         with self._lock:
-            return prune_store(self, older_than, dry_run)
+            yield self
+
+    def forget_markers(self) -> None:
+        """Make the next refresh re-read every in-progress marker (after files were deleted)."""
+        with self._lock:
+            self._marker_fp = None
 
     def query(self, sql: str, params: dict[str, Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """Read-only SQL over the index (after the usual refresh), rows addressed by column name:

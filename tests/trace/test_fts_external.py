@@ -13,6 +13,7 @@ import pytest
 
 from bench.gen_traces import generate_tree
 from chapterx.trace import index as ix
+from chapterx.trace.prune import prune_store
 from chapterx.trace.store import TraceStore
 
 pytestmark = pytest.mark.skipif(not ix.fts_supported(), reason="SQLite without the trigram tokenizer")
@@ -145,7 +146,7 @@ def test_fts_follows_prune_reindex_and_external(tree: tuple[Path, list[dict[str,
     _fts_consistent(store)
     assert store.list_traces(text="moths")["total"] == len(_reference(entries, "moths")) == 1501
     # prune removes the old rows (the generated 2026 ones; the odd 2027 ones stay): FTS follows
-    store.prune(timedelta(days=0), dry_run=False)
+    prune_store(store, timedelta(days=0), dry_run=False)
     _fts_consistent(store)
     assert [t["traceId"] for t in store.list_traces(text="moths")["traces"]] == [entries[1504]["traceId"]]
     # reindex rebuilds from index.jsonl (rewritten by the prune: nothing left but what is new)
