@@ -19,7 +19,8 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -115,11 +116,38 @@ def _to_ts(value: Any) -> float | None:
     return parse_iso(str(value))
 
 
+# a catch-up this far behind is a "build" (the viewer says "building index: N%")
+BUILDING_BYTES = 8 * 1024 * 1024
+# readers wait for the worker only when this little is new, and never longer than this
+SMALL_BACKLOG_BYTES = 64 * 1024
+SMALL_BACKLOG_WAIT_S = 2.0
+
+
+@dataclass(frozen=True)
+class IndexProgress:
+    """Bytes of the index files already indexed, out of their size at the start of the pass."""
+
+    building: bool = False
+    done_bytes: int = 0
+    total_bytes: int = 0
+
+    @property
+    def percent(self) -> int:
+        return 100 if self.total_bytes <= 0 else min(100, int(100 * self.done_bytes / self.total_bytes))
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
 class TraceStore:
     """Read access to the traces under one or more logs bases (`LOGS_DIRS`)."""
 
     def __init__(self, logs_dirs: list[Path], *, index_path: Path | None = None,
-                 auto_refresh_interval: float = 0.5) -> None:
+                 auto_refresh_interval: float = 0.5, background: bool = False) -> None:
         self.bases = [Path(b) for b in logs_dirs]
         self.index_path = index_path or _default_index_path(self.bases)
         try:
@@ -143,40 +171,134 @@ class TraceStore:
         self._cache_gen = -1
         self._dir_cache: dict[Path, tuple[float, dict[str, str]]] = {}
         self.last_ingest = ix.IngestStats()
+        # Writes (tailing, markers, caches, external rows) go through `_wconn` under `_wlock`.
+        # In the foreground (CLI, tests) that is the readers' connection and lock; in the
+        # background (the viewer) a worker thread owns its own connection, so a catch-up never
+        # holds a reader up: readers see the last committed state (WAL).
+        self._wconn = self._conn
+        self._wlock = self._lock
+        self._worker: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._committed: dict[str, int] = {}  # index file -> offset committed by the worker
+        self._caught_up: dict[str, int] = {}  # index file -> size it had when last read to its end
+        # readers ask for a pass (ticket) and may wait for it to complete
+        self._passes = threading.Condition()
+        self._requested = 0
+        self._completed = 0
+        self._progress = IndexProgress()
+        if background:
+            self.start_background()
+
+    def start_background(self) -> None:
+        """Move ingestion to a worker thread with its own connection (idempotent)."""
+        with self._lock:
+            if self._worker is not None:
+                return
+            self._wconn = ix.connect(self.index_path)
+            self._wlock = threading.RLock()
+            self._committed = {p: o for p, o in self._conn.execute("SELECT path, offset FROM sources")}
+            self._caught_up = dict(self._committed)
+            self._worker = threading.Thread(target=self._work, name="trace-index", daemon=True)
+            self._worker.start()
 
     def close(self) -> None:
+        if self._worker is not None:
+            self._stop.set()
+            self._wake.set()
+            self._worker.join(timeout=30)
+            with self._wlock:
+                self._wconn.close()
         with self._lock:
             self._conn.close()
+
+    def index_progress(self) -> IndexProgress:
+        """How far the index is behind its files (`building` while a big catch-up runs)."""
+        return self._progress
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=max(self._auto_interval, 0.05))
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            with self._passes:
+                ticket = self._requested
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - keep serving what is indexed; try again next round
+                log.exception("trace index: catch-up failed")
+                time.sleep(1.0)
+            with self._passes:
+                self._completed = ticket
+                self._passes.notify_all()
 
     # ------------------------------------------------------------------ refresh
     def index_files(self) -> list[tuple[Path, Path]]:
         return [(b / "traces" / "index.jsonl", b) for b in self.bases]
 
-    def refresh(self) -> ix.IngestStats:
-        """Tail every index.jsonl and rescan in-progress markers."""
-        with self._lock:
+    def refresh(self, progress: Callable[[IndexProgress], None] | None = None) -> ix.IngestStats:
+        """Tail every index.jsonl and rescan in-progress markers; `progress` is called after each
+        committed chunk (the CLI's progress bar)."""
+        with self._wlock:
             stats = ix.IngestStats()
-            for index_file, base in self.index_files():
-                ix.tail_source(self._conn, index_file, base, stats)
+            files = self.index_files()
+            sizes = {str(f): _size(f) for f, _ in files}
+            done = dict(self._committed) if self._committed else {
+                p: o for p, o in self._wconn.execute("SELECT path, offset FROM sources")}
+            total = sum(sizes.values())
+            behind = sum(max(0, sizes[k] - done.get(k, 0)) for k in sizes)
+            building = behind >= BUILDING_BYTES
+            for index_file, base in files:
+                key = str(index_file)
+
+                def report(offset: int, key: str = key) -> None:
+                    done[key] = offset
+                    self._committed[key] = offset
+                    self._progress = IndexProgress(building, sum(min(done.get(k, 0), sizes[k]) for k in sizes),
+                                                   total)
+                    if progress is not None:
+                        progress(self._progress)
+
+                ix.tail_source(self._wconn, index_file, base, stats, progress=report)
+                # read to the end as it was at the start of the pass (a trailing fragment without
+                # newline waits for its writer: it is not a backlog)
+                self._caught_up[key] = sizes[key]
             self._refresh_markers()
             self._last_refresh = time.monotonic()
             self.last_ingest = stats
+            self._progress = IndexProgress(False, total, total)
             return stats
 
     def _auto_refresh(self) -> None:
-        if time.monotonic() - self._last_refresh >= self._auto_interval:
-            self.refresh()
+        if self._worker is None:
+            if time.monotonic() - self._last_refresh >= self._auto_interval:
+                self.refresh()
+            return
+        # Background: wake the worker. A small backlog (a few new lines) is worth a short wait so
+        # the answer includes them; a big one (a first build, a burst) is not: answer from what is
+        # committed now.
+        pending = {str(f): _size(f) for f, _ in self.index_files()}
+        if sum(max(0, n - self._caught_up.get(k, 0)) for k, n in pending.items()) > SMALL_BACKLOG_BYTES:
+            return
+        with self._passes:
+            self._requested += 1
+            ticket = self._requested
+            self._wake.set()
+            self._passes.wait_for(lambda: self._completed >= ticket, timeout=SMALL_BACKLOG_WAIT_S)
 
-    def reindex(self) -> ix.IngestStats:
+    def reindex(self, progress: Callable[[IndexProgress], None] | None = None) -> ix.IngestStats:
         """Drop everything read from index.jsonl files and read them again from the start."""
-        with self._lock:
-            with ix.transaction(self._conn):
-                ix.delete_many(self._conn, "source_id >= 0")
-                self._conn.execute("DELETE FROM sources")
-                self._conn.execute("DELETE FROM channel_names")
-                ix.bump_generation(self._conn)
+        with self._wlock:
+            with ix.transaction(self._wconn):
+                ix.delete_many(self._wconn, "source_id >= 0")
+                self._wconn.execute("DELETE FROM sources")
+                self._wconn.execute("DELETE FROM channel_names")
+                ix.bump_generation(self._wconn)
+            self._committed.clear()
+            self._caught_up.clear()
             self._marker_fp = None
-            stats = self.refresh()
+            stats = self.refresh(progress)
             if self._repair_markers():
                 more = self.refresh()
                 stats.lines += more.lines
@@ -235,7 +357,7 @@ class TraceStore:
         ).hexdigest()
         if fp == self._marker_fp:
             return
-        conn = self._conn
+        conn = self._wconn
         with ix.transaction(conn):
             ix.delete_rows(conn, "source_id < 0 AND source_id = ?", (ix.MARKER_SOURCE,))
             entries, extras = [], []
@@ -274,7 +396,7 @@ class TraceStore:
     def _repair_markers(self) -> int:
         """Reindex: write the index line a killed writer never appended (its trace file is in
         place, see `_final_file`) and remove its marker. Returns how many were repaired."""
-        rows = self._conn.execute("SELECT extra FROM traces WHERE source_id < 0 AND source_id = ?",
+        rows = self._wconn.execute("SELECT extra FROM traces WHERE source_id < 0 AND source_id = ?",
                                   (ix.MARKER_SOURCE,)).fetchall()
         n = 0
         for (extra,) in rows:
@@ -406,7 +528,11 @@ class TraceStore:
             names = self._channel_names()
             rows = self._enrich(rows)
             traces = [self._slim(r, names) for r in rows]
-        return {"traces": traces, "total": total, "offset": offset, "limit": limit}
+        out: dict[str, Any] = {"traces": traces, "total": total, "offset": offset, "limit": limit}
+        progress = self._progress
+        if progress.building:  # only while a big catch-up runs, so the usual shape is upstream's
+            out["indexing"] = {"building": True, "percent": progress.percent}
+        return out
 
     def _fts_hits(self, fts: str) -> bool:
         """Fill `temp.fts_hits` with the rows the full-text table offers for `fts` (caller holds
@@ -508,12 +634,21 @@ class TraceStore:
                 cost = trace_cost(trace)
             out[i] = {**r, "status": status, "cost": cost}
             updates.append((status, cost, r["id"]))
-        try:
-            with ix.transaction(self._conn):
-                self._conn.executemany("UPDATE traces SET status=?, cost=? WHERE id=?", updates)
-        except sqlite3.Error:
-            pass  # only a cache of what we computed: a locked or read-only index keeps its old values
+        self._cache_write(lambda c: c.executemany("UPDATE traces SET status=?, cost=? WHERE id=?", updates))  # only a cache of what we computed: a locked or read-only index keeps its old values
         return out
+
+    def _cache_write(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        """Keep something we computed from a trace file. Only a cache: when the worker is mid
+        transaction (or the index is read-only) it is skipped, never waited for."""
+        if not self._wlock.acquire(blocking=self._worker is None):
+            return
+        try:
+            with ix.transaction(self._wconn):
+                fn(self._wconn)
+        except sqlite3.Error:
+            pass
+        finally:
+            self._wlock.release()
 
     def _context_position(self, slim_row: Row, snowflake: str) -> int | None:
         """Upstream index lines carry no positions: read them from the trace file once and keep
@@ -531,14 +666,9 @@ class TraceStore:
             if found is None and snowflake_of(m.get("discordMessageId")) == snowflake:
                 found = m.get("position")
             updates.append((m.get("position"), k, rid))
-        try:
-            with self._lock, ix.transaction(self._conn):
-                # first position per id wins (same rule as the search)
-                for pos, k, r in reversed(updates):
-                    self._conn.execute(
-                        "UPDATE messages SET position=? WHERE key=? AND trace_row=? AND role=1", (pos, k, r))
-        except sqlite3.Error:
-            pass  # only a cache of what we read: a locked or read-only index asks again next time
+        # first position per id wins (same rule as the search)
+        self._cache_write(lambda c: c.executemany(
+            "UPDATE messages SET position=? WHERE key=? AND trace_row=? AND role=1", list(reversed(updates))))
         return found if isinstance(found, int) else None
 
     # ------------------------------------------------------------------ API: one trace
@@ -694,8 +824,8 @@ class TraceStore:
         items = [e for e in entries if isinstance(e, dict) and isinstance(e.get("traceId"), str)]
         if not items:
             return 0
-        with self._lock:
-            conn = self._conn
+        with self._wlock:
+            conn = self._wconn
             with ix.transaction(conn):
                 for e in items:
                     _delete_external(conn, "trace_id = ?", (e["traceId"],))
@@ -725,8 +855,8 @@ class TraceStore:
         ids = list(dict.fromkeys(t for t in trace_ids if isinstance(t, str) and t))
         if not ids:
             return 0
-        with self._lock:
-            conn = self._conn
+        with self._wlock:
+            conn = self._wconn
             with ix.transaction(conn):
                 n = 0
                 for i in range(0, len(ids), 500):
@@ -771,18 +901,18 @@ class TraceStore:
         """The store's lock and one `BEGIN IMMEDIATE` transaction on its connection (committed on
         success, rolled back on error): for maintenance that changes rows (`prune`). Re-entrant
         for the lock, so a maintainer may hold `locked()` around it."""
-        with self._lock, ix.transaction(self._conn) as conn:
+        with self._wlock, ix.transaction(self._wconn) as conn:
             yield conn
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[TraceStore]:
         """Hold the store's lock across several calls (a maintainer's consistent pass)."""
-        with self._lock:
+        with self._wlock:
             yield self
 
     def forget_markers(self) -> None:
         """Make the next refresh re-read every in-progress marker (after files were deleted)."""
-        with self._lock:
+        with self._wlock:
             self._marker_fp = None
 
     def query(self, sql: str, params: dict[str, Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:

@@ -138,6 +138,11 @@ async function showList(main, p) {
   const query = { ...Object.fromEntries(FILTER_KEYS.map((k) => [k, p.get(k)])), limit: PAGE_SIZE, offset: pg * PAGE_SIZE };
   const data = await getJSON("/api/traces" + qs(query));
   clear(main);
+  if (data.indexing && data.indexing.building) {
+    // a first build is still running: what is listed is what is indexed so far
+    main.appendChild(h("p", { className: "empty", dataset: { testid: "index-building" } },
+      `building index: ${Number(data.indexing.percent) || 0}% (showing what is indexed so far)`));
+  }
   const list = h("div", { className: "trace-list", dataset: { testid: "trace-list" } });
   for (const t of data.traces || []) list.appendChild(traceCard(t));
   if (!(data.traces || []).length) list.appendChild(h("p", { className: "empty" }, "No traces match these filters."));
