@@ -90,7 +90,7 @@ def _fts_consistent(store: TraceStore) -> None:
 @pytest.fixture
 def tree(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
     logs = tmp_path / "logs"
-    generate_tree(logs, 1500, files=5, seed=3)
+    generate_tree(logs, 1500, files=5, seed=3, context=10)
     odd = _write_odd(logs, 9_000_000)
     entries = [json.loads(line) for line in (logs / "traces" / "index.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(entries) == 1500 + len(odd)
@@ -174,7 +174,7 @@ def _ext(tid: str, trigger: str, context: list[str], sent: list[str], text: str)
 
 def test_remove_external_rows_messages_and_reindex(tmp_path: Path, make_store: Callable[..., TraceStore]) -> None:
     logs = tmp_path / "logs"
-    generate_tree(logs, 50, files=2, seed=5)
+    generate_tree(logs, 50, files=2, seed=5, context=10)
     store = make_store(logs)
     store.refresh()
     rows_before = store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
