@@ -24,7 +24,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -507,7 +507,8 @@ def sweep_orphans(conn: sqlite3.Connection) -> int:
     return cur.rowcount
 
 
-def _head(path: Path) -> str:
+def file_head(path: Path) -> str:
+    """Digest of a file's first bytes: tells a rewritten or replaced index.jsonl from a grown one."""
     with open(path, "rb") as fh:
         return hashlib.sha1(fh.read(HEAD_BYTES)).hexdigest()
 
@@ -520,9 +521,11 @@ def _parse_line(raw: bytes) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: IngestStats) -> bool:
+def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: IngestStats,
+                progress: Callable[[int], None] | None = None) -> bool:
     """Bring one index.jsonl up to date, one committed transaction per chunk (so a big first
-    build never blocks other readers or writers for long). Returns True when rows changed."""
+    build never blocks other readers or writers for long); `progress(offset)` after each commit.
+    Returns True when rows changed."""
     key = str(index_file)
     try:
         st = os.stat(index_file)
@@ -553,7 +556,7 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
         nonlocal full_head
         if full_head is not None:
             return full_head
-        h = _head(index_file)
+        h = file_head(index_file)
         if st.st_size >= HEAD_BYTES:
             full_head = h
         return h
@@ -595,11 +598,13 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
                 changed = True
             if changed and (eof or not bulk):
                 bump_generation(conn)
+        if progress is not None:
+            progress(new_offset)
         if eof:
             break
         if bulk and not parallel_done:
             parallel_done = True
-            if _bulk_parallel(conn, index_file, source_id, stats):
+            if _bulk_parallel(conn, index_file, source_id, stats, progress):
                 changed = True
     if bulk:
         with transaction(conn):
@@ -612,7 +617,8 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
     return changed
 
 
-def _bulk_parallel(conn: sqlite3.Connection, index_file: Path, source_id: int, stats: IngestStats) -> bool:
+def _bulk_parallel(conn: sqlite3.Connection, index_file: Path, source_id: int, stats: IngestStats,
+                   progress: Callable[[int], None] | None = None) -> bool:
     """First build of a big index: worker processes parse blocks of lines and prepare rows while
     this process inserts them, in file order, one committed transaction per block. Lines after
     the last newline are left to the normal tail loop. Returns True when rows were added."""
@@ -624,7 +630,7 @@ def _bulk_parallel(conn: sqlite3.Connection, index_file: Path, source_id: int, s
     offset = int(conn.execute("SELECT offset FROM sources WHERE id=?", (source_id,)).fetchone()[0])
     next_id = _next_row(conn)
     try:
-        return _bulk_parallel_run(conn, index_file, source_id, stats, workers, offset, next_id)
+        return _bulk_parallel_run(conn, index_file, source_id, stats, workers, offset, next_id, progress)
     except (OSError, cf.process.BrokenProcessPool) as exc:
         # no worker processes here (sandbox, no /dev/shm): the sequential loop carries on from the
         # last committed block
@@ -633,7 +639,8 @@ def _bulk_parallel(conn: sqlite3.Connection, index_file: Path, source_id: int, s
 
 
 def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: int, stats: IngestStats,
-                       workers: int, offset: int, next_id: int) -> bool:
+                       workers: int, offset: int, next_id: int,
+                       progress: Callable[[int], None] | None = None) -> bool:
     import concurrent.futures as cf
     import multiprocessing as mp
     from collections import deque
@@ -673,6 +680,8 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
             stats.lines += kept
             stats.malformed += bad
             added += kept
+            if progress is not None:
+                progress(offset)
     return added > 0
 
 

@@ -141,6 +141,11 @@ async function showList(main, p) {
   const query = { ...Object.fromEntries(FILTER_KEYS.map((k) => [k, p.get(k)])), limit: PAGE_SIZE, offset: pg * PAGE_SIZE };
   const data = await getJSON("/api/traces" + qs(query));
   clear(main);
+  if (data.indexing && data.indexing.building) {
+    // a first build is still running: what is listed is what is indexed so far
+    main.appendChild(h("p", { className: "empty", dataset: { testid: "index-building" } },
+      `building index: ${Number(data.indexing.percent) || 0}% (showing what is indexed so far)`));
+  }
   if (data.hiddenByRetention > 0) {
     main.appendChild(h("p", { className: "retention-hint", dataset: { testid: "retention-hint" } },
       `${data.hiddenByRetention} older trace${data.hiddenByRetention === 1 ? "" : "s"} hidden by retention (INDEX_RETENTION_DAYS=${data.retentionDays})`));
