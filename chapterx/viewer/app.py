@@ -93,6 +93,7 @@ class Store(Protocol):
     def get_trace(self, trace_id: str) -> dict[str, Any] | None: ...
     def body_path(self, kind: str, ref: str) -> Path | None: ...
     def trace_path(self, trace_id: str) -> Path | None: ...
+    def index_progress(self) -> Any: ...
     def add_external(self, entries: Any) -> Any: ...
     def start_background(self) -> None: ...
     def remove_external(self, trace_ids: Any) -> Any: ...
@@ -147,6 +148,7 @@ class Viewer:
         self._last_refresh = 0.0
         self._reconciled = False
         self.fleet_rollup = fleet.Rollup(store)
+        self.warm_task: asyncio.Task[None] | None = None
         self.chapterx_receiver = ChapterxReceiver(
             settings.logs_dirs[0], exists=lambda tid: store.trace_path(tid) is not None
         )
@@ -617,6 +619,28 @@ async def shell(request: web.Request) -> web.StreamResponse:
     raise ApiError(404, "Not found")
 
 
+FLEET_WARM_DELAY_S = 1.0
+FLEET_WARM_DAYS = 30
+
+
+async def warm_fleet(viewer: Viewer) -> None:
+    """Fill the fleet page's hourly rollup for the last 30 days, one day per store job, so the
+    first fleet view is as fast as the next ones; requests queue between the steps. Waits while
+    a first index build runs (its rows would dirty the hours again)."""
+    try:
+        await asyncio.sleep(FLEET_WARM_DELAY_S)
+        while viewer.store.index_progress().building:
+            await asyncio.sleep(5.0)
+        last = int(time.time() // fleet.HOUR) + 1
+        for day in range(FLEET_WARM_DAYS):
+            hi = last - day * 24
+            await viewer.run(viewer.fleet_rollup.warm, hi - 24, hi)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # a warm-up only saves time later: never let it take the viewer down
+        log.warning("viewer: warming the fleet page's rollup failed", exc_info=True)
+
+
 def _suspicious_path(raw: str) -> bool:
     """Dot segments or encoded separators have no business in a page URL."""
     low = raw.lower()
@@ -646,8 +670,11 @@ def create_app(
 
     async def _startup(app: web.Application) -> None:
         await viewer.run(viewer.force_refresh_sync)
+        viewer.warm_task = asyncio.get_running_loop().create_task(warm_fleet(viewer))
 
     async def _cleanup(app: web.Application) -> None:
+        if viewer.warm_task is not None:
+            viewer.warm_task.cancel()
         # Closing the store on its own thread checkpoints SQLite's WAL, so the next start does not
         # have to replay it (that replay dominated cold start at a million traces).
         close = getattr(store, "close", None)

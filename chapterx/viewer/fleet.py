@@ -161,6 +161,14 @@ class Rollup:
             k = end
         return {h: self._hours[h] for h in range(first, last)}
 
+    def warm(self, first: int, last: int) -> int:
+        """Compute hours [first, last) ahead of any view (the viewer does this in small steps after
+        it starts); returns how many hours were computed."""
+        self.sync()
+        missing = sum(1 for h in range(first, last) if h not in self._hours)
+        self.hours(first, last)
+        return missing
+
     def stats(self, w: Window, *, bot: str | None = None, framework: str | None = None
               ) -> list[aggregates.BucketStats]:
         """Hourly stats over the window (hour-aligned), optionally for one bot / framework."""

@@ -142,3 +142,23 @@ def test_retention_hint_counts_hidden_traces(tmp_path: Path) -> None:
     finally:
         v.stop()
     json.dumps(doc)
+
+
+def test_the_rollup_is_warm_before_the_first_fleet_view(tmp_path: Path) -> None:
+    """After start the viewer fills the last 30 days of hours in small steps by itself."""
+    from chapterx.viewer.app import FLEET_WARM_DAYS, VIEWER_KEY
+
+    fleet = make_fleet(tmp_path, time.time())
+    v = RunningViewer(make_settings(tmp_path, [fleet.logs], chapter2_dirs=[fleet.chapter2])).start()
+    try:
+        viewer = v._runner.app[VIEWER_KEY]
+        deadline = time.monotonic() + 30
+        while len(viewer.fleet_rollup._hours) < FLEET_WARM_DAYS * 24 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(viewer.fleet_rollup._hours) >= FLEET_WARM_DAYS * 24
+        assert viewer.warm_task is not None and viewer.warm_task.done()
+        # and what it computed is what a view shows
+        doc = _get(v, f"/api/fleet/hourly?range=24h&until={int(fleet.until * 1000)}")
+        assert sum(_series(doc, "aria")["activations"]) == 5
+    finally:
+        v.stop()
