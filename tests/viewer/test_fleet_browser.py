@@ -169,3 +169,31 @@ def test_list_shows_the_retention_hint(page: Any, tmp_path: Path) -> None:
         assert page.locator("[data-testid=trace-card]").count() == 1
     finally:
         v.stop()
+
+
+def test_a_trace_received_over_otlp_opens_in_the_ui(
+    page: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real SDK exporter -> viewer receiver -> the trace page shows it, with its machine."""
+    from tests.viewer.test_fleet_otel import TOKEN, _activation, _exporter_to
+
+    logs = tmp_path / "viewer-logs"
+    logs.mkdir()
+    v = RunningViewer(make_settings(tmp_path, [logs], auth_token=TOKEN)).start()
+    try:
+        exporter = _exporter_to(v, monkeypatch, "bot-host-9")
+        trace = _activation(TraceWriter(logs_dir=tmp_path / "bot-logs", background=False))
+        assert exporter.export(trace) and exporter.flush(10_000)
+        exporter.shutdown()
+        page.goto(v.url + "/")
+        page.fill("#login-token", TOKEN)
+        page.click("#login-btn")
+        card = page.locator(f"[data-testid=trace-card][data-trace-id='{trace['traceId']}']")
+        card.wait_for()
+        assert "aria" in card.inner_text() and "ChapterX" in card.inner_text()
+        card.locator("[data-testid=trace-link]").click()
+        page.wait_for_url(re.compile(rf"/trace/{trace['traceId']}$"))
+        assert page.locator("[data-testid=machine]").inner_text().endswith("bot-host-9")
+        assert "claude-sonnet-4-5-20250929" in page.locator("main").inner_text()
+    finally:
+        v.stop()
