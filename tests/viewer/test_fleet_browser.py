@@ -175,11 +175,13 @@ def test_a_trace_received_over_otlp_opens_in_the_ui(
     page: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Real SDK exporter -> viewer receiver -> the trace page shows it, with its machine."""
+    from chapterx.trace import otel_export
     from tests.viewer.test_fleet_otel import TOKEN, _activation, _exporter_to
 
     logs = tmp_path / "viewer-logs"
     logs.mkdir()
     v = RunningViewer(make_settings(tmp_path, [logs], auth_token=TOKEN)).start()
+    otel_export.set_exporter(None)  # the collector's own hook stays off: this test exports explicitly
     try:
         exporter = _exporter_to(v, monkeypatch, "bot-host-9")
         trace = _activation(TraceWriter(logs_dir=tmp_path / "bot-logs", background=False))
@@ -196,4 +198,5 @@ def test_a_trace_received_over_otlp_opens_in_the_ui(
         assert page.locator("[data-testid=machine]").inner_text().endswith("bot-host-9")
         assert "claude-sonnet-4-5-20250929" in page.locator("main").inner_text()
     finally:
+        otel_export.reset()
         v.stop()
