@@ -565,6 +565,8 @@ async def ingest(request: web.Request) -> web.Response:
     except IngestError as exc:
         raise ApiError(415 if "content type" in str(exc) else 400, str(exc)) from None
     doc, received = await viewer.run(viewer.chapterx_receiver.receive, doc)  # ChapterX spans -> traces
+    if received.failed:  # nothing is acknowledged that was not stored: the exporter retries
+        raise ApiError(503, "Cannot store received traces now (see the viewer log)")
     if span_count(doc):
         await viewer.run(append_request, viewer.settings.otlp_ingest_dir, doc)
         await viewer.run(viewer.force_refresh_sync)

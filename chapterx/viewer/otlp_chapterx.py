@@ -49,6 +49,7 @@ class Received:
     written: list[str]
     pending: int
     rejected: int
+    failed: int = 0  # traces that could not be written (the sender should retry)
 
 
 def split_request(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -222,7 +223,7 @@ class ChapterxReceiver:
         if not mine["resourceSpans"]:
             return rest, Received([], 0, 0)
         written: list[str] = []
-        rejected = 0
+        rejected = failed = 0
         with self._lock:
             self._expire()
             by_trace: dict[str, list[tuple[otlp.Span, str | None]]] = {}
@@ -246,11 +247,15 @@ class ChapterxReceiver:
                     continue
                 if self._known(trace["traceId"]):
                     continue
+                errors = self.writer.errors
                 self.writer.write_trace(copy.deepcopy(trace))
+                if self.writer.errors != errors:  # logged by the writer (e.g. a read-only folder)
+                    failed += 1
+                    continue
                 self._remember(trace["traceId"])
                 written.append(trace["traceId"])
             pending = self._pending_count
-        return rest, Received(written, pending, rejected)
+        return rest, Received(written, pending, rejected, failed)
 
     def _park(self, tid: str, items: list[tuple[otlp.Span, str | None]]) -> None:
         stamp, spans = self._pending.pop(tid, (time.monotonic(), []))

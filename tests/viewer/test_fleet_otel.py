@@ -258,3 +258,29 @@ def test_bot_to_viewer_round_trip_through_the_sdk(tmp_path: Path, otlp_viewer: R
     assert [c["tokenUsage"] for c in got["llmCalls"]] == [c["tokenUsage"] for c in local["llmCalls"]]
     assert got["outcome"]["sentMessageIds"] == local["outcome"]["sentMessageIds"]
     assert got["outcome"]["success"] is True
+
+
+def test_a_trace_the_viewer_cannot_store_is_not_acknowledged(tmp_path: Path) -> None:
+    """A write failure answers 503 (OTLP senders retry it); the retry lands once storage is back."""
+    logs = tmp_path / "viewer-logs"
+    logs.mkdir()
+    (logs / "traces").write_text("not a folder")  # trace files cannot be created under it
+    v = RunningViewer(make_settings(tmp_path, [logs], auth_token=TOKEN)).start()
+    try:
+        now = time.time_ns()
+        attrs = {"chapterx.trace_id": "ef" * 16, "discord.channel.id": "710000000000000042", "chapterx.bot": "aria",
+                 "chapterx.outcome": "success"}
+        doc = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"scope": {"name": "chapterx"}, "spans": [
+            {"traceId": "ef" * 16, "spanId": "0a" * 8, "name": "chapterx.activation",
+             "startTimeUnixNano": str(now), "endTimeUnixNano": str(now + 5_000_000),
+             "attributes": [{"key": k, "value": {"stringValue": val}} for k, val in attrs.items()]}]}]}]}
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        r = v.request("POST", "/v1/traces", headers, json.dumps(doc).encode())
+        assert r.status == 503 and "Traceback" not in r.body.decode()
+        (logs / "traces").unlink()
+        r = v.request("POST", "/v1/traces", headers, json.dumps(doc).encode())
+        assert r.status == 200
+        got = _wait_trace(v, "ef" * 16)
+        assert got["botId"] == "aria" and got["durationMs"] == 5
+    finally:
+        v.stop()
