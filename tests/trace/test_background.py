@@ -54,7 +54,7 @@ def test_readers_answer_while_a_build_runs(tmp_path: Path, monkeypatch: pytest.M
         assert store.search(tree.sample_message_ids[0])["messageId"] == tree.sample_message_ids[0]
         assert store.index_progress().building
         gate.set()
-        _wait_for(lambda: store.list_traces(limit=1)["total"] == 400)
+        _wait_for(lambda: store.list_traces(limit=1)["total"] == 400 and not store.index_progress().building)
         done = store.list_traces(limit=1)
         assert "indexing" not in done  # the usual (upstream) shape once caught up
         assert store.search(tree.sample_message_ids[-1])["total"] >= 1
