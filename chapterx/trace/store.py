@@ -8,6 +8,7 @@ detail (and, for upstream index lines that lack positions, a context position) o
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -143,6 +144,97 @@ def _size(path: Path) -> int:
         return 0
 
 
+class _Worker:
+    """The background ingestion process and the state it shares with the readers' process."""
+
+    def __init__(self, bases: list[Path], index_path: Path, interval: float) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # the caller has threads (the viewer): never fork them
+        self._wake = ctx.Event()
+        self._stop = ctx.Event()
+        # requested / completed pass tickets, last pass end (monotonic), bytes read to the end,
+        # progress (building flag, done, total)
+        self._state = ctx.Array("d", 7, lock=True)
+        # not a daemon: a first build starts worker processes of its own; stopped at exit instead
+        self._proc = ctx.Process(target=_worker_main, name="trace-index", daemon=False, args=(
+            [str(b) for b in bases], str(index_path), max(interval, 0.05), BUILDING_BYTES,
+            self._wake, self._stop, self._state, os.getpid()))
+        self._proc.start()
+        atexit.register(self.stop)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def caught_up(self) -> int:
+        return int(self._state[3])
+
+    def since_last_pass(self) -> float:
+        last = self._state[2]
+        return float("inf") if last == 0 else time.monotonic() - last
+
+    def progress(self) -> IndexProgress:
+        with self._state.get_lock():
+            return IndexProgress(bool(self._state[4]), int(self._state[5]), int(self._state[6]))
+
+    def wait_for_pass(self, timeout: float) -> None:
+        """Ask for a pass and wait (at most `timeout`) until one that started after now ends."""
+        with self._state.get_lock():
+            self._state[0] += 1
+            ticket = self._state[0]
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while self._state[1] < ticket and time.monotonic() < deadline and self._proc.is_alive():
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+
+    def stop(self) -> None:
+        atexit.unregister(self.stop)
+        self._stop.set()
+        self._wake.set()
+        self._proc.join(timeout=30)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(timeout=5)
+
+
+def _worker_main(bases: list[str], index_path: str, interval: float, building_bytes: int, wake: Any,
+                 stop: Any, state: Any, parent: int) -> None:
+    """The worker process: a foreground store over the same files and database, one pass per wake
+    or interval, its progress published in `state`."""
+    global BUILDING_BYTES
+    BUILDING_BYTES = building_bytes
+    store = TraceStore([Path(b) for b in bases], index_path=Path(index_path), auto_refresh_interval=interval)
+
+    def publish(p: IndexProgress) -> None:
+        with state.get_lock():
+            state[4], state[5], state[6] = float(p.building), float(p.done_bytes), float(p.total_bytes)
+
+    try:
+        while not stop.is_set() and os.getppid() == parent:
+            wake.wait(timeout=interval)
+            wake.clear()
+            if stop.is_set():
+                break
+            ticket = state[0]
+            sizes = sum(_size(f) for f, _ in store.index_files())
+            try:
+                store.refresh(progress=publish)
+            except Exception:  # noqa: BLE001 - keep serving what is indexed; try again next round
+                log.exception("trace index: catch-up failed")
+                time.sleep(1.0)
+            with state.get_lock():
+                state[1] = max(state[1], ticket)
+                state[2] = time.monotonic()
+                # read to the end as the files were at the start of the pass (a trailing fragment
+                # without newline waits for its writer: it is not a backlog)
+                state[3] = float(sizes)
+                state[4] = 0.0
+    finally:
+        store.close()
+
+
 class TraceStore:
     """Read access to the traces under one or more logs bases (`LOGS_DIRS`)."""
 
@@ -171,67 +263,35 @@ class TraceStore:
         self._cache_gen = -1
         self._dir_cache: dict[Path, tuple[float, dict[str, str]]] = {}
         self.last_ingest = ix.IngestStats()
-        # Writes (tailing, markers, caches, external rows) go through `_wconn` under `_wlock`.
-        # In the foreground (CLI, tests) that is the readers' connection and lock; in the
-        # background (the viewer) a worker thread owns its own connection, so a catch-up never
-        # holds a reader up: readers see the last committed state (WAL).
+        # Writes (tailing, markers, caches, external rows) go through `_wconn` under `_wlock`
+        # (the readers' connection and lock). In the background mode (the viewer) tailing and
+        # markers move to a worker process with its own connection: a catch-up never holds a
+        # reader up (no shared lock, no shared interpreter); readers see the last committed
+        # state (WAL), and their own cache writes are skipped rather than waited for.
         self._wconn = self._conn
         self._wlock = self._lock
-        self._worker: threading.Thread | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._committed: dict[str, int] = {}  # index file -> offset committed by the worker
-        self._caught_up: dict[str, int] = {}  # index file -> size it had when last read to its end
-        # readers ask for a pass (ticket) and may wait for it to complete
-        self._passes = threading.Condition()
-        self._requested = 0
-        self._completed = 0
+        self._worker: _Worker | None = None
+        self._committed: dict[str, int] = {}  # index file -> offset committed (this process's passes)
         self._progress = IndexProgress()
         if background:
             self.start_background()
 
     def start_background(self) -> None:
-        """Move ingestion to a worker thread with its own connection (idempotent)."""
+        """Move ingestion to a worker process (idempotent). It reads the same index files into the
+        same database and stops with this store (or when this process is gone)."""
         with self._lock:
-            if self._worker is not None:
-                return
-            self._wconn = ix.connect(self.index_path)
-            self._wlock = threading.RLock()
-            self._committed = {p: o for p, o in self._conn.execute("SELECT path, offset FROM sources")}
-            self._caught_up = dict(self._committed)
-            self._worker = threading.Thread(target=self._work, name="trace-index", daemon=True)
-            self._worker.start()
+            if self._worker is None:
+                self._worker = _Worker(self.bases, self.index_path, self._auto_interval)
 
     def close(self) -> None:
         if self._worker is not None:
-            self._stop.set()
-            self._wake.set()
-            self._worker.join(timeout=30)
-            with self._wlock:
-                self._wconn.close()
+            self._worker.stop()
         with self._lock:
             self._conn.close()
 
     def index_progress(self) -> IndexProgress:
         """How far the index is behind its files (`building` while a big catch-up runs)."""
-        return self._progress
-
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(timeout=max(self._auto_interval, 0.05))
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            with self._passes:
-                ticket = self._requested
-            try:
-                self.refresh()
-            except Exception:  # noqa: BLE001 - keep serving what is indexed; try again next round
-                log.exception("trace index: catch-up failed")
-                time.sleep(1.0)
-            with self._passes:
-                self._completed = ticket
-                self._passes.notify_all()
+        return self._worker.progress() if self._worker is not None else self._progress
 
     # ------------------------------------------------------------------ refresh
     def index_files(self) -> list[tuple[Path, Path]]:
@@ -239,7 +299,7 @@ class TraceStore:
 
     def refresh(self, progress: Callable[[IndexProgress], None] | None = None) -> ix.IngestStats:
         """Tail every index.jsonl and rescan in-progress markers; `progress` is called after each
-        committed chunk (the CLI's progress bar)."""
+        committed chunk (the CLI's progress bar, the worker's shared state)."""
         with self._wlock:
             stats = ix.IngestStats()
             files = self.index_files()
@@ -249,6 +309,9 @@ class TraceStore:
             total = sum(sizes.values())
             behind = sum(max(0, sizes[k] - done.get(k, 0)) for k in sizes)
             building = behind >= BUILDING_BYTES
+            self._progress = IndexProgress(building, total - behind, total)
+            if progress is not None and building:
+                progress(self._progress)
             for index_file, base in files:
                 key = str(index_file)
 
@@ -261,9 +324,6 @@ class TraceStore:
                         progress(self._progress)
 
                 ix.tail_source(self._wconn, index_file, base, stats, progress=report)
-                # read to the end as it was at the start of the pass (a trailing fragment without
-                # newline waits for its writer: it is not a backlog)
-                self._caught_up[key] = sizes[key]
             self._refresh_markers()
             self._last_refresh = time.monotonic()
             self.last_ingest = stats
@@ -271,21 +331,19 @@ class TraceStore:
             return stats
 
     def _auto_refresh(self) -> None:
-        if self._worker is None:
+        worker = self._worker
+        if worker is None:
             if time.monotonic() - self._last_refresh >= self._auto_interval:
                 self.refresh()
             return
-        # Background: wake the worker. A small backlog (a few new lines) is worth a short wait so
-        # the answer includes them; a big one (a first build, a burst) is not: answer from what is
-        # committed now.
-        pending = {str(f): _size(f) for f, _ in self.index_files()}
-        if sum(max(0, n - self._caught_up.get(k, 0)) for k, n in pending.items()) > SMALL_BACKLOG_BYTES:
-            return
-        with self._passes:
-            self._requested += 1
-            ticket = self._requested
-            self._wake.set()
-            self._passes.wait_for(lambda: self._completed >= ticket, timeout=SMALL_BACKLOG_WAIT_S)
+        # Background: a big backlog (a first build, a burst) is not waited for: answer from what
+        # is committed now. A few new lines are (so what was just written is listed), and so is a
+        # pass when none ran for `auto_refresh_interval` (markers).
+        backlog = sum(_size(f) for f, _ in self.index_files()) - worker.caught_up()
+        if backlog > SMALL_BACKLOG_BYTES:
+            worker.wake()
+        elif backlog > 0 or worker.since_last_pass() >= self._auto_interval:
+            worker.wait_for_pass(SMALL_BACKLOG_WAIT_S)
 
     def reindex(self, progress: Callable[[IndexProgress], None] | None = None) -> ix.IngestStats:
         """Drop everything read from index.jsonl files and read them again from the start."""
@@ -296,7 +354,6 @@ class TraceStore:
                 self._wconn.execute("DELETE FROM channel_names")
                 ix.bump_generation(self._wconn)
             self._committed.clear()
-            self._caught_up.clear()
             self._marker_fp = None
             stats = self.refresh(progress)
             if self._repair_markers():
@@ -529,7 +586,7 @@ class TraceStore:
             rows = self._enrich(rows)
             traces = [self._slim(r, names) for r in rows]
         out: dict[str, Any] = {"traces": traces, "total": total, "offset": offset, "limit": limit}
-        progress = self._progress
+        progress = self.index_progress()
         if progress.building:  # only while a big catch-up runs, so the usual shape is upstream's
             out["indexing"] = {"building": True, "percent": progress.percent}
         return out
@@ -633,22 +690,36 @@ class TraceStore:
                 status = str(trace.get("status") or _outcome_status(trace))
                 cost = trace_cost(trace)
             out[i] = {**r, "status": status, "cost": cost}
-            updates.append((status, cost, r["id"]))
-        self._cache_write(lambda c: c.executemany("UPDATE traces SET status=?, cost=? WHERE id=?", updates))  # only a cache of what we computed: a locked or read-only index keeps its old values
+            updates.append((status, cost, r["id"], r["success"]))
+        def write(c: sqlite3.Connection) -> None:
+            deltas: dict[tuple[str, str], float] = {}
+            for status, cost, rid, success in updates:
+                if c.execute("UPDATE traces SET status=?, cost=? WHERE id=? AND status IS NULL",
+                             (status, cost, rid)).rowcount:
+                    old = ix.status_key(None, success)
+                    deltas[("status", old)] = deltas.get(("status", old), 0) - 1
+                    deltas[("status", status)] = deltas.get(("status", status), 0) + 1
+                    deltas[("total", "cost")] = deltas.get(("total", "cost"), 0.0) + (cost or 0.0)
+            ix.add_counts(c, deltas)
+
+        self._cache_write(write)  # only a cache of what we computed: a locked or read-only index keeps its old values
         return out
 
     def _cache_write(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
         """Keep something we computed from a trace file. Only a cache: when the worker is mid
         transaction (or the index is read-only) it is skipped, never waited for."""
-        if not self._wlock.acquire(blocking=self._worker is None):
-            return
-        try:
-            with ix.transaction(self._wconn):
-                fn(self._wconn)
-        except sqlite3.Error:
-            pass
-        finally:
-            self._wlock.release()
+        with self._wlock:
+            background = self._worker is not None
+            if background:  # the worker may be mid transaction: do not wait for it
+                self._wconn.execute("PRAGMA busy_timeout=0")
+            try:
+                with ix.transaction(self._wconn):
+                    fn(self._wconn)
+            except sqlite3.Error:
+                pass
+            finally:
+                if background:
+                    self._wconn.execute("PRAGMA busy_timeout=60000")
 
     def _context_position(self, slim_row: Row, snowflake: str) -> int | None:
         """Upstream index lines carry no positions: read them from the trace file once and keep
@@ -868,21 +939,30 @@ class TraceStore:
 
     # ------------------------------------------------------------------ stats / prune
     def stats(self) -> dict[str, Any]:
-        self.refresh()
+        """Totals from the kept counts (no table scan: < 50 ms at any size)."""
+        if self._worker is None:
+            self.refresh()
+        else:
+            self._auto_refresh()
         with self._lock:
             c = self._conn
-            total = c.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
-            by_status = dict(c.execute("SELECT COALESCE(status, CASE success WHEN 1 THEN 'success' "
-                                       "ELSE 'failed' END), COUNT(*) FROM traces GROUP BY 1").fetchall())
-            by_bot = dict(c.execute("SELECT COALESCE(bot, ''), COUNT(*) FROM traces GROUP BY 1").fetchall())
-            by_fw = dict(c.execute("SELECT framework, COUNT(*) FROM traces GROUP BY 1").fetchall())
-            tokens, cost, oldest, newest = c.execute(
-                "SELECT SUM(total_tokens), SUM(cost), MIN(timestamp), MAX(timestamp) FROM traces").fetchone()
+            totals = dict(ix.counts(c, "total"))
+            by_status = dict(ix.counts(c, "status"))
+            by_bot = dict(ix.counts(c, "bot"))
+            unnamed = int(totals.get("rows", 0)) - sum(by_bot.values())
+            if unnamed > 0:
+                by_bot[""] = unnamed
+            by_fw = dict(ix.counts(c, "framework"))
+            tokens, cost = int(totals.get("tokens", 0)), float(totals.get("cost", 0.0))
+            ends = [c.execute(f"SELECT timestamp FROM traces ORDER BY ts {d}, id {d} "
+                              "LIMIT 1").fetchone() for d in ("", "DESC")]
+            oldest, newest = (e[0] if e else None for e in ends)
             sources = [
                 {"path": p, "lines": n, "malformed": m, "offset": o}
                 for p, n, m, o in c.execute("SELECT path, lines, malformed, offset FROM sources")
             ]
-            messages = c.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+            total = int(totals.get("rows", 0))
+            messages = int(totals.get("messages", 0))
         try:
             db_bytes = sum(os.path.getsize(str(self.index_path) + s) for s in ("", "-wal")
                            if os.path.exists(str(self.index_path) + s))
@@ -955,9 +1035,12 @@ def _delete_external(conn: sqlite3.Connection, where: str, params: tuple[Any, ..
             by_key.extend((k, rid, role) for k, role in keys)
         else:
             legacy.append(rid)
-    conn.executemany("DELETE FROM messages WHERE key = ? AND trace_row = ? AND role = ?", by_key)
+    cur = conn.executemany("DELETE FROM messages WHERE key = ? AND trace_row = ? AND role = ?", by_key)
+    gone = max(0, cur.rowcount)
     if legacy:
-        conn.execute(f"DELETE FROM messages WHERE trace_row IN ({','.join('?' * len(legacy))})", legacy)
+        gone += conn.execute(f"DELETE FROM messages WHERE trace_row IN ({','.join('?' * len(legacy))})",
+                             legacy).rowcount
+    ix.add_counts(conn, {("total", "messages"): -gone})
     return ix.delete_rows(conn, where, params)
 
 

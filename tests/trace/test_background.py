@@ -5,7 +5,7 @@ reindex progress bar."""
 from __future__ import annotations
 
 import json
-import threading
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,6 @@ import pytest
 
 from bench.gen_traces import generate_tree
 from chapterx.cli import main as cli_main
-from chapterx.trace import index as ix
 from chapterx.trace import store as store_mod
 from chapterx.trace.store import TraceStore
 
@@ -28,39 +27,34 @@ def _wait_for(pred: Any, timeout: float = 60.0) -> None:
 
 def test_readers_answer_while_a_build_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     logs = tmp_path / "logs"
-    tree = generate_tree(logs, 400, files=2, channels=4, context=200)
-    monkeypatch.setattr(ix, "CHUNK", 32 * 1024)  # many small commits
-    monkeypatch.setattr(store_mod, "BUILDING_BYTES", 64 * 1024)
-    gate = threading.Event()
-    chunks = [0]
-    real_insert = ix.insert_entries
-
-    def gated_insert(*a: Any, **k: Any) -> int:
-        # the worker stops after its second chunk until the test lets it go on (the reader must not care)
-        if threading.current_thread().name == "trace-index" and a[2] >= 0:
-            chunks[0] += 1
-            if chunks[0] == 3:
-                gate.wait(60)
-        return real_insert(*a, **k)
-
-    monkeypatch.setattr(ix, "insert_entries", gated_insert)
-    store = TraceStore([logs], index_path=tmp_path / "i.sqlite", auto_refresh_interval=0.0, background=True)
+    tree = generate_tree(logs, 600, files=2, channels=4, context=200)
+    idx = logs / "traces" / "index.jsonl"
+    lines = idx.read_bytes().splitlines(keepends=True)
+    idx.write_bytes(b"".join(lines[:300]))
+    db = tmp_path / "i.sqlite"
+    monkeypatch.setattr(store_mod, "BUILDING_BYTES", 64 * 1024)  # handed to the worker process
+    store = TraceStore([logs], index_path=db, auto_refresh_interval=0.05, background=True)
+    blocker = sqlite3.connect(db, isolation_level=None)
     try:
-        _wait_for(lambda: chunks[0] >= 3)
-        # the worker is inside its third chunk's transaction: readers are not held up by it
-        page = store.list_traces(limit=10)
-        assert 0 < page["total"] < 400
-        assert page["indexing"]["building"] is True and 0 < page["indexing"]["percent"] < 100
+        _wait_for(lambda: store.list_traces(limit=1)["total"] == 300)  # the first half is indexed
+        # another writer holds the database: the worker's next catch-up cannot commit until it lets go
+        blocker.execute("BEGIN IMMEDIATE")
+        with open(idx, "ab") as fh:
+            fh.write(b"".join(lines[300:]))
+        _wait_for(lambda: store.index_progress().building)
+        page = store.list_traces(limit=10)  # answered from what is committed, not waiting for the worker
+        assert page["total"] == 300
+        assert page["indexing"] == {"building": True, "percent": store.index_progress().percent}
+        assert 0 < page["indexing"]["percent"] < 100
         assert store.search(tree.sample_message_ids[0])["messageId"] == tree.sample_message_ids[0]
-        assert store.index_progress().building
-        gate.set()
-        _wait_for(lambda: store.list_traces(limit=1)["total"] == 400)
-        done = store.list_traces(limit=1)
-        assert "indexing" not in done  # the usual (upstream) shape once caught up
+        blocker.execute("ROLLBACK")
+        _wait_for(lambda: store.list_traces(limit=1)["total"] == 600 and not store.index_progress().building)
+        assert "indexing" not in store.list_traces(limit=1)  # the usual (upstream) shape once caught up
         assert store.search(tree.sample_message_ids[-1])["total"] >= 1
     finally:
-        gate.set()
+        blocker.close()
         store.close()
+    assert not store._worker._proc.is_alive()  # type: ignore[union-attr]
 
 
 def test_a_few_new_lines_are_seen_at_once(tmp_path: Path) -> None:
