@@ -18,6 +18,8 @@ from chapterx.trace.index import EXTERNAL_SOURCE, MARKER_SOURCE
 HOUR = 3600
 DAY = 86400
 MAX_RANGE_S = 90 * DAY
+#: hours kept by the rollup (oldest computed first out); more than the longest range plus the warm-up
+MAX_CACHED_HOURS = 200 * 24
 _RANGE_RE = re.compile(r"^(\d{1,4})([hd])$")
 
 
@@ -159,7 +161,11 @@ class Rollup:
             for b in aggregates.bucket_stats(self.store, since=k * HOUR, until=end * HOUR, bucket_seconds=HOUR):
                 self._hours[int(b.bucket_start // HOUR)].append(b)
             k = end
-        return {h: self._hours[h] for h in range(first, last)}
+        out = {h: self._hours[h] for h in range(first, last)}
+        if len(self._hours) > MAX_CACHED_HOURS:  # bounded: any URL can ask for another window
+            for h in [h for h in self._hours if not first <= h < last][: len(self._hours) - MAX_CACHED_HOURS]:
+                del self._hours[h]
+        return out
 
     def warm(self, first: int, last: int) -> int:
         """Compute hours [first, last) ahead of any view (the viewer does this in small steps after

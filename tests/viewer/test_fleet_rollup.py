@@ -72,3 +72,18 @@ def test_rollup_matches_a_fresh_computation_after_changes(tmp_path: Path) -> Non
         assert sum(got["hourly"]["series"][0]["activations"]) == 9
     finally:
         store.close()
+
+
+def test_rollup_memory_is_bounded(tmp_path: Path) -> None:
+    f = make_fleet(tmp_path, time.time())
+    store = TraceStore([f.logs], index_path=tmp_path / "index.sqlite", auto_refresh_interval=0.0)
+    try:
+        rollup = fleet.Rollup(store)
+        for years_back in range(1, 6):  # five 90-day windows far in the past
+            w = fleet.window(90 * 86400, fleet.HOUR, f.until - years_back * 365 * 86400)
+            fleet.hourly(rollup, w)
+        assert len(rollup._hours) <= fleet.MAX_CACHED_HOURS
+        doc = fleet.hourly(rollup, fleet.window(86400, fleet.HOUR, f.until))
+        assert sum(next(s for s in doc["series"] if s["bot"] == "aria")["activations"]) == 5
+    finally:
+        store.close()
