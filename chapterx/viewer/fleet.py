@@ -154,7 +154,8 @@ class Rollup:
                 k += 1
                 continue
             end = k
-            while end < last and end not in self._hours:
+            # at most a day per query: one big window sorts far more slowly than 30 small ones
+            while end < last and end < k + 24 and end not in self._hours:
                 end += 1
             for h in range(k, end):
                 self._hours[h] = []
