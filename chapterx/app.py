@@ -1,4 +1,6 @@
-"""Starting one bot process (reference §0): config, token, vendors, Discord, runtime, shutdown.
+"""App wiring for one bot process (reference §0): config, token, vendors, Discord, runtime, API, shutdown.
+
+The Discord adapter (`chapterx.discord`) only adapts discord.py; this module decides what runs.
 
 `prepare_bot(...)` does every check that can fail on operator input (config, token file, vendor
 for the model) and returns a `BotPlan`; `serve(plan)` connects and runs until SIGTERM/SIGINT.
@@ -98,9 +100,11 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
     """Resolve config, token and vendors; raise one-line UserErrors for anything missing."""
     from chapterx.config.load import resolve_bot_config
     from chapterx.llm.routing import Router
+    from chapterx.trace.paths import check_trace_dir
 
     environ: Mapping[str, str] = dict(os.environ if env is None else env)
     settings = Settings.from_env(environ)
+    check_trace_dir(settings.logs_dir, settings.trace_dir if environ.get("TRACE_DIR") else None)
     bot_name = bot or settings.bot_name
     if bot_file is None and ems is None:
         bot_file = settings.bot_config
@@ -203,7 +207,8 @@ class CachedConfigLoader:
 async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
     """Connect to Discord and run the batch loop until SIGTERM/SIGINT (or `stop` is set)."""
     from chapterx.agent.runtime import BotRuntime, RuntimeOptions
-    from chapterx.discord.connector import DiscordConnector
+    from chapterx.discord.connector import DiscordConnector, connection_failure_message
+    from chapterx.fleet.sdnotify import Notifier, run_notifier
     from chapterx.llm.routing import Router
     from chapterx.trace.redact import Redactor
     from chapterx.trace.writer import TraceWriter, set_writer
@@ -256,6 +261,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
     log.info("starting bot %s from %s%s: model %s, traces in %s", plan.bot_id or "(Discord username)", plan.source,
              " (chapter2 em, translated in place)" if plan.chapter2 else "", plan.model, plan.settings.trace_dir)
     connector = DiscordConnector(on_event=on_event, on_pin=on_pin, api_base=env.get("CHAPTERX_DISCORD_API") or None)
+    tasks.append(asyncio.create_task(run_notifier(connector.ready, stop, notifier=Notifier.from_env(env))))
     api_runner = None
     if plan.settings.api_bearer_token:
         from chapterx.api.server import start_api
@@ -271,16 +277,10 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
     code = 0
     try:
         done, _ = await asyncio.wait({discord_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-        if discord_task in done and discord_task.exception() is not None:
-            exc = discord_task.exception()
-            import discord
-
-            if isinstance(exc, discord.LoginFailure):
-                raise UserError("Discord rejected the token (login failed)", 1)
-            if isinstance(exc, discord.PrivilegedIntentsRequired):
-                raise UserError("Discord refused the Message Content intent: enable it for this bot in the "
-                                "Discord developer portal (Bot > Privileged Gateway Intents)", 1)
-            raise UserError(f"Discord connection failed: {redactor.text(str(exc))}", 1)
+        exc = discord_task.exception() if discord_task in done else None
+        if exc is not None:
+            raise UserError(connection_failure_message(exc) or
+                            f"Discord connection failed: {redactor.text(str(exc))}", 1)
         if discord_task in done and not stop.is_set():
             raise UserError("the Discord connection closed unexpectedly", 1)
         log.info("stopping")
