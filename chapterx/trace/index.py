@@ -103,6 +103,9 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS traces_bot_chan_ts ON traces(bot, channel_id, ts DESC)",
     # bot + failed: the count (and the page) read only that bot's failures, not all its rows
     "CREATE INDEX IF NOT EXISTS traces_bot_fail_ts ON traces(bot, success, ts DESC)",
+    # the fleet aggregates read only this (a covering index): no row lookups over a time window
+    "CREATE INDEX IF NOT EXISTS traces_agg ON traces(ts, bot, framework, success, status, duration_ms, "
+    "input_tokens, output_tokens, total_tokens, cost)",
     # markers and external rows are few: a partial index keeps replacing them cheap at 1M rows
     "CREATE INDEX IF NOT EXISTS traces_special ON traces(source_id, trace_id) WHERE source_id < 0",
 )

@@ -995,13 +995,15 @@ class TraceStore:
         with self._wlock:
             self._marker_fp = None
 
-    def query(self, sql: str, params: dict[str, Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        """Read-only SQL over the index (after the usual refresh), rows addressed by column name:
-        the seam for `chapterx.trace.aggregates` and other reports."""
+    def query(self, sql: str, params: dict[str, Any] | tuple[Any, ...] = (), *, raw: bool = False) -> list[Any]:
+        """Read-only SQL over the index (after the usual refresh), rows addressed by column name
+        (`raw=True`: plain tuples, for many rows read in a known order): the seam for
+        `chapterx.trace.aggregates` and other reports."""
         self._auto_refresh()
         with self._lock:
             cur = self._conn.cursor()
-            cur.row_factory = sqlite3.Row
+            if not raw:
+                cur.row_factory = sqlite3.Row
             return list(cur.execute(sql, params).fetchall())
 
     def bot_names(self) -> list[str]:
