@@ -335,11 +335,11 @@ def catch_up(srv: Server, logs: Path, sample_ids: list[str], n_lines: int) -> No
     with open(idx, "rb") as src:
         src.seek(max(0, idx.stat().st_size - (n_lines + 10) * 7_000))
         tail = src.read().split(b"\n")[1:-1][-n_lines:]
-    marker = "999999999999999998"
+    marker = str(random.randrange(10**17, 9 * 10**17))  # new every run (trees are reused)
     fresh = []
     for i, raw in enumerate(tail):
         e = json.loads(raw)
-        e["traceId"] = f"feed{i:028x}"
+        e["traceId"] = f"feed{random.getrandbits(64):016x}{i:012x}"
         if i == len(tail) - 1:
             e["contextMessageIds"] = [*e.get("contextMessageIds", []), marker]
         fresh.append((json.dumps(e, separators=(",", ":")) + "\n").encode())
