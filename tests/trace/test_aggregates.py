@@ -185,3 +185,60 @@ def test_database_from_before_the_token_columns(tmp_path: Path) -> None:
         assert (bucket.input_tokens, bucket.output_tokens) == (5, 6)
     finally:
         store.close()
+
+
+def _recount(store: TraceStore) -> dict[str, Any]:
+    c = store.conn
+    return {
+        "traces": c.execute("SELECT COUNT(*) FROM traces").fetchone()[0],
+        "byStatus": dict(c.execute("SELECT COALESCE(status, CASE WHEN success THEN 'success' ELSE 'failed' END), "
+                                   "COUNT(*) FROM traces GROUP BY 1").fetchall()),
+        "byBot": dict(c.execute("SELECT COALESCE(bot, ''), COUNT(*) FROM traces GROUP BY 1").fetchall()),
+        "byFramework": dict(c.execute("SELECT framework, COUNT(*) FROM traces GROUP BY 1").fetchall()),
+        "totalTokens": c.execute("SELECT COALESCE(SUM(total_tokens), 0) FROM traces").fetchone()[0],
+        "cost": pytest.approx(c.execute("SELECT COALESCE(SUM(cost), 0) FROM traces").fetchone()[0], abs=1e-6),
+        "messageRows": c.execute("SELECT COUNT(*) FROM messages").fetchone()[0],
+    }
+
+
+def test_stats_come_from_kept_counts_that_match_a_recount(tmp_path: Path, make_store: Any) -> None:
+    from datetime import timedelta
+
+    from chapterx.trace.prune import prune_store
+
+    old = datetime(2020, 1, 1, tzinfo=UTC).timestamp()
+    entries = [_entry(T0 + i, bot=("Alpha", "Beta", None)[i % 3], success=i % 4 != 0,
+                      cost=None if i % 5 == 0 else 0.01) for i in range(30)]
+    for e in entries[:3]:
+        e.pop("cost", None)
+        e.pop("status", None)
+    entries.append(_entry(old, bot="Gone"))
+    for e in entries:
+        e["contextMessageIds"] = [str(int(e["triggeringMessageId"]) + k) for k in range(3)]
+    _write(tmp_path, entries)
+    store = make_store(tmp_path)
+    store.add_external([{"traceId": f"c2{i:030x}", "timestamp": _iso(T0 + 100 + i), "channelId": "20",
+                         "botName": "em", "success": i % 2 == 0, "contextMessageIds": [str(70000 + i)]}
+                        for i in range(4)])
+    _marker(tmp_path, "a" * 32, T0 + 500, os.getpid())
+    store.list_traces(limit=200)  # enriches upstream-shaped rows (status/cost from files: none here)
+
+    def check() -> None:
+        got = store.stats()
+        want = _recount(store)
+        assert {k: got[k] for k in want} == want
+
+    check()
+    store.remove_external([f"c2{1:030x}"])
+    check()
+    prune_store(store, timedelta(days=365))
+    assert "Gone" not in store.stats()["byBot"]
+    check()
+    # an older database recounts once on open
+    store.conn.execute("DELETE FROM counts")
+    store.conn.execute("UPDATE meta SET value='1' WHERE key='counts_version'")
+    again = TraceStore([tmp_path], index_path=store.index_path, auto_refresh_interval=0.0)
+    try:
+        assert again.stats()["traces"] == _recount(store)["traces"] > 0
+    finally:
+        again.close()
