@@ -250,14 +250,19 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
     def on_event(event: Any) -> None:
         runtime_for(event.guild_id).queue.push(event)
 
-    def on_pin(channel_id: str, pin: Any, message_id: str) -> None:
-        for rt in runtimes.values():
-            rt.port.set_pin(channel_id, pin, message_id)
+    def on_pin(guild_id: str, channel_id: str, pin: Any, message_id: str) -> None:
+        runtime_for(guild_id).port.set_pin(channel_id, pin, message_id)
 
     tasks: list[asyncio.Task[Any]] = []
     log.info("starting bot %s from %s%s: model %s, traces in %s", plan.bot_id or "(Discord username)", plan.source,
              " (chapter2 em, translated in place)" if plan.chapter2 else "", plan.model, plan.settings.trace_dir)
-    connector = DiscordConnector(on_event=on_event, on_pin=on_pin, api_base=env.get("CHAPTERX_DISCORD_API") or None)
+    try:
+        allow_dms = load_config("", []).get("allow_dms") is True
+    except Exception as config_error:  # noqa: BLE001 - checked by prepare_bot; later edits show per activation
+        log.warning("config: %s", config_error)
+        allow_dms = False
+    connector = DiscordConnector(on_event=on_event, on_pin=on_pin, api_base=env.get("CHAPTERX_DISCORD_API") or None,
+                                 allow_dms=allow_dms)
     api_runner = None
     if plan.settings.api_bearer_token:
         from chapterx.api.server import start_api

@@ -48,14 +48,15 @@ from chapterx.llm.types import ChatMessage, ProviderRequest, ProviderResponse
 from chapterx.postprocess import (
     AddReaction,
     Completion,
+    MemberRecord,
     Plan,
     PostprocessContext,
     SendMessage,
     emoji_lookup_from_port,
-    member_search_from,
-    members_from_port,
+    pick_member,
     plan_discord_actions,
 )
+from chapterx.postprocess.text import mention_names
 from chapterx.trace.collector import TraceCollector, current
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,10 @@ def _update_anchor(state: ChannelState, fetched: FetchedContext, caching: bool) 
         state.cache_oldest_message_id = oldest
 
 
-def _postprocess_context(turn: _Turn, mode: str, stops: Sequence[str], reply_to: str | None) -> PostprocessContext:
+async def _postprocess_context(turn: _Turn, mode: str, stops: Sequence[str], reply_to: str | None,
+                               text: str = "") -> PostprocessContext:
+    """The post-processing inputs; `<@name>` in `text` not matching a context author is looked up
+    through the guild member search first (Discord's member cache is empty with the bot's intents)."""
     port, config = turn.port, turn.config
     bot = port.bot_user_id
     participants: list[str] = []
@@ -220,6 +224,14 @@ def _postprocess_context(turn: _Turn, mode: str, stops: Sequence[str], reply_to:
             participants.append(name)
         if not m.author.bot:
             humans.setdefault(m.author.username, m.author.id)
+    known = {n.lower() for n in humans}
+    resolved: dict[str, str | None] = {}
+    for name in mention_names(text):
+        if name.lower() in known or name in resolved:
+            continue
+        found = await port.search_members(name)
+        records = [MemberRecord(u.id, u.username, u.global_name, m.nickname, u.bot, m.joined_at) for u, m in found]
+        resolved[name] = pick_member(name, records)
     return PostprocessContext(
         bot_name=opt.bot_name(config),
         participants=participants,
@@ -228,7 +240,7 @@ def _postprocess_context(turn: _Turn, mode: str, stops: Sequence[str], reply_to:
         prefill_thinking=config.get("prefill_thinking") is True,
         debug_thinking=config.get("debug_thinking") is True,
         human_usernames=humans,
-        member_search=member_search_from(members_from_port(port)),
+        member_search=resolved.get,
         emoji_lookup=emoji_lookup_from_port(port),
         reply_to=reply_to,
     )
@@ -322,8 +334,9 @@ async def _run_inline(turn: _Turn) -> None:
         if depth >= max_depth:
             max_depth_hit = True
             break
-        ppc = _postprocess_context(turn, "prefill", request.stop_sequences, sender.reply_to)
-        pre = plan_discord_actions(_completion(resp, accumulated[sent_upto:block.start], streaming), ppc)
+        segment = accumulated[sent_upto:block.start]
+        ppc = await _postprocess_context(turn, "prefill", request.stop_sequences, sender.reply_to, segment)
+        pre = plan_discord_actions(_completion(resp, segment, streaming), ppc)
         if depth == 0 and pre.hallucinated_start is not None:
             result.warnings.extend(pre.warnings)
             return
@@ -346,7 +359,8 @@ async def _run_inline(turn: _Turn) -> None:
         accumulated += results_block(outputs)
         sent_upto = len(accumulated)
         depth += 1
-    ppc = _postprocess_context(turn, "prefill", request.stop_sequences, sender.reply_to)
+    ppc = await _postprocess_context(turn, "prefill", request.stop_sequences, sender.reply_to,
+                                     accumulated[sent_upto:])
     ppc = dataclasses.replace(ppc, max_depth_reached=max_depth_hit)
     plan = plan_discord_actions(_completion(resp, accumulated[sent_upto:], streaming), ppc)
     result.warnings.extend(plan.warnings)
@@ -383,7 +397,7 @@ async def _run_native(turn: _Turn, mode: str) -> None:
         uses = [b for b in resp.content if b.get("type") == "tool_use"]
         if not uses or depth >= max_depth:
             break
-        ppc = _postprocess_context(turn, pp_mode, built.stop_sequences, sender.reply_to)
+        ppc = await _postprocess_context(turn, pp_mode, built.stop_sequences, sender.reply_to, resp.text)
         pre = plan_discord_actions(_completion(resp, resp.text, streaming), ppc)
         await sender.perform(_without_debug(pre))
         assistant_blocks = [
@@ -407,7 +421,7 @@ async def _run_native(turn: _Turn, mode: str) -> None:
         extra.append(ChatMessage("assistant", assistant_blocks))
         extra.append(ChatMessage("user", results))
         depth += 1
-    ppc = _postprocess_context(turn, pp_mode, built.stop_sequences, sender.reply_to)
+    ppc = await _postprocess_context(turn, pp_mode, built.stop_sequences, sender.reply_to, resp.text)
     plan = plan_discord_actions(_completion(resp, resp.text, streaming), ppc)
     result.warnings.extend(plan.warnings)
     await sender.perform(plan)
@@ -443,7 +457,7 @@ async def _run_chapter2(turn: _Turn) -> None:
     replies = await generate_replies(prep.settings, name, complete)
     sender = _Sender(turn.port, turn.channel_id, turn.trigger_id)
     for reply in replies:
-        ppc = _postprocess_context(turn, "base-model", (), sender.reply_to)
+        ppc = await _postprocess_context(turn, "base-model", (), sender.reply_to, reply.content)
         ppc = dataclasses.replace(ppc, participants=(), prefill_thinking=False)
         plan = plan_discord_actions(Completion(reply.content), ppc)
         await sender.perform(plan)

@@ -3,14 +3,17 @@
 `BotRuntime` is transport-agnostic: it reads and acts through a `DiscordPort` (discord.py in
 production, the in-memory world in tests) and hands each activation to `run_activation`. Events
 come from the connector (or a test) through `runtime.queue`. Activations run as tasks that are
-not awaited by the loop, so different channels proceed concurrently; a busy channel drops new
-triggers, as upstream does.
+not awaited by the loop, so different channels proceed concurrently. Past upstream: a batch is
+decided per channel (one channel's events never decide or swallow another's), the bot's own message
+is never a trigger, a trigger for a busy channel is queued (`max_queued_replies`, `m` commands
+always) and answered when the channel is free, and a failed activation shows `error_reaction` (⚠️).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random as _random
 import re
@@ -49,6 +52,8 @@ class TrackingPort:
         self.pins: dict[str, list[Pin]] = {}
         self.sent_ids: set[str] = set()
         self.pin_fetches: list[str] = []
+        # Channels whose pins changed before we tracked them: loaded from REST before the next decision.
+        self.bootstrap: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -65,8 +70,11 @@ class TrackingPort:
         return list(self.pins.get(channel_id, []))
 
     def set_pin(self, channel_id: str, pin: Pin | None, message_id: str) -> None:
-        """A pin event (message pinned/unpinned/deleted); only tracked channels are updated."""
+        """A pin event (message pinned/unpinned/deleted). A new pin in an untracked channel marks the
+        channel for a REST bootstrap (all its pins), so neither this pin nor older ones are lost."""
         if channel_id not in self.pins:
+            if pin is not None:
+                self.bootstrap.add(channel_id)
             return
         pins = [p for p in self.pins[channel_id] if p.id != message_id]
         if pin is not None:
@@ -104,6 +112,26 @@ class BatchOutcome:
     random_rolls: list[float] = field(default_factory=list)
     decision_trail: list[dict[str, Any]] = field(default_factory=list)
     task: asyncio.Task[ActivationResult | None] | None = None
+    queued: bool = False  # the trigger waits for the channel's running activation
+    channel_outcomes: list[BatchOutcome] = field(default_factory=list)  # one per channel of the batch
+
+    @property
+    def tasks(self) -> list[asyncio.Task[ActivationResult | None]]:
+        parts = self.channel_outcomes or [self]
+        return [o.task for o in parts if o.task is not None]
+
+
+@dataclass
+class _Pending:
+    """A trigger waiting for its channel (queued while another activation ran there)."""
+
+    guild_id: str
+    trigger_id: str | None
+    reason: str
+    events: Sequence[Event]
+    command: bool
+    # The context the trigger arrived in (its task runs there, not in the previous activation's).
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
 @dataclass
@@ -139,6 +167,7 @@ class BotRuntime:
         self.deferred = DeferredQueue()
         self._stopping = asyncio.Event()
         self._last_deferred_check = 0.0
+        self.waiting: dict[str, list[_Pending]] = {}
 
     # ------------------------------------------------------------------ config
     def _config_for(self, guild_id: str, texts: list[str]) -> Mapping[str, Any]:
@@ -157,7 +186,23 @@ class BotRuntime:
 
     # ------------------------------------------------------------------ batches
     async def process_batch(self, events: Sequence[Event]) -> BatchOutcome:
-        """Upstream processBatch (§1.3), first-event channel semantics included."""
+        """Upstream processBatch (§1.3), decided per channel: the events of each channel form their own
+        batch (in first-appearance order), so a busy channel never decides or swallows another's."""
+        groups: dict[str, list[Event]] = {}
+        for e in events:
+            groups.setdefault(e.channel_id, []).append(e)
+        if len(groups) <= 1:
+            return await self._process_channel_batch(events)
+        parts = [await self._process_channel_batch(g) for g in groups.values()]
+        lead = next((o for o in parts if o.activated), parts[0])
+        return BatchOutcome(
+            [e.type for e in events], should_activate=any(bool(o.should_activate) for o in parts),
+            evaluated_with_channel_id=lead.evaluated_with_channel_id, activated=lead.activated,
+            activation=lead.activation, random_rolls=[r for o in parts for r in o.random_rolls],
+            decision_trail=[t for o in parts for t in o.decision_trail], task=lead.task,
+            queued=any(o.queued for o in parts), channel_outcomes=parts)
+
+    async def _process_channel_batch(self, events: Sequence[Event]) -> BatchOutcome:
         outcome = BatchOutcome([e.type for e in events])
         if not events:
             return outcome
@@ -165,6 +210,9 @@ class BotRuntime:
         channel_id, guild_id = first.channel_id, first.guild_id
         outcome.evaluated_with_channel_id = channel_id
         self._forget_deleted_tool_turns(events)
+        if channel_id in self.port.bootstrap:
+            self.port.bootstrap.discard(channel_id)
+            await self._safe(self.port.fetch_pins(channel_id), "pins bootstrap")
         config = self.cached_config(channel_id, guild_id)
         name = str(config.get("name")) if config and config.get("name") else None
         ctx = DecideContext(
@@ -182,7 +230,7 @@ class BotRuntime:
             await self._safe(self.port.react(ch, mid, emoji), "react")
         if not decision.activate:
             return outcome
-        trigger = _trigger_message(events)
+        trigger = _trigger_message(events, self.port.bot_user_id)
         if decision.m_command is not None and decision.m_command.message is not None:
             cmd = decision.m_command.message
             gc = _GET_CONTEXT.match(cmd.content)
@@ -210,32 +258,66 @@ class BotRuntime:
             return outcome
         if self.deferred.cancel(channel_id) is not None:
             outcome.decision_trail.append({"msg": "Cancelled pending deferred retry (new activity)"})
-        if channel_id in self.active_channels:
-            outcome.decision_trail.append({"msg": "Channel already being processed, skipping"})
-            return outcome
-        self.active_channels.add(channel_id)
         reason = _activation_reason(events, decision, self.port.sent_ids)
         trigger_id = trigger.id if trigger is not None else None
+        if channel_id in self.active_channels:
+            command = decision.m_command is not None
+            if self._enqueue(channel_id, _Pending(guild_id, trigger_id, reason, events, command), config):
+                outcome.queued = True
+                outcome.decision_trail.append({"msg": "Channel busy: trigger queued", "message_id": trigger_id})
+            else:
+                outcome.decision_trail.append({"msg": "Channel already being processed, skipping"})
+            return outcome
         outcome.activated = True
         outcome.activation = {"channel_id": channel_id, "guild_id": guild_id, "reason": reason,
                               "trigger_message_id": trigger_id}
-        task = asyncio.create_task(self._activate(channel_id, guild_id, trigger_id, reason, events))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        outcome.task = task
+        outcome.task = self._start(channel_id, _Pending(guild_id, trigger_id, reason, events, False))
         await asyncio.sleep(0)  # let the activation start (typing) before the next batch, as upstream
         return outcome
 
+    def _start(self, channel_id: str, pending: _Pending) -> asyncio.Task[ActivationResult | None]:
+        self.active_channels.add(channel_id)
+        task = asyncio.create_task(self._activate(channel_id, pending.guild_id, pending.trigger_id, pending.reason,
+                                                  pending.events), context=pending.context)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def _enqueue(self, channel_id: str, pending: _Pending, config: Mapping[str, Any] | None) -> bool:
+        """Queue a trigger for a busy channel: `m` commands always, others up to `max_queued_replies`
+        (the oldest plain trigger makes room). False: not queued (limit 0)."""
+        limit = (config or {}).get("max_queued_replies")
+        limit = 1 if limit is None else int(limit)
+        queue = self.waiting.setdefault(channel_id, [])
+        if not pending.command:
+            if limit <= 0:
+                return False
+            plain = [p for p in queue if not p.command]
+            while len(plain) >= limit:
+                queue.remove(plain.pop(0))
+        queue.append(pending)
+        return True
+
+    def _next_queued(self, channel_id: str) -> None:
+        """The channel is free: start its oldest queued trigger."""
+        queue = self.waiting.get(channel_id)
+        if not queue or self._stopping.is_set():
+            return
+        pending = queue.pop(0)
+        if not queue:
+            del self.waiting[channel_id]
+        self._start(channel_id, pending)
+
     async def _maybe_defer(self, channel_id: str, guild_id: str, trigger_id: str | None,
-                           error: BaseException) -> None:
+                           error: BaseException) -> bool:
         """`deferred_retries: true`: a transient failure is retried later (⏳ on the trigger)."""
         cfg = self.cached_config(channel_id, guild_id) or {}
         kind = transient_error_type(error)
         if cfg.get("deferred_retries") is not True or kind is None:
-            return
+            return False
         retry = self.deferred.schedule(channel_id, guild_id, trigger_id, error, kind, self.opts.now())
         if retry is None:
-            return
+            return False
         log.info("deferred retry %d for channel %s in %d ms", retry.retry_attempt, channel_id, retry.delay_ms)
         from chapterx.trace.collector import current
 
@@ -244,6 +326,7 @@ class BotRuntime:
             tr.set_status("deferred")
         if trigger_id is not None:
             await self._safe(self.port.react(channel_id, trigger_id, "⏳"), "react")
+        return True
 
     def poll_deferred(self) -> int:
         """Queue a `self_activation` for every due retry; returns how many were queued."""
@@ -308,11 +391,15 @@ class BotRuntime:
         finally:
             typing.cancel()
             self.active_channels.discard(channel_id)
+            self._next_queued(channel_id)
 
     async def _after(self, channel_id: str, guild_id: str, trigger_id: str | None, result: ActivationResult) -> None:
         if result.error is not None:
             log.error("activation in channel %s failed: %s", channel_id, result.error)
-            await self._maybe_defer(channel_id, guild_id, trigger_id, result.error)
+            deferred = await self._maybe_defer(channel_id, guild_id, trigger_id, result.error)
+            emoji = error_reaction(self.cached_config(channel_id, guild_id) or {})
+            if not deferred and emoji and trigger_id is not None:
+                await self._safe(self.port.react(channel_id, trigger_id, emoji), "react")
         else:
             self.deferred.succeeded(channel_id)
 
@@ -383,6 +470,11 @@ class BotRuntime:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def idle(self) -> None:
+        """Wait until no activation runs and none is queued (tests, replays)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for running activations (graceful shutdown); cancel what is left after `timeout`."""
         if not self.tasks:
@@ -395,8 +487,18 @@ class BotRuntime:
                 await t
 
 
-def _trigger_message(events: Sequence[Event]) -> Message | None:
-    msgs = [e.message for e in events if e.type == "message" and e.message is not None]
+def error_reaction(config: Mapping[str, Any]) -> str | None:
+    """The reaction for a failed activation (`error_reaction`, default ⚠️; false or "" turn it off)."""
+    value = config.get("error_reaction")
+    if value is None or value is True:
+        return "⚠️"
+    return value if isinstance(value, str) and value else None
+
+
+def _trigger_message(events: Sequence[Event], bot_user_id: str = "") -> Message | None:
+    """The batch's first (non-system) message; the bot's own messages are never a trigger."""
+    msgs = [e.message for e in events if e.type == "message" and e.message is not None
+            and (not bot_user_id or e.message.author_id != bot_user_id)]
     for m in msgs:
         if not m.system:
             return m

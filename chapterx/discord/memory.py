@@ -146,6 +146,18 @@ class MemoryDiscord:
     def members(self) -> list[Member]:
         return list(self._members.values())
 
+    async def search_members(self, query: str, limit: int = 10) -> list[tuple[User, Member]]:
+        """Discord's member search: a prefix match on username, nickname or global name."""
+        q = query.lower()
+        found: list[tuple[User, Member]] = []
+        for mem in self._members.values():
+            user = self.user(mem.user_id)
+            if user is None:
+                continue
+            if any(n and n.lower().startswith(q) for n in (user.username, mem.nickname, user.global_name)):
+                found.append((user, mem))
+        return found[:limit]
+
     def role(self, role_id: str) -> Role | None:
         return self._roles.get(role_id)
 

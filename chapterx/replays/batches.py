@@ -133,6 +133,7 @@ async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -
                     for t in pending:
                         await t
                     pending = []
+                    await rt.idle()
                 world.batch = index
                 requests_before = len(fake.requests)
                 events: list[Event] = []
@@ -161,14 +162,14 @@ async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -
                             raise UserError(f"event type not modelled: {ev['type']}")
                         events.extend(extra)
                 res = await rt.process_batch(events)
-                if res.task is not None:
-                    pending.append(res.task)
+                pending.extend(res.tasks)
                 next_in_flight = index + 1 < len(inp["batches"]) and \
                     inp["batches"][index + 1].get("while_previous_activation_in_flight")
                 if not next_in_flight:
                     for t in pending:
                         await t
                     pending = []
+                    await rt.idle()
                 out["batches"].append({
                     "should_activate": res.should_activate if events else None,
                     "evaluated_with_channel_id": res.evaluated_with_channel_id,
@@ -178,6 +179,7 @@ async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -
                 })
             for t in pending:
                 await t
+            await rt.idle()
             for r in routers:
                 await r.aclose()
             out["provider_request_count"] = len(fake.requests)
