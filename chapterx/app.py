@@ -21,7 +21,7 @@ import os
 import signal
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,8 +202,12 @@ class CachedConfigLoader:
         return resolved.config
 
 
-async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
-    """Connect to Discord and run the batch loop until SIGTERM/SIGINT (or `stop` is set)."""
+async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_signals: bool = True,
+                on_ready: Callable[[], None] | None = None) -> int:
+    """Connect to Discord and run the batch loop until SIGTERM/SIGINT (or `stop` is set).
+
+    `on_ready` is called once the gateway session is ready (service managers, tests, benchmarks);
+    `handle_signals=False` leaves the process's signal handlers alone (a bot served inside tests)."""
     from chapterx.agent.runtime import BotRuntime, RuntimeOptions
     from chapterx.discord.connector import DiscordConnector, connection_failure_message
     from chapterx.llm.routing import Router
@@ -213,7 +217,8 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
     env = plan.env
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    for sig in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
@@ -274,6 +279,14 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
                                      plan.settings.api_port, host=env.get("API_HOST") or "0.0.0.0")
         log.info("REST API listening on port %s", plan.settings.api_port)
     discord_task = asyncio.create_task(connector.start(plan.token))
+    if on_ready is not None:
+        ready_hook = on_ready
+
+        async def announce_ready() -> None:
+            await connector.ready.wait()
+            ready_hook()
+
+        tasks.append(asyncio.create_task(announce_ready()))
     stop_task = asyncio.create_task(stop.wait())
     code = 0
     try:
@@ -305,4 +318,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
         set_writer(None)
         if plan.cleanup is not None:
             plan.cleanup.cleanup()
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
     return code

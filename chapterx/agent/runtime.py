@@ -288,10 +288,10 @@ class BotRuntime:
         (the oldest plain trigger makes room). False: not queued (limit 0)."""
         limit = (config or {}).get("max_queued_replies")
         limit = 1 if limit is None else int(limit)
+        if not pending.command and limit <= 0:
+            return False
         queue = self.waiting.setdefault(channel_id, [])
         if not pending.command:
-            if limit <= 0:
-                return False
             plain = [p for p in queue if not p.command]
             while len(plain) >= limit:
                 queue.remove(plain.pop(0))

@@ -116,7 +116,7 @@ async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -
 
             rt = BotRuntime(world, RuntimeOptions(on_activation=on_activation,
                 bot_id=bot_id, provider_factory=factory, load_config=lambda t: load(world.guild_id, t),
-                guild_config_loader=load, random=lambda: next(rolls), now=lambda: run.now,
+                guild_config_loader=load, random=lambda: next(rolls, 1.0), now=lambda: run.now,
                 clock=lambda: run.now, base_dir=root / "config" / "bots", plugin_factory=plugin_factory))
             run = CaseRun(inp, root, world, rt, fake, now_ts, out)
             rt.port.sent_ids.update((inp.get("process_state") or {}).get("bot_sent_message_ids") or [])
