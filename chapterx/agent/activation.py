@@ -624,8 +624,8 @@ def _update_state_after(state: ChannelState, built: BuiltContext, fetched: Fetch
     if caching and built.cache_marker is not None and built.cache_marker != state.last_cache_marker:
         state.last_cache_marker = built.cache_marker
     if built.did_roll:
-        first = next((m.message_id for m in built.messages if m.message_id), None)
-        state.cache_oldest_message_id = first
+        if caching:  # the window anchor only matters for (and is only moved with) prompt caching
+            state.cache_oldest_message_id = next((m.message_id for m in built.messages if m.message_id), None)
         state.messages_since_roll = 0
     else:
         state.messages_since_roll += _new_message_count(state, fetched)

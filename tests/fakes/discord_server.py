@@ -70,6 +70,7 @@ class FakeDiscord:
         self.webhooks: dict[str, dict[str, Any]] = {}
         self.identified = asyncio.Event()
         self.identify_intents: list[int] = []
+        self.ready_sent_at: float | None = None  # time.monotonic() when READY went out (start-up benchmarks)
         self.pins_delay = 0.0  # seconds before a pins answer (holds the bot's batch loop in tests)
         self.dm_channels: dict[str, str] = {}  # DM channel id -> the human's user id
         self.auth_failures = 0
@@ -505,6 +506,7 @@ class FakeDiscord:
                                  "http://", "ws://") + "/gateway", "application": {"id": self.bot["id"], "flags": 0},
                              "private_channels": [], "relationships": []}
                     await self.dispatch_one(ws, "READY", ready)
+                    self.ready_sent_at = time.monotonic()
                     await self.dispatch_one(ws, "GUILD_CREATE", self._guild_create())
                     self.identified.set()
         finally:
