@@ -99,6 +99,7 @@ class ActivationContext:
 @dataclass
 class ActivationResult:
     state: ChannelState
+    channel_id: str = ""
     sent_message_ids: list[str] = field(default_factory=list)
     provider_requests: list[ProviderRequest] = field(default_factory=list)
     tool_log: list[dict[str, Any]] = field(default_factory=list)
@@ -535,7 +536,7 @@ async def _resolve_route(ctx: ActivationContext, model: str) -> Any:
 async def run_activation(ctx: ActivationContext) -> ActivationResult:
     """Run one activation in `ctx.channel_id`; errors are captured in the result (nothing half-posted)."""
     port, channel_id, state = ctx.port, ctx.channel_id, ctx.state
-    result = ActivationResult(state=state)
+    result = ActivationResult(state=state, channel_id=channel_id)
     result.clock = ctx.clock
     tr = _trace()
     try:

@@ -105,6 +105,7 @@ class MemoryDiscord:
                 self._load_channel(cid, ch.get("messages") or [], ch.get("pins") or [])
         self._next_id = FIRST_SENT_ID
         self.actions: list[dict[str, Any]] = []
+        self.warnings: list[str] = []  # what a connector would log about sends (vector `warnings`)
         self.record_channel_ids = False
 
     def _load_channel(self, cid: str, messages: list[Mapping[str, Any]], pins: list[Mapping[str, Any]]) -> None:
@@ -214,6 +215,7 @@ class MemoryDiscord:
     ) -> str:
         if reply_to is not None and await self.fetch_message(channel_id, reply_to) is None:
             reply_to = None  # Discord rejects a reply to a vanished message; send it plain
+            self.warnings.append("warn: Reply target deleted, sending without reply")
         mid = self._new_id()
         action: dict[str, Any] = {"type": "send", "content": content, "reply_to": reply_to}
         if files:
