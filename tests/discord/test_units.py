@@ -292,3 +292,25 @@ def test_deferred_queue_backoff_and_cooldown() -> None:
     assert q.schedule("c", "g", None, err, "timeout", 0.0) is None  # sixth failure: cooldown
     assert q.schedule("c", "g", None, err, "timeout", 3599.0) is None
     assert q.schedule("c", "g", None, err, "timeout", 3601.0) is not None
+
+
+@pytest.mark.parametrize(("setting", "reactions"), [(None, ["⚠️"]), ("", []), ("🔥", ["🔥"])])
+async def test_failed_activation_shows_error_reaction(setting: str | None, reactions: list[str]) -> None:
+    """A failed activation reacts on its trigger (`error_reaction`, default ⚠️; "" turns it off)."""
+    from chapterx.agent.activation import ActivationResult
+    from chapterx.agent.state import ChannelState
+
+    w = _world([{"id": "5", "author_id": HUMAN, "content": "hello"}])
+
+    async def failing_run(channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
+        return ActivationResult(state=ChannelState(), error=RuntimeError("every provider attempt failed"))
+
+    cfg: dict[str, Any] = {"name": "Aria", "reply_on_random": 0}
+    if setting is not None:
+        cfg["error_reaction"] = setting
+    rt = BotRuntime(w, RuntimeOptions(bot_id="aria", provider_factory=lambda m: None, load_config=lambda texts: cfg))
+    rt._run = failing_run  # type: ignore[method-assign]
+    trigger = w.add_message("10", {"id": "30", "author_id": HUMAN, "content": f"<@{BOT}> hi"})
+    await rt.process_batch([Event("message", "10", "1", trigger, mentions_bot=True)])
+    await rt.idle()
+    assert [a["emoji"] for a in w.actions if a["type"] == "reaction" and a["message_id"] == "30"] == reactions
