@@ -140,7 +140,9 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
     token = _read_token(token_path)
     model = str(resolved.config.get("continuation_model") or "")
     router = Router(resolved.vendors, env=environ)
-    router.route(model)  # NoVendorError (a UserError) names the model and the vendors tried
+    # NoVendorError (a UserError) names the model and the vendors tried. Only the adapter is resolved:
+    # the vendor SDK is imported once Discord is ready (see `serve`), not on the start-up path.
+    router.adapter_for(model)
     for w in resolved.warnings:
         log.warning("config: %s", w.message)
     base_dir = Path(bot_file).parent if bot_file is not None else Path(ems or ".") / (bot_name or "")
@@ -279,14 +281,19 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_sign
                                      plan.settings.api_port, host=env.get("API_HOST") or "0.0.0.0")
         log.info("REST API listening on port %s", plan.settings.api_port)
     discord_task = asyncio.create_task(connector.start(plan.token))
-    if on_ready is not None:
-        ready_hook = on_ready
 
-        async def announce_ready() -> None:
-            await connector.ready.wait()
-            ready_hook()
+    async def after_ready() -> None:
+        await connector.ready.wait()
+        if on_ready is not None:
+            on_ready()
+        # Import the vendor SDK (a second or more) off the event loop now, so neither start-up nor
+        # the first reply waits for it.
+        try:
+            await asyncio.to_thread(router.route, plan.model)
+        except Exception as exc:  # noqa: BLE001 - the first activation reports it in context
+            log.warning("provider for %s not ready: %s", plan.model, exc)
 
-        tasks.append(asyncio.create_task(announce_ready()))
+    tasks.append(asyncio.create_task(after_ready()))
     stop_task = asyncio.create_task(stop.wait())
     code = 0
     try:
