@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from chapterx.agent import thinking_store
 from chapterx.agent.inline_tools import find_call_block, result_text, results_block
@@ -67,6 +67,13 @@ FUNCTION_CALLS_CLOSE = "</function_calls>"
 
 ConfigSource = Mapping[str, Any] | Callable[[list[str]], Mapping[str, Any]]
 ProviderFactory = Callable[[str], Any] | Callable[[str], Awaitable[Any]]
+
+
+class RouteLike(Protocol):
+    """What an activation needs from a route (`chapterx.llm.routing.Route`, or a test double)."""
+
+    @property
+    def provider(self) -> Any: ...
 
 
 @dataclass
@@ -121,7 +128,7 @@ class _Turn:
     ctx: ActivationContext
     config: Mapping[str, Any]
     built: BuiltContext
-    route: Any  # a routing.Route (or a test double with `.provider`)
+    route: RouteLike
     plugins: PluginHost
     fetched: FetchedContext
     result: ActivationResult
@@ -512,8 +519,9 @@ class _RouteVendor:
     completions_config: Any = None
 
 
-def _vendor_for(route: Any) -> Any:
-    vendor = getattr(route, "vendor", None)
+def _vendor_for(route: Any) -> object:
+    """What the base-model formatter reads (`kind`, `config`, `completions_config`) for this route."""
+    vendor: object | None = getattr(route, "vendor", None)
     if vendor is not None:
         return vendor
     eot = getattr(route, "eot_token", None)
@@ -526,11 +534,12 @@ async def _resolve_config(ctx: ActivationContext) -> Mapping[str, Any]:
     return ctx.config
 
 
-async def _resolve_route(ctx: ActivationContext, model: str) -> Any:
+async def _resolve_route(ctx: ActivationContext, model: str) -> RouteLike:
     route = ctx.provider_factory(model)
     if inspect.isawaitable(route):
         route = await route
-    return route
+    resolved: RouteLike = route
+    return resolved
 
 
 async def run_activation(ctx: ActivationContext) -> ActivationResult:
