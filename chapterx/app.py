@@ -26,8 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chapterx.agent.runtime import BotRuntime, RuntimeOptions
 from chapterx.config.env import Settings
+from chapterx.config.load import resolve_bot_config
+from chapterx.discord.connector import ConnectorApiBackend, DiscordConnector, connection_failure_message
 from chapterx.errors import UserError
+from chapterx.llm.routing import Router
+from chapterx.trace.redact import Redactor, secrets_in
+from chapterx.trace.writer import TraceWriter, set_writer
 
 log = logging.getLogger("chapterx.run")
 
@@ -84,7 +90,10 @@ def _read_token(path: Path) -> str:
 
 def _chapter2_in_place(ems: Path, name: str, home: bool) -> tuple[Path, Path | None, tempfile.TemporaryDirectory[str]]:
     """Translate a chapter2 em into a private temporary ChapterX tree (the em folder is not touched)."""
-    from compat.chapter2.migrate import plan_migration, write_plan
+    from compat.chapter2.migrate import (  # chapter2 ems only (compat imports chapterx)
+        plan_migration,
+        write_plan,
+    )
 
     plan = plan_migration(ems, bots=[name], home=home, bots_option="--bot")
     tmp = tempfile.TemporaryDirectory(prefix="chapterx-run-")
@@ -98,9 +107,6 @@ def _chapter2_in_place(ems: Path, name: str, home: bool) -> tuple[Path, Path | N
 def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: str | None = None,
                 env: Mapping[str, str] | None = None, chapter2_home: bool = False) -> BotPlan:
     """Resolve config, token and vendors; raise one-line UserErrors for anything missing."""
-    from chapterx.config.load import resolve_bot_config
-    from chapterx.llm.routing import Router
-
     environ: Mapping[str, str] = dict(os.environ if env is None else env)
     settings = Settings.from_env(environ)
     bot_name = bot or settings.bot_name
@@ -183,8 +189,6 @@ class CachedConfigLoader:
         return tuple(out)
 
     def __call__(self, guild_id: str, texts: list[str]) -> Mapping[str, Any]:
-        from chapterx.config.load import resolve_bot_config
-
         key = (guild_id, tuple(texts))
         hit = self._cache.get(key)
         if hit is not None and self._stamp(list(self._paths[key])) == hit[0]:
@@ -192,8 +196,6 @@ class CachedConfigLoader:
         plan = self.plan
         resolved = resolve_bot_config(bot_file=plan.bot_file, ems_path=plan.ems_path, bot_name=plan.bot_name,
                                       guild_id=guild_id or None, channel_configs=texts, env=plan.env)
-        from chapterx.trace.redact import secrets_in
-
         self.secrets = secrets_in(resolved.config)
         watched = self._watched(resolved)
         self._paths[key] = watched
@@ -210,12 +212,6 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_sign
 
     `on_ready` is called once the gateway session is ready (service managers, tests, benchmarks);
     `handle_signals=False` leaves the process's signal handlers alone (a bot served inside tests)."""
-    from chapterx.agent.runtime import BotRuntime, RuntimeOptions
-    from chapterx.discord.connector import DiscordConnector, connection_failure_message
-    from chapterx.llm.routing import Router
-    from chapterx.trace.redact import Redactor
-    from chapterx.trace.writer import TraceWriter, set_writer
-
     env = plan.env
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -272,8 +268,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_sign
                                  allow_dms=allow_dms)
     api_runner = None
     if plan.settings.api_bearer_token:
-        from chapterx.api.server import start_api
-        from chapterx.discord.connector import ConnectorApiBackend
+        from chapterx.api.server import start_api  # only with API_BEARER_TOKEN (aiohttp web app)
 
         redactor.add_secrets([plan.settings.api_bearer_token])
         api_runner = await start_api(ConnectorApiBackend(connector, lambda g: load_config(g, [])),

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import json
 import logging
 import random as _random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from chapterx.agent.activation import (
     ActivationResult,
     _drop_m_commands,
     bot_identity,
+    channel_config_texts,
     pin_config_texts,
     run_activation,
 )
@@ -35,7 +38,12 @@ from chapterx.agent.decide import DecideContext, Decision, applicable_sleep_pins
 from chapterx.agent.plugins import PluginHost
 from chapterx.agent.queue import DeferredQueue, Event, EventQueue, transient_error_type
 from chapterx.agent.state import ChannelStateStore
+from chapterx.agent.toollog import remove_by_bot_message
+from chapterx.context import options as opt
+from chapterx.context.build import BuildInput, build_context
+from chapterx.context.fetch import fetch_context
 from chapterx.discord.port import DiscordPort, Message, OutgoingFile, Pin
+from chapterx.trace.collector import current, start_activation
 
 log = logging.getLogger(__name__)
 
@@ -319,8 +327,6 @@ class BotRuntime:
         if retry is None:
             return False
         log.info("deferred retry %d for channel %s in %d ms", retry.retry_attempt, channel_id, retry.delay_ms)
-        from chapterx.trace.collector import current
-
         tr = current()
         if tr is not None:
             tr.set_status("deferred")
@@ -343,8 +349,6 @@ class BotRuntime:
         """processBatch step 2: a deleted bot message drops the tool-log entries that produced it."""
         if self.opts.tool_log_dir is None:
             return
-        from chapterx.agent.toollog import remove_by_bot_message
-
         for e in events:
             mid = str(e.data.get("message_id") or "")
             if e.type == "delete" and mid and (e.data.get("author_id") == self.port.bot_user_id
@@ -365,8 +369,6 @@ class BotRuntime:
         typing = asyncio.create_task(self._keep_typing(channel_id))
         try:
             if trigger_id is not None and self.opts.trace_writer is not None:
-                from chapterx.trace.collector import start_activation
-
                 channel = self.port.channel(channel_id)
                 with start_activation(channel_id, trigger_id, self.opts.bot_id, guild_id=guild_id or None,
                                       channel_name=channel.name if channel else None,
@@ -415,12 +417,6 @@ class BotRuntime:
 
     async def get_context_dump(self, channel_id: str, guild_id: str, requested: int | None) -> str:
         """`m get_context [N]` (§1.7): the context without character limits, sent as a text file."""
-        import json
-        from datetime import UTC, datetime
-
-        from chapterx.agent.activation import channel_config_texts
-        from chapterx.context import options as opt
-
         cfg = dict(self._config_for(guild_id, await channel_config_texts(self.port, channel_id)))
         limit = int(requested or opt.get_or(cfg, "recency_window_messages", None) or 200)
         built, _fetched = await unlimited_context(self.port, cfg, channel_id, limit)
@@ -537,10 +533,6 @@ def _event_summary(e: Event) -> dict[str, Any]:
 async def unlimited_context(port: DiscordPort, config: Mapping[str, Any], channel_id: str, limit: int) -> tuple[Any, int]:
     """The last `limit` context messages with character limits, rolling and tool cache off
     (`m get_context`, the API's context build); returns (BuiltContext, Discord messages fetched)."""
-    from chapterx.context import options as opt
-    from chapterx.context.build import BuildInput, build_context
-    from chapterx.context.fetch import fetch_context
-
     unlimited = {**config, "recency_window_messages": limit, "recency_window_characters": 10**15,
                  "hard_max_characters": 10**15, "prompt_caching": False}
     fetched = await fetch_context(port, channel_id, depth=limit + 50, max_images=max(opt.max_images(config) * 2, 10))
