@@ -59,6 +59,7 @@ class TrackingPort:
         self.inner = inner
         self.pins: dict[str, list[Pin]] = {}
         self.sent_ids: set[str] = set()
+        self.deleted_ids: set[str] = set()  # messages this process deleted (`m` commands)
         self.pin_fetches: list[str] = []
         # Channels whose pins changed before we tracked them: loaded from REST before the next decision.
         self.bootstrap: set[str] = set()
@@ -100,6 +101,10 @@ class TrackingPort:
         mid = await self.inner.send(channel_id, content, reply_to=reply_to, files=files)
         self.sent_ids.add(mid)
         return mid
+
+    async def delete(self, channel_id: str, message_id: str) -> None:
+        await self.inner.delete(channel_id, message_id)
+        self.deleted_ids.add(message_id)
 
     async def webhook_send(self, channel_id: str, content: str, *, username: str,
                            avatar_url: str | None = None) -> str:
@@ -400,7 +405,8 @@ class BotRuntime:
             log.error("activation in channel %s failed: %s", channel_id, result.error)
             deferred = await self._maybe_defer(channel_id, guild_id, trigger_id, result.error)
             emoji = error_reaction(self.cached_config(channel_id, guild_id) or {})
-            if not deferred and emoji and trigger_id is not None:
+            # A deleted `m` command cannot carry a reaction (Discord answers 404).
+            if not deferred and emoji and trigger_id is not None and trigger_id not in self.port.deleted_ids:
                 await self._safe(self.port.react(channel_id, trigger_id, emoji), "react")
         else:
             self.deferred.succeeded(channel_id)

@@ -68,15 +68,16 @@ def _per_channel_reason(exp: dict[str, Any], case: Mapping[str, Any]) -> None:
 def _queued_trigger(exp: dict[str, Any], case: Mapping[str, Any]) -> None:
     """differences.md (runtime, queued triggers): the trigger that arrived while the channel was busy is
     answered afterwards (the case scripts one LLM answer, so the second attempt fails: typing, then the
-    error reaction on its trigger instead of silence)."""
+    error reaction on its trigger instead of silence; none on a deleted `m` command)."""
     second = _events(case, 1)[0]["message"]
     channel = second.get("channel_id") or case["input"]["discord"]["channel_id"]
     first_fetch = exp["context_fetches"][0]["message_ids"]
     sent = [a["message_id"] for a in exp["discord_actions"] if a["type"] == "send"]
     command = second["content"].startswith("m ")
-    exp["discord_actions"] += [{"type": "typing", "channel_id": channel, "batch": 1},
-                               {"type": "reaction", "channel_id": channel, "message_id": second["id"],
-                                "emoji": "⚠️", "batch": 1}]
+    exp["discord_actions"].append({"type": "typing", "channel_id": channel, "batch": 1})
+    if not command:  # a deleted `m` command cannot carry the reaction
+        exp["discord_actions"].append({"type": "reaction", "channel_id": channel, "message_id": second["id"],
+                                       "emoji": "⚠️", "batch": 1})
     ids = [*first_fetch, *([] if command else [second["id"]]), *sent]
     exp["context_fetches"].append({"batch": 1, "channel_id": channel, "message_ids": ids, "inheritance_info": None})
     exp["provider_request_count"] = exp["provider_request_count"] + 1
