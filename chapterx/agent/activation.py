@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 _M_COMMAND = re.compile(r"^m\s+", re.I)
 _REPLY_TAG = re.compile(r"^<reply:@[^>]*>\s*")
 FUNCTION_CALLS_CLOSE = "</function_calls>"
+MAX_MEMBER_LOOKUPS = 10  # guild member searches per post-processing pass
 
 ConfigSource = Mapping[str, Any] | Callable[[list[str]], Mapping[str, Any]]
 ProviderFactory = Callable[[str], Any] | Callable[[str], Awaitable[Any]]
@@ -237,6 +238,8 @@ async def _postprocess_context(turn: _Turn, mode: str, stops: Sequence[str], rep
     for name in mention_names(text):
         if name.lower() in known or name in resolved:
             continue
+        if len(resolved) >= MAX_MEMBER_LOOKUPS:  # a reply naming dozens of people: the rest stay as typed
+            break
         found = await port.search_members(name)
         records = [MemberRecord(u.id, u.username, u.global_name, m.nickname, u.bot, m.joined_at) for u, m in found]
         resolved[name] = pick_member(name, records)

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 _GET_CONTEXT = re.compile(r"^m\s+get_context(?:\s+(\d+))?", re.I)
 ConfigLoader = Callable[[list[str]], Mapping[str, Any]]
+MAX_WAITING = 20  # queued triggers per channel, `m` commands included
 
 
 class TrackingPort:
@@ -304,6 +305,10 @@ class BotRuntime:
         if not pending.command and limit <= 0:
             return False
         queue = self.waiting.setdefault(channel_id, [])
+        if len(queue) >= MAX_WAITING:  # a flood of `m` commands must not grow without bound
+            log.warning("channel %s: %d triggers already queued, dropping %s", channel_id, len(queue),
+                        pending.trigger_id)
+            return False
         if not pending.command:
             plain = [p for p in queue if not p.command]
             while len(plain) >= limit:

@@ -314,3 +314,31 @@ async def test_failed_activation_shows_error_reaction(setting: str | None, react
     await rt.process_batch([Event("message", "10", "1", trigger, mentions_bot=True)])
     await rt.idle()
     assert [a["emoji"] for a in w.actions if a["type"] == "reaction" and a["message_id"] == "30"] == reactions
+
+
+async def test_queued_triggers_are_bounded_per_channel() -> None:
+    """`m` commands are always queued, but a flood stops at MAX_WAITING per channel."""
+    from chapterx.agent.activation import ActivationResult
+    from chapterx.agent.runtime import MAX_WAITING
+    from chapterx.agent.state import ChannelState
+
+    w = _world([{"id": "5", "author_id": HUMAN, "content": "hello"}])
+    gate = asyncio.Event()
+    calls: list[str | None] = []
+
+    async def fake_run(channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
+        calls.append(trigger_id)
+        await gate.wait()
+        return ActivationResult(state=ChannelState())
+
+    rt = BotRuntime(w, RuntimeOptions(bot_id="aria", provider_factory=lambda m: None,
+                                      load_config=lambda texts: {"name": "Aria", "reply_on_random": 0}))
+    rt._run = fake_run  # type: ignore[method-assign]
+    await rt.process_batch([Event("message", "10", "1", _msg("30", HUMAN, f"<@{BOT}> a"), mentions_bot=True)])
+    for i in range(MAX_WAITING + 5):
+        cmd = w.add_message("10", {"id": str(100 + i), "author_id": HUMAN, "content": f"m continue <@{BOT}>"})
+        await rt.process_batch([Event("message", "10", "1", cmd, mentions_bot=True)])
+    assert len(rt.waiting["10"]) == MAX_WAITING
+    gate.set()
+    await rt.idle()
+    assert calls == ["30", *(str(100 + i) for i in range(MAX_WAITING))]
