@@ -31,7 +31,9 @@ from chapterx.config.env import Settings
 from chapterx.config.load import resolve_bot_config
 from chapterx.discord.connector import ConnectorApiBackend, DiscordConnector, connection_failure_message
 from chapterx.errors import UserError
+from chapterx.fleet.sdnotify import Notifier, run_notifier
 from chapterx.llm.routing import Router
+from chapterx.trace.paths import check_trace_dir
 from chapterx.trace.redact import Redactor, secrets_in
 from chapterx.trace.writer import TraceWriter, set_writer
 
@@ -109,6 +111,7 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
     """Resolve config, token and vendors; raise one-line UserErrors for anything missing."""
     environ: Mapping[str, str] = dict(os.environ if env is None else env)
     settings = Settings.from_env(environ)
+    check_trace_dir(settings.logs_dir, settings.trace_dir if environ.get("TRACE_DIR") else None)
     bot_name = bot or settings.bot_name
     if bot_file is None and ems is None:
         bot_file = settings.bot_config
@@ -266,6 +269,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_sign
         allow_dms = False
     connector = DiscordConnector(on_event=on_event, on_pin=on_pin, api_base=env.get("CHAPTERX_DISCORD_API") or None,
                                  allow_dms=allow_dms)
+    tasks.append(asyncio.create_task(run_notifier(connector.ready, stop, notifier=Notifier.from_env(env))))
     api_runner = None
     if plan.settings.api_bearer_token:
         from chapterx.api.server import start_api  # only with API_BEARER_TOKEN (aiohttp web app)
