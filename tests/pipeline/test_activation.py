@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -275,7 +276,7 @@ async def test_member_lookups_are_bounded_per_reply() -> None:
     class Counting(MemoryDiscord):
         queries: list[str] = []
 
-        async def search_members(self, query: str, limit: int = 10) -> Any:
+        async def search_members(self, query: str, limit: int = 10) -> list[Any]:
             self.queries.append(query)
             return await super().search_members(query, limit)
 
