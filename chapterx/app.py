@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chapterx.agent.plugins import PluginHost
 from chapterx.agent.runtime import BotRuntime, RuntimeOptions
 from chapterx.config.env import Settings
 from chapterx.config.load import resolve_bot_config
@@ -209,6 +210,18 @@ class CachedConfigLoader:
         return resolved.config
 
 
+def _tool_system(plan: BotPlan, runtime_for: Callable[[str], Any]) -> Any:
+    """The process's ToolSystem; a due timer becomes a `self_activation` in its guild's runtime."""
+    from chapterx.agent.queue import Event
+    from chapterx.tools.system import ToolSystem
+
+    def fire(timer: Any) -> None:
+        runtime_for(timer.guildId).queue.push(Event("self_activation", timer.channelId, timer.guildId, data={
+            "type": "timer", "timer_id": timer.id, "context_note": timer.contextNote}))
+
+    return ToolSystem(plan.settings.cache_path, on_timer=fire, base_dir=Path.cwd(), bot_id=plan.bot_id or None)
+
+
 async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_signals: bool = True,
                 on_ready: Callable[[], None] | None = None) -> int:
     """Connect to Discord and run the batch loop until SIGTERM/SIGINT (or `stop` is set).
@@ -237,6 +250,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_sign
 
     runtimes: dict[str, BotRuntime] = {}
     connector: DiscordConnector
+    tools = _tool_system(plan, lambda guild_id: runtime_for(guild_id))  # plugins, timers, MCP, Soma, TTS
 
     def runtime_for(guild_id: str) -> BotRuntime:
         rt = runtimes.get(guild_id)
@@ -247,7 +261,8 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_sign
                 load_config=lambda texts: load_config(guild_id, texts), guild_config_loader=load_config,
                 base_dir=plan.base_dir, trace_writer=writer,
                 tool_log_dir=plan.settings.tools_path,
-                thinking_dir=plan.settings.cache_path / "thinking",
+                thinking_dir=plan.settings.cache_path / "thinking", tools=tools,
+                plugin_factory=lambda cfg, _channel: PluginHost(cfg, tools),
             ))
             runtimes[guild_id] = rt
             tasks.append(asyncio.create_task(rt.run()))
@@ -280,6 +295,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_sign
                                      plan.settings.api_port, host=env.get("API_HOST") or "0.0.0.0")
         log.info("REST API listening on port %s", plan.settings.api_port)
     discord_task = asyncio.create_task(connector.start(plan.token))
+    tasks.append(asyncio.create_task(tools.run_timers(stop)))
 
     async def after_ready() -> None:
         await connector.ready.wait()
@@ -313,6 +329,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_sign
             t.cancel()
         if api_runner is not None:
             await api_runner.cleanup()
+        await tools.aclose()  # MCP servers stop with the bot
         await connector.close()
         discord_task.cancel()
         stop_task.cancel()
