@@ -151,10 +151,14 @@ class BotConfig:
     authorized_roles: tuple[str, ...] = ()
     # Accepted for compatibility; has no effect (not implemented upstream).
     reply_on_name: bool = False
-    # Accepted for compatibility; has no effect.
+    # Triggers that arrive while the channel is busy are queued and answered afterwards, up to this many p
     max_queued_replies: int = 1
     # chapterx extension written by `chapterx migrate`: chapter2's prompt keys (message_history_format, he
     chapter2_prompt: Mapping[str, Any] | None = None
+    # Reaction added to the trigger when an activation failed (every provider attempt, or the answer could
+    error_reaction: str = '⚠️'
+    # Answer direct messages (the DM intent is requested only then; the DM partner is the only human parti
+    allow_dms: bool = False
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
