@@ -49,3 +49,35 @@ def test_runtime_case(case_id: str) -> None:
         assert sorted(got["span_names"]) == sorted(exp["span_names"])
     else:
         assert got["span_names"] == exp["span_names"]
+
+
+def _compare(got: dict[str, Any], case: dict[str, Any]) -> None:
+    exp = case["expected"]
+    assert len(got["events"]) == len(exp["events"]), case["id"]
+    for i, (g, e) in enumerate(zip(got["events"], exp["events"], strict=True)):
+        g, e = dict(g), dict(e)
+        assert _exception(g.pop("exception", None)) == _exception(e.pop("exception", None)), (case["id"], i)
+        assert g == e, (case["id"], i)
+    if case["input"].get("hold_llm_until_all_dispatched"):
+        assert sorted(got["span_names"]) == sorted(exp["span_names"])
+    else:
+        assert got["span_names"] == exp["span_names"], case["id"]
+
+
+def test_every_case_through_chapterx_replay() -> None:
+    """`chapterx replay discord-runtime.json` prints one observed object per case; all match."""
+    import subprocess
+    import sys
+
+    cases = _cases()
+    path = shared_path("golden", "chapter2", "discord-runtime.json")
+    out = subprocess.run([sys.executable, "-m", "chapterx", "replay", str(path)], capture_output=True, text=True,
+                         timeout=300, check=True).stdout
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert [x["id"] for x in lines] == list(cases)
+    for line in lines:
+        assert line["shape"] == "chapter2-runtime"
+        _compare(line["observed"], cases[line["id"]])
+    one = subprocess.run([sys.executable, "-m", "chapterx", "replay", str(path), "--case-id", "cmd-mu"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    assert [json.loads(x)["id"] for x in one.splitlines() if x.strip()] == ["cmd-mu"]
