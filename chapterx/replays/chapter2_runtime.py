@@ -85,9 +85,8 @@ async def _ablation(iface: Any, rec: Any, world: Any, sim_completion: str | None
     for name in TRIGGERS:
         if name == "random" and not rolls:
             continue
-        roll = iter(rolls)
-        got = await first_trigger(rec.facts, eff.iface, iface.names(eff), roll=lambda: next(roll, 1.0), sim=sim,
-                                  only=name)
+        roll = iter(rolls).__next__
+        got = await first_trigger(rec.facts, eff.iface, iface.names(eff), roll=roll, sim=sim, only=name)
         if got is not None:
             out.append(name)
     return out
@@ -134,10 +133,12 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
         base = load(root / "ems", str(inp["em"])).config
         iface = Chapter2Interface(world, base, completer, InterfaceOptions(
             now=lambda: NOW, hostname=HOST, roll=lambda: next(rolls)))
-        events = [world.message(int(e["message_id"])) for e in inp.get("events") or []]
-        missing = [e["message_id"] for e, m in zip(inp.get("events") or [], events, strict=True) if m is None]
-        if missing:
-            raise KeyError(f"events[].message_id {missing[0]} (not in input.messages)")
+        events = []
+        for e in inp.get("events") or []:
+            found = world.message(int(e["message_id"]))
+            if found is None:
+                raise KeyError(f"events[].message_id {e['message_id']} (not in input.messages)")
+            events.append(found)
         if hold:
             tasks = []
             for msg in events:

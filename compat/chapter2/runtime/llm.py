@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from compat.chapter2 import models as m
-from compat.chapter2.formats.generation import build_logit_bias, build_stop_sequences, parse_replies, muffled_by
+from compat.chapter2.formats.generation import (
+    build_logit_bias,
+    build_stop_sequences,
+    muffled_by,
+    parse_replies,
+)
 from compat.chapter2.formats.messages import Message
 from compat.chapter2.formats.prompt import PromptSettings, build_prompt
 from compat.chapter2.load import overlay
