@@ -32,8 +32,9 @@ def _handle(args: argparse.Namespace) -> int:
     if args.config is not None and args.ems is not None:
         raise UsageError("give either --config or --ems, not both")
     plan = prepare_bot(bot_file=args.config, ems=args.ems, bot=args.bot, chapter2_home=args.chapter2_home)
-    if plan.chapter2 and args.rules != "chapterx":
-        from compat.chapter2.runtime.app import run_plan
+    if args.rules != "chapterx":
+        from compat.chapter2.runtime.app import rules_of, run_plan
 
-        return run_plan(plan, home=args.chapter2_home)
+        if rules_of(plan) == "chapter2":
+            return run_plan(plan, home=args.chapter2_home)
     return asyncio.run(serve(plan))

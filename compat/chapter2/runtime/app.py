@@ -32,37 +32,25 @@ class Chapter2Bot:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
-def build_chapter2_bot(ems: Path, name: str, *, token: str, env: Mapping[str, str], settings: Any,
-                       home: bool = False) -> Chapter2Bot:
-    """Everything `serve_chapter2` runs, built and checked (one-line UserErrors)."""
+def build_chapter2_bot(config: Any, name: str, completer: Any, *, env: Mapping[str, str], settings: Any,
+                       secrets: list[str], fix_name_punctuation: bool = False) -> Chapter2Bot:
+    """Everything `serve_chapter2` runs for one loaded em (`config`: a chapter2 `Config`)."""
     from chapterx.discord.chapter2_port import Chapter2Connector
     from chapterx.trace.redact import Redactor
     from chapterx.trace.writer import TraceWriter
-    from compat.chapter2.load import load
     from compat.chapter2.runtime.interface import Chapter2Interface, InterfaceOptions
-    from compat.chapter2.runtime.llm import ProviderCompleter
     from compat.chapter2.runtime.traces import trace_of
 
-    loaded = load(Path(ems), name, home=home)
-    config = loaded.config
-    em = config.em
-    vendors = {k: v.model_dump() for k, v in em.vendors.items()}
-    secrets = [token, *(str(v) for entry in vendors.values() for v in (entry.get("config") or {}).values()
-                        if isinstance(v, str) and len(v) >= 8)]
-    redactor = Redactor(secrets, env=env)
+    redactor = Redactor([s for s in secrets if s], env=env)
     writer = TraceWriter(settings.logs_dir, settings.trace_dir, redactor=redactor, env=env)
-    completer = ProviderCompleter(vendors, env=env, base_url_override=env.get("CHAPTERX_LLM_BASE_URL") or None)
-    completer.router.route(em.continuation_model.split("@")[0].split("^")[0])  # NoVendorError is one line
-    fix = bool(loaded.kv.get("fix_name_punctuation"))
-    holder: dict[str, Any] = {}
+    model = config.em.continuation_model.split("@")[0].split("^")[0]
+    completer.router.route(model)  # NoVendorError is one line
+    tasks: set[asyncio.Task[Any]] = set()
 
     def on_record(rec: Any) -> None:
-        port = holder["connector"]
-        ch = port.channel(rec.channel_id)
+        ch = connector.channel(rec.channel_id)
         writer.write_trace(trace_of(rec, bot=name, channel_name=ch.name if ch else str(rec.channel_id),
                                     is_thread=bool(ch and ch.is_thread), parent_id=ch.parent_id if ch else None))
-
-    tasks: set[asyncio.Task[Any]] = set()
 
     async def on_message(msg: Any) -> None:
         task = asyncio.create_task(interface.on_message(msg))
@@ -70,10 +58,17 @@ def build_chapter2_bot(ems: Path, name: str, *, token: str, env: Mapping[str, st
         task.add_done_callback(tasks.discard)
 
     connector = Chapter2Connector(on_message=on_message, api_base=env.get("CHAPTERX_DISCORD_API") or None)
-    holder["connector"] = connector
     interface = Chapter2Interface(connector, config, completer,
-                                  InterfaceOptions(fix_name_punctuation=fix, on_record=on_record))
+                                  InterfaceOptions(fix_name_punctuation=fix_name_punctuation, on_record=on_record))
     return Chapter2Bot(interface, connector, completer, writer, name, tasks)
+
+
+def _secret_strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _secret_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _secret_strings(v)]
+    return [value] if isinstance(value, str) and len(value) >= 8 else []
 
 
 async def serve_chapter2(bot: Chapter2Bot, token: str, *, stop: asyncio.Event | None = None) -> int:
@@ -114,17 +109,55 @@ async def serve_chapter2(bot: Chapter2Bot, token: str, *, stop: asyncio.Event | 
     return 0
 
 
+def rules_of(plan: Any) -> str:
+    """The rule set a prepared bot asks for: chapter2 for an em run in place, else its `activation_rules`."""
+    if plan.chapter2:
+        return "chapter2"
+    if plan.bot_file is None:
+        return "chapterx"
+    from chapterx.config.load import resolve_bot_config
+
+    config = resolve_bot_config(bot_file=plan.bot_file, env=plan.env).config
+    return "chapter2" if config.get("activation_rules") == "chapter2" else "chapterx"
+
+
 def run_plan(plan: Any, *, home: bool = False) -> int:
-    """The run path's entry for a chapter2 em with chapter2 rules (`plan` from `prepare_bot`)."""
-    source = Path(plan.source)
-    ems, name = source.parent, source.name
+    """The run path's entry for chapter2 rules (`plan` from `prepare_bot`): an em in place, or a migrated
+    bot file with `activation_rules: chapter2`."""
+    from compat.chapter2.runtime.llm import ProviderCompleter
+
+    env = plan.env
+    override = env.get("CHAPTERX_LLM_BASE_URL") or None
+    if plan.chapter2:
+        from compat.chapter2.load import load
+
+        source = Path(plan.source)
+        loaded = load(source.parent, source.name, home=home)
+        config, name = loaded.config, source.name
+        vendors = {k: v.model_dump() for k, v in config.em.vendors.items()}
+        completer = ProviderCompleter(vendors, env=env, base_url_override=override)
+        fix = bool(loaded.kv.get("fix_name_punctuation"))
+        secrets = [plan.token, *_secret_strings(vendors)]
+    else:
+        from chapterx.config.load import resolve_bot_config
+        from compat.chapter2.runtime.rules import config_from_bot
+
+        name = Path(plan.bot_file).stem
+        bot = dict(resolve_bot_config(bot_file=plan.bot_file, env=env).config)
+        if not isinstance(bot.get("chapter2_em"), dict):
+            raise UserError(f"{plan.bot_file}: activation_rules: chapter2 needs the chapter2_em block that "
+                            "`chapterx migrate` writes (or use --rules chapterx)", 1)
+        config = config_from_bot(bot, Path(plan.bot_file), name)
+        completer = ProviderCompleter(plan.vendors, env=env, base_url_override=override, chapter2=False)
+        fix = bool(bot["chapter2_em"].get("fix_name_punctuation"))
+        secrets = [plan.token, *_secret_strings([getattr(v, "config", v) for v in plan.vendors])]
     log.info("starting chapter2 em %s from %s with chapter2 activation rules (names, random, sim, regex, topic "
-             "and pinned .config; --rules chapterx switches to ChapterX's); traces in %s", name, source,
+             "and pinned .config; --rules chapterx switches to ChapterX's); traces in %s", name, plan.source,
              plan.settings.trace_dir)
-    bot = build_chapter2_bot(ems, name, token=plan.token, env=plan.env, settings=plan.settings,
-                             home=home)
+    bot2 = build_chapter2_bot(config, name, completer, env=env, settings=plan.settings, secrets=secrets,
+                              fix_name_punctuation=fix)
     try:
-        return asyncio.run(serve_chapter2(bot, plan.token))
+        return asyncio.run(serve_chapter2(bot2, plan.token))
     finally:
         if plan.cleanup is not None:
             plan.cleanup.cleanup()

@@ -127,11 +127,13 @@ def sim_em(em: m.EmConfig, sim: m.ReplyOnSimConfig) -> m.EmConfig:
 class ProviderCompleter:
     """Send chapter2 requests through our providers (`Router(chapter2=True)`: vendors by `provides`)."""
 
-    def __init__(self, vendors: Mapping[str, Any], *, env: Mapping[str, str] | None = None,
-                 base_url_override: str | None = None, options: Any = None) -> None:
+    def __init__(self, vendors: Any, *, env: Mapping[str, str] | None = None,
+                 base_url_override: str | None = None, options: Any = None, chapter2: bool = True) -> None:
+        """`vendors`: the em's chapter2 `vendors` mapping, or (with `chapter2=False`, a migrated bot) the
+        ChapterX tree's vendors, routed by ChapterX's rules."""
         from chapterx.llm.routing import Router
 
-        self.router = Router(dict(vendors), env=env, chapter2=True, base_url_override=base_url_override,
+        self.router = Router(vendors, env=env, chapter2=chapter2, base_url_override=base_url_override,
                              options=options)
 
     async def __call__(self, request: C2Request) -> tuple[str, str | None]:
