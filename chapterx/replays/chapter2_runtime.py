@@ -130,9 +130,10 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="chapterx-c2rt-") as tmp:
         root = Path(tmp)
         _write(root, inp["files"])
-        base = load(root / "ems", str(inp["em"])).config
-        iface = Chapter2Interface(world, base, completer, InterfaceOptions(
-            now=lambda: NOW, hostname=HOST, roll=lambda: next(rolls)))
+        loaded = load(root / "ems", str(inp["em"]))
+        iface = Chapter2Interface(world, loaded.config, completer, InterfaceOptions(
+            now=lambda: NOW, hostname=HOST, roll=lambda: next(rolls),
+            fix_name_punctuation=bool(loaded.kv.get("fix_name_punctuation"))))
         events = []
         for e in inp.get("events") or []:
             found = world.message(int(e["message_id"]))
