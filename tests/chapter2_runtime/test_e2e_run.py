@@ -136,4 +136,26 @@ async def test_chapter2_rules_end_to_end(tmp_path: Path) -> None:
         assert by_msg[failing["id"]].get("success") is False
     finally:
         store.close()
+    _viewer_shows_chapter2(tmp_path, first["id"])
     assert KEY not in json.dumps([p.read_text() for p in (tmp_path / "logs").rglob("*.json*")])
+
+
+def _viewer_shows_chapter2(tmp_path: Path, message_id: str) -> None:
+    """The viewer's API lists the traces as chapter2 and serves the chapter2 fields its detail view renders."""
+    from tests.viewer.conftest import RunningViewer, make_settings
+
+    (tmp_path / "viewer").mkdir()
+    v = RunningViewer(make_settings(tmp_path / "viewer", [tmp_path / "logs"])).start()
+    try:
+        listed = v.request("GET", "/api/traces?framework=chapter2").json()["traces"]
+        assert listed and all(t["framework"] == "chapter2" for t in listed)
+        tid = next(t["traceId"] for t in listed if t["triggeringMessageId"] == message_id)
+        trace = v.request("GET", f"/api/trace/{tid}").json()
+        assert trace["framework"] == "chapter2" and trace["activation"]["reason"] == "name"
+        c2 = trace["chapter2"]
+        assert c2["prompt"].endswith("<wren>") and c2["continuation"] == " high tide at nine\nlow tide at three"
+        assert c2["spans"][0]["name"] == "DiscordInterface.handle_exceptions"
+        assert json.loads(c2["spans"][0]["attributes"]["channel_config"])["temperature"] == 0.4
+        assert [m["participant"] for m in trace["contextBuild"]["messages"]][-1] == "alice"
+    finally:
+        v.stop()

@@ -161,6 +161,16 @@ class Chapter2Interface:
                                download=self.port.download))
         return kv
 
+    def _recording(self, rec: EventRecord) -> Completer:
+        """The completer, keeping each completion text in the record (for traces)."""
+
+        async def complete(request: C2Request) -> tuple[str, str | None]:
+            text, finish = await self.complete(request)
+            rec.completions.append(text)
+            return text, finish
+
+        return complete
+
     def _fix_names(self, kv: dict[str, Any]) -> bool:
         value = kv.get("fix_name_punctuation")
         return bool(value) if value is not None else self.options.fix_name_punctuation
@@ -288,7 +298,7 @@ class Chapter2Interface:
         rec.spans += ["generate_response", "get_prompt", SPAN_HISTORY, SPAN_HISTORY]
         _raw, history = await self._history(target, channel, eff)
         request = build_request(small, history, now=self.options.now(), hostname=self.options.hostname)
-        replies = await generate_response(request, self.complete, rec.requests.append)
+        replies = await generate_response(request, self._recording(rec), rec.requests.append)
         rec.spans += ["get_replies", "get_replies", "generate_response"]
         return bool(replies) and replies[0].author is not None and replies[0].author.name == eff.em.name
 
@@ -317,7 +327,7 @@ class Chapter2Interface:
         self._typing(rec, channel.id, eff.iface)
         request = build_request(eff.em, history, now=self.options.now(), hostname=self.options.hostname)
         try:
-            replies = await generate_response(request, self.complete, rec.requests.append)
+            replies = await generate_response(request, self._recording(rec), rec.requests.append)
         except BaseException:
             rec.spans += ["get_replies", "generate_response"]
             raise
