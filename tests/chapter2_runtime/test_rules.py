@@ -57,7 +57,7 @@ def test_migrate_rules_chapterx(tmp_path: Path) -> None:
 
 
 def test_run_dispatch_reads_activation_rules(tmp_path: Path) -> None:
-    from chapterx.discord.process import prepare_bot
+    from chapterx.app import prepare_bot
     from compat.chapter2.runtime.app import rules_of
 
     _migrate(tmp_path)
