@@ -38,9 +38,11 @@ def build_chapter2_bot(config: Any, name: str, completer: Any, *, env: Mapping[s
     from chapterx.discord.chapter2_port import Chapter2Connector
     from chapterx.trace.redact import Redactor
     from chapterx.trace.writer import TraceWriter
+    from compat.chapter2.runtime.faculties import EXA_BASE, ExaClient
     from compat.chapter2.runtime.interface import Chapter2Interface, InterfaceOptions
     from compat.chapter2.runtime.traces import trace_of
 
+    secrets = [*secrets, config.em.exa_search_api_key or "", env.get("EXA_API_KEY") or ""]
     redactor = Redactor([s for s in secrets if s], env=env)
     writer = TraceWriter(settings.logs_dir, settings.trace_dir, redactor=redactor, env=env)
     model = config.em.continuation_model.split("@")[0].split("^")[0]
@@ -58,8 +60,11 @@ def build_chapter2_bot(config: Any, name: str, completer: Any, *, env: Mapping[s
         task.add_done_callback(tasks.discard)
 
     connector = Chapter2Connector(on_message=on_message, api_base=env.get("CHAPTERX_DISCORD_API") or None)
+    exa_key = config.em.exa_search_api_key or env.get("EXA_API_KEY")
+    exa = ExaClient(exa_key, base_url=env.get("CHAPTERX_EXA_BASE_URL") or EXA_BASE) if exa_key else None
     interface = Chapter2Interface(connector, config, completer,
-                                  InterfaceOptions(fix_name_punctuation=fix_name_punctuation, on_record=on_record))
+                                  InterfaceOptions(fix_name_punctuation=fix_name_punctuation, on_record=on_record,
+                                                   exa=exa))
     return Chapter2Bot(interface, connector, completer, writer, name, tasks)
 
 

@@ -33,6 +33,7 @@ from compat.chapter2.runtime.convert import (
     mentioned_in,
     to_chapter2,
 )
+from compat.chapter2.runtime.faculties import ExaClient, faculty_items_from, prefetch
 from compat.chapter2.runtime.history import WalkOptions, message_history
 from compat.chapter2.runtime.llm import C2Request, Completer, build_request, generate_response, sim_em
 from compat.chapter2.runtime.port import C2Channel, C2Message, C2User, Chapter2Port
@@ -106,6 +107,7 @@ class InterfaceOptions:
     roll: Callable[[], float] = random.random
     fix_name_punctuation: bool = False
     on_record: Callable[[EventRecord], None] | None = None
+    exa: ExaClient | None = None  # the exa_search faculty's API client
 
 
 class Chapter2Interface:
@@ -170,6 +172,12 @@ class Chapter2Interface:
             return text, finish
 
         return complete
+
+    async def _request(self, em: m.EmConfig, history: list[Message]) -> C2Request:
+        """The completion request, after fetching what non-character faculties need (Exa)."""
+        now = self.options.now()
+        items = faculty_items_from(await prefetch(em, history, exa=self.options.exa, now=now))
+        return build_request(em, history, now=now, hostname=self.options.hostname, faculty_items=items)
 
     def _fix_names(self, kv: dict[str, Any]) -> bool:
         value = kv.get("fix_name_punctuation")
@@ -297,7 +305,7 @@ class Chapter2Interface:
         small = sim_em(eff.em, eff.iface.reply_on_sim)
         rec.spans += ["generate_response", "get_prompt", SPAN_HISTORY, SPAN_HISTORY]
         _raw, history = await self._history(target, channel, eff)
-        request = build_request(small, history, now=self.options.now(), hostname=self.options.hostname)
+        request = await self._request(small, history)
         replies = await generate_response(request, self._recording(rec), rec.requests.append)
         rec.spans += ["get_replies", "get_replies", "generate_response"]
         return bool(replies) and replies[0].author is not None and replies[0].author.name == eff.em.name
@@ -325,7 +333,7 @@ class Chapter2Interface:
         people = self._people(raw, channel)
         rec.spans += ["generate_response", "get_prompt", "get_replies"]
         self._typing(rec, channel.id, eff.iface)
-        request = build_request(eff.em, history, now=self.options.now(), hostname=self.options.hostname)
+        request = await self._request(eff.em, history)
         try:
             replies = await generate_response(request, self._recording(rec), rec.requests.append)
         except BaseException:
