@@ -73,7 +73,7 @@ class Chapter2Connector:
     # ------------------------------------------------------------------ conversion
     def convert(self, m: discord.Message) -> C2Message:
         ref = m.reference
-        atts = tuple(C2Attachment(a.filename, a.content_type or "", a.url, a.proxy_url, a.width, a.height)
+        atts = tuple(C2Attachment(a.filename, a.content_type or "", a.url, a.proxy_url, a.width, a.height, a.size)
                      for a in m.attachments)
         return C2Message(
             id=m.id, channel_id=m.channel.id, author_id=m.author.id, content=m.content, type=m.type.name,

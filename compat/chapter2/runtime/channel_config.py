@@ -17,7 +17,7 @@ from typing import Any
 from compat.chapter2 import models as m
 from compat.chapter2.load import Chapter2Error, overlay, rename_keys
 from compat.chapter2.runtime.convert import mentioned_in, parse_command
-from compat.chapter2.runtime.port import C2Message
+from compat.chapter2.runtime.port import MAX_ATTACHMENT_BYTES, C2Message
 from compat.chapter2.yaml11 import YAML11Error, load_yaml11
 
 _CONFIG_FILE_RE = re.compile(r"^\.?config(?:[-\s|.]+(.*?))?\.ya?ml$")
@@ -65,7 +65,7 @@ async def pin_kv(
         if cmd is not None and cmd[0] == "config" and _targets_me(cmd[1], names, mentioned):
             counts = True
             kv.update(yaml_window(pin.content))
-        texts = [a for a in pin.attachments if not a.is_image]
+        texts = [a for a in pin.attachments if not a.is_image and a.size <= MAX_ATTACHMENT_BYTES]
         for att in texts:
             fm = _CONFIG_FILE_RE.match(att.filename)
             if fm is None:
@@ -88,6 +88,18 @@ async def pin_kv(
                 continue
             kv[km.group(1)] = value
     return kv
+
+
+# Keys a topic or pin may not set: secrets (an API key or token has no business in a channel, and a
+# vendor entry would point the em's requests elsewhere) and the loader-forced em folder.
+CHANNEL_BLOCKED_KEYS = frozenset({"vendors", "exa_search_api_key", "metaphor_search_api_key", "novelai_api_key",
+                                  "discord_token", "discord_proxy_url", "end_to_end_test_discord_token",
+                                  "folder", "sysname"})
+_PLAIN_NAME = re.compile(r"^[^/\\\x00]+$")
+
+
+class ChannelConfigError(ValueError):
+    """A channel config value chapterx refuses (reacted to with ⚙️, like a validation error)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,9 @@ def _diff(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 def effective_config(base: m.Config, kv: dict[str, Any], iface_index: int = 0) -> Effective:
     """The em and Discord interface config for one channel (rebuilt per message, as chapter2 does)."""
+    kv = {k: v for k, v in kv.items() if k not in CHANNEL_BLOCKED_KEYS}
+    if isinstance(kv.get("em"), dict):
+        kv["em"] = {k: v for k, v in kv["em"].items() if k not in CHANNEL_BLOCKED_KEYS}
     try:
         renamed, _ = rename_keys(base.em.sysname, dict(kv), {})
     except Chapter2Error:
@@ -136,6 +151,12 @@ def effective_config(base: m.Config, kv: dict[str, Any], iface_index: int = 0) -
     cfg = m.Config.model_validate({"em": em_data, "interfaces": [iface_data]})
     iface = cfg.interfaces[0]
     assert isinstance(iface, m.DiscordInterfaceConfig)
+    for faculty in cfg.em.ensembles:
+        if not isinstance(faculty, m.CharacterFacultyConfig):
+            continue
+        name = faculty.name or cfg.em.name  # the corpus folder is `<name>.chr` inside the em folder
+        if not _PLAIN_NAME.match(name) or name in (".", ".."):
+            raise ChannelConfigError(f"character corpus name {name[:40]!r} is not a plain folder name")
     changes = {
         "em": _diff(base.em.model_dump(mode="json"), cfg.em.model_dump(mode="json")),
         "interface": _diff(base.interfaces[iface_index].model_dump(mode="json"), iface.model_dump(mode="json")),

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from compat.chapter2.formats.messages import Author, Message
-from compat.chapter2.runtime.port import C2Attachment, C2Channel, C2Message, C2User
+from compat.chapter2.runtime.port import MAX_ATTACHMENT_BYTES, C2Attachment, C2Channel, C2Message, C2User
 
 ZWSP = "\u200b"
 _USER_RE = re.compile(r"<@!?(\d+)>")
@@ -181,6 +181,8 @@ async def to_chapter2(
                 content += f"<|begin_of_img_url|>{image_url(att, opts.max_width, opts.max_height)}<|end_of_img_url|>"
             else:
                 content += "<|image|>"
+        elif att.size > MAX_ATTACHMENT_BYTES:
+            content += f"\n<|begin_of_attachment|>[{att.filename}: too large to include]<|end_of_attachment|>"
         elif att.content_type.startswith("text/") or att.content_type == "":
             raw = await download(att.url)  # type: ignore[misc]
             content += f"\n<|begin_of_attachment|>{_attachment_text(raw)}<|end_of_attachment|>"

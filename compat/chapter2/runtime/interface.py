@@ -81,7 +81,9 @@ class EventRecord:
 
 def classify_error(exc: BaseException) -> list[str]:
     """The reactions chapter2 puts on a failed message (validation errors only get ⚙️)."""
-    if isinstance(exc, ValidationError):
+    from compat.chapter2.runtime.channel_config import ChannelConfigError
+
+    if isinstance(exc, (ValidationError, ChannelConfigError)):
         return ["⚙️"]
     out = ["⚠"]
     try:

@@ -89,7 +89,7 @@ class MemoryWorld:
             if "text" in a:
                 self.files[url] = str(a["text"]).encode()
             atts.append(C2Attachment(str(a["filename"]), str(a.get("content_type") or ""), url, proxy,
-                                     a.get("width"), a.get("height")))
+                                     a.get("width"), a.get("height"), len(str(a.get("text") or "").encode())))
         user = self.users.get(author)
         system = _system_content(kind, user.username if user else "deleted-user", str(x.get("content") or ""))
         msg = C2Message(mid, cid, author, str(x.get("content") or ""), kind if kind in _TYPES else "default",

@@ -49,10 +49,14 @@ class C2Attachment:
     proxy_url: str
     width: int | None = None
     height: int | None = None
+    size: int = 0  # bytes, as Discord reports it
 
     @property
     def is_image(self) -> bool:
         return self.width is not None or self.content_type.startswith("image/")
+
+
+MAX_ATTACHMENT_BYTES = 1_000_000  # larger text attachments are not downloaded (history or config)
 
 
 @dataclass(frozen=True)
