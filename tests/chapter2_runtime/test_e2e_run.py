@@ -159,3 +159,33 @@ def _viewer_shows_chapter2(tmp_path: Path, message_id: str) -> None:
         assert [m["participant"] for m in trace["contextBuild"]["messages"]][-1] == "alice"
     finally:
         v.stop()
+
+
+async def test_migrated_bot_keeps_chapter2_rules(tmp_path: Path) -> None:
+    """`chapterx migrate` then `chapterx run --config` on the bot file: `activation_rules: chapter2` makes
+    the migrated em answer its name (a ChapterX bot would not) through the ChapterX tree's vendors."""
+    from chapterx.cli import main
+
+    ems = _em(tmp_path)
+    out = tmp_path / "migrated"
+    assert main(["migrate", str(ems), "--out", str(out)]) == 0
+    async with FakeDiscord(token=TOKEN, bot=BOT, users=[ALICE], everyone_permissions=PERMISSIONS) as discord, \
+            FakeLLMServer([{"text": " the tide turns at nine"}]) as llm:
+        env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+        env.update({"LOGS_DIR": str(tmp_path / "logs"), "CHAPTERX_DISCORD_API": discord.api_base,
+                    "CHAPTERX_LLM_BASE_URL": llm.base_url, "PYTHONPATH": str(REPO_DIR), "LOG_LEVEL": "info"})
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "chapterx", "run", "--config", str(out / "config" / "bots" / "wren.yaml"),
+            env=env, cwd=str(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        try:
+            await asyncio.wait_for(discord.identified.wait(), 60)
+            await asyncio.sleep(0.5)
+            await discord.user_message(HARBOUR, ALICE["id"], "wren, when does the tide turn?")
+            sends = await discord.wait_for("send", timeout=60)
+        finally:
+            stderr = await _stop(proc)
+    assert proc.returncode == 0, stderr
+    assert "chapter2 activation rules" in stderr
+    assert sends[0]["content"] == "the tide turns at nine" and sends[0]["reply_to"] is None
+    assert "<alice> wren, when does the tide turn?" in json.dumps(llm.requests[0]["body"])
+    assert KEY not in stderr and TOKEN not in stderr
