@@ -127,13 +127,14 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
     release = asyncio.Event() if hold else None
     completer = ScriptedCompleter(list(inp.get("completions") or []), release)
     records: list[Any] = []
+    spans: list[str] = []
     with tempfile.TemporaryDirectory(prefix="chapterx-c2rt-") as tmp:
         root = Path(tmp)
         _write(root, inp["files"])
         loaded = load(root / "ems", str(inp["em"]))
         iface = Chapter2Interface(world, loaded.config, completer, InterfaceOptions(
             now=lambda: NOW, hostname=HOST, roll=lambda: next(rolls),
-            fix_name_punctuation=bool(loaded.kv.get("fix_name_punctuation"))))
+            fix_name_punctuation=bool(loaded.kv.get("fix_name_punctuation")), span_sink=spans))
         events = []
         for e in inp.get("events") or []:
             found = world.message(int(e["message_id"]))
@@ -155,14 +156,7 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
         for rec in records:
             triggers = await _ablation(iface, rec, world, inp.get("sim_completion")) if rec.should_reply is not None else []
             views.append(event_view(rec, triggers))
-    spans = [name for rec in records for name in rec.spans] if not hold else _interleaved(records)
     return {"events": views, "span_names": spans}
-
-
-def _interleaved(records: list[Any]) -> list[str]:
-    """Span names of concurrent events in the order they ended (recorded with a shared clock)."""
-    return [name for _t, name in sorted((t, n) for rec in records for t, n in getattr(rec, "timed_spans", []))] or \
-        [name for rec in records for name in rec.spans]
 
 
 def _matches(case: Mapping[str, Any]) -> bool:

@@ -45,10 +45,7 @@ def test_runtime_case(case_id: str) -> None:
         g, e = dict(g), dict(e)
         assert _exception(g.pop("exception", None)) == _exception(e.pop("exception", None)), f"event {i}"
         assert g == e, f"event {i}"
-    if case["input"].get("hold_llm_until_all_dispatched"):
-        assert sorted(got["span_names"]) == sorted(exp["span_names"])
-    else:
-        assert got["span_names"] == exp["span_names"]
+    assert got["span_names"] == exp["span_names"]
 
 
 def _compare(got: dict[str, Any], case: dict[str, Any]) -> None:
@@ -58,10 +55,7 @@ def _compare(got: dict[str, Any], case: dict[str, Any]) -> None:
         g, e = dict(g), dict(e)
         assert _exception(g.pop("exception", None)) == _exception(e.pop("exception", None)), (case["id"], i)
         assert g == e, (case["id"], i)
-    if case["input"].get("hold_llm_until_all_dispatched"):
-        assert sorted(got["span_names"]) == sorted(exp["span_names"])
-    else:
-        assert got["span_names"] == exp["span_names"], case["id"]
+    assert got["span_names"] == exp["span_names"], case["id"]
 
 
 def test_every_case_through_chapterx_replay() -> None:

@@ -110,6 +110,7 @@ class InterfaceOptions:
     fix_name_punctuation: bool = False
     on_record: Callable[[EventRecord], None] | None = None
     exa: ExaClient | None = None  # the exa_search faculty's API client
+    span_sink: list[str] | None = None  # every span name as it ends, across concurrent messages
 
 
 class Chapter2Interface:
@@ -164,6 +165,12 @@ class Chapter2Interface:
         kv.update(await pin_kv(pins, bot_id=self.port.bot_user.id, names=(self.port.bot_user.username, self.sysname),
                                download=self.port.download))
         return kv
+
+    def _span(self, rec: EventRecord, *names: str) -> None:
+        """chapter2's span names, in the order its spans would end."""
+        rec.spans.extend(names)
+        if self.options.span_sink is not None:
+            self.options.span_sink.extend(names)
 
     def _recording(self, rec: EventRecord) -> Completer:
         """The completer, keeping each completion text in the record (for traces)."""
@@ -222,7 +229,7 @@ class Chapter2Interface:
                 line = str(exc).splitlines()[0] if str(exc) else ""
                 log.warning("chapter2 em %s: message %s failed: %s: %s", self.sysname, msg.id, type(exc).__name__,
                             line[:300])
-            rec.spans.append(SPAN_ROOT)
+            self._span(rec, SPAN_ROOT)
         finally:
             self.in_flight -= 1
         return self._done(rec, loop)
@@ -249,7 +256,7 @@ class Chapter2Interface:
 
     async def _handle(self, rec: EventRecord, msg: C2Message, target: C2Message, channel: C2Channel,
                       command: str | None) -> None:
-        rec.spans += [SPAN_CONFIG, SPAN_CONFIG]
+        self._span(rec, SPAN_CONFIG, SPAN_CONFIG)
         kv = await self._channel_kv(channel)
         rec.channel_kv = kv
         eff = effective_config(self.base, kv)
@@ -305,16 +312,16 @@ class Chapter2Interface:
         """`reply_on_sim`: the small model's first predicted message is the em's."""
         assert eff.iface.reply_on_sim is not False
         small = sim_em(eff.em, eff.iface.reply_on_sim)
-        rec.spans += ["generate_response", "get_prompt", SPAN_HISTORY, SPAN_HISTORY]
+        self._span(rec, "generate_response", "get_prompt", SPAN_HISTORY, SPAN_HISTORY)
         _raw, history = await self._history(target, channel, eff)
         request = await self._request(small, history)
         replies = await generate_response(request, self._recording(rec), rec.requests.append)
-        rec.spans += ["get_replies", "get_replies", "generate_response"]
+        self._span(rec, "get_replies", "get_replies", "generate_response")
         return bool(replies) and replies[0].author is not None and replies[0].author.name == eff.em.name
 
     async def _reply(self, rec: EventRecord, msg: C2Message, target: C2Message, channel: C2Channel,
                      eff: Effective, *, fix: bool) -> None:
-        rec.spans.append(SPAN_SHOULD)
+        self._span(rec, SPAN_SHOULD)
         facts = self.facts(msg, channel)
         rec.facts = facts
 
@@ -329,28 +336,28 @@ class Chapter2Interface:
         rec.should_reply = trigger is not None
         if trigger is None:
             return
-        rec.spans.append(SPAN_HISTORY)
+        self._span(rec, SPAN_HISTORY)
         raw, history = await self._history(target, channel, eff)
         rec.history, rec.history_ids = history, [x.id for x in raw]
         people = self._people(raw, channel)
-        rec.spans += ["generate_response", "get_prompt", "get_replies"]
+        self._span(rec, "generate_response", "get_prompt", "get_replies")
         self._typing(rec, channel.id, eff.iface)
         request = await self._request(eff.em, history)
         try:
             replies = await generate_response(request, self._recording(rec), rec.requests.append)
         except BaseException:
-            rec.spans += ["get_replies", "generate_response"]
+            self._span(rec, "get_replies", "generate_response")
             raise
         rec.replies = replies
         for index, reply in enumerate(replies):
-            rec.spans += ["get_replies", "generate_response"]
+            self._span(rec, "get_replies", "generate_response")
             if reply.author is None or reply.author.name != eff.em.name or not reply.content.strip():
                 continue
             if index > 0:
                 self._typing(rec, channel.id, eff.iface)
             text = format_outgoing(reply.content, people, lambda n: self.port.emoji_id(n, channel.guild_id))
             await self._act(rec, "send", channel.id, content=text)
-        rec.spans += ["get_replies", "generate_response"]
+        self._span(rec, "get_replies", "generate_response")
 
     def _people(self, raw: list[C2Message], channel: C2Channel) -> list[C2User]:
         """Who `@name` may ping: authors and mentioned users of the window (in a DM, both participants)."""

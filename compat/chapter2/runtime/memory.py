@@ -7,6 +7,7 @@ counted. Sent messages get ids from 1350300000000000000 in steps of 1<<22, as in
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -149,6 +150,7 @@ class MemoryWorld:
         return self.files[url]
 
     async def send(self, channel_id: int, content: str) -> int:
+        await asyncio.sleep(0)  # a REST call: other messages' handlers run meanwhile
         mid = self.next_id
         self.next_id += 1 << 22
         self.messages.setdefault(channel_id, []).append(C2Message(mid, channel_id, self._bot.id, content))
