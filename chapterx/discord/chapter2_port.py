@@ -38,6 +38,8 @@ class Chapter2Connector:
                                      allowed_mentions=discord.AllowedMentions(everyone=False, roles=False))
         self.ready = asyncio.Event()
         self._channels: dict[int, Any] = {}
+        # pinned messages per channel, oldest pin first; dropped when Discord says the pins changed
+        self._pins: dict[int, list[C2Message]] = {}
         self._register()
 
     async def start(self, token: str) -> None:
@@ -68,7 +70,31 @@ class Chapter2Connector:
         @client.event
         async def on_message(m: discord.Message) -> None:
             self._channels[m.channel.id] = m.channel
+            if m.pinned:
+                self._pins.pop(m.channel.id, None)
             await self.on_message(self.convert(m))
+
+        @client.event
+        async def on_guild_channel_pins_update(channel: Any, _last_pin: Any) -> None:
+            self._pins.pop(channel.id, None)
+
+        @client.event
+        async def on_private_channel_pins_update(channel: Any, _last_pin: Any) -> None:
+            self._pins.pop(channel.id, None)
+
+        @client.event
+        async def on_raw_message_edit(payload: discord.RawMessageUpdateEvent) -> None:
+            self._forget_pin(payload.channel_id, payload.message_id, bool(payload.data.get("pinned")))
+
+        @client.event
+        async def on_raw_message_delete(payload: discord.RawMessageDeleteEvent) -> None:
+            self._forget_pin(payload.channel_id, payload.message_id, False)
+
+    def _forget_pin(self, channel_id: int, message_id: int, pinned_now: bool) -> None:
+        """An edit or delete of a pinned message (or a message becoming pinned) refreshes that channel's pins."""
+        cached = self._pins.get(channel_id)
+        if cached is not None and (pinned_now or any(p.id == message_id for p in cached)):
+            del self._pins[channel_id]
 
     # ------------------------------------------------------------------ conversion
     def convert(self, m: discord.Message) -> C2Message:
@@ -156,8 +182,12 @@ class Chapter2Connector:
             return None
 
     async def pins(self, channel_id: int) -> list[C2Message]:
-        pinned = await self._messageable(channel_id).pins()  # newest pin first
-        return [self.convert(m) for m in reversed(pinned)]
+        """Cached per channel (chapter2 refreshes its pin cache on pin updates, edits and deletes too)."""
+        cached = self._pins.get(channel_id)
+        if cached is None:
+            pinned = await self._messageable(channel_id).pins()  # newest pin first
+            cached = self._pins[channel_id] = [self.convert(m) for m in reversed(pinned)]
+        return list(cached)
 
     async def download(self, url: str) -> bytes:
         return bytes(await self.client.http.get_from_cdn(url))

@@ -62,7 +62,8 @@ async def test_chapter2_rules_end_to_end(tmp_path: Path) -> None:
     ems = _em(tmp_path)
     channels = [{"id": HARBOUR, "name": "harbour", "topic": "Harbour talk\n---\ncontinuation_max_tokens: 33\n---"}]
     responses = [{"text": " high tide at nine\nlow tide at three"}, {"text": " nine fifteen"},
-                 {"text": " thick until noon"}, {"http_status": 400, "error_body": {"error": {"message": "bad"}}}]
+                 {"text": " thick until noon"}, {"http_status": 400, "error_body": {"error": {"message": "bad"}}},
+                 {"text": " calm"}]
     async with FakeDiscord(token=TOKEN, bot=BOT, users=[ALICE], channels=channels,
                            everyone_permissions=PERMISSIONS) as discord, \
             FakeLLMServer(responses) as llm:
@@ -95,6 +96,13 @@ async def test_chapter2_rules_end_to_end(tmp_path: Path) -> None:
             # a provider error: ⚠ on the triggering message, nothing sent
             failing = await discord.user_message(HARBOUR, ALICE["id"], f"<@{BOT['id']}> and tomorrow?")
             reactions = await discord.wait_for("reaction", count=1, timeout=60)
+            pin_fetches = [a for a in discord.actions if a["type"] == "pins" and a["channel_id"] == HARBOUR]
+            # a new pin (MESSAGE_UPDATE + CHANNEL_PINS_UPDATE) refreshes the cached pins: temperature 0.7 applies
+            note = discord.post(HARBOUR, ALICE["id"], ".config\n---\ntemperature: 0.7")
+            await discord.pin_message(HARBOUR, note["id"])
+            await asyncio.sleep(0.3)
+            await discord.user_message(HARBOUR, ALICE["id"], "wren, and the wind?")
+            await discord.wait_for("send", count=5, timeout=60)
             await asyncio.sleep(0.3)
         finally:
             stderr = await _stop(proc)
@@ -115,7 +123,9 @@ async def test_chapter2_rules_end_to_end(tmp_path: Path) -> None:
     assert "<alice> the fog rolls in\n" in _body(llm, 2)["prompt"]  # inherited from the parent
     assert _body(llm, 2)["prompt"].endswith("<alice> @wren fog?\n<wren>")
     assert reactions[0]["message_id"] == failing["id"] and reactions[0]["emoji"] in ("⚠", "%E2%9A%A0")
-    assert len(all_sends) == 4
+    assert len(all_sends) == 5 and all_sends[4]["content"] == "calm"
+    assert len(pin_fetches) == 1  # three messages in #harbour, one pins request: the pins are cached
+    assert _body(llm, 4)["temperature"] == 0.7
 
     from chapterx.trace.store import TraceStore
 
