@@ -65,6 +65,9 @@ class Chapter2Connector:
         @client.event
         async def on_ready() -> None:
             log.info("connected to Discord as %s (%s)", client.user, client.user.id if client.user else "?")
+            if client.user is not None:  # chapter2 prints the invite link with the permissions it needs
+                perms = discord.Permissions(add_reactions=True, manage_messages=True, manage_webhooks=True)
+                log.info("invite link: %s", discord.utils.oauth_url(client.user.id, permissions=perms))
             self.ready.set()
 
         @client.event

@@ -50,6 +50,8 @@ def build_chapter2_bot(config: Any, name: str, completer: Any, *, env: Mapping[s
     tasks: set[asyncio.Task[Any]] = set()
 
     def on_record(rec: Any) -> None:
+        if not rec.should_reply and rec.exception is None and not rec.actions and not rec.dropped:
+            return  # a message that did not concern the em: no trace (chapter2 spans every message)
         ch = connector.channel(rec.channel_id)
         writer.write_trace(trace_of(rec, bot=name, channel_name=ch.name if ch else str(rec.channel_id),
                                     is_thread=bool(ch and ch.is_thread), parent_id=ch.parent_id if ch else None))
