@@ -63,7 +63,7 @@ def is_invisible(msg: C2Message, ignore_dotted: bool) -> bool:
     return ignore_dotted and (is_dotted(msg.content) or msg.type in INVISIBLE_TYPES)
 
 
-def mentioned_in(msg: C2Message, bot_id: int, reply_author: int | None = None) -> bool:
+def mentioned_in(msg: C2Message, bot_id: int) -> bool:
     """discord.py's `ClientUser.mentioned_in`: @everyone/@here, or the bot in `mentions` (a reply with
     ping puts the replied-to author there); role mentions do not count."""
     return msg.mention_everyone or bot_id in msg.mentions
