@@ -20,8 +20,11 @@ _FORCED = frozenset({"folder", "sysname"})
 
 
 def _drop_secrets(value: Any) -> Any:
+    from chapterx.config.secrets import is_secret_key
+
     if isinstance(value, dict):
-        return {k: _drop_secrets(v) for k, v in value.items() if k not in _SECRETS}
+        return {k: _drop_secrets(v) for k, v in value.items()
+                if k not in _SECRETS and not (isinstance(k, str) and is_secret_key(k))}
     if isinstance(value, list):
         return [_drop_secrets(v) for v in value]
     if isinstance(value, Path):
@@ -35,7 +38,9 @@ def bot_keys(kv: dict[str, Any], rules: str) -> dict[str, Any]:
         raise ValueError(f"activation rules must be one of {', '.join(RULES)}")
     if rules == "chapterx":
         return {"activation_rules": "chapterx"}
-    em = {k: v for k, v in _drop_secrets(kv).items() if k not in _FORCED}
+    # only keys chapter2 reads (it ignores the rest, e.g. vendor names written at the top of vendors.yaml)
+    known = {k: v for k, v in kv.items() if k in m.VALID_FILE_KEYS and k not in _FORCED}
+    em = _drop_secrets(known)
     return {"activation_rules": "chapter2", "chapter2_em": em}
 
 
