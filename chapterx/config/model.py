@@ -155,6 +155,10 @@ class BotConfig:
     max_queued_replies: int = 1
     # chapterx extension written by `chapterx migrate`: chapter2's prompt keys (message_history_format, he
     chapter2_prompt: Mapping[str, Any] | None = None
+    # chapterx extension written by `chapterx migrate`: whose activation rules the bot runs. `chapter2` (a
+    activation_rules: str | None = None
+    # chapterx extension written by `chapterx migrate` with `activation_rules: chapter2`: the em's chapter
+    chapter2_em: Mapping[str, Any] | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
