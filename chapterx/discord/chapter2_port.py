@@ -31,8 +31,10 @@ def _intents() -> discord.Intents:
 class Chapter2Connector:
     """discord.Client + the chapter2 port over its cache and REST calls."""
 
-    def __init__(self, *, on_message: Callable[[C2Message], Awaitable[None]], api_base: str | None = None) -> None:
+    def __init__(self, *, on_message: Callable[[C2Message], Awaitable[None]], api_base: str | None = None,
+                 avatar: bytes | None = None) -> None:
         self.on_message = on_message
+        self.avatar = avatar  # chapter2 uploads ems/<em>/discord_avatar on every ready
         self.api_base = api_base.rstrip("/") if api_base else None
         self.client = discord.Client(intents=_intents(), chunk_guilds_at_startup=False,
                                      allowed_mentions=discord.AllowedMentions(everyone=False, roles=False))
@@ -68,6 +70,11 @@ class Chapter2Connector:
             if client.user is not None:  # chapter2 prints the invite link with the permissions it needs
                 perms = discord.Permissions(add_reactions=True, manage_messages=True, manage_webhooks=True)
                 log.info("invite link: %s", discord.utils.oauth_url(client.user.id, permissions=perms))
+                if self.avatar:
+                    try:
+                        await client.user.edit(avatar=self.avatar)
+                    except (discord.HTTPException, ValueError) as exc:
+                        log.warning("could not set the avatar from discord_avatar: %s", type(exc).__name__)
             self.ready.set()
 
         @client.event

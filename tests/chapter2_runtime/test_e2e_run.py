@@ -40,6 +40,7 @@ def _em(tmp: Path) -> Path:
         "name: wren\ncontinuation_model: meta-llama/Llama-3.1-405B\ncontinuation_max_tokens: 60\n"
         "recency_window: 12\nreply_on_random: false\n", encoding="utf-8")
     (ems / "wren" / "discord_token").write_text(TOKEN + "\n", encoding="utf-8")
+    (ems / "wren" / "discord_avatar").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 32)
     return ems
 
 
@@ -103,6 +104,7 @@ async def test_chapter2_rules_end_to_end(tmp_path: Path) -> None:
             await asyncio.sleep(0.3)
             await discord.user_message(HARBOUR, ALICE["id"], "wren, and the wind?")
             await discord.wait_for("send", count=5, timeout=60)
+            await discord.wait_for("avatar", timeout=60)  # uploaded from discord_avatar once ready
             await asyncio.sleep(0.3)
         finally:
             stderr = await _stop(proc)
@@ -124,6 +126,7 @@ async def test_chapter2_rules_end_to_end(tmp_path: Path) -> None:
     assert _body(llm, 2)["prompt"].endswith("<alice> @wren fog?\n<wren>")
     assert reactions[0]["message_id"] == failing["id"] and reactions[0]["emoji"] in ("⚠", "%E2%9A%A0")
     assert len(all_sends) == 5 and all_sends[4]["content"] == "calm"
+    assert [a["data_uri_prefix"] for a in discord.actions if a["type"] == "avatar"] == ["data:image/png;base64,"]
     assert len(pin_fetches) == 1  # three messages in #harbour, one pins request: the pins are cached
     assert _body(llm, 4)["temperature"] == 0.7
 

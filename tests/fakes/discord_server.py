@@ -83,6 +83,7 @@ class FakeDiscord:
         api = "/api/v10"
         r = app.router
         r.add_get(api + "/users/@me", self._me)
+        r.add_patch(api + "/users/@me", self._edit_me)
         r.add_get(api + "/users/{uid}", self._user)
         r.add_get(api + "/oauth2/applications/@me", self._application)
         r.add_get(api + "/gateway/bot", self._gateway_bot)
@@ -264,6 +265,15 @@ class FakeDiscord:
     async def _me(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._error(401, 0, "401: Unauthorized")
+        return _json(self.bot)
+
+    async def _edit_me(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, 0, "401: Unauthorized")
+        payload = await request.json()
+        if payload.get("avatar"):
+            self.bot["avatar"] = "a" * 32
+            await self._record({"type": "avatar", "data_uri_prefix": str(payload["avatar"])[:22]})
         return _json(self.bot)
 
     async def _application(self, request: web.Request) -> web.Response:

@@ -32,6 +32,17 @@ class Chapter2Bot:
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
+def _avatar(folder: Path) -> bytes | None:
+    """`<em folder>/discord_avatar`, if it is a small regular file (chapter2 uploads it on every ready)."""
+    path = folder / "discord_avatar"
+    try:
+        if path.is_file() and path.stat().st_size <= 10_000_000:
+            return path.read_bytes()
+    except OSError:
+        pass
+    return None
+
+
 def build_chapter2_bot(config: Any, name: str, completer: Any, *, env: Mapping[str, str], settings: Any,
                        secrets: list[str], fix_name_punctuation: bool = False) -> Chapter2Bot:
     """Everything `serve_chapter2` runs for one loaded em (`config`: a chapter2 `Config`)."""
@@ -61,7 +72,8 @@ def build_chapter2_bot(config: Any, name: str, completer: Any, *, env: Mapping[s
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    connector = Chapter2Connector(on_message=on_message, api_base=env.get("CHAPTERX_DISCORD_API") or None)
+    connector = Chapter2Connector(on_message=on_message, api_base=env.get("CHAPTERX_DISCORD_API") or None,
+                                  avatar=_avatar(Path(config.em.folder)))
     exa_key = config.em.exa_search_api_key or env.get("EXA_API_KEY")
     exa = ExaClient(exa_key, base_url=env.get("CHAPTERX_EXA_BASE_URL") or EXA_BASE) if exa_key else None
     interface = Chapter2Interface(connector, config, completer,
