@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "migrate",
     "traces",
     "replay",
+    "fleet",
 )
 
 

@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rules", choices=("chapter2", "chapterx"), default="chapter2",
                    help="activation rules the migrated bots run with (default chapter2: they keep answering as "
                         "in chapter2; written as `activation_rules`)")
+    p.add_argument("--into", metavar="CONFIG_ROOT",
+                   help="add the ems to an existing ChapterX config root instead of --out (see chapterx.commands.migrate_into)")
+    p.add_argument("--force-bot", action="append", metavar="EM", help="with --into: replace this bot's existing files")
     p.set_defaults(handler=_handle)
 
 
@@ -47,6 +50,10 @@ def _handle(args: argparse.Namespace) -> int:
 
     from compat.chapter2.migrate import check_output, plan_migration, write_plan
 
+    if args.into or args.force_bot:
+        from chapterx.commands.migrate_into import handle_into
+
+        return handle_into(args)
     ems_dir = Path(args.ems_dir)
     if not args.out and not args.dry_run:
         raise UsageError("migrate: --out DIR is required (or use --dry-run)")
