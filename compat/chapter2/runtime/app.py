@@ -90,9 +90,13 @@ def _secret_strings(value: Any) -> list[str]:
     return [value] if isinstance(value, str) and len(value) >= 8 else []
 
 
-async def serve_chapter2(bot: Chapter2Bot, token: str, *, stop: asyncio.Event | None = None) -> int:
-    """Connect and answer with chapter2's rules until SIGTERM/SIGINT (or `stop`)."""
+async def serve_chapter2(bot: Chapter2Bot, token: str, *, stop: asyncio.Event | None = None,
+                         env: Mapping[str, str] | None = None) -> int:
+    """Connect and answer with chapter2's rules until SIGTERM/SIGINT (or `stop`); under systemd, READY=1
+    once connected and watchdog pings, as the ChapterX runtime does."""
     import discord
+
+    from chapterx.fleet.sdnotify import Notifier, run_notifier
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -101,6 +105,8 @@ async def serve_chapter2(bot: Chapter2Bot, token: str, *, stop: asyncio.Event | 
             loop.add_signal_handler(sig, stop.set)
     discord_task = asyncio.create_task(bot.connector.start(token))
     stop_task = asyncio.create_task(stop.wait())
+    notifier_task = asyncio.create_task(run_notifier(bot.connector.ready, stop,
+                                                     notifier=Notifier.from_env(env or {})))
     try:
         done, _ = await asyncio.wait({discord_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         if discord_task in done and discord_task.exception() is not None:
@@ -118,8 +124,9 @@ async def serve_chapter2(bot: Chapter2Bot, token: str, *, stop: asyncio.Event | 
         if tasks:
             await asyncio.wait(tasks, timeout=30)
     finally:
+        stop.set()  # the notifier sends STOPPING=1
         await bot.connector.close()
-        for t in (discord_task, stop_task):
+        for t in (discord_task, stop_task, notifier_task):
             t.cancel()
             with contextlib.suppress(BaseException):
                 await t
@@ -176,7 +183,7 @@ def run_plan(plan: Any, *, home: bool = False) -> int:
     bot2 = build_chapter2_bot(config, name, completer, env=env, settings=plan.settings, secrets=secrets,
                               fix_name_punctuation=fix)
     try:
-        return asyncio.run(serve_chapter2(bot2, plan.token))
+        return asyncio.run(serve_chapter2(bot2, plan.token, env=env))
     finally:
         if plan.cleanup is not None:
             plan.cleanup.cleanup()
