@@ -159,6 +159,10 @@ class BotConfig:
     error_reaction: str = '⚠️'
     # Answer direct messages (the DM intent is requested only then; the DM partner is the only human parti
     allow_dms: bool = False
+    # chapterx extension written by `chapterx migrate`: whose activation rules the bot runs. `chapter2` (a
+    activation_rules: str | None = None
+    # chapterx extension written by `chapterx migrate` with `activation_rules: chapter2`: the em's chapter
+    chapter2_em: Mapping[str, Any] | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

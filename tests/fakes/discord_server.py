@@ -41,7 +41,7 @@ class FakeDiscord:
                  guild_name: str = "Test Guild", channels: list[Mapping[str, Any]] | None = None,
                  users: list[Mapping[str, Any]] | None = None, roles: list[Mapping[str, Any]] | None = None,
                  emojis: list[Mapping[str, Any]] | None = None, bot_role_ids: list[str] | None = None,
-                 refuse_intents: bool = False) -> None:
+                 refuse_intents: bool = False, everyone_permissions: str = "0") -> None:
         self.token = token
         self.refuse_intents = refuse_intents  # close IDENTIFY with 4014 (privileged intent not enabled)
         self.bot = {"id": str(bot["id"]), "username": bot["username"], "global_name": bot.get("global_name"),
@@ -49,14 +49,15 @@ class FakeDiscord:
         self.guild_id = guild_id
         self.guild_name = guild_name
         self.channels = {str(c["id"]): {"id": str(c["id"]), "name": c.get("name", "general"),
-                                        "type": int(c.get("type", 0)), "parent_id": c.get("parent_id")}
+                                        "type": int(c.get("type", 0)), "parent_id": c.get("parent_id"),
+                                        "topic": c.get("topic")}
                          for c in channels or [{"id": "710000000000000001", "name": "general"}]}
         self.users: dict[str, dict[str, Any]] = {self.bot["id"]: self.bot}
         for u in users or []:
             self.users[str(u["id"])] = {"id": str(u["id"]), "username": u["username"],
                                         "global_name": u.get("global_name"), "discriminator": "0",
                                         "avatar": None, "bot": bool(u.get("bot", False))}
-        self.roles = [{"id": guild_id, "name": "@everyone", "permissions": "0", "position": 0, "color": 0,
+        self.roles = [{"id": guild_id, "name": "@everyone", "permissions": everyone_permissions, "position": 0, "color": 0,
                        "hoist": False, "managed": False, "mentionable": False, "flags": 0}]
         for i, r in enumerate(roles or [], start=1):
             self.roles.append({"id": str(r["id"]), "name": r["name"], "permissions": "0", "position": i,
@@ -68,6 +69,7 @@ class FakeDiscord:
         self.pins: dict[str, list[str]] = {cid: [] for cid in self.channels}
         self.actions: list[dict[str, Any]] = []
         self.webhooks: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, bytes] = {}  # attachment path -> content (served under /attachments/)
         self.identified = asyncio.Event()
         self.identify_intents: list[int] = []
         self.ready_sent_at: float | None = None  # time.monotonic() when READY went out (start-up benchmarks)
@@ -89,6 +91,7 @@ class FakeDiscord:
         api = "/api/v10"
         r = app.router
         r.add_get(api + "/users/@me", self._me)
+        r.add_patch(api + "/users/@me", self._edit_me)
         r.add_get(api + "/users/{uid}", self._user)
         r.add_get(api + "/oauth2/applications/@me", self._application)
         r.add_get(api + "/gateway/bot", self._gateway_bot)
@@ -107,6 +110,7 @@ class FakeDiscord:
         r.add_get(api + "/channels/{cid}/webhooks", self._webhooks)
         r.add_post(api + "/channels/{cid}/webhooks", self._create_webhook)
         r.add_post(api + "/webhooks/{wid}/{wtoken}", self._execute_webhook)
+        app.router.add_get("/attachments/{cid}/{mid}/{name}", self._attachment)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -188,10 +192,22 @@ class FakeDiscord:
             await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
 
     # ------------------------------------------------------------------ test-side API
+    def _attach(self, msg: dict[str, Any], files: list[Mapping[str, Any]] | None) -> None:
+        """Text attachments `{filename, text, content_type?}`, served at `<base>/attachments/...`."""
+        for f in files or []:
+            path = f"/attachments/{msg['channel_id']}/{msg['id']}/{f['filename']}"
+            data = str(f["text"]).encode("utf-8")
+            self.files[path] = data
+            msg["attachments"].append({"id": self.new_id(), "filename": f["filename"], "size": len(data),
+                                       "url": self.base_url + path, "proxy_url": self.base_url + path,
+                                       "content_type": f.get("content_type", "text/plain; charset=utf-8")})
+
     async def user_message(self, channel_id: str, author_id: str, content: str, *, reply_to: str | None = None,
-                           reply_ping: bool = True) -> dict[str, Any]:
-        """A user posts a message: stored, then MESSAGE_CREATE is dispatched."""
+                           reply_ping: bool = True, attachments: list[Mapping[str, Any]] | None = None,
+                           ) -> dict[str, Any]:
+        """A user posts a message (optionally with text attachments): stored, then MESSAGE_CREATE."""
         msg = self._message(channel_id, author_id, content, reply_to=reply_to, reply_ping=reply_ping)
+        self._attach(msg, attachments)
         self.messages[channel_id].append(msg)
         await self.dispatch("MESSAGE_CREATE", msg)
         return msg
@@ -250,13 +266,25 @@ class FakeDiscord:
         await self.dispatch("CHANNEL_PINS_UPDATE", {"guild_id": self.guild_id, "channel_id": channel_id,
                                                     "last_pin_timestamp": _iso()})
 
-    def pin(self, channel_id: str, author_id: str, content: str) -> dict[str, Any]:
-        """A pinned message that already exists (no event)."""
+    def pin(self, channel_id: str, author_id: str, content: str,
+            attachments: list[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """A pinned message that already exists (no event), optionally with text attachments."""
         msg = self._message(channel_id, author_id, content)
+        self._attach(msg, attachments)
         msg["pinned"] = True
         self.messages[channel_id].append(msg)
         self.pins[channel_id].append(msg["id"])
         return msg
+
+    def post(self, channel_id: str, author_id: str, content: str) -> dict[str, Any]:
+        """A message that already exists in a channel's history (no event)."""
+        msg = self._message(channel_id, author_id, content)
+        self.messages[channel_id].append(msg)
+        return msg
+
+    async def _attachment(self, request: web.Request) -> web.Response:
+        data = self.files.get(request.path)
+        return web.Response(body=data, content_type="text/plain") if data is not None else web.Response(status=404)
 
     # ------------------------------------------------------------------ auth
     def _authorized(self, request: web.Request) -> bool:
@@ -273,6 +301,15 @@ class FakeDiscord:
     async def _me(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._error(401, 0, "401: Unauthorized")
+        return _json(self.bot)
+
+    async def _edit_me(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, 0, "401: Unauthorized")
+        payload = await request.json()
+        if payload.get("avatar"):
+            self.bot["avatar"] = "a" * 32
+            await self._record({"type": "avatar", "data_uri_prefix": str(payload["avatar"])[:22]})
         return _json(self.bot)
 
     async def _application(self, request: web.Request) -> web.Response:
@@ -299,7 +336,7 @@ class FakeDiscord:
             return {"id": cid, "type": 1, "last_message_id": None,
                     "recipients": [self.users[self.dm_channels[cid]]]}
         out: dict[str, Any] = {"id": cid, "type": c["type"], "name": c["name"], "guild_id": self.guild_id,
-                               "position": 0, "permission_overwrites": [], "nsfw": False, "topic": None,
+                               "position": 0, "permission_overwrites": [], "nsfw": False, "topic": c.get("topic"),
                                "last_message_id": None, "rate_limit_per_user": 0}
         if c.get("parent_id"):
             out["parent_id"] = c["parent_id"]
