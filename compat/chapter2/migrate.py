@@ -205,6 +205,8 @@ def _bot_file(t: Translation, source_label: str) -> str:
             "# ---------------------------------------------------------------------------",
             "# chapter2 settings with no chapterx equivalent (inactive, kept for reference):",
         ]
+        if t.bot.get("activation_rules") == "chapter2":
+            lines.append("# (with `activation_rules: chapter2`, those also in `chapter2_em` above are read from there)")
         for o in unsupported:
             # Kept for reference in a 0644 file: API keys inside must not be copied along.
             lines.append(f"#   {o.key}: {_flow(mask_secrets(o.value, str(o.key)))}")
@@ -263,6 +265,10 @@ def plan_migration(
                                     "missing: the em folder has no config.yaml and no key-files (nothing to migrate)")
             t = translate(res)
             t.bot.update(rules_bot_keys(res.kv, activation_rules))
+            if activation_rules == "chapter2":
+                # chapter2's rules read it from `chapter2_em`; at the top level it only drew a
+                # "has no effect" warning on every validate and every in-place start
+                t.bot.pop("reply_on_name", None)
         except Chapter2Error as exc:
             errors.append(exc)
         else:

@@ -159,7 +159,7 @@ def test_every_configured_key_has_exactly_one_verdict() -> None:
     assert t.bot["max_tokens"] == 90 and t.bot["name"] == "Gull"
 
 
-def test_unsupported_keys_are_a_comment_block_in_the_bot_file(tmp_path: Path) -> None:
+def test_unsupported_keys_are_a_comment_block_in_the_bot_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     assert main(["migrate", str(HARBOUR), "--out", str(out)]) == 0
     text = (out / "config" / "bots" / "gull.yaml").read_text()
@@ -170,6 +170,12 @@ def test_unsupported_keys_are_a_comment_block_in_the_bot_file(tmp_path: Path) ->
 
     data = YAML(typ="safe").load(text)
     assert "nicknames" not in data
+    # chapter2 rules read reply_on_name/nicknames from chapter2_em: no top-level key that only warns
+    assert "reply_on_name" not in data and data["activation_rules"] == "chapter2"
+    assert "those also in `chapter2_em` above are read from there" in block
+    capsys.readouterr()
+    assert main(["validate", str(out / "config" / "bots" / "gull.yaml")]) == 0
+    assert "reply_on_name" not in "".join(capsys.readouterr())
     assert data["chapter2_prompt"]["ensembles"][0]["faculty"] == "character"
     assert data["chapter2_prompt"]["mufflers"] == ["has_url"]  # honoured by chapterx's chapter2 mode
     assert "#   mufflers:" not in block
@@ -486,3 +492,4 @@ def test_chapter2_home_flag_applies_home_layers(tmp_path: Path, monkeypatch: pyt
 
     assert marker_warnings() == 0
     assert marker_warnings("--chapter2-home") > 0
+
