@@ -247,6 +247,10 @@ def plan_migration(
             )
         wanted = set(bots)
         names = [n for n in names if n in wanted]
+    else:  # as validate and fleet status do: an OTLP `logs/` folder next to the ems is not an em
+        from compat.chapter2.api import _em_like
+
+        names = [n for n in names if _em_like(ems_dir / n)]
     if not names:
         if (ems_dir / "config.yaml").is_file() or (ems_dir / "discord_token").exists():
             raise UsageError(

@@ -493,3 +493,15 @@ def test_chapter2_home_flag_applies_home_layers(tmp_path: Path, monkeypatch: pyt
     assert marker_warnings() == 0
     assert marker_warnings("--chapter2-home") > 0
 
+
+def test_an_otlp_logs_folder_beside_the_ems_is_not_an_em(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """deployment.md has the collector write chapter2 spans to `<ems>/logs/`; migrate must not
+    take that folder for an em (it stopped the whole migration)."""
+    ems = tmp_path / "ems"
+    shutil.copytree(HARBOUR, ems)
+    (ems / "logs").mkdir()
+    (ems / "logs" / "spans.jsonl").write_text("{}\n")
+    out = tmp_path / "out"
+    assert main(["migrate", str(ems), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert not (out / "config" / "bots" / "logs.yaml").exists()
+    assert {p.stem for p in (out / "config" / "bots").glob("*.yaml")} == set(list_ems(HARBOUR))
