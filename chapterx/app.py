@@ -294,7 +294,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_sign
 
     tasks: list[asyncio.Task[Any]] = []
     log.info("starting bot %s from %s%s: model %s, traces in %s", plan.bot_id or "(Discord username)", plan.source,
-             " (chapter2 em, translated in place)" if plan.chapter2 else "", plan.model, plan.settings.trace_dir)
+             " (chapter2 em, translated in place, with ChapterX activation rules)" if plan.chapter2 else "", plan.model, plan.settings.trace_dir)
     try:
         allow_dms = load_config("", []).get("allow_dms") is True
     except Exception as config_error:  # noqa: BLE001 - checked by prepare_bot; later edits show per activation
