@@ -247,10 +247,10 @@ def plan_migration(
             )
         wanted = set(bots)
         names = [n for n in names if n in wanted]
-    else:  # as validate and fleet status do: an OTLP `logs/` folder next to the ems is not an em
+    else:  # `<ems>/logs/` holds chapter2's OTLP spans (deployment.md, fleet status): not an em
         from compat.chapter2.api import _em_like
 
-        names = [n for n in names if _em_like(ems_dir / n)]
+        names = [n for n in names if n != "logs" or _em_like(ems_dir / n)]
     if not names:
         if (ems_dir / "config.yaml").is_file() or (ems_dir / "discord_token").exists():
             raise UsageError(
