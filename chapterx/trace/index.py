@@ -111,6 +111,7 @@ _INDEXES = (
 )
 
 _INDEX_NAMES = tuple(stmt.split()[5] for stmt in _INDEXES)
+_KEPT_IN_BULK = ("traces_ts",)
 
 TRACE_COLUMNS = (
     "source_id", "trace_id", "ts", "timestamp", "channel_id", "trigger_id", "bot", "channel_name",
@@ -627,7 +628,10 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
                 bulk = True  # first build of a big index: fill tables, then build the indexes once
                 conn.execute(f"PRAGMA cache_size=-{BULK_CACHE_KB}")
                 for name in _INDEX_NAMES:
-                    conn.execute(f"DROP INDEX IF EXISTS {name}")
+                    # the time index stays (rows arrive in time order: cheap), so a viewer serving
+                    # during the build pages the newest rows without sorting the table
+                    if name not in _KEPT_IN_BULK:
+                        conn.execute(f"DROP INDEX IF EXISTS {name}")
                 suspend_fts(conn)
             first = False
             new_offset, lines, malformed, eof = _read_chunk(conn, index_file, offset, source_id)

@@ -166,6 +166,9 @@ class _Worker:
     def wake(self) -> None:
         self._wake.set()
 
+    def alive(self) -> bool:
+        return self._proc.is_alive()
+
     def caught_up(self) -> int:
         return int(self._state[3])
 
@@ -332,6 +335,9 @@ class TraceStore:
 
     def _auto_refresh(self) -> None:
         worker = self._worker
+        if worker is not None and not worker.alive():
+            log.warning("trace index: the background worker is gone; catching up in the requests again")
+            self._worker = worker = None
         if worker is None:
             if time.monotonic() - self._last_refresh >= self._auto_interval:
                 self.refresh()
