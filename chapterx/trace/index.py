@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import sqlite3
 import stat
@@ -92,6 +93,11 @@ CREATE TABLE IF NOT EXISTS messages(
 CREATE TABLE IF NOT EXISTS counts(kind TEXT NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL,
   PRIMARY KEY(kind, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channel_names(channel_id TEXT PRIMARY KEY, name TEXT NOT NULL, seq INTEGER);
+CREATE TABLE IF NOT EXISTS hourly(hour INTEGER NOT NULL, bot TEXT NOT NULL, framework TEXT NOT NULL,
+  n INTEGER NOT NULL, fail INTEGER NOT NULL, tin INTEGER NOT NULL, tout INTEGER NOT NULL, cost REAL NOT NULL,
+  PRIMARY KEY(hour, bot, framework)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hourly_ms(hour INTEGER NOT NULL, bot TEXT NOT NULL, framework TEXT NOT NULL,
+  bin INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY(hour, bot, framework, bin)) WITHOUT ROWID;
 """
 
 _INDEXES = (
@@ -123,7 +129,20 @@ TRACE_COLUMNS = (
 _ADDED_COLUMNS = (("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"))
 _ROW = {name: i + 1 for i, name in enumerate(TRACE_COLUMNS)}  # position in a prepared row (id first)
 # counts kept since this version: an older database recounts once (see `counts`)
-COUNTS_VERSION = "2"
+COUNTS_VERSION = "3"
+# durations are kept per hour in logarithmic bins 2% wide: percentiles over whole hours are
+# read from them (within 2%), not from every row
+DURATION_BIN_BASE = 1.02
+_LOG_BASE = math.log(DURATION_BIN_BASE)
+
+
+def duration_bin(ms: float | None) -> int | None:
+    return None if ms is None else int(round(math.log1p(max(0.0, float(ms))) / _LOG_BASE))
+
+
+def bin_ms(b: int) -> float:
+    """The duration a bin stands for (its centre)."""
+    return round(math.expm1(b * _LOG_BASE), 3)
 _INSERT_TRACE = (f"INSERT INTO traces(id,{','.join(TRACE_COLUMNS)}) "
                  f"VALUES ({','.join('?' * (len(TRACE_COLUMNS) + 1))})")
 _INSERT_MSG = "INSERT OR IGNORE INTO messages(key, trace_row, role, position) VALUES (?,?,?,?)"
@@ -432,6 +451,9 @@ def insert_prepared(conn: sqlite3.Connection, prepared: Prepared, next_row: int)
     c = _ROW
     tally = _tally((r[c["channel_id"]], r[c["bot"]], r[c["framework"]], r[c["status"]], r[c["success"]],
                     r[c["total_tokens"]], r[c["cost"]]) for r in rows)
+    add_hourly(conn, [(r[c["ts"]], r[c["bot"]], r[c["framework"]], r[c["status"]], r[c["success"]],
+                       r[c["duration_ms"]], r[c["input_tokens"]], r[c["output_tokens"]], r[c["total_tokens"]],
+                       r[c["cost"]]) for r in rows], 1)
     cur.executemany(_INSERT_TRACE, rows)
     cur.executemany(_INSERT_MSG, msgs)
     tally[("total", "messages")] = max(0, cur.rowcount)
@@ -482,8 +504,11 @@ def delete_rows(conn: sqlite3.Connection, where: str, params: tuple[Any, ...] = 
     longer join to any trace, so searches ignore them); `sweep=True` removes every such orphan,
     which scans the message table: prune and reindex do it, the hot paths do not."""
     gone = conn.execute(f"DELETE FROM traces WHERE {where} RETURNING channel_id, bot, framework, status, "
-                        "success, total_tokens, cost", params).fetchall()
-    add_counts(conn, {k: -n for k, n in _tally(gone).items()})
+                        "success, total_tokens, cost, ts, duration_ms, input_tokens, output_tokens",
+                        params).fetchall()
+    add_counts(conn, {k: -n for k, n in _tally(g[:7] for g in gone).items()})
+    add_hourly(conn, [(ts, bot, fw, status, success, dur, tin, tout, tot, cost)
+                      for _c, bot, fw, status, success, tot, cost, ts, dur, tin, tout in gone], -1)
     if sweep:
         sweep_orphans(conn)
     return len(gone)
@@ -515,6 +540,41 @@ def _tally(rows: Iterable[tuple[Any, ...]]) -> dict[tuple[str, str], float]:
     return tally
 
 
+def add_hourly(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], sign: int) -> None:
+    """Add (sign 1) or take back (-1) rows given as (ts, bot, framework, status, success,
+    duration_ms, input_tokens, output_tokens, total_tokens, cost) in the hourly roll-ups that
+    the fleet aggregates read. A running activation is not counted (see `chapterx.trace.aggregates`)."""
+    sums: dict[tuple[int, str, str], list[float]] = {}
+    bins: dict[tuple[int, str, str, int], int] = {}
+    for ts, bot, fw, status, success, dur, tin, tout, tot, cost in rows:
+        if status == "running":
+            continue
+        key = (int(ts // 3600), bot or "", fw)
+        acc = sums.setdefault(key, [0, 0, 0, 0, 0.0])
+        acc[0] += sign
+        acc[1] += 0 if success else sign
+        acc[2] += sign * (tin if tin is not None else (tot or 0))
+        acc[3] += sign * (tout or 0)
+        acc[4] += sign * (cost or 0.0)
+        b = duration_bin(dur)
+        if b is not None:
+            bins[(*key, b)] = bins.get((*key, b), 0) + sign
+    if sums:
+        conn.executemany(
+            "INSERT INTO hourly VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(hour, bot, framework) DO UPDATE SET "
+            "n=n+excluded.n, fail=fail+excluded.fail, tin=tin+excluded.tin, tout=tout+excluded.tout, "
+            "cost=cost+excluded.cost", [(*k, *v) for k, v in sums.items()])
+    if bins:
+        conn.executemany("INSERT INTO hourly_ms VALUES (?,?,?,?,?) ON CONFLICT(hour, bot, framework, bin) "
+                         "DO UPDATE SET n=n+excluded.n", [(*k, n) for k, n in bins.items() if n])
+
+
+def add_hourly_cost(conn: sqlite3.Connection, rows: list[tuple[float, str | None, str, float]]) -> None:
+    """A cost learnt later (from the trace file) for rows given as (ts, bot, framework, cost)."""
+    conn.executemany("UPDATE hourly SET cost = cost + ? WHERE hour = ? AND bot = ? AND framework = ?",
+                     [(cost, int(ts // 3600), bot or "", fw) for ts, bot, fw, cost in rows if cost])
+
+
 def add_counts(conn: sqlite3.Connection, deltas: dict[tuple[str, str], float]) -> None:
     """Apply count deltas (inside the caller's transaction)."""
     conn.executemany("INSERT INTO counts(kind, key, n) VALUES (?,?,?) "
@@ -542,9 +602,24 @@ def counts(conn: sqlite3.Connection, kind: str) -> list[tuple[str, Any]]:
             conn.execute("INSERT INTO counts SELECT 'total', 'tokens', COALESCE(SUM(total_tokens), 0) FROM traces")
             conn.execute("INSERT INTO counts SELECT 'total', 'cost', COALESCE(SUM(cost), 0.0) FROM traces")
             conn.execute("INSERT INTO counts SELECT 'total', 'messages', COUNT(*) FROM messages")
+            conn.execute("DELETE FROM hourly")
+            conn.execute("DELETE FROM hourly_ms")
+            for start in range(0, _max_id(conn) + 1, 50_000):
+                add_hourly(conn, conn.execute(
+                    "SELECT ts, bot, framework, status, success, duration_ms, input_tokens, output_tokens, "
+                    "total_tokens, cost FROM traces WHERE id >= ? AND id < ?", (start, start + 50_000)).fetchall(), 1)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('counts_dirty', '0')")
     return [(k, n) for k, n in conn.execute(
         "SELECT key, n FROM counts WHERE kind=? AND n > 0 ORDER BY n DESC, key", (kind,)).fetchall()]
+
+
+def _max_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM traces").fetchone()[0])
+
+
+def counts_ready(conn: sqlite3.Connection) -> None:
+    """Recount now if the kept counts (and hourly roll-ups) are marked stale."""
+    counts(conn, "total")
 
 
 def sweep_orphans(conn: sqlite3.Connection) -> int:
