@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from chapterx.config.env import Settings
+from chapterx.config.secrets import register_secrets
 from chapterx.errors import UserError
 
 log = logging.getLogger("chapterx.run")
@@ -140,6 +141,7 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
     else:
         token_path = token_file if token_file.is_absolute() else Path.cwd() / token_file
     token = _read_token(token_path)
+    register_secrets([token])  # scrubbed from every Discord post and provider request
     model = str(resolved.config.get("continuation_model") or "")
     router = Router(resolved.vendors, env=environ)
     router.route(model)  # NoVendorError (a UserError) names the model and the vendors tried
@@ -285,7 +287,9 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
         redactor.add_secrets([plan.settings.api_bearer_token])
         api_runner = await start_api(ConnectorApiBackend(connector, lambda g: load_config(g, [])),
                                      plan.settings.api_bearer_token,
-                                     plan.settings.api_port, host=env.get("API_HOST") or "0.0.0.0")
+                                     plan.settings.api_port, host=env.get("API_HOST") or "127.0.0.1",
+                                     cors_origin=env.get("API_CORS_ORIGIN") or None,
+                                     trusted_proxies=(env.get("TRUSTED_PROXIES") or "").split(","))
         log.info("REST API listening on port %s", plan.settings.api_port)
     discord_task = asyncio.create_task(connector.start(plan.token))
     tasks.append(asyncio.create_task(tools.run_timers(stop)))

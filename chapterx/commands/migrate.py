@@ -62,9 +62,10 @@ def _handle(args: argparse.Namespace) -> int:
         check_output(ems_dir, out, args.force)  # fail fast, before reading every em
     err = Console(stderr=True, highlight=False)
     plan = _plan_with_progress(plan_migration, ems_dir, bots, args.chapter2_home, err, show=not args.json)
+    aside = None
     if not args.dry_run:
         assert out is not None  # checked above: --out is required without --dry-run
-        write_plan(plan, out, force=args.force)
+        aside = write_plan(plan, out, force=args.force)
     if args.json:
         sys.stdout.write(json.dumps(plan.report, indent=2, ensure_ascii=False) + "\n")
         return 0
@@ -76,6 +77,8 @@ def _handle(args: argparse.Namespace) -> int:
         console.print("dry run: nothing was written", style="bold")
     elif out is not None:
         console.print(f"wrote {out} (report: {out / 'MIGRATION_REPORT.md'})", markup=False)
+        if aside is not None:
+            console.print(f"the previous output was moved to {aside}", markup=False)
     return 0
 
 

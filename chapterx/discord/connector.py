@@ -20,6 +20,7 @@ from typing import Any
 import discord
 
 from chapterx.agent.queue import Event
+from chapterx.config.secrets import scrub_outbound
 from chapterx.discord.port import (
     Attachment,
     Channel,
@@ -303,7 +304,7 @@ class GuildPort:
                                                            fail_if_not_exists=False)
         if files:
             kwargs["files"] = [discord.File(io.BytesIO(f.data), filename=f.name) for f in files]
-        sent = await ch.send(content or None, **kwargs)
+        sent = await ch.send(scrub_outbound(content) or None, **kwargs)
         return str(sent.id)
 
     async def react(self, channel_id: str, message_id: str, emoji: str) -> None:
@@ -332,7 +333,7 @@ class GuildPort:
             kwargs["avatar_url"] = avatar_url
         if isinstance(ch, discord.Thread):
             kwargs["thread"] = ch
-        msg = await hook.send(content, **kwargs)
+        msg = await hook.send(scrub_outbound(content), **kwargs)
         return str(msg.id)
 
     async def typing(self, channel_id: str) -> None:

@@ -25,7 +25,8 @@ ENV_TOKEN = "MTI5ODc2.FAKE-discord-token.abcdef"
 CONF_SOMA = "FAKE-soma-token-7788"
 CONF_SEARCH = "FAKE-search-key-not-real-0000"
 VENDOR_KEY = "sk-or-v1-vendorsecret123456"
-SECRETS = (ENV_KEY, ENV_TOKEN, CONF_SOMA, CONF_SEARCH, VENDOR_KEY)
+URL_PASSWORD = "hunter2-URLPASS-9911"  # only inside a URL, under no secret-looking key (issue 9 item 13)
+SECRETS = (ENV_KEY, ENV_TOKEN, CONF_SOMA, CONF_SEARCH, VENDOR_KEY, URL_PASSWORD)
 
 
 def test_no_configured_secret_reaches_any_file_under_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,6 +40,7 @@ def test_no_configured_secret_reaches_any_file_under_logs(tmp_path: Path, monkey
     config = {"name": "Leaky", "discord_token": ENV_TOKEN, "soma": {"token": CONF_SOMA},
               "mcp_servers": [{"name": "s", "env": {"SEARCH_API_KEY": CONF_SEARCH}}],
               "vendors": {"openrouter": {"api_key": VENDOR_KEY, "provides": ["x"]}},
+              "tts_relay": {"url": f"wss://relay-user:{URL_PASSWORD}@relay.example/ws"},
               "system_prompt": f"never say {CONF_SEARCH}"}
     with pytest.raises(RuntimeError), start_activation("1", "2", "Leaky", writer=writer, config=config) as c:
         c.record_activation("mention", [{"type": "message", "messageId": "2",
@@ -54,7 +56,7 @@ def test_no_configured_secret_reaches_any_file_under_logs(tmp_path: Path, monkey
         c.record_tool("t", "leak", {"q": CONF_SOMA}, f"out {ENV_TOKEN}", duration_ms=1)
         c.set_outcome(True, f"here: {CONF_SEARCH}", ["3"])
         c.checkpoint()
-        raise RuntimeError(f"401 for key {ENV_KEY}")
+        raise RuntimeError(f"401 for key {ENV_KEY} at https://bot:{URL_PASSWORD}@proxy.example/v1")
     writer.write_marker({"traceId": "ff00", "timestamp": iso_now(), "channelId": "1", "botId": "Leaky",
                          "triggeringMessageId": "5", "note": f"{VENDOR_KEY}"})
     writer.flush()
