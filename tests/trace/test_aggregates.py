@@ -168,7 +168,7 @@ def test_running_markers_wait_and_aborted_ones_are_failures(tmp_path: Path, make
 
 
 def test_written_traces_carry_the_token_split(tmp_path: Path, make_store: Any) -> None:
-    writer = new_writer(tmp_path)
+    writer = new_writer(tmp_path, background=False)
     write_activation(writer, calls=2)
     store = make_store(tmp_path)
     [bucket] = ag.bucket_stats(store, since=0, until=4e9, bucket_seconds=86400)
