@@ -34,7 +34,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from chapterx.viewer import security
+from chapterx.viewer import fleet, security
 from chapterx.viewer.chapter2 import (
     MAX_INGEST_BYTES,
     PROCESS_DECODE_BYTES,
@@ -48,6 +48,7 @@ from chapterx.viewer.chapter2 import (
     decode_request,
     with_details,
 )
+from chapterx.viewer.otlp_chapterx import ChapterxReceiver
 from chapterx.viewer.settings import ViewerSettings, is_loopback
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,8 @@ BODY_KINDS = {
     "membrane-request": "Membrane request body not found",
     "membrane-response": "Membrane response body not found",
 }
-READ_ROUTES = {"bots", "channels", "traces", "search", "trace", *BODY_KINDS}
+READ_ROUTES = {"bots", "channels", "traces", "search", "trace", "fleet", *BODY_KINDS}
+FLEET_ROUTES = ("bots", "hourly", "daily", "failures")
 
 
 class Store(Protocol):
@@ -101,6 +103,8 @@ class Store(Protocol):
     def search(self, query: str, **kwargs: Any) -> dict[str, Any]: ...
     def get_trace(self, trace_id: str) -> dict[str, Any] | None: ...
     def body_path(self, kind: str, ref: str) -> Path | None: ...
+    def index_progress(self) -> Any: ...
+    def query(self, sql: str, params: Any = ()) -> list[Any]: ...
     def add_external(self, entries: Any) -> Any: ...
     def start_background(self) -> None: ...
     def remove_external(self, trace_ids: Any) -> Any: ...
@@ -145,19 +149,26 @@ class Viewer:
         self.store = store
         self.chapter2 = chapter2
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-store")
-        try:
-            store.start_background()  # ingestion in the store's worker process: a catch-up never stalls a request
-        except Exception:  # a store that cannot: it catches up inline, as before
-            log.warning("trace store: no background ingestion", exc_info=True)
         # chapter2 parsing and grouping run here, never on the store's thread (readers) or the loop
         self.chapter2_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chapter2")
         self.decoder: ProcessPoolExecutor | None = None  # big OTLP bodies, started on first use
         self.initial_load: asyncio.Task[None] | None = None
+        try:
+            store.start_background()  # ingestion in the store's worker process: a catch-up never stalls a request
+        except Exception:  # a store that cannot: it catches up inline, as before
+            log.warning("trace store: no background ingestion", exc_info=True)
         self.roots = [p for p in settings.logs_dirs]
         self.limiter = security.LoginLimiter()
         self.allowed_hosts = {settings.host.strip("[]").lower(), "localhost"}
         self._last_refresh = 0.0
         self._reconciled = False
+        self.fleet_rollup = fleet.Rollup(store)
+        self.warm_task: asyncio.Task[None] | None = None
+        self.chapterx_receiver = ChapterxReceiver(settings.logs_dirs[0], exists=self._indexed)
+
+    def _indexed(self, trace_id: str) -> bool:
+        """Is this trace id in the index already (an index lookup; no folder listing)?"""
+        return bool(self.store.query("SELECT 1 FROM traces WHERE trace_id = ? LIMIT 1", (trace_id,)))
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -415,6 +426,10 @@ async def api(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "Not found")
     if request.method not in ("GET", "HEAD"):
         raise ApiError(405, "Method not allowed")
+    if name == "fleet":
+        if len(segments) != 4 or segments[3] not in FLEET_ROUTES:
+            raise ApiError(404, "Not found")
+        return await fleet_route(request, viewer, segments[3])
     if name in ("trace", *BODY_KINDS):
         if len(segments) != 4:
             raise ApiError(400, "Invalid id" if name == "trace" else "Invalid body reference")
@@ -514,8 +529,11 @@ async def traces(request: web.Request, viewer: Viewer) -> web.Response:
     since = parse_time(q.get("since"), "since")
     until = parse_time(q.get("until"), "until")
     floor = viewer.retention_floor
+    asked_since = since
     if floor is not None and (since is None or since < floor):
         since = floor
+    else:
+        floor = None  # the filter already starts inside the retention window: nothing hidden
     text = q.get("text") or q.get("q_text") or None
     if text is not None and len(text) > 500:
         raise ApiError(400, "Invalid text: at most 500 characters")
@@ -532,7 +550,55 @@ async def traces(request: web.Request, viewer: Viewer) -> web.Response:
     }
     await viewer.refresh()
     result = await viewer.run(viewer.store.list_traces, **kwargs)
+    if floor is not None:
+        result = dict(result)
+        result["hiddenByRetention"] = await _hidden_by_retention(viewer, kwargs, asked_since, floor, until)
+        result["retentionDays"] = viewer.settings.retention_days
     return json_response(request, result)
+
+
+async def _hidden_by_retention(viewer: Viewer, kwargs: dict[str, Any], asked_since: datetime | None,
+                               floor: datetime, until: datetime | None) -> int:
+    """How many traces matching the same filters are older than INDEX_RETENTION_DAYS (so an
+    older archive does not look empty without a word)."""
+    cut = floor if until is None or until > floor else until
+    older = {**kwargs, "since": _iso(asked_since) if asked_since else None, "until": _iso(cut),
+             "limit": 1, "offset": 0}
+    found = await viewer.run(viewer.store.list_traces, **older)
+    return int(found.get("total") or 0)
+
+
+async def fleet_route(request: web.Request, viewer: Viewer, kind: str) -> web.Response:
+    """`/api/fleet/{bots,hourly,daily,failures}?range=24h&bot=&framework=&until=`: aggregate queries
+    for the fleet page (`chapterx.viewer.fleet`); `until` (ISO or epoch ms) pins the grid's end."""
+    q = request.query
+    try:
+        range_s = fleet.parse_range(q.get("range"))
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    framework = q.get("framework") or None
+    if framework is not None and framework not in ("chapterx", "chapter2"):
+        raise ApiError(400, "Invalid framework: use chapterx or chapter2")
+    bot = q.get("bot") or None
+    if bot is not None and len(bot) > 200:
+        raise ApiError(400, "Invalid bot: at most 200 characters")
+    pinned = parse_time(q.get("until"), "until")
+    now = pinned.timestamp() if pinned is not None else time.time()
+    await viewer.refresh()
+    rollup = viewer.fleet_rollup
+    if kind == "hourly":
+        w = fleet.window(range_s, fleet.HOUR, now)
+        data = await viewer.run(fleet.hourly, rollup, w, bot=bot, framework=framework)
+    elif kind == "daily":
+        w = fleet.window(range_s, fleet.DAY, now)
+        data = await viewer.run(fleet.daily, rollup, w, bot=bot, framework=framework)
+    elif kind == "bots":
+        w = fleet.window(range_s, fleet.HOUR, now)
+        data = await viewer.run(fleet.bots, rollup, w, framework=framework)
+    else:
+        limit = _int_param(request, "limit", 20, minimum=1, maximum=MAX_LIMIT)
+        data = await viewer.run(fleet.failures, viewer.store, now - range_s, bot=bot, limit=limit)
+    return json_response(request, data)
 
 
 async def search(request: web.Request, viewer: Viewer) -> web.Response:
@@ -607,6 +673,12 @@ async def ingest(request: web.Request) -> web.Response:
         )
     except IngestError as exc:
         raise ApiError(415 if "content type" in str(exc) else 400, str(exc)) from None
+    if decoded.chapterx is not None:  # ChapterX spans (our OTel exporter) become ChapterX traces
+        _rest, received = await viewer.run(viewer.chapterx_receiver.receive, decoded.chapterx)
+        if received.failed:  # nothing is acknowledged that was not stored: the exporter retries
+            raise ApiError(503, "Cannot store received traces now (see the viewer log)")
+        if received.written:
+            await viewer.run(viewer.store.refresh)
     if decoded.count:
         await viewer.ingest(decoded)
     if request.content_type in ("application/x-protobuf", "application/protobuf"):
@@ -648,7 +720,7 @@ async def shell(request: web.Request) -> web.StreamResponse:
         return await api(request)
     if _suspicious_path(raw):
         raise ApiError(400, "Invalid path")
-    if raw in ("/", "/index.html"):
+    if raw in ("/", "/index.html", "/fleet", "/fleet/"):
         return _static_response("index.html")
     parts = raw.split("/")
     if len(parts) in (3, 4) and parts[1] == "trace" and (len(parts) == 3 or parts[3] == ""):
@@ -656,6 +728,28 @@ async def shell(request: web.Request) -> web.StreamResponse:
             raise ApiError(400, "Invalid trace id")
         return _static_response("index.html")
     raise ApiError(404, "Not found")
+
+
+FLEET_WARM_DELAY_S = 1.0
+FLEET_WARM_DAYS = 30
+
+
+async def warm_fleet(viewer: Viewer) -> None:
+    """Fill the fleet page's hourly rollup for the last 30 days, one day per store job, so the
+    first fleet view is as fast as the next ones; requests queue between the steps. Waits while
+    a first index build runs (its rows would dirty the hours again)."""
+    try:
+        await asyncio.sleep(FLEET_WARM_DELAY_S)
+        while viewer.store.index_progress().building:
+            await asyncio.sleep(5.0)
+        last = int(time.time() // fleet.HOUR) + 1
+        for day in range(FLEET_WARM_DAYS):
+            hi = last - day * 24
+            await viewer.run(viewer.fleet_rollup.warm, hi - 24, hi)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # a warm-up only saves time later: never let it take the viewer down
+        log.warning("viewer: warming the fleet page's rollup failed", exc_info=True)
 
 
 def _suspicious_path(raw: str) -> bool:
@@ -688,8 +782,11 @@ def create_app(
     async def _startup(app: web.Application) -> None:
         # listen at once; chapter2 folders load in the background (readers wait at most a moment)
         viewer.initial_load = asyncio.create_task(viewer.load())
+        viewer.warm_task = asyncio.get_running_loop().create_task(warm_fleet(viewer))
 
     async def _cleanup(app: web.Application) -> None:
+        if viewer.warm_task is not None:
+            viewer.warm_task.cancel()
         # Closing the store on its own thread checkpoints SQLite's WAL, so the next start does not
         # have to replay it (that replay dominated cold start at a million traces).
         close = getattr(store, "close", None)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chapterx.viewer.otlp_chapterx import split_request
 from compat.chapter2 import otlp
 
 log = logging.getLogger(__name__)
@@ -368,6 +369,7 @@ class Decoded:
     span_chunks: list[bytes]
     entry_chunks: list[bytes] = field(default_factory=list)
     detail_chunks: list[bytes] = field(default_factory=list)
+    chapterx: dict[str, Any] | None = None  # the request's ChapterX spans (OTLP JSON shape), if any
 
     def spans(self) -> list[otlp.Span]:
         out: list[otlp.Span] = []
@@ -429,9 +431,11 @@ def decode_request(body: bytes, content_type: str, content_encoding: str, *, pre
     """Everything CPU-heavy about one ingest (inflate, parse, id conversion, span parsing and, with
     `prepare`, the summaries of the replies the request holds on its own)."""
     doc = decode_body(body, content_type, content_encoding)
+    mine, doc = split_request(doc)  # ChapterX spans go to the ChapterX receiver, not the chapter2 files
+    chapterx = mine if mine["resourceSpans"] else None
     count = span_count(doc)
     if not count:
-        return Decoded(b"", 0, [])
+        return Decoded(b"", 0, [], chapterx=chapterx)
     spans = otlp.parse_request(doc)
     line = request_line(doc)
     del doc
@@ -447,7 +451,7 @@ def decode_request(body: bytes, content_type: str, content_encoding: str, *, pre
                                              protocol=pickle.HIGHEST_PROTOCOL))
             detail_chunks.append(pickle.dumps({reply_key(r): otlp.reply_detail(r) for r in part},
                                               protocol=pickle.HIGHEST_PROTOCOL))
-    return Decoded(line, count, chunks, entry_chunks, detail_chunks)
+    return Decoded(line, count, chunks, entry_chunks, detail_chunks, chapterx=chapterx)
 
 
 def decode_and_prepare(body: bytes, content_type: str, content_encoding: str) -> Decoded:

@@ -24,6 +24,8 @@ from chapterx.config.secrets import mask_secrets
 from chapterx.config.vendors import glob_matches
 from chapterx.errors import UsageError, UserError
 from compat.chapter2.load import Chapter2Error, list_ems, load
+from compat.chapter2.runtime.rules import bot_keys as rules_bot_keys
+from compat.chapter2.runtime.rules import describe as describe_rules
 from compat.chapter2.translate import CHAPTER2_PROMPT_KEY, Outcome, Translation, translate
 from compat.chapter2.vendors import VendorTranslation, translate_vendor
 
@@ -222,6 +224,7 @@ def plan_migration(
     home: bool = False,
     progress: Callable[[str], None] | None = None,
     bots_option: str = "--bots",
+    activation_rules: str = "chapter2",
 ) -> Plan:
     """Load and translate every selected em; compute all output files. Raises one-line errors
     (`bots_option` names the caller's flag for `bots` in them)."""
@@ -259,6 +262,7 @@ def plan_migration(
                 raise Chapter2Error(name, ems_dir / name / "config.yaml",
                                     "missing: the em folder has no config.yaml and no key-files (nothing to migrate)")
             t = translate(res)
+            t.bot.update(rules_bot_keys(res.kv, activation_rules))
         except Chapter2Error as exc:
             errors.append(exc)
         else:
@@ -317,6 +321,7 @@ def plan_migration(
                 "model": t.bot.get("continuation_model"),
                 "chapter2_vendor": t.vendor_choice,
                 "bot_file": bot_rel,
+                "activation_rules": activation_rules,
                 "token_file": token_rel,
                 "chr_folders": carried,
                 "files_not_carried": t.other_files,
@@ -449,6 +454,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     for e in report["ems"]:
         lines += ["", f"## {e['sysname']}", "", f"- bot file: `{e['bot_file']}`"]
+        if e.get("activation_rules"):
+            lines.append(f"- activation rules: {describe_rules(e['activation_rules'])}")
         if e["token_file"]:
             lines.append(f"- token: `{e['token_file']}` (mode 0600)")
         if e["chr_folders"]:
