@@ -16,8 +16,6 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from chapterx.trace import index as ix
-
 if TYPE_CHECKING:
     from chapterx.trace.store import TraceStore
 
@@ -66,9 +64,9 @@ def bucket_stats(store: TraceStore, *, since: float, until: float, bucket_second
                  bot: str | None = None, framework: str | None = None) -> list[BucketStats]:
     """Per bot and bucket over [since, until); buckets start at `since` + k * bucket_seconds.
     Only buckets with at least one activation are returned, ordered by bot, framework, time.
-    Buckets of whole hours (`since` on the hour, `bucket_seconds` a multiple of 3600) are read
-    from the hourly roll-ups: counts, tokens and cost exact, p50/p95 within 2% (the centre of a
-    2%-wide duration bin). Other buckets read every row: p50/p95 nearest-rank, exact."""
+    p50/p95 are nearest-rank (a measured duration, never an interpolation), read from the rows'
+    durations; for buckets of whole hours (`since` on the hour, `bucket_seconds` a multiple of
+    3600) the counts, tokens and cost come from the hourly roll-ups."""
     if bucket_seconds <= 0:
         raise ValueError("bucket_seconds must be positive")
     hourly = since % HOUR == 0 and bucket_seconds % HOUR == 0
@@ -81,8 +79,9 @@ def bucket_stats(store: TraceStore, *, since: float, until: float, bucket_second
     else:
         raw_from = since
     if raw_from < until:
-        _add_raw(store, acc, raw_from, until, lambda ts: int((ts - since) // width), bot, framework,
-                 exact=not hourly)
+        _add_raw(store, acc, raw_from, until, lambda ts: int((ts - since) // width), bot, framework)
+    if hourly:  # the roll-ups hold no durations: those are read for the whole hours here
+        _add_durations(store, acc, since, raw_from, since, width, bot, framework)
     out = []
     for (b, fw, k), g in sorted(acc.groups.items()):
         if g[0] <= 0:
@@ -99,12 +98,11 @@ HOUR = 3600
 
 
 class _Acc:
-    """Sums [n, failures, input, output, cost] and durations (exact list or 2% bins) per group."""
+    """Sums [n, failures, input, output, cost] and durations per group."""
 
     def __init__(self) -> None:
         self.groups: dict[tuple[str, str, int], list[float]] = {}
         self.exact: dict[tuple[str, str, int], list[int]] = {}
-        self.bins: dict[tuple[str, str, int], dict[int, int]] = {}
 
     def add(self, key: tuple[str, str, int], n: int, fail: int, tin: int, tout: int, cost: float) -> None:
         g = self.groups.setdefault(key, [0, 0, 0, 0, 0.0])
@@ -115,23 +113,10 @@ class _Acc:
         g[4] += cost
 
     def percentiles(self, key: tuple[str, str, int]) -> tuple[float | None, float | None]:
-        if key in self.exact:
-            d = sorted(self.exact[key])
-            return (float(d[max(1, math.ceil(len(d) * 0.5)) - 1]),
-                    float(d[max(1, math.ceil(len(d) * 0.95)) - 1]))
-        bins = {b: n for b, n in (self.bins.get(key) or {}).items() if n > 0}
-        total = sum(bins.values())
-        if not total:
+        d = sorted(self.exact.get(key) or [])
+        if not d:
             return None, None
-        out = []
-        for q in (0.5, 0.95):
-            rank, seen = max(1, math.ceil(total * q)), 0
-            for b in sorted(bins):
-                seen += bins[b]
-                if seen >= rank:
-                    out.append(ix.bin_ms(b))
-                    break
-        return out[0], out[1]
+        return (float(d[max(1, math.ceil(len(d) * 0.5)) - 1]), float(d[max(1, math.ceil(len(d) * 0.95)) - 1]))
 
 
 def _filters(bot: str | None, framework: str | None, params: dict[str, Any], bot_col: str) -> str:
@@ -158,15 +143,24 @@ def _add_hourly(store: TraceStore, acc: _Acc, start: float, end: float, origin: 
             f"SELECT bot, framework, {k}, SUM(n), SUM(fail), SUM(tin), SUM(tout), SUM(cost) FROM hourly "
             f"WHERE {where} GROUP BY 1, 2, 3", params, raw=True):
         acc.add((b, fw, kk), n, fail, tin, tout, cost)
-    for b, fw, kk, dbin, n in store.query(
-            f"SELECT bot, framework, {k}, bin, SUM(n) FROM hourly_ms WHERE {where} GROUP BY 1, 2, 3, 4",
+
+
+def _add_durations(store: TraceStore, acc: _Acc, start: float, end: float, origin: float, width: float,
+                   bot: str | None, framework: str | None) -> None:
+    """The durations of the rows with start <= ts < end (the covering index: no row lookups)."""
+    if start >= end:
+        return
+    params: dict[str, Any] = {"since": start, "until": end, "origin": origin, "width": width}
+    extra = _filters(bot, framework, params, "COALESCE(bot, '')")
+    for b, fw, k, dur in store.query(
+            "SELECT COALESCE(bot, ''), framework, CAST((ts - :origin) / :width AS INTEGER), duration_ms "
+            f"FROM traces WHERE ts >= :since AND ts < :until AND duration_ms IS NOT NULL AND {_FINISHED}{extra}",
             params, raw=True):
-        bins = acc.bins.setdefault((b, fw, kk), {})
-        bins[dbin] = bins.get(dbin, 0) + n
+        acc.exact.setdefault((b, fw, k), []).append(dur)
 
 
 def _add_raw(store: TraceStore, acc: _Acc, start: float, end: float, bucket_of_ts: Any,
-             bot: str | None, framework: str | None, *, exact: bool) -> None:
+             bot: str | None, framework: str | None) -> None:
     """Rows with start <= ts < end, read one by one (through the covering index)."""
     params: dict[str, Any] = {"since": start, "until": end}
     extra = _filters(bot, framework, params, "COALESCE(bot, '')")
@@ -176,15 +170,8 @@ def _add_raw(store: TraceStore, acc: _Acc, start: float, end: float, bucket_of_t
             f"AND {_FINISHED}{extra}", params, raw=True):
         key = (b, fw, bucket_of_ts(ts))
         acc.add(key, 1, 0 if success else 1, tin, tout, cost)
-        if dur is None:
-            continue
-        if exact:
+        if dur is not None:
             acc.exact.setdefault(key, []).append(int(dur))
-        else:
-            bins = acc.bins.setdefault(key, {})
-            dbin = ix.duration_bin(dur)
-            assert dbin is not None
-            bins[dbin] = bins.get(dbin, 0) + 1
 
 
 def bot_summaries(store: TraceStore, *, since: float, until: float | None = None) -> list[BotSummary]:
@@ -195,12 +182,12 @@ def bot_summaries(store: TraceStore, *, since: float, until: float | None = None
     first_hour = math.ceil(since / HOUR) * HOUR
     last_hour = math.floor(end / HOUR) * HOUR if math.isfinite(end) else math.inf
     if first_hour < last_hour:
-        _add_raw(store, acc, since, first_hour, lambda ts: 0, None, None, exact=True)
+        _add_raw(store, acc, since, first_hour, lambda ts: 0, None, None)
         _add_hourly(store, acc, first_hour, last_hour, first_hour, math.inf, None, None)
         if math.isfinite(last_hour):
-            _add_raw(store, acc, last_hour, end, lambda ts: 0, None, None, exact=True)
+            _add_raw(store, acc, last_hour, end, lambda ts: 0, None, None)
     else:
-        _add_raw(store, acc, since, end, lambda ts: 0, None, None, exact=True)
+        _add_raw(store, acc, since, end, lambda ts: 0, None, None)
     found: dict[tuple[str, str], BotSummary] = {}
     for (b, fw, _k), g in acc.groups.items():
         if g[0] <= 0:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import sqlite3
 import stat
@@ -96,8 +95,6 @@ CREATE TABLE IF NOT EXISTS channel_names(channel_id TEXT PRIMARY KEY, name TEXT 
 CREATE TABLE IF NOT EXISTS hourly(hour INTEGER NOT NULL, bot TEXT NOT NULL, framework TEXT NOT NULL,
   n INTEGER NOT NULL, fail INTEGER NOT NULL, tin INTEGER NOT NULL, tout INTEGER NOT NULL, cost REAL NOT NULL,
   PRIMARY KEY(hour, bot, framework)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS hourly_ms(hour INTEGER NOT NULL, bot TEXT NOT NULL, framework TEXT NOT NULL,
-  bin INTEGER NOT NULL, n INTEGER NOT NULL, PRIMARY KEY(hour, bot, framework, bin)) WITHOUT ROWID;
 """
 
 _INDEXES = (
@@ -130,19 +127,6 @@ _ADDED_COLUMNS = (("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"))
 _ROW = {name: i + 1 for i, name in enumerate(TRACE_COLUMNS)}  # position in a prepared row (id first)
 # counts kept since this version: an older database recounts once (see `counts`)
 COUNTS_VERSION = "3"
-# durations are kept per hour in logarithmic bins 2% wide: percentiles over whole hours are
-# read from them (within 2%), not from every row
-DURATION_BIN_BASE = 1.02
-_LOG_BASE = math.log(DURATION_BIN_BASE)
-
-
-def duration_bin(ms: float | None) -> int | None:
-    return None if ms is None else int(round(math.log1p(max(0.0, float(ms))) / _LOG_BASE))
-
-
-def bin_ms(b: int) -> float:
-    """The duration a bin stands for (its centre)."""
-    return round(math.expm1(b * _LOG_BASE), 3)
 _INSERT_TRACE = (f"INSERT INTO traces(id,{','.join(TRACE_COLUMNS)}) "
                  f"VALUES ({','.join('?' * (len(TRACE_COLUMNS) + 1))})")
 _INSERT_MSG = "INSERT OR IGNORE INTO messages(key, trace_row, role, position) VALUES (?,?,?,?)"
@@ -545,8 +529,7 @@ def add_hourly(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], sign: int)
     duration_ms, input_tokens, output_tokens, total_tokens, cost) in the hourly roll-ups that
     the fleet aggregates read. A running activation is not counted (see `chapterx.trace.aggregates`)."""
     sums: dict[tuple[int, str, str], list[float]] = {}
-    bins: dict[tuple[int, str, str, int], int] = {}
-    for ts, bot, fw, status, success, dur, tin, tout, tot, cost in rows:
+    for ts, bot, fw, status, success, _dur, tin, tout, tot, cost in rows:
         if status == "running":
             continue
         key = (int(ts // 3600), bot or "", fw)
@@ -556,17 +539,11 @@ def add_hourly(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], sign: int)
         acc[2] += sign * (tin if tin is not None else (tot or 0))
         acc[3] += sign * (tout or 0)
         acc[4] += sign * (cost or 0.0)
-        b = duration_bin(dur)
-        if b is not None:
-            bins[(*key, b)] = bins.get((*key, b), 0) + sign
     if sums:
         conn.executemany(
             "INSERT INTO hourly VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(hour, bot, framework) DO UPDATE SET "
             "n=n+excluded.n, fail=fail+excluded.fail, tin=tin+excluded.tin, tout=tout+excluded.tout, "
             "cost=cost+excluded.cost", [(*k, *v) for k, v in sums.items()])
-    if bins:
-        conn.executemany("INSERT INTO hourly_ms VALUES (?,?,?,?,?) ON CONFLICT(hour, bot, framework, bin) "
-                         "DO UPDATE SET n=n+excluded.n", [(*k, n) for k, n in bins.items() if n])
 
 
 def add_hourly_cost(conn: sqlite3.Connection, rows: list[tuple[float, str | None, str, float]]) -> None:
@@ -603,7 +580,6 @@ def counts(conn: sqlite3.Connection, kind: str) -> list[tuple[str, Any]]:
             conn.execute("INSERT INTO counts SELECT 'total', 'cost', COALESCE(SUM(cost), 0.0) FROM traces")
             conn.execute("INSERT INTO counts SELECT 'total', 'messages', COUNT(*) FROM messages")
             conn.execute("DELETE FROM hourly")
-            conn.execute("DELETE FROM hourly_ms")
             for start in range(0, _max_id(conn) + 1, 50_000):
                 add_hourly(conn, conn.execute(
                     "SELECT ts, bot, framework, status, success, duration_ms, input_tokens, output_tokens, "
