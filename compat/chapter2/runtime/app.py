@@ -94,8 +94,7 @@ async def serve_chapter2(bot: Chapter2Bot, token: str, *, stop: asyncio.Event | 
                          env: Mapping[str, str] | None = None) -> int:
     """Connect and answer with chapter2's rules until SIGTERM/SIGINT (or `stop`); under systemd, READY=1
     once connected and watchdog pings, as the ChapterX runtime does."""
-    import discord
-
+    from chapterx.discord.connector import connection_failure_message
     from chapterx.fleet.sdnotify import Notifier, run_notifier
 
     stop = stop or asyncio.Event()
@@ -111,11 +110,10 @@ async def serve_chapter2(bot: Chapter2Bot, token: str, *, stop: asyncio.Event | 
         done, _ = await asyncio.wait({discord_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         if discord_task in done and discord_task.exception() is not None:
             exc = discord_task.exception()
-            if isinstance(exc, discord.LoginFailure):
-                raise UserError("Discord rejected the token (login failed)", 1)
-            if isinstance(exc, discord.PrivilegedIntentsRequired):
-                raise UserError("Discord refused the Message Content or Server Members intent: enable both for "
-                                "this bot in the Discord developer portal (chapter2 rules need members)", 1)
+            known = connection_failure_message(
+                exc, "Message Content or Server Members intent (chapter2 rules need members)")
+            if known:
+                raise UserError(known, 1)
             raise UserError(f"Discord connection failed: {type(exc).__name__}", 1)
         if discord_task in done and not stop.is_set():
             raise UserError("the Discord connection closed unexpectedly", 1)
