@@ -1,0 +1,5 @@
+import sys
+
+from chapterx.cli import main
+
+sys.exit(main())

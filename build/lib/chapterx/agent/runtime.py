@@ -1,0 +1,445 @@
+"""The bot process core: batch loop, processBatch, per-channel locks (reference §1.2, §1.3, §1.9).
+
+`BotRuntime` is transport-agnostic: it reads and acts through a `DiscordPort` (discord.py in
+production, the in-memory world in tests) and hands each activation to `run_activation`. Events
+come from the connector (or a test) through `runtime.queue`. Activations run as tasks that are
+not awaited by the loop, so different channels proceed concurrently; a busy channel drops new
+triggers, as upstream does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random as _random
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chapterx.agent.activation import (
+    ActivationResult,
+    _drop_m_commands,
+    bot_identity,
+    pin_config_texts,
+    run_activation,
+)
+from chapterx.agent.decide import DecideContext, Decision, applicable_sleep_pins, should_activate
+from chapterx.agent.queue import DeferredQueue, Event, EventQueue, transient_error_type
+from chapterx.agent.state import ChannelStateStore
+from chapterx.discord.port import DiscordPort, Message, OutgoingFile, Pin
+
+log = logging.getLogger(__name__)
+
+_GET_CONTEXT = re.compile(r"^m\s+get_context(?:\s+(\d+))?", re.I)
+ConfigLoader = Callable[[list[str]], Mapping[str, Any]]
+
+
+class TrackingPort:
+    """Wraps a port: caches pins per channel (upstream tracks pins in memory) and remembers the ids
+    of messages this process sent (replies to them activate m commands and mark `reply` reasons)."""
+
+    def __init__(self, inner: DiscordPort) -> None:
+        self.inner = inner
+        self.pins: dict[str, list[Pin]] = {}
+        self.sent_ids: set[str] = set()
+        self.pin_fetches: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def bot_user_id(self) -> str:
+        return self.inner.bot_user_id
+
+    @property
+    def guild_id(self) -> str:
+        return self.inner.guild_id
+
+    def cached_pins(self, channel_id: str) -> list[Pin]:
+        return list(self.pins.get(channel_id, []))
+
+    def set_pin(self, channel_id: str, pin: Pin | None, message_id: str) -> None:
+        """A pin event (message pinned/unpinned/deleted); only tracked channels are updated."""
+        if channel_id not in self.pins:
+            return
+        pins = [p for p in self.pins[channel_id] if p.id != message_id]
+        if pin is not None:
+            pins.append(pin)
+        self.pins[channel_id] = pins
+
+    async def fetch_pins(self, channel_id: str) -> list[Pin]:
+        if channel_id not in self.pins:
+            self.pin_fetches.append(channel_id)
+            self.pins[channel_id] = list(await self.inner.fetch_pins(channel_id))
+        return list(self.pins[channel_id])
+
+    async def send(self, channel_id: str, content: str, *, reply_to: str | None = None,
+                   files: list[OutgoingFile] | None = None) -> str:
+        mid = await self.inner.send(channel_id, content, reply_to=reply_to, files=files)
+        self.sent_ids.add(mid)
+        return mid
+
+    async def webhook_send(self, channel_id: str, content: str, *, username: str,
+                           avatar_url: str | None = None) -> str:
+        mid = await self.inner.webhook_send(channel_id, content, username=username, avatar_url=avatar_url)
+        self.sent_ids.add(mid)
+        return mid
+
+
+@dataclass
+class BatchOutcome:
+    """What processBatch decided (tests compare it with the activation-decision vectors)."""
+
+    polled_event_types: list[str]
+    should_activate: bool | None = None
+    evaluated_with_channel_id: str | None = None
+    activated: bool = False
+    activation: dict[str, Any] | None = None
+    random_rolls: list[float] = field(default_factory=list)
+    decision_trail: list[dict[str, Any]] = field(default_factory=list)
+    task: asyncio.Task[ActivationResult | None] | None = None
+
+
+@dataclass
+class RuntimeOptions:
+    bot_id: str
+    provider_factory: Callable[[str], Any]
+    load_config: ConfigLoader
+    guild_config_loader: Callable[[str, list[str]], Mapping[str, Any]] | None = None
+    random: Callable[[], float] = _random.random
+    now: Callable[[], float] = time.time
+    clock: Callable[[], float] | None = None
+    base_dir: Path | None = None
+    tool_log_dir: Path | None = None
+    thinking_dir: Path | None = None
+    trace_writer: Any = None  # chapterx.trace.writer.TraceWriter; None: no traces
+    on_activation: Callable[[ActivationResult], Awaitable[None] | None] | None = None
+    typing_interval: float = 8.0
+
+
+class BotRuntime:
+    """One bot: queue -> processBatch -> activation tasks."""
+
+    def __init__(self, port: DiscordPort, options: RuntimeOptions) -> None:
+        self.port = TrackingPort(port)
+        self.opts = options
+        self.queue = EventQueue()
+        self.states = ChannelStateStore()
+        self.sleep_counters: dict[str, int] = {}
+        self.active_channels: set[str] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.deferred = DeferredQueue()
+        self._stopping = asyncio.Event()
+        self._last_deferred_check = 0.0
+
+    # ------------------------------------------------------------------ config
+    def _config_for(self, guild_id: str, texts: list[str]) -> Mapping[str, Any]:
+        if self.opts.guild_config_loader is not None:
+            return self.opts.guild_config_loader(guild_id, texts)
+        return self.opts.load_config(texts)
+
+    def cached_config(self, channel_id: str, guild_id: str) -> Mapping[str, Any] | None:
+        """The config from the channel's cached pins only (never an API call); None if it fails."""
+        try:
+            return self._config_for(guild_id, pin_config_texts(self.port.cached_pins(channel_id),
+                                                               bot_identity(self.port)))
+        except Exception as exc:  # noqa: BLE001 - upstream: a config that fails to load means "no"
+            log.warning("config failed to load for channel %s: %s", channel_id, exc)
+            return None
+
+    # ------------------------------------------------------------------ batches
+    async def process_batch(self, events: Sequence[Event]) -> BatchOutcome:
+        """Upstream processBatch (§1.3), first-event channel semantics included."""
+        outcome = BatchOutcome([e.type for e in events])
+        if not events:
+            return outcome
+        first = events[0]
+        channel_id, guild_id = first.channel_id, first.guild_id
+        outcome.evaluated_with_channel_id = channel_id
+        self._forget_deleted_tool_turns(events)
+        config = self.cached_config(channel_id, guild_id)
+        name = str(config.get("name")) if config and config.get("name") else None
+        ctx = DecideContext(
+            port=self.port, config=config, bot_id=self.opts.bot_id,
+            sleep_pins=applicable_sleep_pins(self.port.cached_pins(channel_id), bot_identity(self.port),
+                                             self.opts.bot_id, name),
+            sleep_counters=self.sleep_counters, sent_ids=self.port.sent_ids,
+            random=self.opts.random, now=self.opts.now,
+        )
+        decision = await should_activate(events, ctx, channel_id)
+        outcome.should_activate = decision.activate
+        outcome.random_rolls = decision.random_rolls
+        outcome.decision_trail = decision.trail
+        for ch, mid, emoji in decision.reactions:
+            await self._safe(self.port.react(ch, mid, emoji), "react")
+        if not decision.activate:
+            return outcome
+        trigger = _trigger_message(events)
+        if decision.m_command is not None and decision.m_command.message is not None:
+            cmd = decision.m_command.message
+            gc = _GET_CONTEXT.match(cmd.content)
+            if gc:
+                await self._safe(self.port.delete(cmd.channel_id, cmd.id), "delete m command")
+                requested = int(gc.group(1)) if gc.group(1) else None
+                outcome.decision_trail.append({"msg": "m get_context", "message_id": cmd.id})
+                try:
+                    await self.get_context_dump(channel_id, guild_id, requested)
+                except Exception as exc:  # noqa: BLE001 - reported in the channel, as upstream
+                    await self._safe(self.port.send(channel_id, f".error: get_context failed — {exc}"), "send")
+                return outcome
+            cfg = config or {}
+            if cfg.get("supports_continuation") is False:
+                before = await self.port.fetch_messages(channel_id, before=cmd.id, limit=1)
+                if before and before[0].author_id == self.port.bot_user_id:
+                    await self._safe(self.port.delete(cmd.channel_id, cmd.id), "delete m command")
+                    latest = await self.port.fetch_messages(channel_id, limit=1)
+                    if latest:
+                        await self._safe(self.port.react(channel_id, latest[0].id, "🚫"), "react")
+                    return outcome
+            await self._safe(self.port.delete(cmd.channel_id, cmd.id), "delete m command")
+            outcome.decision_trail.append({"msg": "Deleted m command message", "message_id": cmd.id})
+        if decision.reaction_continue is not None and (config or {}).get("supports_continuation") is False:
+            return outcome
+        if self.deferred.cancel(channel_id) is not None:
+            outcome.decision_trail.append({"msg": "Cancelled pending deferred retry (new activity)"})
+        if channel_id in self.active_channels:
+            outcome.decision_trail.append({"msg": "Channel already being processed, skipping"})
+            return outcome
+        self.active_channels.add(channel_id)
+        reason = _activation_reason(events, decision, self.port.sent_ids)
+        trigger_id = trigger.id if trigger is not None else None
+        outcome.activated = True
+        outcome.activation = {"channel_id": channel_id, "guild_id": guild_id, "reason": reason,
+                              "trigger_message_id": trigger_id}
+        task = asyncio.create_task(self._activate(channel_id, guild_id, trigger_id, reason, events))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        outcome.task = task
+        await asyncio.sleep(0)  # let the activation start (typing) before the next batch, as upstream
+        return outcome
+
+    async def _maybe_defer(self, channel_id: str, guild_id: str, trigger_id: str | None,
+                           error: BaseException) -> None:
+        """`deferred_retries: true`: a transient failure is retried later (⏳ on the trigger)."""
+        cfg = self.cached_config(channel_id, guild_id) or {}
+        kind = transient_error_type(error)
+        if cfg.get("deferred_retries") is not True or kind is None:
+            return
+        retry = self.deferred.schedule(channel_id, guild_id, trigger_id, error, kind, self.opts.now())
+        if retry is None:
+            return
+        log.info("deferred retry %d for channel %s in %d ms", retry.retry_attempt, channel_id, retry.delay_ms)
+        from chapterx.trace.collector import current
+
+        tr = current()
+        if tr is not None:
+            tr.set_status("deferred")
+        if trigger_id is not None:
+            await self._safe(self.port.react(channel_id, trigger_id, "⏳"), "react")
+
+    def poll_deferred(self) -> int:
+        """Queue a `self_activation` for every due retry; returns how many were queued."""
+        now = self.opts.now()
+        due = self.deferred.due(now)
+        for r in due:
+            self.queue.push(Event("self_activation", r.channel_id, r.guild_id, data={
+                "type": "deferred_retry", "botId": self.opts.bot_id, "originalTriggerId": r.original_trigger_id,
+                "retryAttempt": r.retry_attempt, "errorType": r.error_type, "errorMessage": r.error_message,
+                "scheduledAt": r.due_at, "createdAt": r.created_at}))
+        return len(due)
+
+    def _forget_deleted_tool_turns(self, events: Sequence[Event]) -> None:
+        """processBatch step 2: a deleted bot message drops the tool-log entries that produced it."""
+        if self.opts.tool_log_dir is None:
+            return
+        from chapterx.agent.toollog import remove_by_bot_message
+
+        for e in events:
+            mid = str(e.data.get("message_id") or "")
+            if e.type == "delete" and mid and (e.data.get("author_id") == self.port.bot_user_id
+                                                or mid in self.port.sent_ids):
+                try:
+                    remove_by_bot_message(self.opts.tool_log_dir, self.opts.bot_id, e.channel_id, [mid])
+                except OSError as exc:
+                    log.warning("tool log cleanup failed: %s", exc)
+
+    async def _keep_typing(self, channel_id: str) -> None:
+        """Upstream re-sends the typing indicator every 8 s until the activation ends."""
+        while True:
+            await asyncio.sleep(self.opts.typing_interval)
+            await self._safe(self.port.typing(channel_id), "typing")
+
+    async def _activate(self, channel_id: str, guild_id: str, trigger_id: str | None, reason: str,
+                        events: Sequence[Event]) -> ActivationResult | None:
+        typing = asyncio.create_task(self._keep_typing(channel_id))
+        try:
+            if trigger_id is not None and self.opts.trace_writer is not None:
+                from chapterx.trace.collector import start_activation
+
+                channel = self.port.channel(channel_id)
+                with start_activation(channel_id, trigger_id, self.opts.bot_id, guild_id=guild_id or None,
+                                      channel_name=channel.name if channel else None,
+                                      writer=self.opts.trace_writer) as tr:
+                    tr.set_bot_user_id(self.port.bot_user_id)
+                    if channel is not None:
+                        tr.set_thread_info(channel.type == "thread", channel.parent_id)
+                    tr.record_activation(reason, [_event_summary(e) for e in events])
+                    result = await self._run(channel_id, guild_id, trigger_id)
+                    await self._after(channel_id, guild_id, trigger_id, result)
+            else:
+                result = await self._run(channel_id, guild_id, trigger_id)
+                await self._after(channel_id, guild_id, trigger_id, result)
+            if self.opts.on_activation is not None:
+                maybe = self.opts.on_activation(result)
+                if maybe is not None:
+                    await maybe
+            return result
+        except Exception:  # noqa: BLE001 - one activation must never end the loop
+            log.exception("activation in channel %s crashed", channel_id)
+            return None
+        finally:
+            typing.cancel()
+            self.active_channels.discard(channel_id)
+
+    async def _after(self, channel_id: str, guild_id: str, trigger_id: str | None, result: ActivationResult) -> None:
+        if result.error is not None:
+            log.error("activation in channel %s failed: %s", channel_id, result.error)
+            await self._maybe_defer(channel_id, guild_id, trigger_id, result.error)
+        else:
+            self.deferred.succeeded(channel_id)
+
+    async def _run(self, channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
+        o = self.opts
+        return await run_activation(
+            self.port, lambda texts: self._config_for(guild_id, texts), trigger_id, o.provider_factory,
+            channel_id=channel_id, state=self.states.get(o.bot_id, channel_id), clock=o.clock,
+            base_dir=o.base_dir, tool_log_dir=o.tool_log_dir, bot_id=o.bot_id, thinking_dir=o.thinking_dir,
+        )
+
+    async def get_context_dump(self, channel_id: str, guild_id: str, requested: int | None) -> str:
+        """`m get_context [N]` (§1.7): the context without character limits, sent as a text file."""
+        import json
+        from datetime import UTC, datetime
+
+        from chapterx.agent.activation import channel_config_texts
+        from chapterx.context import options as opt
+
+        cfg = dict(self._config_for(guild_id, await channel_config_texts(self.port, channel_id)))
+        limit = int(requested or opt.get_or(cfg, "recency_window_messages", None) or 200)
+        built, _fetched = await unlimited_context(self.port, cfg, channel_id, limit)
+        msgs = [m for m in built.messages if m.content]
+        name = opt.bot_name(cfg)
+        lines = [f"# Context for {name} in #{channel_id}", f"# Messages: {len(msgs)} (requested: {limit})",
+                 f"# Model: {cfg.get('continuation_model') or ''}", f"# Mode: {cfg.get('mode') or 'auto'}",
+                 f"# Stop sequences: {json.dumps(built.stop_sequences, ensure_ascii=False)}"]
+        if cfg.get("system_prompt"):
+            lines += ["# === SYSTEM PROMPT ===", str(cfg["system_prompt"])]
+        if cfg.get("context_prefix"):
+            lines += ["# === CONTEXT PREFIX ===", str(cfg["context_prefix"])]
+        lines.append("# === MESSAGES ===")
+        for m in msgs:
+            images = sum(1 for b in m.content if b.get("type") == "image")
+            tag = f" [{images} image(s)]" if images else ""
+            lines.append(f"\n{m.participant}:{tag}\n{m.text()}")
+        text = "\n".join(lines)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        await self.port.send(channel_id, f".context dump ({len(msgs)} messages)",
+                             files=[OutgoingFile(f"context-{name}-{stamp}.txt", text.encode("utf-8"))])
+        return text
+
+    async def _safe(self, aw: Awaitable[Any], what: str) -> None:
+        try:
+            await aw
+        except Exception as exc:  # noqa: BLE001 - Discord refusals are logged, never fatal
+            log.warning("%s failed: %s", what, exc)
+
+    # ------------------------------------------------------------------ loop
+    async def run(self) -> None:
+        """Poll batches until `stop()`; errors are logged and the loop sleeps 1 s (upstream)."""
+        while not self._stopping.is_set():
+            try:
+                if self.deferred.pending and time.monotonic() - self._last_deferred_check >= 5:
+                    self._last_deferred_check = time.monotonic()
+                    self.poll_deferred()
+                batch = await self.queue.next_batch(0.1)
+                if batch:
+                    await self.process_batch(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("batch processing failed")
+                await asyncio.sleep(1)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for running activations (graceful shutdown); cancel what is left after `timeout`."""
+        if not self.tasks:
+            return
+        done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+        for t in pending:
+            t.cancel()
+        for t in pending:
+            with contextlib.suppress(BaseException):
+                await t
+
+
+def _trigger_message(events: Sequence[Event]) -> Message | None:
+    msgs = [e.message for e in events if e.type == "message" and e.message is not None]
+    for m in msgs:
+        if not m.system:
+            return m
+    return msgs[0] if msgs else None
+
+
+def _activation_reason(events: Sequence[Event], decision: Decision, sent_ids: set[str]) -> str:
+    """Upstream's trace-only reason: the last message event decides (a quirk we keep)."""
+    if any(e.type in ("self_activation", "timer") for e in events):
+        return "timer"
+    if decision.reaction_continue is not None:
+        return "reaction"
+    if decision.m_command is not None:
+        return "m_command"
+    reason = "random"
+    for e in events:
+        if e.type != "message" or e.message is None:
+            continue
+        if e.message.reply_to is not None and e.message.reply_to in sent_ids:
+            reason = "reply"
+        elif e.mentions_bot:
+            reason = "mention"
+        else:
+            reason = "random"
+    return reason
+
+
+def _event_summary(e: Event) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": e.type, "channelId": e.channel_id}
+    if e.message is not None:
+        out["messageId"] = e.message.id
+        out["authorId"] = e.message.author_id
+    return out
+
+
+async def unlimited_context(port: DiscordPort, config: Mapping[str, Any], channel_id: str, limit: int) -> tuple[Any, int]:
+    """The last `limit` context messages with character limits, rolling and tool cache off
+    (`m get_context`, the API's context build); returns (BuiltContext, Discord messages fetched)."""
+    from chapterx.context import options as opt
+    from chapterx.context.build import BuildInput, build_context
+    from chapterx.context.fetch import fetch_context
+
+    unlimited = {**config, "recency_window_messages": limit, "recency_window_characters": 10**15,
+                 "hard_max_characters": 10**15, "prompt_caching": False}
+    fetched = await fetch_context(port, channel_id, depth=limit + 50, max_images=max(opt.max_images(config) * 2, 10))
+    _drop_m_commands(fetched)
+    bot_user = port.user(port.bot_user_id)
+    built = build_context(BuildInput(
+        messages=fetched.messages, config=unlimited, bot_user_id=port.bot_user_id,
+        bot_username=bot_user.username if bot_user else opt.bot_name(config),
+        images=fetched.images, documents=fetched.documents))
+    return built, len(fetched.messages)

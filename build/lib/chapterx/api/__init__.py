@@ -1,0 +1,1 @@
+"""The bot process's optional REST API (reference §6)."""

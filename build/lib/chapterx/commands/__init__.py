@@ -1,0 +1,1 @@
+"""One module per `chapterx` command; each exposes `register(subparsers)`."""

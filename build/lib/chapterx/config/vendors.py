@@ -1,0 +1,147 @@
+"""Vendors: `vendors:` (upstream) and `providers:` (deployment-guide short form) as one list.
+
+The vendor NAME PREFIX decides the adapter kind (reference section 5.3); `provides` entries are
+anchored, case-sensitive globs where only `*` is special (and `?` keeps upstream's regex meaning).
+This module only describes vendors; the providers area builds adapters and routes from them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chapterx.config.report import Problem
+
+# kind by prefix, in upstream's test order ("openai..." is refined below by base URL).
+_PREFIXES = (
+    ("anthropic", "anthropic"),
+    ("bedrock", "bedrock"),
+    ("gemini", "gemini"),
+    ("openrouter", "openrouter"),
+    ("openairesponses", "openai-responses"),
+    ("openaicompletion", "openai-completions"),
+    ("openai", "openai"),
+)
+
+# providers: short form -> the key name each kind reads its API key from.
+_API_KEY_FIELD = {
+    "anthropic": "anthropic_api_key",
+    "openrouter": "openrouter_api_key",
+    "gemini": "google_api_key",
+    "openai": "openai_api_key",
+    "openai-compatible": "openai_api_key",
+    "openai-responses": "openai_api_key",
+    "openai-completions": "openai_api_key",
+}
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass
+class VendorConfig:
+    """One vendor: name, adapter kind (None = unknown prefix, skipped), flat config, globs."""
+
+    name: str
+    kind: str | None
+    config: dict[str, Any] = field(default_factory=dict)
+    provides: list[str] = field(default_factory=list)
+    formatter: str | None = None
+    completions_config: dict[str, Any] | None = None
+    source: str = "vendors"  # "vendors" or "providers"
+
+    def base_url(self) -> str | None:
+        c = self.config
+        if self.kind == "openai-compatible" and not self.name.startswith("openai"):
+            v = c.get("openai_compatible_base_url")
+        else:
+            v = c.get("api_base") or c.get("openai_compatible_base_url") or c.get("openai_completions_base_url")
+        return str(v) if v else None
+
+    def matches(self, model: str) -> bool:
+        return any(glob_matches(p, model) for p in self.provides)
+
+
+def vendor_kind(name: str, config: Mapping[str, Any]) -> str | None:
+    """Adapter kind for a vendor name (first matching prefix wins)."""
+    for prefix, kind in _PREFIXES:
+        if name.startswith(prefix):
+            if kind == "openai":
+                base = config.get("api_base") or config.get("openai_compatible_base_url") or config.get(
+                    "openai_completions_base_url")
+                if base and "api.openai.com" not in str(base):
+                    return "openai-compatible"
+            return kind
+    if config.get("openai_compatible_base_url"):
+        return "openai-compatible"
+    return None
+
+
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """Upstream's matcher: escape . + ^ $ { } ( ) | [ ] \\, `*` -> `.*`, anchored, case-sensitive."""
+    escaped = re.sub(r"([.+^${}()|\[\]\\])", r"\\\1", pattern).replace("*", ".*")
+    try:
+        return re.compile(f"^{escaped}$")
+    except re.error:
+        return re.compile(r"(?!)")  # a pattern upstream could not compile either never matches
+
+
+def glob_matches(pattern: str, model: str) -> bool:
+    return glob_to_regex(pattern).match(model) is not None
+
+
+def _expand(value: Any, env: Mapping[str, str]) -> Any:
+    """`${VAR}` in a string value is replaced by the environment variable (empty when unset)."""
+    if isinstance(value, str) and "${" in value:
+        return _ENV_REF.sub(lambda m: env.get(m.group(1), ""), value)
+    return value
+
+
+def normalise_vendors(shared: Mapping[str, Any], env: Mapping[str, str] | None = None,
+                      source: str = "shared.yaml") -> tuple[list[VendorConfig], list[Problem]]:
+    """Vendors from a shared mapping (`vendors:` first, then `providers:`), plus warnings."""
+    e = os.environ if env is None else env
+    out: list[VendorConfig] = []
+    warnings: list[Problem] = []
+    vendors = shared.get("vendors")
+    if isinstance(vendors, Mapping):
+        for name, entry in vendors.items():
+            entry = entry if isinstance(entry, Mapping) else {}
+            cfg = {k: _expand(v, e) for k, v in (entry.get("config") or {}).items()}
+            cfg = {k: v for k, v in cfg.items() if v not in (None, "")} | {
+                k: v for k, v in cfg.items() if k == "eot_token" and v == ""}
+            kind = vendor_kind(str(name), cfg)
+            if kind is None:
+                warnings.append(Problem(
+                    f"vendors.{name}: unknown vendor name prefix (use anthropic*, bedrock*, gemini*, openrouter*, "
+                    "openai*, openairesponses*, openaicompletion*, or set openai_compatible_base_url); skipped",
+                    f"vendors.{name}"))
+            out.append(VendorConfig(
+                name=str(name), kind=kind, config=cfg, provides=[str(p) for p in entry.get("provides") or []],
+                formatter=entry.get("formatter"), completions_config=entry.get("completions_config"),
+                source="vendors"))
+    providers = shared.get("providers")
+    if isinstance(providers, Mapping):
+        taken = {v.name for v in out}
+        for name, entry in providers.items():
+            entry = entry if isinstance(entry, Mapping) else {}
+            if str(name) in taken:
+                warnings.append(Problem(f"providers.{name}: also defined under vendors; the vendors entry wins",
+                                        f"providers.{name}"))
+                continue
+            raw = {k: _expand(v, e) for k, v in entry.items() if k not in ("provides", "formatter")}
+            raw = {k: v for k, v in raw.items() if v not in (None, "")}
+            kind = vendor_kind(str(name), raw)
+            cfg = dict(raw)
+            if kind and "api_key" in cfg and kind in _API_KEY_FIELD:
+                cfg.setdefault(_API_KEY_FIELD[kind], cfg["api_key"])
+            if kind is None:
+                warnings.append(Problem(
+                    f"providers.{name}: unknown provider name (use anthropic, bedrock, gemini, openrouter, openai, "
+                    "or an openai-compatible name with openai_compatible_base_url); skipped", f"providers.{name}"))
+            out.append(VendorConfig(
+                name=str(name), kind=kind, config=cfg, provides=[str(p) for p in entry.get("provides") or []],
+                formatter=entry.get("formatter"), source="providers"))
+    return out, warnings

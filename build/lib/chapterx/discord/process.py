@@ -1,0 +1,307 @@
+"""Starting one bot process (reference §0): config, token, vendors, Discord, runtime, shutdown.
+
+`prepare_bot(...)` does every check that can fail on operator input (config, token file, vendor
+for the model) and returns a `BotPlan`; `serve(plan)` connects and runs until SIGTERM/SIGINT.
+Each failure is one `UserError` line; the token itself never reaches a log, trace or message.
+
+Testing hooks (environment): `CHAPTERX_DISCORD_API` points discord.py at another Discord-compatible
+REST base (its `/gateway/bot` answer gives the gateway), `CHAPTERX_LLM_BASE_URL` sends every vendor
+request to one base URL (a local fake LLM server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import stat
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chapterx.config.env import Settings
+from chapterx.errors import UserError
+
+log = logging.getLogger("chapterx.run")
+
+
+@dataclass
+class BotPlan:
+    """Everything `serve` needs, resolved and checked."""
+
+    bot_file: Path | None
+    ems_path: Path | None
+    bot_name: str | None
+    settings: Settings
+    env: Mapping[str, str]
+    token: str = field(repr=False)
+    bot_id: str | None
+    model: str
+    vendors: list[Any]
+    base_dir: Path
+    cleanup: tempfile.TemporaryDirectory[str] | None = None
+    chapter2: bool = False
+    source: str = ""  # what the operator pointed at (bot file, EMS folder or chapter2 em)
+
+
+_MAX_TOKEN_BYTES = 4096  # Discord tokens are ~70 characters
+
+
+def _read_token(path: Path) -> str:
+    """The token, stripped; a path that is not a small regular text file is a one-line error."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise UserError(f"Discord token file not found: {path}", 2) from None
+    except OSError as exc:
+        raise UserError(f"Discord token file unreadable: {path} ({exc.strerror})", 2) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"Discord token file is a directory: {path}", 2)
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        raise UserError(f"Discord token file is not a regular file: {path}", 2)
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(_MAX_TOKEN_BYTES + 1)
+    except OSError as exc:
+        raise UserError(f"Discord token file unreadable: {path} ({exc.strerror})", 2) from None
+    if len(raw) > _MAX_TOKEN_BYTES:
+        raise UserError(f"Discord token file is too large to be a token: {path}", 1)
+    try:
+        token = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UserError(f"Discord token file is not UTF-8 text: {path}", 1) from None
+    if not token:
+        raise UserError(f"Discord token file is empty: {path}", 1)
+    return token
+
+
+def _chapter2_in_place(ems: Path, name: str, home: bool) -> tuple[Path, Path | None, tempfile.TemporaryDirectory[str]]:
+    """Translate a chapter2 em into a private temporary ChapterX tree (the em folder is not touched)."""
+    from compat.chapter2.migrate import plan_migration, write_plan
+
+    plan = plan_migration(ems, bots=[name], home=home, bots_option="--bot")
+    tmp = tempfile.TemporaryDirectory(prefix="chapterx-run-")
+    os.chmod(tmp.name, 0o700)
+    out = Path(tmp.name) / "tree"
+    write_plan(plan, out)
+    token = out / "config" / "bots" / f"{name}_discord_token"
+    return out / "config" / "bots" / f"{name}.yaml", token if token.exists() else None, tmp
+
+
+def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: str | None = None,
+                env: Mapping[str, str] | None = None, chapter2_home: bool = False) -> BotPlan:
+    """Resolve config, token and vendors; raise one-line UserErrors for anything missing."""
+    from chapterx.config.load import resolve_bot_config
+    from chapterx.llm.routing import Router
+
+    environ: Mapping[str, str] = dict(os.environ if env is None else env)
+    settings = Settings.from_env(environ)
+    bot_name = bot or settings.bot_name
+    if bot_file is None and ems is None:
+        bot_file = settings.bot_config
+        if bot_file is None and settings.ems_path is not None and bot_name:
+            ems = settings.ems_path
+    cleanup = None
+    chapter2 = False
+    source = ""
+    token_file: Path | None = settings.discord_token_file
+    if ems is not None:
+        from compat.chapter2.api import looks_like_chapter2
+
+        if not bot_name:
+            raise UserError("--ems needs a bot name (--bot or BOT_NAME)", 2)
+        if not Path(ems).is_dir():
+            raise UserError(f"EMS folder not found: {ems}", 2)
+        if looks_like_chapter2(Path(ems)):
+            chapter2 = True
+            source = str(Path(ems) / bot_name)
+            em_token = Path(ems) / bot_name / "discord_token"
+            bot_file, translated_token, cleanup = _chapter2_in_place(Path(ems), bot_name, chapter2_home)
+            ems = None
+            if token_file is None:
+                token_file = em_token if em_token.exists() else translated_token or em_token
+        elif token_file is None:
+            token_file = Path(ems) / bot_name / "discord_token"
+    if token_file is None and bot_file is not None:
+        sibling = Path(bot_file).parent / f"{Path(bot_file).stem}_discord_token"
+        token_file = sibling if sibling.exists() else None
+    resolved = resolve_bot_config(bot_file=bot_file, ems_path=ems, bot_name=bot_name, env=environ)
+    if token_file is None:
+        token_path = dataclasses.replace(settings, bot_name=resolved.bot_id if bot_name else None).token_file()
+    else:
+        token_path = token_file if token_file.is_absolute() else Path.cwd() / token_file
+    token = _read_token(token_path)
+    model = str(resolved.config.get("continuation_model") or "")
+    router = Router(resolved.vendors, env=environ)
+    router.route(model)  # NoVendorError (a UserError) names the model and the vendors tried
+    for w in resolved.warnings:
+        log.warning("config: %s", w.message)
+    base_dir = Path(bot_file).parent if bot_file is not None else Path(ems or ".") / (bot_name or "")
+    return BotPlan(bot_file=Path(bot_file) if bot_file else None, ems_path=Path(ems) if ems else None,
+                   bot_name=bot_name, settings=settings, env=environ, token=token,
+                   bot_id=bot_name or (resolved.bot_id if bot_file is None else None), model=model,
+                   vendors=resolved.vendors, base_dir=base_dir, cleanup=cleanup, chapter2=chapter2,
+                   source=source or str(bot_file or Path(ems or ".") / (bot_name or "")))
+
+
+class CachedConfigLoader:
+    """Resolved configs cached per (guild, pinned texts) until a file they came from changes.
+
+    Decisions and activations resolve the config for every batch; re-reading and re-validating the
+    YAML layers each time costs milliseconds, so results are reused while the files that were read
+    (and the folders where new guild files could appear) keep their modification times.
+    """
+
+    def __init__(self, plan: BotPlan) -> None:
+        self.plan = plan
+        self._cache: dict[tuple[str, tuple[str, ...]], tuple[tuple[float, ...], Mapping[str, Any]]] = {}
+        self._paths: dict[tuple[str, tuple[str, ...]], list[Path]] = {}
+        self.secrets: list[str] = []
+
+    def _watched(self, resolved: Any) -> list[Path]:
+        paths = [Path(p) for p in resolved.paths]
+        root = Path(resolved.config_root)
+        return [*paths, root, root / "guilds", root / "bots"] + ([self.plan.bot_file.parent] if self.plan.bot_file else [])
+
+    @staticmethod
+    def _stamp(paths: list[Path]) -> tuple[float, ...]:
+        out = []
+        for p in paths:
+            try:
+                out.append(p.stat().st_mtime)
+            except OSError:
+                out.append(-1.0)
+        return tuple(out)
+
+    def __call__(self, guild_id: str, texts: list[str]) -> Mapping[str, Any]:
+        from chapterx.config.load import resolve_bot_config
+
+        key = (guild_id, tuple(texts))
+        hit = self._cache.get(key)
+        if hit is not None and self._stamp(list(self._paths[key])) == hit[0]:
+            return hit[1]
+        plan = self.plan
+        resolved = resolve_bot_config(bot_file=plan.bot_file, ems_path=plan.ems_path, bot_name=plan.bot_name,
+                                      guild_id=guild_id or None, channel_configs=texts, env=plan.env)
+        from chapterx.trace.redact import secrets_in
+
+        self.secrets = secrets_in(resolved.config)
+        watched = self._watched(resolved)
+        self._paths[key] = watched
+        if len(self._cache) > 512:
+            self._cache.clear()
+            self._paths = {key: watched}
+        self._cache[key] = (self._stamp(watched), resolved.config)
+        return resolved.config
+
+
+async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
+    """Connect to Discord and run the batch loop until SIGTERM/SIGINT (or `stop` is set)."""
+    from chapterx.agent.runtime import BotRuntime, RuntimeOptions
+    from chapterx.discord.connector import DiscordConnector
+    from chapterx.llm.routing import Router
+    from chapterx.trace.redact import Redactor
+    from chapterx.trace.writer import TraceWriter, set_writer
+
+    env = plan.env
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+    redactor = Redactor([plan.token], env=env)
+    writer = TraceWriter(plan.settings.logs_dir, plan.settings.trace_dir, redactor=redactor, env=env)
+    set_writer(writer)
+    router = Router(plan.vendors, env=env, base_url_override=env.get("CHAPTERX_LLM_BASE_URL") or None)
+
+    cached_loader = CachedConfigLoader(plan)
+
+    def load_config(guild_id: str, texts: list[str]) -> Mapping[str, Any]:
+        config = cached_loader(guild_id, texts)
+        redactor.add_secrets(cached_loader.secrets)
+        return config
+
+    runtimes: dict[str, BotRuntime] = {}
+    connector: DiscordConnector
+
+    def runtime_for(guild_id: str) -> BotRuntime:
+        rt = runtimes.get(guild_id)
+        if rt is None:
+            bot_id = plan.bot_id or connector.bot_username or "bot"
+            rt = BotRuntime(connector.port_for(guild_id), RuntimeOptions(
+                bot_id=bot_id, provider_factory=router.route,
+                load_config=lambda texts: load_config(guild_id, texts), guild_config_loader=load_config,
+                base_dir=plan.base_dir, trace_writer=writer,
+                tool_log_dir=plan.settings.tools_path,
+                thinking_dir=plan.settings.cache_path / "thinking",
+            ))
+            runtimes[guild_id] = rt
+            tasks.append(asyncio.create_task(rt.run()))
+        return rt
+
+    def on_event(event: Any) -> None:
+        runtime_for(event.guild_id).queue.push(event)
+
+    def on_pin(channel_id: str, pin: Any, message_id: str) -> None:
+        for rt in runtimes.values():
+            rt.port.set_pin(channel_id, pin, message_id)
+
+    tasks: list[asyncio.Task[Any]] = []
+    log.info("starting bot %s from %s%s: model %s, traces in %s", plan.bot_id or "(Discord username)", plan.source,
+             " (chapter2 em, translated in place)" if plan.chapter2 else "", plan.model, plan.settings.trace_dir)
+    connector = DiscordConnector(on_event=on_event, on_pin=on_pin, api_base=env.get("CHAPTERX_DISCORD_API") or None)
+    api_runner = None
+    if plan.settings.api_bearer_token:
+        from chapterx.api.server import start_api
+        from chapterx.discord.connector import ConnectorApiBackend
+
+        redactor.add_secrets([plan.settings.api_bearer_token])
+        api_runner = await start_api(ConnectorApiBackend(connector, lambda g: load_config(g, [])),
+                                     plan.settings.api_bearer_token,
+                                     plan.settings.api_port, host=env.get("API_HOST") or "0.0.0.0")
+        log.info("REST API listening on port %s", plan.settings.api_port)
+    discord_task = asyncio.create_task(connector.start(plan.token))
+    stop_task = asyncio.create_task(stop.wait())
+    code = 0
+    try:
+        done, _ = await asyncio.wait({discord_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if discord_task in done and discord_task.exception() is not None:
+            exc = discord_task.exception()
+            import discord
+
+            if isinstance(exc, discord.LoginFailure):
+                raise UserError("Discord rejected the token (login failed)", 1)
+            if isinstance(exc, discord.PrivilegedIntentsRequired):
+                raise UserError("Discord refused the Message Content intent: enable it for this bot in the "
+                                "Discord developer portal (Bot > Privileged Gateway Intents)", 1)
+            raise UserError(f"Discord connection failed: {redactor.text(str(exc))}", 1)
+        if discord_task in done and not stop.is_set():
+            raise UserError("the Discord connection closed unexpectedly", 1)
+        log.info("stopping")
+    finally:
+        for rt in runtimes.values():
+            rt.stop()
+        for rt in runtimes.values():
+            await rt.drain(timeout=10)
+        for t in tasks:
+            t.cancel()
+        if api_runner is not None:
+            await api_runner.cleanup()
+        await connector.close()
+        discord_task.cancel()
+        stop_task.cancel()
+        for t in [*tasks, discord_task, stop_task]:
+            with contextlib.suppress(BaseException):
+                await t
+        await router.aclose()
+        writer.close()
+        set_writer(None)
+        if plan.cleanup is not None:
+            plan.cleanup.cleanup()
+    return code

@@ -1,0 +1,558 @@
+"""Vendor routing: which configured vendor (and so which provider) serves a model name.
+
+ChapterX semantics (the default): the vendor *name prefix* picks the kind of provider, `provides`
+entries are anchored, case-sensitive globs, and a fixed sequence of pattern routes and name
+heuristics decides (config reference section 5.3-5.7). chapter2 semantics (an em run in place):
+`provides` are Python regexes tested with `re.fullmatch` in mapping order (chapter2 reference 4.2).
+
+Deliberate difference: upstream's last resort hands any unknown model to an OpenAI-compatible or
+completions vendor that did not list it. We only do that for such a vendor with no `provides` at
+all; otherwise an unknown model is a `NoVendorError` naming the model and the vendors tried.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from chapterx.llm.errors import NoAdaptersError, NoVendorError
+
+if TYPE_CHECKING:
+    from chapterx.llm.providers.base import Provider, ProviderOptions
+
+ANTHROPIC_BASE = "https://api.anthropic.com"
+OPENAI_BASE = "https://api.openai.com/v1"
+OPENROUTER_BASE = "https://openrouter.ai/api/v1"
+GEMINI_BASE = "https://generativelanguage.googleapis.com/v1beta"
+DEFAULT_EOT = "<|eot|>"
+
+UNKNOWN_PREFIX_WARNING = "Unknown vendor prefix and no openai_compatible_base_url, skipping"
+NO_ADAPTERS_MESSAGE = (
+    "Membrane: No provider adapters could be created. Please provide at least one of: anthropicApiKey, "
+    "openrouterApiKey, openaiApiKey, bedrock, openaiCompatible, openaiCompatibleProviders, "
+    "openaiCompletionsProviders, openaiResponsesProviders"
+)
+
+# adapter kinds
+ANTHROPIC = "anthropic"
+BEDROCK = "bedrock"
+GEMINI = "gemini"
+OPENROUTER = "openrouter"
+OPENAI = "openai"
+OPENAI_COMPATIBLE = "openai-compatible"
+OPENAI_COMPLETIONS = "openai-completions"
+OPENAI_RESPONSES = "openai-responses"
+
+_CLASS_NAMES = {
+    ANTHROPIC: "AnthropicAdapter",
+    BEDROCK: "BedrockAdapter",
+    GEMINI: "GeminiAdapter",
+    OPENROUTER: "OpenRouterAdapter",
+    OPENAI: "OpenAIAdapter",
+    OPENAI_COMPATIBLE: "OpenAICompatibleAdapter",
+    OPENAI_COMPLETIONS: "OpenAICompletionsAdapter",
+    OPENAI_RESPONSES: "OpenAIResponsesAdapter",
+}
+# pattern-route registration order by kind (config reference 5.5 step 1)
+_PATTERN_ORDER = [ANTHROPIC, OPENAI, BEDROCK, GEMINI, OPENAI_RESPONSES, OPENAI_COMPATIBLE, OPENAI_COMPLETIONS]
+# model-name prefixes the heuristics and the last-resort test both recognise
+_GEMINI_MODELS = ("gemini-", "gemini_")
+_OPENAI_MODELS = ("gpt-", "o1", "o3", "o4", "gpt5", "chatgpt-")
+# adapter creation order
+_CREATION_ORDER = [ANTHROPIC, OPENROUTER, OPENAI, BEDROCK, GEMINI, OPENAI_RESPONSES, OPENAI_COMPATIBLE, OPENAI_COMPLETIONS]
+
+
+@dataclass
+class VendorSpec:
+    """One `vendors:` entry, normalised (accepts the config helper's objects or plain dicts)."""
+
+    name: str
+    config: dict[str, Any] = field(default_factory=dict)
+    provides: list[str] = field(default_factory=list)
+    formatter: str | None = None
+    completions_config: dict[str, Any] | None = None
+
+    @classmethod
+    def coerce(cls, item: Any, name: str | None = None) -> VendorSpec:
+        if isinstance(item, VendorSpec):
+            return item
+        if isinstance(item, Mapping):
+            get = item.get
+        else:
+            def get(key: str, default: Any = None) -> Any:
+                return getattr(item, key, default)
+        raw_provides = get("provides") or []
+        if isinstance(raw_provides, str):
+            raw_provides = [raw_provides]
+        return cls(
+            name=str(get("name") or name or ""),
+            config=dict(get("config") or {}),
+            provides=[str(p) for p in raw_provides],
+            formatter=get("formatter"),
+            completions_config=dict(get("completions_config") or {}) or None,
+        )
+
+
+def normalise_vendors(vendors: Any) -> list[VendorSpec]:
+    """A list of specs/dicts/objects, or a `{name: {config, provides}}` mapping, as VendorSpecs."""
+    if vendors is None:
+        return []
+    if isinstance(vendors, Mapping):
+        return [VendorSpec.coerce(v or {}, name=str(k)) for k, v in vendors.items()]
+    return [VendorSpec.coerce(v) for v in vendors]
+
+
+@dataclass
+class Adapter:
+    """A provider instance-to-be, created from one vendor entry (or from the environment)."""
+
+    key: str
+    kind: str
+    name: str
+    vendor_name: str
+    settings: dict[str, Any]  # api_key, base_url, region, aws keys, eot_token, ...
+    provides: list[str] = field(default_factory=list)
+    register_patterns: bool = True
+
+    @property
+    def class_name(self) -> str:
+        return _CLASS_NAMES[self.kind]
+
+    def describe(self) -> dict[str, Any]:
+        """The shape of the config-resolution vectors' `adapters` entries."""
+        out: dict[str, Any] = {"key": self.key, "class": self.class_name, "name": self.name}
+        if self.kind != BEDROCK:
+            if self.settings.get("api_key") is not None:
+                out["api_key"] = self.settings["api_key"]
+            if self.settings.get("base_url") is not None:
+                out["base_url"] = self.settings["base_url"]
+        return out
+
+    def supports_model(self, model: str, *, strict: bool = True) -> bool:
+        """The last-resort acceptance test (config reference 5.5 step 3)."""
+        if self.kind == ANTHROPIC:
+            return model.startswith("claude-")
+        if self.kind == BEDROCK:
+            return model.startswith(("claude-", "anthropic.", "bedrock:")) or bool(
+                re.match(r"^[a-z]{2,4}\.anthropic\.", model)
+            )
+        if self.kind == GEMINI:
+            return model.startswith(_GEMINI_MODELS)
+        if self.kind == OPENROUTER:
+            return "/" in model
+        if self.kind == OPENAI:
+            return model.startswith(_OPENAI_MODELS)
+        if self.kind in (OPENAI_COMPATIBLE, OPENAI_COMPLETIONS, OPENAI_RESPONSES):
+            # upstream accepts everything; we only do so for a vendor that lists no models
+            return not strict or not self.provides
+        return False
+
+
+def _env_adapter(env: Mapping[str, str], var: str, name: str, kind: str, base_url: str, *,
+                 register_patterns: bool = True) -> list[Adapter]:
+    """The fallback adapter an API key in the environment provides (config reference 5.7); none
+    when the variable is unset or empty."""
+    key = env.get(var)
+    if not key:
+        return []
+    return [Adapter(name, kind, name, f"env:{var}", {"api_key": key, "base_url": base_url},
+                    register_patterns=register_patterns)]
+
+
+@dataclass
+class Route:
+    """Where a model goes: the vendor, its kind, the provider object and the formatter route."""
+
+    vendor_name: str
+    kind: str
+    adapter_key: str
+    formatter_route: str | None
+    tool_mode_when_mode_unset: str
+    base_url: str | None
+    eot_token: str | None
+    provider: Provider
+
+
+def glob_matches(pattern: str, model: str) -> bool:
+    """ChapterX `provides` semantics: `*` is the only wildcard, anchored, case-sensitive.
+
+    Upstream leaves `?` unescaped (a regex quantifier); we treat it literally, like every other
+    character except `*`.
+    """
+    regex = "^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$"
+    return re.match(regex, model) is not None
+
+
+def regex_fullmatch(pattern: str, model: str) -> bool:
+    """chapter2 `provides` semantics: Python regex, `re.fullmatch`. A bad regex matches nothing."""
+    try:
+        return re.fullmatch(pattern, model) is not None
+    except re.error:
+        return False
+
+
+def _first(config: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = config.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _s(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def override_base_url(real: str, override: str | None) -> str:
+    """Swap scheme and host of `real` for those of `override`, keeping the path (tests, replay)."""
+    if not override:
+        return real
+    parts = urlsplit(real)
+    over = urlsplit(override)
+    return urlunsplit((over.scheme, over.netloc, parts.path, parts.query, parts.fragment))
+
+
+class Router:
+    """Builds adapters from vendor entries and routes model names to them."""
+
+    def __init__(
+        self,
+        vendors: Any,
+        env: Mapping[str, str] | None = None,
+        *,
+        chapter2: bool = False,
+        base_url_override: str | None = None,
+        options: ProviderOptions | None = None,
+    ) -> None:
+        self.vendors = normalise_vendors(vendors)
+        self.env: Mapping[str, str] = os.environ if env is None else env
+        self.chapter2 = chapter2
+        self.base_url_override = base_url_override
+        self.options = options
+        self.warnings: list[str] = []
+        self._providers: dict[str, Provider] = {}
+        self.adapters: dict[str, Adapter] = {}
+        if chapter2:
+            self._build_chapter2()
+        else:
+            self._build()
+            if not self.adapters:
+                raise NoAdaptersError(NO_ADAPTERS_MESSAGE)
+
+    # -- adapter construction (ChapterX) -------------------------------------------------------
+    def _build(self) -> None:
+        env = self.env
+        by_kind: dict[str, list[Adapter]] = {k: [] for k in _CREATION_ORDER}
+        anthropic_keyed: dict[str, Adapter] = {}
+        anthropic_vendor_keys: list[tuple[str, str]] = []  # (vendor name, adapter key), duplicates kept
+        openai_keyed: dict[str, Adapter] = {}
+        have_openrouter = False
+        have_gemini = False
+        bedrock_count = 0
+        for v in self.vendors:
+            name, cfg = v.name, v.config
+            key: str | None
+            base: str | None
+            if name.startswith("anthropic"):
+                key = _s(cfg.get("anthropic_api_key"))
+                if not key:
+                    continue
+                akey = "anthropic" if (name == "anthropic" or not anthropic_keyed) else f"anthropic-{name}"
+                anthropic_vendor_keys.append((name, akey))
+                anthropic_keyed[akey] = Adapter(
+                    akey, ANTHROPIC, "anthropic", name, {"api_key": key, "base_url": ANTHROPIC_BASE}, list(v.provides)
+                )
+            elif name.startswith("bedrock"):
+                access = _s(_first(cfg, "aws_access_key_id", "aws_access_key") or env.get("AWS_ACCESS_KEY_ID"))
+                secret = _s(_first(cfg, "aws_secret_access_key", "aws_secret_key") or env.get("AWS_SECRET_ACCESS_KEY"))
+                if not access or not secret or "YOUR_" in access or "YOUR_" in secret:
+                    continue
+                region = _s(_first(cfg, "aws_region", "region") or env.get("AWS_REGION") or "us-east-1")
+                token = _s(_first(cfg, "aws_session_token", "session_token") or env.get("AWS_SESSION_TOKEN"))
+                key = "bedrock" if bedrock_count == 0 else f"bedrock-{bedrock_count}"
+                bedrock_count += 1
+                by_kind[BEDROCK].append(
+                    Adapter(
+                        key,
+                        BEDROCK,
+                        "bedrock",
+                        name,
+                        {
+                            "aws_access_key": access,
+                            "aws_secret_key": secret,
+                            "aws_region": region,
+                            "aws_session_token": token,
+                            "base_url": f"https://bedrock-runtime.{region}.amazonaws.com",
+                        },
+                        list(v.provides),
+                    )
+                )
+            elif name.startswith("gemini"):
+                key = _s(_first(cfg, "google_api_key", "api_key"))
+                if not key or have_gemini:
+                    continue
+                have_gemini = True
+                by_kind[GEMINI].append(
+                    Adapter("gemini", GEMINI, "gemini", name, {"api_key": key, "base_url": GEMINI_BASE}, list(v.provides))
+                )
+            elif name.startswith("openrouter"):
+                key = _s(cfg.get("openrouter_api_key"))
+                if not key or have_openrouter:
+                    continue
+                have_openrouter = True
+                by_kind[OPENROUTER].append(
+                    Adapter(
+                        "openrouter", OPENROUTER, "openrouter", name, {"api_key": key, "base_url": OPENROUTER_BASE},
+                        [], register_patterns=False,
+                    )
+                )
+            elif name.startswith("openairesponses"):
+                key = _s(_first(cfg, "openai_api_key", "api_key"))
+                if not key:
+                    continue
+                base = _s(_first(cfg, "api_base", "openai_compatible_base_url", "openai_completions_base_url")) or OPENAI_BASE
+                by_kind[OPENAI_RESPONSES].append(
+                    Adapter(f"openai-responses-{name}", OPENAI_RESPONSES, "openai-responses", name,
+                            {"api_key": key, "base_url": base}, list(v.provides))
+                )
+            elif name.startswith("openaicompletion"):
+                base = _s(_first(cfg, "api_base", "openai_compatible_base_url", "openai_completions_base_url"))
+                if not base:
+                    continue
+                key = _s(_first(cfg, "openai_api_key", "open_api_key", "api_key")) or "not-needed"
+                if "eot_token" in cfg and cfg["eot_token"] is not None:
+                    eot = str(cfg["eot_token"])
+                elif v.completions_config and v.completions_config.get("eot_token") is not None:
+                    eot = str(v.completions_config["eot_token"])
+                else:
+                    eot = DEFAULT_EOT
+                by_kind[OPENAI_COMPLETIONS].append(
+                    Adapter(f"openai-completions-{name}", OPENAI_COMPLETIONS, "openai-completions", name,
+                            {"api_key": key, "base_url": base, "eot_token": eot}, list(v.provides))
+                )
+            elif name.startswith("openai"):
+                base = _s(_first(cfg, "api_base", "openai_compatible_base_url", "openai_completions_base_url"))
+                if not base or "api.openai.com" in base:
+                    key = _s(_first(cfg, "openai_api_key", "api_key"))
+                    if not key:
+                        continue
+                    okey = "openai" if not openai_keyed else f"openai-{name}"
+                    openai_keyed[okey] = Adapter(okey, OPENAI, "openai", name,
+                                                 {"api_key": key, "base_url": base or OPENAI_BASE}, list(v.provides))
+                else:
+                    key = _s(_first(cfg, "openai_api_key", "open_api_key", "api_key")) or "not-needed"
+                    by_kind[OPENAI_COMPATIBLE].append(
+                        Adapter(f"openai-compatible-{name}", OPENAI_COMPATIBLE, name, name,
+                                {"api_key": key, "base_url": base}, list(v.provides))
+                    )
+            elif cfg.get("openai_compatible_base_url"):
+                key = (
+                    _s(_first(cfg, "openai_compatible_api_key", "openai_api_key", "open_api_key", "api_key"))
+                    or "not-needed"
+                )
+                by_kind[OPENAI_COMPATIBLE].append(
+                    Adapter(f"openai-compatible-{name}", OPENAI_COMPATIBLE, name, name,
+                            {"api_key": key, "base_url": str(cfg["openai_compatible_base_url"])}, list(v.provides))
+                )
+            else:
+                self.warnings.append(UNKNOWN_PREFIX_WARNING)
+
+        anthropic_list = list(anthropic_keyed.values())
+        # env fallbacks (config reference 5.7)
+        if not anthropic_list:
+            anthropic_list.extend(_env_adapter(env, "ANTHROPIC_API_KEY", "anthropic", ANTHROPIC, ANTHROPIC_BASE))
+        if not by_kind[OPENROUTER]:
+            by_kind[OPENROUTER].extend(_env_adapter(env, "OPENROUTER_API_KEY", "openrouter", OPENROUTER,
+                                                    OPENROUTER_BASE, register_patterns=False))
+        openai_list = list(openai_keyed.values())
+        if not openai_list:
+            openai_list.extend(_env_adapter(env, "OPENAI_API_KEY", "openai", OPENAI, OPENAI_BASE))
+        if not by_kind[GEMINI]:
+            by_kind[GEMINI].extend(_env_adapter(env, "GOOGLE_API_KEY", "gemini", GEMINI, GEMINI_BASE))
+        # a lone anthropic / official OpenAI vendor ignores its provides (legacy single-key path)
+        if len(anthropic_list) < 2:
+            for a in anthropic_list:
+                a.register_patterns = False
+        if len(openai_list) < 2:
+            for a in openai_list:
+                a.register_patterns = False
+        by_kind[ANTHROPIC] = anthropic_list
+        by_kind[OPENAI] = openai_list
+        self._by_kind = by_kind
+        # pattern routes keep each vendor's own patterns but point at the adapter key (so a later
+        # vendor named exactly "anthropic" takes over the earlier one's routes, as upstream)
+        self._pattern_routes: list[tuple[str, str]] = []
+        for kind in _PATTERN_ORDER:
+            self._pattern_routes += self._pattern_sources(kind, by_kind, anthropic_vendor_keys)
+        for kind in _CREATION_ORDER:
+            for a in by_kind[kind]:
+                self.adapters.setdefault(a.key, a)
+        self._formatter_routes = [
+            (p, str(v.formatter)) for v in self.vendors if v.formatter and v.provides for p in v.provides
+        ]
+
+    def _pattern_sources(self, kind: str, by_kind: dict[str, list[Adapter]],
+                         anthropic_vendor_keys: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        if kind == ANTHROPIC:
+            # every anthropic vendor's patterns, in vendor order, pointing at the adapter key it got
+            keys = anthropic_vendor_keys
+            if len(keys) < 2:
+                return out
+            for vendor_name, key in keys:
+                spec = next(v for v in self.vendors if v.name == vendor_name)
+                out += [(p, key) for p in spec.provides]
+            return out
+        for a in by_kind[kind]:
+            if a.register_patterns:
+                out += [(p, a.key) for p in a.provides]
+        return out
+
+    # -- adapter construction (chapter2, em run in place) ---------------------------------------
+    def _build_chapter2(self) -> None:
+        """chapter2 vendors (intermodel): kind by name, every other config key goes into the body."""
+        env = self.env
+        for v in self.vendors:
+            cfg = v.config
+            key: str | None
+            if v.name.startswith("openai"):
+                key = _s(cfg.get("openai_api_key")) or env.get("OPENAI_API_KEY") or "not-needed"
+                base = _s(cfg.get("api_base")) or OPENAI_BASE
+                extra = {k: val for k, val in cfg.items() if k not in ("openai_api_key", "api_base")}
+                self.adapters[v.name] = Adapter(v.name, OPENAI_COMPLETIONS, v.name, v.name,
+                                                {"api_key": key, "base_url": base, "chapter2": True,
+                                                 "extra_body": extra}, list(v.provides))
+            elif v.name.startswith("anthropic"):
+                key = _s(cfg.get("anthropic_api_key")) or env.get("ANTHROPIC_API_KEY")
+                if not key:
+                    self.warnings.append(f"vendor {v.name}: no anthropic_api_key and no ANTHROPIC_API_KEY")
+                    continue
+                extra = {k: val for k, val in cfg.items() if k != "anthropic_api_key"}
+                self.adapters[v.name] = Adapter(v.name, ANTHROPIC, v.name, v.name,
+                                                {"api_key": key, "base_url": ANTHROPIC_BASE, "chapter2": True,
+                                                 "extra_body": extra,
+                                                 "steering": v.name == "anthropic-steering-preview"},
+                                                list(v.provides))
+            else:
+                self.warnings.append(f"vendor {v.name}: kind not supported by chapterx (only openai* and anthropic*)")
+        self._by_kind = {}
+        self._pattern_routes = []
+        self._formatter_routes = []
+
+    # -- routing ---------------------------------------------------------------------------------
+    def adapter_for(self, model: str) -> Adapter:
+        """The adapter serving `model`, or NoVendorError naming the vendors tried."""
+        if self.chapter2:
+            return self._chapter2_adapter_for(model)
+        for pattern, key in self._pattern_routes:
+            if glob_matches(pattern, model) and key in self.adapters:
+                return self.adapters[key]
+        heuristic = self._heuristic(model)
+        if heuristic is not None:
+            return heuristic
+        for a in self.adapters.values():
+            if a.supports_model(model):
+                return a
+        raise NoVendorError(model, self._tried())
+
+    def _heuristic(self, model: str) -> Adapter | None:
+        bk = self._by_kind
+        if "/" in model and bk[OPENROUTER]:
+            return bk[OPENROUTER][0]
+        if model.startswith(("anthropic.", "bedrock:")) or re.match(r"^(us|eu|apac)\.anthropic\.", model):
+            if bk[BEDROCK]:
+                return bk[BEDROCK][0]
+        if model.startswith(_GEMINI_MODELS) and bk[GEMINI]:
+            return bk[GEMINI][0]
+        if model.startswith("claude-") and "anthropic" in self.adapters:
+            return self.adapters["anthropic"]
+        if model.startswith(_OPENAI_MODELS) and "openai" in self.adapters:
+            return self.adapters["openai"]
+        if model.startswith(("local:", "openai-compatible:")) and bk[OPENAI_COMPATIBLE]:
+            return bk[OPENAI_COMPATIBLE][0]
+        return None
+
+    def _chapter2_adapter_for(self, model: str) -> Adapter:
+        for v in self.vendors:
+            if v.name in self.adapters and any(regex_fullmatch(p, model) for p in v.provides):
+                return self.adapters[v.name]
+        fallback: str | None = None
+        if any(x in model for x in ("ada", "babbage", "curie", "davinci", "cushman")) or model.startswith(
+            ("text-moderation-", "ft-", "gpt-4", "gpt-3.5-", "o1-")
+        ):
+            fallback = "openai"
+        elif model.startswith("claude-"):
+            fallback = "anthropic"
+        if fallback and fallback in self.adapters:
+            return self.adapters[fallback]
+        raise NoVendorError(model, self._tried())
+
+    def _tried(self) -> list[str]:
+        out = []
+        for v in self.vendors:
+            state = "" if any(a.vendor_name == v.name for a in self.adapters.values()) else ", not usable"
+            provides = ", ".join(v.provides) if v.provides else "no provides"
+            out.append(f"{v.name} ({provides}{state})")
+        for a in self.adapters.values():
+            if a.vendor_name.startswith("env:"):
+                out.append(f"{a.key} (from {a.vendor_name[4:]})")
+        return out
+
+    def formatter_route(self, model: str) -> str | None:
+        for pattern, formatter in self._formatter_routes:
+            if glob_matches(pattern, model):
+                return formatter
+        return None
+
+    def tool_mode_when_mode_unset(self, model: str) -> str:
+        formatter = self.formatter_route(model)
+        if formatter is not None:
+            return "xml" if formatter == "anthropic-xml" else "native"
+        return "xml" if model.startswith(("claude-", "anthropic.")) else "native"
+
+    def route(self, model: str) -> Route:
+        adapter = self.adapter_for(model)
+        return Route(
+            vendor_name=adapter.vendor_name,
+            kind=adapter.kind,
+            adapter_key=adapter.key,
+            formatter_route=self.formatter_route(model),
+            tool_mode_when_mode_unset=self.tool_mode_when_mode_unset(model),
+            base_url=adapter.settings.get("base_url"),
+            eot_token=adapter.settings.get("eot_token"),
+            provider=self.provider(adapter),
+        )
+
+    def provider(self, adapter: Adapter) -> Provider:
+        """One provider object per adapter, created on first use."""
+        if adapter.key not in self._providers:
+            from chapterx.llm.providers import make_provider
+
+            self._providers[adapter.key] = make_provider(
+                adapter, base_url_override=self.base_url_override, options=self.options
+            )
+        return self._providers[adapter.key]
+
+    async def aclose(self) -> None:
+        """Close every provider created so far."""
+        for provider in self._providers.values():
+            await provider.aclose()
+        self._providers.clear()
+
+    def describe(self, models: Iterable[str]) -> dict[str, Any]:
+        """The config-resolution `vendor_routing` expected shape (adapters and per-model routes)."""
+        routes: dict[str, Any] = {}
+        for model in models:
+            entry: dict[str, Any]
+            try:
+                entry = {"adapter": self.adapter_for(model).key}
+            except NoVendorError as exc:
+                entry = {"adapter": None, "error": exc.message}
+            entry["formatter_route"] = self.formatter_route(model)
+            entry["tool_mode_when_mode_unset"] = self.tool_mode_when_mode_unset(model)
+            routes[model] = entry
+        return {"adapters": [a.describe() for a in self.adapters.values()], "routes": routes, "warnings": self.warnings}

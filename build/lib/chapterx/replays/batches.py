@@ -1,0 +1,154 @@
+"""The batch case shape (`activation-decisions.json`, `history.json`): batches of gateway events fed
+to `BotRuntime.process_batch` as the connector would, against an in-memory Discord and a local fake
+LLM server through the real provider SDKs.
+
+`run_case(input)` returns the decision fields per batch, every Discord action, context fetches,
+sleep counters and provider requests, which the vector tests and `chapterx replay` compare with a
+case's `expected`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from chapterx.errors import UserError
+from chapterx.replays import CaseShape
+
+
+def _write_files(root: Path, files: Mapping[str, str]) -> None:
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+
+
+async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
+    from chapterx.agent.decide import mentions_bot
+    from chapterx.agent.queue import Event
+    from chapterx.agent.runtime import BotRuntime, RuntimeOptions
+    from chapterx.config.load import resolve_bot_config
+    from chapterx.llm.fake import FakeLLMServer
+    from chapterx.llm.providers.base import ProviderOptions
+    from chapterx.llm.routing import Router
+    from chapterx.replays.recording import RecordingWorld
+
+    world = RecordingWorld(inp["discord"])
+    disc = inp["discord"]
+    channel_types = {str(c["id"]): c.get("type", "text") for c in disc.get("channels") or []}
+    now_ts = datetime.fromisoformat(str(inp["now"]).replace("Z", "+00:00")).timestamp()
+    rolls = iter(inp.get("random_values") or [])
+    bot_id = str(inp["bot_id"])
+    out: dict[str, Any] = {"batches": [], "undelivered_events": []}
+    with tempfile.TemporaryDirectory(prefix="chapterx-decide-") as tmp:
+        root = Path(tmp)
+        _write_files(root, inp["files"])
+        ems = any(k.startswith("ems/") for k in inp["files"])
+
+        def load(guild_id: str, texts: list[str]) -> Mapping[str, Any]:
+            if ems:
+                r = resolve_bot_config(ems_path=root / "ems", bot_name=bot_id, guild_id=guild_id,
+                                       channel_configs=texts, env={})
+            else:
+                r = resolve_bot_config(config_root=root / "config", bot_name=bot_id, guild_id=guild_id,
+                                       channel_configs=texts, env={})
+            holder["vendors"] = r.vendors
+            return r.config
+
+        holder: dict[str, Any] = {}
+        async with FakeLLMServer(list(inp.get("llm_responses") or [])) as fake:
+            options = ProviderOptions(now=lambda: now_ts)
+            options.retry_base_delay = 0.001
+            options.retry_max_delay = 0.01
+            routers: list[Router] = []
+
+            def factory(model: str) -> Any:
+                router = Router(holder["vendors"], env={}, base_url_override=fake.base_url, options=options)
+                routers.append(router)
+                return router.route(model)
+
+            fetches: list[dict[str, Any]] = []
+
+            def on_activation(result: Any) -> None:
+                fetches.append({"message_ids": result.fetched_message_ids,
+                                "inheritance_info": {k: v for k, v in (result.inheritance or {}).items() if v} or None})
+
+            rt = BotRuntime(world, RuntimeOptions(on_activation=on_activation,
+                bot_id=bot_id, provider_factory=factory, load_config=lambda t: load(world.guild_id, t),
+                guild_config_loader=load, random=lambda: next(rolls), now=lambda: now_ts,
+                clock=lambda: now_ts, base_dir=root / "config" / "bots"))
+            rt.port.sent_ids.update((inp.get("process_state") or {}).get("bot_sent_message_ids") or [])
+            if disc.get("pins_cached", True):
+                rt.port.pins[world.primary_channel_id] = await world.fetch_pins(world.primary_channel_id)
+            for ch in disc.get("channels") or []:
+                if ch.get("pins_cached", True) and str(ch["id"]) != world.primary_channel_id:
+                    rt.port.pins[str(ch["id"])] = await world.fetch_pins(str(ch["id"]))
+            pending: list[Any] = []
+            for index, batch in enumerate(inp["batches"]):
+                if not batch.get("while_previous_activation_in_flight"):
+                    for t in pending:
+                        await t
+                    pending = []
+                world.batch = index
+                requests_before = len(fake.requests)
+                events: list[Event] = []
+                for ev in batch["events"]:
+                    cid = str(ev.get("channel_id") or world.primary_channel_id)
+                    if ev["type"] == "message_create":
+                        msg = world.add_message(cid, ev["message"])
+                        if channel_types.get(cid) == "dm":
+                            out["undelivered_events"].append(index)
+                            continue
+                        events.append(Event("message", cid, world.guild_id, msg,
+                                            mentions_bot=await mentions_bot(world, msg)))
+                    elif ev["type"] == "reaction_add":
+                        target = await world.fetch_message(cid, str(ev["message_id"]))
+                        world.add_reaction(cid, str(ev["message_id"]), ev["emoji"])
+                        events.append(Event("reaction", cid, world.guild_id, data={
+                            "message_id": str(ev["message_id"]), "emoji": ev["emoji"],
+                            "user_id": str(ev["user_id"]),
+                            "message_author_id": target.author_id if target else None}))
+                    elif ev["type"] == "timer_fire":
+                        events.append(Event("self_activation", cid, world.guild_id, data={
+                            "timer_id": ev.get("timer_id"), "context_note": ev.get("context_note")}))
+                    else:
+                        raise UserError(f"event type not modelled: {ev['type']}")
+                res = await rt.process_batch(events)
+                if res.task is not None:
+                    pending.append(res.task)
+                next_in_flight = index + 1 < len(inp["batches"]) and \
+                    inp["batches"][index + 1].get("while_previous_activation_in_flight")
+                if not next_in_flight:
+                    for t in pending:
+                        await t
+                    pending = []
+                out["batches"].append({
+                    "should_activate": res.should_activate if events else None,
+                    "evaluated_with_channel_id": res.evaluated_with_channel_id,
+                    "activated": res.activated, "activation": res.activation,
+                    "random_rolls": res.random_rolls,
+                    "llm_requests": len(fake.requests) - requests_before,
+                })
+            for t in pending:
+                await t
+            for r in routers:
+                await r.aclose()
+            out["provider_request_count"] = len(fake.requests)
+            out["provider_bodies"] = [r["body"] for r in fake.requests]
+    out["discord_actions"] = world.actions
+    out["context_fetches"] = fetches
+    out["sleep_counters_after"] = dict(rt.sleep_counters)
+    out["pins_api_requests"] = list(rt.port.pin_fetches)
+    return out
+
+
+
+def _matches(case: Mapping[str, Any]) -> bool:
+    inp = case.get("input", case)
+    return isinstance(inp, Mapping) and isinstance(inp.get("batches"), list) and "discord" in inp
+
+
+SHAPE = CaseShape("batches", _matches, run_case, priority=50)

@@ -1,0 +1,706 @@
+"""The derived SQLite index over one or more `traces/index.jsonl` files.
+
+`index.jsonl` stays the source of truth (upstream tools and bots append to it); this database is a
+cache that can be thrown away and rebuilt (`chapterx traces reindex`). It is updated incrementally
+by tailing each `index.jsonl`: only new bytes are read, a trailing fragment without a newline waits
+for the writer to finish it, malformed lines are counted and skipped, and a file that shrank or was
+replaced (truncation, rotation, prune) is re-read from the start.
+
+Several processes may refresh the same database: ingestion runs in `BEGIN IMMEDIATE` transactions
+and re-reads the stored offset inside the transaction, so two refreshers never insert a line twice.
+
+The `text=` filter is served by `traces_fts`, an FTS5 trigram table over the two previews, kept in
+step with `traces` by triggers (so every insert and delete path maintains it). It only narrows the
+candidates: the caller re-checks each candidate with the same `LIKE` as the scan, so answers are
+identical with or without it. A database written by an older schema is upgraded in place on open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chapterx.trace.ids import message_key, parse_iso
+
+log = logging.getLogger(__name__)
+SCHEMA_VERSION = 2
+# trigram tokenizer (substring matching) appeared in SQLite 3.34
+FTS_MIN_SQLITE = (3, 34, 0)
+FTS_MIN_CHARS = 3  # a trigram index cannot answer shorter substrings: those scan
+FTS_MAX_TERMS = 16
+CHUNK = 4 * 1024 * 1024
+HEAD_BYTES = 256
+BULK_BYTES = 64 * 1024 * 1024
+BULK_WORKERS = 2
+CACHE_KB = 65536  # page cache of a reader/tailer
+BULK_CACHE_KB = 131072  # first build: keeps the message b-tree in memory; bounded for the viewer's RSS
+ROLE_CODES = {"trigger": 0, "context": 1, "sent": 2}
+ROLE_NAMES = {v: k for k, v in ROLE_CODES.items()}
+
+# source_id values for rows that do not come from an index.jsonl
+EXTERNAL_SOURCE = -1
+MARKER_SOURCE = -2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS sources(
+  id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, base TEXT NOT NULL,
+  dev INTEGER, inode INTEGER, offset INTEGER NOT NULL DEFAULT 0, head TEXT,
+  lines INTEGER NOT NULL DEFAULT 0, malformed INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS traces(
+  id INTEGER PRIMARY KEY,
+  source_id INTEGER NOT NULL,
+  trace_id TEXT NOT NULL,
+  ts REAL NOT NULL,
+  timestamp TEXT,
+  channel_id TEXT,
+  trigger_id TEXT,
+  bot TEXT,
+  channel_name TEXT,
+  reason TEXT,
+  trigger_preview TEXT,
+  response_preview TEXT,
+  is_thread INTEGER,
+  parent_channel_id TEXT,
+  success INTEGER NOT NULL,
+  duration_ms INTEGER,
+  llm_calls INTEGER,
+  tool_execs INTEGER,
+  total_tokens INTEGER,
+  filename TEXT,
+  status TEXT,
+  model TEXT,
+  guild_id TEXT,
+  cost REAL,
+  error TEXT,
+  framework TEXT NOT NULL DEFAULT 'chapterx',
+  extra TEXT);
+CREATE TABLE IF NOT EXISTS messages(
+  key NOT NULL, trace_row INTEGER NOT NULL, role INTEGER NOT NULL, position INTEGER,
+  PRIMARY KEY(key, trace_row, role)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counts(kind TEXT NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL,
+  PRIMARY KEY(kind, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS channel_names(channel_id TEXT PRIMARY KEY, name TEXT NOT NULL, seq INTEGER);
+"""
+
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS traces_ts ON traces(ts DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS traces_bot_ts ON traces(bot, ts DESC)",
+    "CREATE INDEX IF NOT EXISTS traces_chan_ts ON traces(channel_id, ts DESC)",
+    "CREATE INDEX IF NOT EXISTS traces_fail_ts ON traces(success, ts DESC)",
+    "CREATE INDEX IF NOT EXISTS traces_tid ON traces(trace_id)",
+    "CREATE INDEX IF NOT EXISTS traces_bot_chan_ts ON traces(bot, channel_id, ts DESC)",
+    # bot + failed: the count (and the page) read only that bot's failures, not all its rows
+    "CREATE INDEX IF NOT EXISTS traces_bot_fail_ts ON traces(bot, success, ts DESC)",
+    # markers and external rows are few: a partial index keeps replacing them cheap at 1M rows
+    "CREATE INDEX IF NOT EXISTS traces_special ON traces(source_id, trace_id) WHERE source_id < 0",
+)
+
+_INDEX_NAMES = tuple(stmt.split()[5] for stmt in _INDEXES)
+
+TRACE_COLUMNS = (
+    "source_id", "trace_id", "ts", "timestamp", "channel_id", "trigger_id", "bot", "channel_name",
+    "reason", "trigger_preview", "response_preview", "is_thread", "parent_channel_id", "success",
+    "duration_ms", "llm_calls", "tool_execs", "total_tokens", "filename", "status", "model",
+    "guild_id", "cost", "error", "framework", "extra",
+)
+_INSERT_TRACE = (f"INSERT INTO traces(id,{','.join(TRACE_COLUMNS)}) "
+                 f"VALUES ({','.join('?' * (len(TRACE_COLUMNS) + 1))})")
+_INSERT_MSG = "INSERT OR IGNORE INTO messages(key, trace_row, role, position) VALUES (?,?,?,?)"
+
+
+@dataclass
+class IngestStats:
+    lines: int = 0
+    malformed: int = 0
+    resets: int = 0
+
+
+# Previews only (detail=none: rowids, no positions) keep the table small; phrase matching is
+# replaced by AND-ing the query's trigrams plus the caller's LIKE re-check. External content: the
+# text itself stays in `traces` only.
+_FTS_SCHEMA = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS traces_fts USING fts5(trigger_preview, response_preview, "
+    "content='traces', content_rowid='id', tokenize='trigram', detail='none')",
+    "CREATE TRIGGER IF NOT EXISTS traces_fts_ai AFTER INSERT ON traces "
+    "WHEN new.trigger_preview IS NOT NULL OR new.response_preview IS NOT NULL BEGIN "
+    "INSERT INTO traces_fts(rowid, trigger_preview, response_preview) "
+    "VALUES (new.id, new.trigger_preview, new.response_preview); END",
+    "CREATE TRIGGER IF NOT EXISTS traces_fts_ad AFTER DELETE ON traces "
+    "WHEN old.trigger_preview IS NOT NULL OR old.response_preview IS NOT NULL BEGIN "
+    "INSERT INTO traces_fts(traces_fts, rowid, trigger_preview, response_preview) "
+    "VALUES ('delete', old.id, old.trigger_preview, old.response_preview); END",
+    "CREATE TRIGGER IF NOT EXISTS traces_fts_au AFTER UPDATE OF trigger_preview, response_preview ON traces "
+    "BEGIN "
+    "INSERT INTO traces_fts(traces_fts, rowid, trigger_preview, response_preview) "
+    "SELECT 'delete', old.id, old.trigger_preview, old.response_preview "
+    "WHERE old.trigger_preview IS NOT NULL OR old.response_preview IS NOT NULL; "
+    "INSERT INTO traces_fts(rowid, trigger_preview, response_preview) "
+    "SELECT new.id, new.trigger_preview, new.response_preview "
+    "WHERE new.trigger_preview IS NOT NULL OR new.response_preview IS NOT NULL; END",
+)
+_FTS_TRIGGERS = ("traces_fts_ai", "traces_fts_ad", "traces_fts_au")
+
+
+def fts_supported() -> bool:
+    return sqlite3.sqlite_version_info >= FTS_MIN_SQLITE
+
+
+def _create_fts(conn: sqlite3.Connection) -> bool:
+    """Create the FTS table and its triggers and fill it from `traces` (inside the caller's
+    transaction). False when this SQLite lacks FTS5 or the trigram tokenizer: text filters scan."""
+    if not fts_supported():
+        return False
+    try:
+        for stmt in _FTS_SCHEMA:
+            conn.execute(stmt)
+    except sqlite3.OperationalError as exc:  # FTS5 not compiled in
+        log.warning("trace index: no full-text table (%s); the text filter will scan", exc)
+        return False
+    _rebuild_fts(conn)
+    return True
+
+
+def _rebuild_fts(conn: sqlite3.Connection) -> None:
+    """Refill from `traces`, then merge into one segment: a rebuild leaves segments whose
+    incremental merging cost ~170 ms on every later small insert at 1M rows (2.5 s once here)."""
+    conn.execute("INSERT INTO traces_fts(traces_fts) VALUES ('rebuild')")
+    conn.execute("INSERT INTO traces_fts(traces_fts) VALUES ('optimize')")
+
+
+def _statements(script: str) -> list[str]:
+    return [stmt.strip() for stmt in script.split(";") if stmt.strip()]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open (and create) the index database in WAL mode, upgrading an older schema in place (v1
+    lacked the FTS table and the bot+failed index) and rebuilding one it does not know."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=60.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=60000")
+    conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    with transaction(conn):  # several processes may open (and upgrade) the same file at once
+        for stmt in _statements(_SCHEMA):
+            conn.execute(stmt)
+        row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        version = row[0] if row else None
+        if version is not None and version not in ("1", str(SCHEMA_VERSION)):
+            # written by a version we do not know: derived data, so start over
+            log.warning("trace index %s has schema %s; rebuilding it", path, version)
+            _wipe(conn)
+            # a fresh generation number, so no other process keeps answers cached from before
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(time.time_ns()),))
+        elif version is None:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', '0')")
+        if version != str(SCHEMA_VERSION):
+            fts = _create_fts(conn)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('fts', ?)", ("1" if fts else "0",))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            if version is not None:
+                bump_generation(conn)
+        elif not has_fts(conn) and fts_supported():
+            # a first build that stopped half way (see suspend_fts), or a newer SQLite than before
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('fts', ?)", ("1" if _create_fts(conn) else "0",))
+        for stmt in _INDEXES:
+            conn.execute(stmt)
+    return conn
+
+
+def _wipe(conn: sqlite3.Connection) -> None:
+    for name in _FTS_TRIGGERS:
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+    conn.execute("DROP TABLE IF EXISTS traces_fts")
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table' "
+                                "AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'traces_fts%'").fetchall():
+        conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+    for stmt in _statements(_SCHEMA):
+        conn.execute(stmt)
+
+
+def has_fts(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT value FROM meta WHERE key='fts'").fetchone()
+    return bool(row) and row[0] == "1"
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 MATCH expression whose matches include every row whose previews contain `text`
+    (case-insensitive): the AND of its trigrams, each a quoted string so no character of the
+    query is FTS syntax. Overlapping trigrams: fewer terms were measured slower, because the
+    looser match sends more candidates to the LIKE re-check. None when the index cannot help
+    (fewer than 3 characters, a NUL)."""
+    if len(text) < FTS_MIN_CHARS or "\x00" in text:
+        return None
+    grams = list(dict.fromkeys(text[i:i + 3] for i in range(len(text) - 2)))
+    if len(grams) > FTS_MAX_TERMS:  # a superset is enough (LIKE re-checks)
+        step = (len(grams) - 1) / (FTS_MAX_TERMS - 1)
+        grams = list(dict.fromkeys(grams[round(i * step)] for i in range(FTS_MAX_TERMS)))
+    return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
+
+
+def suspend_fts(conn: sqlite3.Connection) -> None:
+    """First build of a big index: one FTS insert per row (the triggers) made it ~50% slower than
+    one `rebuild` at the end. The table is marked not ready (text filters scan) until
+    `resume_fts`; if this process dies before that, the next `connect` rebuilds it. Another
+    process may put the triggers back meanwhile: harmless, `resume_fts` rebuilds anyway."""
+    if has_fts(conn):
+        for name in _FTS_TRIGGERS:
+            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+        conn.execute("UPDATE meta SET value='0' WHERE key='fts'")
+
+
+def resume_fts(conn: sqlite3.Connection) -> None:
+    """Triggers back and the table refilled from `traces` (inside the caller's transaction)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name='traces_fts'").fetchone() is None:
+        return
+    for stmt in _FTS_SCHEMA[1:]:
+        conn.execute(stmt)
+    _rebuild_fts(conn)
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('fts', '1')")
+
+
+def delete_many(conn: sqlite3.Connection, where: str, params: tuple[Any, ...] = ()) -> int:
+    """`delete_rows(..., sweep=True)` for deletes of most of the table (reindex): the FTS triggers
+    are left out and the FTS table is rebuilt from what remains, instead of one FTS delete per row.
+    Inside the caller's transaction, so no other connection ever sees the triggers missing."""
+    if not has_fts(conn):
+        return delete_rows(conn, where, params, sweep=True)
+    for name in _FTS_TRIGGERS:
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+    n = delete_rows(conn, where, params, sweep=True)
+    for stmt in _FTS_SCHEMA[1:]:
+        conn.execute(stmt)
+    _rebuild_fts(conn)
+    return n
+
+
+def generation(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def bump_generation(conn: sqlite3.Connection) -> None:
+    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+
+
+def _str_or_none(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def _int_or_none(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, int | float):
+        return int(v)
+    return None
+
+
+def entry_row(entry: dict[str, Any], source_id: int, framework: str = "chapterx",
+              extra: str | None = None) -> tuple[Any, ...] | None:
+    """The `traces` row of one index line / summary, or None if it lacks the minimum fields."""
+    trace_id = entry.get("traceId")
+    ts = parse_iso(entry.get("timestamp"))
+    if not isinstance(trace_id, str) or not trace_id or ts is None:
+        return None
+    cost = entry.get("cost")
+    return (
+        source_id, trace_id, ts, entry.get("timestamp"), _str_or_none(entry.get("channelId")),
+        _str_or_none(entry.get("triggeringMessageId")), _str_or_none(entry.get("botName")),
+        _str_or_none(entry.get("channelName")), _str_or_none(entry.get("activationReason")),
+        _str_or_none(entry.get("triggerPreview")), _str_or_none(entry.get("responsePreview")),
+        None if "isThread" not in entry else int(bool(entry["isThread"])),
+        _str_or_none(entry.get("parentChannelId")), int(bool(entry.get("success"))),
+        _int_or_none(entry.get("durationMs")), _int_or_none(entry.get("llmCallCount")),
+        _int_or_none(entry.get("toolExecutionCount")), _int_or_none(entry.get("totalTokens")),
+        _str_or_none(entry.get("filename")), _str_or_none(entry.get("status")),
+        _str_or_none(entry.get("model")), _str_or_none(entry.get("guildId")),
+        float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+        _str_or_none(entry.get("error")), str(entry.get("framework") or framework), extra,
+    )
+
+
+def _id_text(v: Any) -> str | None:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return None
+
+
+def message_rows(entry: dict[str, Any], row_id: int) -> list[tuple[Any, ...]]:
+    """(key, row, role, position) for the trigger, every context id and every sent id. This runs
+    for every id of every line during a build, so it is kept flat."""
+    out: list[tuple[Any, ...]] = []
+    mk = message_key
+    t = _id_text(entry.get("triggeringMessageId"))
+    if t is not None and (k := mk(t)) is not None:
+        out.append((k, row_id, 0, None))
+    ids = entry.get("contextMessageIds")
+    if isinstance(ids, list):
+        positions = entry.get("contextPositions")
+        if not (isinstance(positions, list) and len(positions) == len(ids)):
+            positions = [None] * len(ids)
+        for mid, pos in zip(ids, positions, strict=True):
+            text = mid if isinstance(mid, str) else _id_text(mid)
+            if text is not None and (k := mk(text)) is not None:
+                out.append((k, row_id, 1, pos if isinstance(pos, int) and not isinstance(pos, bool) else None))
+    sent = entry.get("sentMessageIds")
+    if isinstance(sent, list):
+        for mid in sent:
+            text = _id_text(mid)
+            if text is not None and (k := mk(text)) is not None:
+                out.append((k, row_id, 2, None))
+    return out
+
+
+Prepared = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, str]]
+
+
+def prepare_entries(entries: Iterable[dict[str, Any]], source_id: int, first_id: int, *,
+                    framework: str = "chapterx", extras: Iterable[str | None] | None = None) -> Prepared:
+    """Rows for `traces` (ids from `first_id` on), for `messages`, and channel names. Pure, so a
+    big first build can run it in worker processes."""
+    rows: list[tuple[Any, ...]] = []
+    msgs: list[tuple[Any, ...]] = []
+    names: dict[str, str] = {}
+    next_id = first_id
+    extra_iter = iter(extras) if extras is not None else None
+    for entry in entries:
+        extra = next(extra_iter) if extra_iter is not None else None
+        row = entry_row(entry, source_id, framework, extra)
+        if row is None:
+            continue
+        rows.append((next_id, *row))
+        msgs.extend(message_rows(entry, next_id))
+        next_id += 1
+        name = entry.get("channelName")
+        if name and entry.get("channelId"):
+            names[str(entry["channelId"])] = str(name)
+    return rows, msgs, names
+
+
+def _next_row(conn: sqlite3.Connection) -> int:
+    # ids come from a counter that never goes back, so message rows left behind by deleted traces
+    # (swept lazily, see delete_rows) can never attach to a new trace
+    row = conn.execute("SELECT value FROM meta WHERE key='next_row'").fetchone()
+    return max(int(row[0]) if row else 1,
+               int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM traces").fetchone()[0]) + 1)
+
+
+def insert_prepared(conn: sqlite3.Connection, prepared: Prepared, next_row: int) -> int:
+    """Write prepared rows (inside the caller's transaction); `next_row` = first unused id after."""
+    rows, msgs, names = prepared
+    cur = conn.cursor()
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_row', ?)", (str(next_row),))
+    # per-channel and per-bot counts kept up to date so /api/channels and /api/bots stay O(channels)
+    tally: dict[tuple[str, str], int] = {}
+    for r in rows:
+        for kind, value in (("channel", r[5]), ("bot", r[7])):
+            if value is not None:
+                tally[(kind, value)] = tally.get((kind, value), 0) + 1
+    cur.executemany("INSERT INTO counts(kind, key, n) VALUES (?,?,?) "
+                    "ON CONFLICT(kind, key) DO UPDATE SET n = n + excluded.n",
+                    [(k, v, n) for (k, v), n in tally.items()])
+    cur.executemany(_INSERT_TRACE, rows)
+    cur.executemany(_INSERT_MSG, msgs)
+    if names:
+        seq = time.time_ns()
+        cur.executemany(
+            "INSERT INTO channel_names(channel_id, name, seq) VALUES (?,?,?) "
+            "ON CONFLICT(channel_id) DO UPDATE SET name=excluded.name, seq=excluded.seq",
+            [(cid, name, seq) for cid, name in names.items()],
+        )
+    return len(rows)
+
+
+def insert_entries(conn: sqlite3.Connection, entries: Iterable[dict[str, Any]], source_id: int,
+                   *, framework: str = "chapterx", extras: Iterable[str | None] | None = None) -> int:
+    """Insert index entries (inside the caller's transaction); returns how many were kept."""
+    first = _next_row(conn)
+    prepared = prepare_entries(entries, source_id, first, framework=framework, extras=extras)
+    return insert_prepared(conn, prepared, first + len(prepared[0]))
+
+
+def _parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
+    """The entries of complete index lines and how many lines were malformed (blank lines are neither)."""
+    entries = []
+    malformed = 0
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        obj = _parse_line(raw)
+        if obj is None:
+            malformed += 1
+        else:
+            entries.append(obj)
+    return entries, malformed
+
+
+def prepare_block(block: bytes, source_id: int, first_id: int) -> tuple[Prepared, int]:
+    """Parse a block of complete lines and prepare its rows (run in a worker process)."""
+    entries, malformed = _parse_lines(block)
+    prepared = prepare_entries(entries, source_id, first_id)
+    return prepared, malformed + len(entries) - len(prepared[0])
+
+
+def delete_rows(conn: sqlite3.Connection, where: str, params: tuple[Any, ...] = (),
+                *, sweep: bool = False) -> int:
+    """Delete trace rows matching a WHERE clause. Their message rows stay until a sweep (they no
+    longer join to any trace, so searches ignore them); `sweep=True` removes every such orphan,
+    which scans the message table: prune and reindex do it, the hot paths do not."""
+    gone = conn.execute(f"DELETE FROM traces WHERE {where} RETURNING channel_id, bot", params).fetchall()
+    tally: dict[tuple[str, str], int] = {}
+    for channel_id, bot in gone:
+        for kind, value in (("channel", channel_id), ("bot", bot)):
+            if value is not None:
+                tally[(kind, value)] = tally.get((kind, value), 0) + 1
+    conn.executemany("UPDATE counts SET n = n - ? WHERE kind = ? AND key = ?",
+                     [(n, k, v) for (k, v), n in tally.items()])
+    if sweep:
+        sweep_orphans(conn)
+    return len(gone)
+
+
+def counts(conn: sqlite3.Connection, kind: str) -> list[tuple[str, int]]:
+    """(key, traces) for `channel` or `bot`, most first. Kept up to date by inserts and deletes;
+    setting meta `counts_dirty` to 1 forces a full recount (a repair tool, not a hot path)."""
+    dirty = conn.execute("SELECT value FROM meta WHERE key='counts_dirty'").fetchone()
+    if dirty and dirty[0] == "1":
+        with transaction(conn):
+            conn.execute("DELETE FROM counts")
+            conn.execute("INSERT INTO counts SELECT 'channel', channel_id, COUNT(*) FROM traces "
+                         "WHERE channel_id IS NOT NULL GROUP BY channel_id")
+            conn.execute("INSERT INTO counts SELECT 'bot', bot, COUNT(*) FROM traces "
+                         "WHERE bot IS NOT NULL GROUP BY bot")
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('counts_dirty', '0')")
+    return [(k, n) for k, n in conn.execute(
+        "SELECT key, n FROM counts WHERE kind=? AND n > 0 ORDER BY n DESC, key", (kind,)).fetchall()]
+
+
+def sweep_orphans(conn: sqlite3.Connection) -> int:
+    cur = conn.execute("DELETE FROM messages WHERE NOT EXISTS (SELECT 1 FROM traces t WHERE t.id = trace_row)")
+    return cur.rowcount
+
+
+def _head(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.sha1(fh.read(HEAD_BYTES)).hexdigest()
+
+
+def _parse_line(raw: bytes) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: IngestStats) -> bool:
+    """Bring one index.jsonl up to date, one committed transaction per chunk (so a big first
+    build never blocks other readers or writers for long). Returns True when rows changed."""
+    key = str(index_file)
+    try:
+        st = os.stat(index_file)
+    except OSError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        # a FIFO or device would block the reader forever; leave whatever was indexed from it
+        log.warning("%s is not a regular file; not reading it", index_file)
+        return False
+    row = conn.execute("SELECT id, dev, inode, offset, head FROM sources WHERE path=?", (key,)).fetchone()
+    if st is None:
+        if row is None or row[2] is None:
+            return False
+        with transaction(conn):
+            n = delete_rows(conn, "source_id=?", (row[0],))
+            conn.execute("UPDATE sources SET offset=0, inode=NULL, head=NULL, lines=0 WHERE id=?", (row[0],))
+            bump_generation(conn)
+        return n > 0
+    if row is not None and row[1] == st.st_dev and row[2] == st.st_ino and row[3] == st.st_size:
+        return False  # fast path: nothing new
+    changed = False
+    bulk = False
+    first = True
+    parallel_done = False
+    full_head: str | None = None  # once the file holds HEAD_BYTES, its head is read once per call
+
+    def head_now() -> str:
+        nonlocal full_head
+        if full_head is not None:
+            return full_head
+        h = _head(index_file)
+        if st.st_size >= HEAD_BYTES:
+            full_head = h
+        return h
+
+    while True:
+        with transaction(conn):
+            row = conn.execute("SELECT id, dev, inode, offset, head FROM sources WHERE path=?", (key,)).fetchone()
+            if row is None:
+                cur = conn.execute("INSERT INTO sources(path, base, offset) VALUES (?,?,0)", (key, str(base)))
+                source_id = cur.lastrowid
+                assert source_id is not None
+                offset = 0
+            else:
+                source_id, dev, inode, offset, head = row
+                if first and (dev != st.st_dev or inode != st.st_ino or st.st_size < offset
+                              or (offset > 0 and head is not None and head_now() != head)):
+                    stats.resets += 1
+                    if delete_rows(conn, "source_id=?", (source_id,)):
+                        changed = True
+                    conn.execute("UPDATE sources SET lines=0, malformed=0 WHERE id=?", (source_id,))
+                    offset = 0
+            if first and offset == 0 and st.st_size > BULK_BYTES:
+                bulk = True  # first build of a big index: fill tables, then build the indexes once
+                conn.execute(f"PRAGMA cache_size=-{BULK_CACHE_KB}")
+                for name in _INDEX_NAMES:
+                    conn.execute(f"DROP INDEX IF EXISTS {name}")
+                suspend_fts(conn)
+            first = False
+            new_offset, lines, malformed, eof = _read_chunk(conn, index_file, offset, source_id)
+            stats.lines += lines
+            stats.malformed += malformed
+            conn.execute(
+                "UPDATE sources SET dev=?, inode=?, offset=?, head=?, lines=lines+?, malformed=malformed+? "
+                "WHERE id=?",
+                (st.st_dev, st.st_ino, new_offset, head_now() if new_offset > 0 else None,
+                 lines, malformed, source_id),
+            )
+            if lines:
+                changed = True
+            if changed and (eof or not bulk):
+                bump_generation(conn)
+        if eof:
+            break
+        if bulk and not parallel_done:
+            parallel_done = True
+            if _bulk_parallel(conn, index_file, source_id, stats):
+                changed = True
+    if bulk:
+        with transaction(conn):
+            for stmt in _INDEXES:
+                conn.execute(stmt)
+            resume_fts(conn)
+            bump_generation(conn)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
+    return changed
+
+
+def _bulk_parallel(conn: sqlite3.Connection, index_file: Path, source_id: int, stats: IngestStats) -> bool:
+    """First build of a big index: worker processes parse blocks of lines and prepare rows while
+    this process inserts them, in file order, one committed transaction per block. Lines after
+    the last newline are left to the normal tail loop. Returns True when rows were added."""
+    import concurrent.futures as cf
+
+    workers = min(BULK_WORKERS, os.cpu_count() or 1)
+    if workers < 2:
+        return False
+    offset = int(conn.execute("SELECT offset FROM sources WHERE id=?", (source_id,)).fetchone()[0])
+    next_id = _next_row(conn)
+    try:
+        return _bulk_parallel_run(conn, index_file, source_id, stats, workers, offset, next_id)
+    except (OSError, cf.process.BrokenProcessPool) as exc:
+        # no worker processes here (sandbox, no /dev/shm): the sequential loop carries on from the
+        # last committed block
+        log.warning("parallel index build unavailable (%s); continuing in one process", exc)
+        return False
+
+
+def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: int, stats: IngestStats,
+                       workers: int, offset: int, next_id: int) -> bool:
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    from collections import deque
+
+    added = 0
+    in_flight: deque[tuple[cf.Future[tuple[Prepared, int]], int, int]] = deque()
+    # spawn, not fork: the caller may have threads (viewer, writer) that fork would copy mid-lock
+    with open(index_file, "rb") as fh, cf.ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn")) as pool:
+        fh.seek(offset)
+        carry = b""
+        exhausted = False
+        while True:
+            while not exhausted and len(in_flight) < workers * 2:
+                data = fh.read(CHUNK)
+                if not data:
+                    exhausted = True
+                    break
+                data = carry + data
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    carry = data
+                    continue
+                block, carry = data[: cut + 1], data[cut + 1:]
+                n = block.count(b"\n")
+                in_flight.append((pool.submit(prepare_block, block, source_id, next_id), len(block), next_id + n))
+                next_id += n
+            if not in_flight:
+                break
+            future, size, next_after = in_flight.popleft()
+            prepared, bad = future.result()
+            with transaction(conn):
+                kept = insert_prepared(conn, prepared, next_after)
+                offset += size
+                conn.execute("UPDATE sources SET offset=?, lines=lines+?, malformed=malformed+? WHERE id=?",
+                             (offset, kept, bad, source_id))
+            stats.lines += kept
+            stats.malformed += bad
+            added += kept
+    return added > 0
+
+
+class transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _read_chunk(conn: sqlite3.Connection, index_file: Path, offset: int,
+                source_id: int) -> tuple[int, int, int, bool]:
+    """Ingest the complete lines of the next chunk after `offset`. Returns (new offset, lines kept,
+    malformed lines, reached end of file)."""
+    with open(index_file, "rb") as fh:
+        fh.seek(offset)
+        data = fh.read(CHUNK)
+        while data and b"\n" not in data[-CHUNK:]:  # a line longer than a chunk
+            more = fh.read(CHUNK)
+            if not more:
+                break
+            data += more
+        eof = fh.read(1) == b""
+    cut = data.rfind(b"\n")
+    complete = data[: cut + 1] if cut >= 0 else b""
+    rest = data[cut + 1:] if cut >= 0 else data
+    entries, malformed = _parse_lines(complete)
+    kept = insert_entries(conn, entries, source_id)
+    malformed += len(entries) - kept
+    pos = offset + len(complete)
+    if eof and rest.strip():
+        # A last piece without newline: accepted only if it is a whole JSON object (a writer that
+        # crashed after writing it); otherwise it is a line still being appended: wait for it.
+        obj = _parse_line(rest)
+        if obj is not None and insert_entries(conn, [obj], source_id):
+            kept += 1
+            pos += len(rest)
+    return pos, kept, malformed, eof or not complete

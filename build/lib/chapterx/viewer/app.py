@@ -1,0 +1,593 @@
+"""The trace viewer web app (aiohttp): upstream's JSON API, a static UI, OTLP/HTTP ingest.
+
+Routes (same paths and JSON shapes as upstream's `tools/trace-server.ts`, plus additions):
+  GET  /health                                  no auth
+  POST /login, POST /logout                     browser session cookie (HttpOnly, SameSite=Strict)
+  GET  /api/bots | /api/channels | /api/traces | /api/search | /api/trace/<id>
+  GET  /api/request/<ref> | /api/response/<ref> | /api/membrane-request/<ref> | /api/membrane-response/<ref>
+  POST /v1/traces                               OTLP/HTTP (JSON or protobuf), Bearer only
+  GET  /static/<file>, anything else -> the UI shell (index.html)
+
+The store (`chapterx.trace.store.TraceStore`, SQLite) is synchronous; every call runs on one
+dedicated worker thread so the event loop never blocks and the connection stays on one thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gzip
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from chapterx.viewer import security
+from chapterx.viewer.chapter2 import (
+    MAX_INGEST_BYTES,
+    Chapter2Source,
+    IngestError,
+    append_request,
+    decode_body,
+    span_count,
+)
+from chapterx.viewer.settings import ViewerSettings, is_loopback
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+_STATIC_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(js|css|svg|ico|html)$")
+_CONTENT_TYPES = {
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "svg": "image/svg+xml",
+    "ico": "image/x-icon",
+    "html": "text/html; charset=utf-8",
+}
+GZIP_MIN_BYTES = 1024
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+REFRESH_INTERVAL_S = 1.0
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'; object-src 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+BODY_KINDS = {
+    "request": "Request body not found",
+    "response": "Response body not found",
+    "membrane-request": "Membrane request body not found",
+    "membrane-response": "Membrane response body not found",
+}
+READ_ROUTES = {"bots", "channels", "traces", "search", "trace", *BODY_KINDS}
+
+
+class Store(Protocol):
+    """What the viewer needs from `chapterx.trace.store.TraceStore`."""
+
+    def refresh(self) -> Any: ...
+    def bots(self) -> Any: ...
+    def channels(self) -> Any: ...
+    def list_traces(self, **kwargs: Any) -> dict[str, Any]: ...
+    def search(self, query: str, **kwargs: Any) -> dict[str, Any]: ...
+    def get_trace(self, trace_id: str) -> dict[str, Any] | None: ...
+    def body_path(self, kind: str, ref: str) -> Path | None: ...
+    def add_external(self, entries: Any) -> Any: ...
+    def remove_external(self, trace_ids: Any) -> Any: ...
+    def external_ids(self) -> Any: ...
+
+
+class ApiError(Exception):
+    """An expected client error: becomes `{"error": message}` with `status`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def json_response(request: web.Request, data: Any, status: int = 200) -> web.Response:
+    """Compact JSON; gzip when asked for and worth it (with `Vary`), never for errors."""
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+    if (
+        status < 400
+        and len(body) > GZIP_MIN_BYTES
+        and "gzip" in request.headers.get("Accept-Encoding", "").lower()
+    ):
+        body = gzip.compress(body, compresslevel=5)
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
+
+
+def error_response(request: web.Request, status: int, message: str) -> web.Response:
+    resp = json_response(request, {"error": message}, status)
+    if status == 405:
+        resp.headers["Allow"] = "GET, HEAD"
+    return resp
+
+
+class Viewer:
+    """State shared by the handlers: settings, store, chapter2 source, the store's worker thread."""
+
+    def __init__(self, settings: ViewerSettings, store: Store, chapter2: Chapter2Source | None) -> None:
+        self.settings = settings
+        self.store = store
+        self.chapter2 = chapter2
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-store")
+        self.roots = [p for p in settings.logs_dirs]
+        self.limiter = security.LoginLimiter()
+        self.allowed_hosts = {settings.host.strip("[]").lower(), "localhost"}
+        self._last_refresh = 0.0
+        self._reconciled = False
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+
+    def _refresh_sync(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_refresh < REFRESH_INTERVAL_S:
+            return
+        self._last_refresh = now
+        # The store tails index.jsonl by itself on each query; only chapter2 files need a push.
+        if self.chapter2 is not None:
+            changed = self.chapter2.refresh(force=force)
+            if changed:
+                self.store.add_external(changed)
+            if not self._reconciled:
+                # the index is persisted: replies whose file went while the viewer was stopped
+                self._reconciled = True
+                live = {e["traceId"] for e in self.chapter2.entries()}
+                try:
+                    stale = set(self.store.external_ids()) - live
+                except Exception:  # housekeeping only: never keep the viewer from starting
+                    log.warning("cannot list the indexed chapter2 replies; replies of files deleted "
+                                "while the viewer was stopped stay listed", exc_info=True)
+                    stale = set()
+                self.chapter2.removed.extend(sorted(stale))
+            if self.chapter2.removed:
+                self.store.remove_external(list(self.chapter2.removed))
+                self.chapter2.removed.clear()
+
+    async def refresh(self) -> None:
+        await self.run(self._refresh_sync)
+
+    def force_refresh_sync(self) -> None:
+        self._refresh_sync(force=True)
+
+    @property
+    def retention_floor(self) -> datetime | None:
+        days = self.settings.retention_days
+        return datetime.now(UTC) - timedelta(days=days) if days > 0 else None
+
+
+# ---------------------------------------------------------------------------------------- middleware
+
+
+def _is_authenticated(request: web.Request, viewer: Viewer, *, allow_cookie: bool = True) -> bool:
+    token = viewer.settings.auth_token
+    if not token:
+        return True
+    given = security.token_from_header(request.headers.get("Authorization"))
+    if given is not None and security.token_matches(given, token):
+        return True
+    if allow_cookie:
+        return security.session_valid(request.cookies.get(security.SESSION_COOKIE), token)
+    return False
+
+
+@web.middleware
+async def guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Security headers on every response; expected errors as JSON; no exception text ever."""
+    try:
+        _check_host(request)
+        resp = await handler(request)
+    except ApiError as exc:
+        resp = error_response(request, exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            resp = error_response(request, exc.status, exc.reason or "Error")
+        else:
+            resp = exc
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("viewer: unhandled error on %s %s", request.method, request.path)
+        resp = error_response(request, 500, "Internal server error")
+    for key, value in SECURITY_HEADERS.items():
+        resp.headers.setdefault(key, value)
+    return resp
+
+
+def _check_host(request: web.Request) -> None:
+    """Without a token, only answer requests addressed to a loopback name (DNS-rebinding guard).
+
+    A web page cannot read another origin's responses, but a hostile domain that re-resolves to
+    127.0.0.1 becomes same-origin; its requests still carry its own name in `Host`, so refuse those.
+    """
+    viewer = _viewer(request)
+    if viewer.settings.auth_token:
+        return
+    host = (request.host or "").strip().lower()
+    name = (
+        host[1:].split("]", 1)[0]
+        if host.startswith("[")
+        else host.rsplit(":", 1)[0]
+        if host.count(":") == 1
+        else host
+    )
+    if name in viewer.allowed_hosts or is_loopback(name):
+        return
+    raise ApiError(403, "Host not allowed: set AUTH_TOKEN to serve other host names")
+
+
+# ------------------------------------------------------------------------------------------ handlers
+
+
+def _viewer(request: web.Request) -> Viewer:
+    v: Viewer = request.app[VIEWER_KEY]
+    return v
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness for load balancers and the UI; says whether a login is needed, nothing more."""
+    return json_response(
+        request, {"status": "ok", "authRequired": bool(_viewer(request).settings.auth_token)}
+    )
+
+
+async def login(request: web.Request) -> web.Response:
+    viewer = _viewer(request)
+    token = viewer.settings.auth_token
+    if not token:
+        return json_response(request, {"ok": True, "authRequired": False})
+    who = request.remote or "?"
+    if viewer.limiter.blocked(who):
+        raise ApiError(429, "Too many failed attempts; try again in a minute")
+    # JSON only: a cross-site HTML form cannot send it, so no login CSRF.
+    if request.content_type != "application/json":
+        raise ApiError(415, "Send the token as JSON")
+    try:
+        data = await request.json()
+    except ValueError:
+        raise ApiError(400, "Invalid JSON") from None
+    given = data.get("token") if isinstance(data, dict) else None
+    if not isinstance(given, str) or not security.token_matches(given, token):
+        viewer.limiter.failed(who)
+        raise ApiError(401, "Unauthorized")
+    viewer.limiter.succeeded(who)
+    resp = json_response(request, {"ok": True, "authRequired": True})
+    resp.set_cookie(
+        security.SESSION_COOKIE,
+        security.make_session(token),
+        max_age=security.SESSION_TTL_S,
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure or request.headers.get("X-Forwarded-Proto", "") == "https",
+        path="/",
+    )
+    return resp
+
+
+async def logout(request: web.Request) -> web.Response:
+    resp = json_response(request, {"ok": True})
+    resp.del_cookie(security.SESSION_COOKIE, path="/")
+    return resp
+
+
+async def api(request: web.Request) -> web.StreamResponse:
+    """All `/api/*` routes: auth first (as upstream), then method, then strict path parsing."""
+    viewer = _viewer(request)
+    if not _is_authenticated(request, viewer):
+        raise ApiError(401, "Unauthorized")
+    raw = request.raw_path.split("?", 1)[0]
+    segments = raw.split("/")  # ['', 'api', name, arg?]
+    if _suspicious_path("/".join(segments[:3])) or any(s in (".", "..") for s in segments):
+        raise ApiError(400, "Invalid path")
+    name = unquote(segments[2]) if len(segments) > 2 else ""
+    if name not in READ_ROUTES:
+        raise ApiError(404, "Not found")
+    if request.method not in ("GET", "HEAD"):
+        raise ApiError(405, "Method not allowed")
+    if name in ("trace", *BODY_KINDS):
+        if len(segments) != 4:
+            raise ApiError(400, "Invalid id" if name == "trace" else "Invalid body reference")
+        arg = _decode_segment(segments[3])
+        if name == "trace":
+            return await trace_detail(request, viewer, arg)
+        return await body(request, viewer, name, arg)
+    if len(segments) != 3:
+        raise ApiError(404, "Not found")
+    if name == "bots":
+        return await bots(request, viewer)
+    if name == "channels":
+        return await channels(request, viewer)
+    if name == "traces":
+        return await traces(request, viewer)
+    return await search(request, viewer)
+
+
+def _decode_segment(seg: str) -> str:
+    """Percent-decode once; anything still carrying `%`, a separator or a NUL is rejected by the regexes."""
+    try:
+        return unquote(seg, errors="strict")
+    except UnicodeDecodeError:
+        return "\x00"
+
+
+async def _listing(request: web.Request, viewer: Viewer, fetch: Callable[[], Any], key: str) -> web.Response:
+    """A store listing as `{key: [...]}` (the store may already answer in that shape)."""
+    await viewer.refresh()
+    result = await viewer.run(fetch)
+    if isinstance(result, list):
+        result = {key: result}
+    return json_response(request, result)
+
+
+async def bots(request: web.Request, viewer: Viewer) -> web.Response:
+    return await _listing(request, viewer, viewer.store.bots, "bots")
+
+
+async def channels(request: web.Request, viewer: Viewer) -> web.Response:
+    return await _listing(request, viewer, viewer.store.channels, "channels")
+
+
+def _int_param(request: web.Request, key: str, default: int, *, minimum: int, maximum: int | None) -> int:
+    raw = request.query.get(key)
+    if raw is None or raw == "":
+        return default
+    if not re.fullmatch(r"\d{1,9}", raw.strip()):
+        raise ApiError(400, f"Invalid {key}: must be a non-negative integer")
+    value = int(raw)
+    if value < minimum:
+        raise ApiError(400, f"Invalid {key}: must be at least {minimum}")
+    return min(value, maximum) if maximum is not None else value
+
+
+_DURATION_RE = re.compile(r"^(\d{1,6})\s*([smhdw])$")
+
+
+def parse_time(raw: str | None, key: str) -> datetime | None:
+    """ISO-8601, epoch milliseconds, or a relative age like `24h` / `7d` (meaning that long ago)."""
+    if raw is None or raw.strip() == "":
+        return None
+    raw = raw.strip()
+    m = _DURATION_RE.match(raw)
+    if m:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
+    if re.fullmatch(r"\d{10,16}", raw):
+        return datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
+    try:
+        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"Invalid {key}: use ISO-8601, epoch milliseconds, or an age like 24h") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _iso(dt: datetime) -> str:
+    dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+async def traces(request: web.Request, viewer: Viewer) -> web.Response:
+    q = request.query
+    limit = _int_param(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+    offset = _int_param(request, "offset", 0, minimum=0, maximum=None)
+    failed_raw = q.get("failed", "")
+    if failed_raw not in ("", "true", "false", "1", "0"):
+        raise ApiError(400, "Invalid failed: use true or false")
+    framework = q.get("framework") or None
+    if framework is not None and framework not in ("chapterx", "chapter2"):
+        raise ApiError(400, "Invalid framework: use chapterx or chapter2")
+    since = parse_time(q.get("since"), "since")
+    until = parse_time(q.get("until"), "until")
+    floor = viewer.retention_floor
+    if floor is not None and (since is None or since < floor):
+        since = floor
+    text = q.get("text") or q.get("q_text") or None
+    if text is not None and len(text) > 500:
+        raise ApiError(400, "Invalid text: at most 500 characters")
+    kwargs = {
+        "bot": q.get("bot") or None,
+        "channel": q.get("channel") or None,
+        "failed": True if failed_raw in ("true", "1") else None,
+        "since": _iso(since) if since else None,
+        "until": _iso(until) if until else None,
+        "text": text,
+        "framework": framework,
+        "limit": limit,
+        "offset": offset,
+    }
+    await viewer.refresh()
+    result = await viewer.run(viewer.store.list_traces, **kwargs)
+    return json_response(request, result)
+
+
+async def search(request: web.Request, viewer: Viewer) -> web.Response:
+    q = request.query.get("q", "").strip()
+    if not q:
+        raise ApiError(400, "Missing q: a Discord message link or id")
+    if len(q) > 500:
+        raise ApiError(400, "Invalid q: at most 500 characters")
+    limit = _int_param(request, "limit", DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+    offset = _int_param(request, "offset", 0, minimum=0, maximum=None)
+    bot = request.query.get("bot") or None
+    kwargs: dict[str, Any] = {"limit": limit, "offset": offset}
+    if bot is not None:
+        kwargs["bot"] = bot
+    await viewer.refresh()
+    result = await viewer.run(viewer.store.search, q, **kwargs)
+    floor = viewer.retention_floor
+    if floor is not None:
+        cut = _iso(floor)
+        result = dict(result)
+        result["results"] = [r for r in result.get("results", []) if str(r.get("timestamp") or "") >= cut]
+    return json_response(request, result)
+
+
+async def trace_detail(request: web.Request, viewer: Viewer, trace_id: str) -> web.Response:
+    if not security.valid_trace_id(trace_id):
+        raise ApiError(400, "Invalid trace id")
+    if viewer.chapter2 is not None:
+        await viewer.refresh()
+        if trace_id in viewer.chapter2:
+            detail = await viewer.run(viewer.chapter2.get, trace_id)
+            if detail is not None:
+                return json_response(request, detail)
+    result = await viewer.run(viewer.store.get_trace, trace_id)
+    if result is None:
+        raise ApiError(404, "Trace not found")
+    return json_response(request, result)
+
+
+async def body(request: web.Request, viewer: Viewer, kind: str, ref: str) -> web.Response:
+    if not security.valid_body_ref(ref):
+        raise ApiError(400, "Invalid body reference")
+    path = await viewer.run(viewer.store.body_path, kind, ref)
+    safe = security.confined(Path(path), viewer.roots) if path is not None else None
+    if safe is None:
+        raise ApiError(404, BODY_KINDS[kind])
+    data = await viewer.run(_read_json, safe)
+    return json_response(request, data)
+
+
+def _read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        try:
+            return json.load(fh)
+        except ValueError:
+            raise ApiError(502, "Body file is not valid JSON") from None
+
+
+async def ingest(request: web.Request) -> web.Response:
+    """OTLP/HTTP trace export: store the spans as the collector's file exporter would."""
+    viewer = _viewer(request)
+    if not _is_authenticated(request, viewer, allow_cookie=False):
+        raise ApiError(401, "Unauthorized")
+    if request.content_length is not None and request.content_length > MAX_INGEST_BYTES:
+        raise ApiError(413, "Body too large")
+    raw = await request.read()
+    try:
+        doc = decode_body(
+            raw, request.headers.get("Content-Type", ""), request.headers.get("Content-Encoding", "")
+        )
+    except IngestError as exc:
+        raise ApiError(415 if "content type" in str(exc) else 400, str(exc)) from None
+    if span_count(doc):
+        await viewer.run(append_request, viewer.settings.otlp_ingest_dir, doc)
+        await viewer.run(viewer.force_refresh_sync)
+    if request.content_type in ("application/x-protobuf", "application/protobuf"):
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+        return web.Response(
+            body=ExportTraceServiceResponse().SerializeToString(), content_type="application/x-protobuf"
+        )
+    return json_response(request, {})
+
+
+@functools.cache
+def _static_files() -> dict[str, bytes]:
+    """The packaged UI files never change while the viewer runs: read them once, not per request
+    (and a name not in the folder never touches the disk)."""
+    return {p.name: p.read_bytes() for p in STATIC_DIR.iterdir() if p.is_file()}
+
+
+def _static_response(name: str) -> web.Response:
+    m = _STATIC_NAME_RE.match(name)
+    data = _static_files().get(name) if m else None
+    if m is None or data is None:
+        raise ApiError(404, "Not found")
+    return web.Response(
+        body=data, headers={"Content-Type": _CONTENT_TYPES[m.group(1)], "Cache-Control": "no-cache"}
+    )
+
+
+async def static(request: web.Request) -> web.Response:
+    return _static_response(request.match_info["name"])
+
+
+async def shell(request: web.Request) -> web.StreamResponse:
+    """The UI for `/`, `/trace/<id>` and any other page path (upstream's deep links)."""
+    if request.method not in ("GET", "HEAD"):
+        raise ApiError(405, "Method not allowed")
+    raw = request.raw_path.split("?", 1)[0]
+    if raw.startswith("/api/") or raw == "/api":
+        return await api(request)
+    if _suspicious_path(raw):
+        raise ApiError(400, "Invalid path")
+    if raw in ("/", "/index.html"):
+        return _static_response("index.html")
+    parts = raw.split("/")
+    if len(parts) in (3, 4) and parts[1] == "trace" and (len(parts) == 3 or parts[3] == ""):
+        if not security.valid_trace_id(_decode_segment(parts[2])):
+            raise ApiError(400, "Invalid trace id")
+        return _static_response("index.html")
+    raise ApiError(404, "Not found")
+
+
+def _suspicious_path(raw: str) -> bool:
+    """Dot segments or encoded separators have no business in a page URL."""
+    low = raw.lower()
+    if "%2e" in low or "%2f" in low or "%5c" in low or "\\" in raw or "%00" in low:
+        return True
+    return any(seg in (".", "..") for seg in raw.split("/"))
+
+
+VIEWER_KEY: web.AppKey[Viewer] = web.AppKey("viewer", Viewer)
+
+
+def create_app(
+    settings: ViewerSettings, store: Store, chapter2: Chapter2Source | None = None
+) -> web.Application:
+    """Build the app; the caller owns running it (AppRunner) and closing the store."""
+    app = web.Application(middlewares=[guard], client_max_size=MAX_INGEST_BYTES)
+    viewer = Viewer(settings, store, chapter2)
+    app[VIEWER_KEY] = viewer
+    app.router.add_get("/health", health)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_post("/v1/traces", ingest)
+    app.router.add_route("*", "/api/{tail:.*}", api)
+    app.router.add_route("*", "/api", api)
+    app.router.add_get("/static/{name}", static)
+    app.router.add_route("*", "/{tail:.*}", shell)
+
+    async def _startup(app: web.Application) -> None:
+        await viewer.run(viewer.force_refresh_sync)
+
+    async def _cleanup(app: web.Application) -> None:
+        # Closing the store on its own thread checkpoints SQLite's WAL, so the next start does not
+        # have to replay it (that replay dominated cold start at a million traces).
+        close = getattr(store, "close", None)
+        if callable(close):
+            try:
+                await viewer.run(close)
+            except Exception:  # closing must never turn a clean shutdown into a crash
+                log.exception("viewer: closing the trace store failed")
+        viewer.executor.shutdown(wait=False, cancel_futures=True)
+
+    app.on_startup.append(_startup)
+    app.on_cleanup.append(_cleanup)
+    return app

@@ -1,0 +1,1 @@
+"""Chapter II (chapter2) compatibility: loading, mapping, migration, traces."""
