@@ -29,7 +29,7 @@ TOKEN = "MTIzNDU2Nzg5.bench-token.value"
 
 
 async def decisions(n: int = 5000) -> float:
-    from chapterx.discord.process import CachedConfigLoader, prepare_bot
+    from chapterx.app import CachedConfigLoader, prepare_bot
 
     root = REPO / "tests" / "fixtures" / "discord" / "tree" / "config"
     tok = Path(tempfile.mkdtemp(prefix="chapterx-bench-")) / "token"
@@ -52,7 +52,7 @@ async def decisions(n: int = 5000) -> float:
 
 
 async def end_to_end(n: int = 20) -> list[float]:
-    from chapterx.discord.process import prepare_bot, serve
+    from chapterx.app import prepare_bot, serve
     from chapterx.llm.fake import FakeLLMServer
     from tests.fakes.discord_server import FakeDiscord
 

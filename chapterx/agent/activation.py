@@ -10,19 +10,25 @@ Discord actions -> channel state.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import inspect
 import json
 import logging
 import math
 import re
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chapterx.agent import thinking_store
 from chapterx.agent.inline_tools import find_call_block, result_text, results_block
 from chapterx.agent.plugins import PluginHost
 from chapterx.agent.state import ChannelState
+from chapterx.agent.toollog import append_entries, load_entries
 from chapterx.config.pins import BotIdentity, extract_config_pins
 from chapterx.context import options as opt
 from chapterx.context.build import (
@@ -36,7 +42,21 @@ from chapterx.context.fetch import fetch_context
 from chapterx.context.types import BuiltContext, FetchedContext
 from chapterx.discord.port import DiscordPort, OutgoingFile, Pin
 from chapterx.llm.formatters import render, resolve_mode, resolve_tool_mode
+from chapterx.llm.formatters.chat import render_chat
+from chapterx.llm.formatters.common import base_request
 from chapterx.llm.types import ChatMessage, ProviderRequest, ProviderResponse
+from chapterx.postprocess import (
+    AddReaction,
+    Completion,
+    Plan,
+    PostprocessContext,
+    SendMessage,
+    emoji_lookup_from_port,
+    member_search_from,
+    members_from_port,
+    plan_discord_actions,
+)
+from chapterx.trace.collector import TraceCollector, current
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +65,34 @@ _REPLY_TAG = re.compile(r"^<reply:@[^>]*>\s*")
 FUNCTION_CALLS_CLOSE = "</function_calls>"
 
 ConfigSource = Mapping[str, Any] | Callable[[list[str]], Mapping[str, Any]]
+ProviderFactory = Callable[[str], Any] | Callable[[str], Awaitable[Any]]
+
+
+@dataclass
+class ActivationContext:
+    """Everything one activation needs besides Discord's current state: where, for whom, with what.
+
+    `config` is a resolved config, or a loader given the channel's pinned `.config` texts (the bot
+    passes a loader so pins are read at activation time). `provider_factory` maps a model name to a
+    route with `.provider.complete(request)`. Callers that extend the run (tool plugins, replays)
+    pass their own `plugins` host and directories here; nothing else has to change.
+    """
+
+    port: DiscordPort
+    config: ConfigSource
+    provider_factory: ProviderFactory
+    channel_id: str
+    trigger_message_id: str | None = None
+    state: ChannelState = field(default_factory=ChannelState)
+    tool_cache: Sequence[Mapping[str, Any]] = ()
+    plugins: PluginHost | None = None
+    # Builds the plugin host from the resolved config when `plugins` is None (tool plugins hook here).
+    plugin_factory: Callable[[Mapping[str, Any]], PluginHost] | None = None
+    clock: Callable[[], float] | None = None
+    base_dir: Path | None = None
+    tool_log_dir: Path | None = None
+    bot_id: str | None = None
+    thinking_dir: Path | None = None
 
 
 @dataclass
@@ -64,11 +112,33 @@ class ActivationResult:
     inheritance: dict[str, Any] = field(default_factory=dict)
 
 
-def _trace() -> Any:
-    try:
-        from chapterx.trace.collector import current
-    except ImportError:  # pragma: no cover - trace area absent
-        return None
+@dataclass
+class _Turn:
+    """One activation's resolved inputs, shared by the three run modes (inline, native, chapter2)."""
+
+    ctx: ActivationContext
+    config: Mapping[str, Any]
+    built: BuiltContext
+    route: Any  # a routing.Route (or a test double with `.provider`)
+    plugins: PluginHost
+    fetched: FetchedContext
+    result: ActivationResult
+    continue_last: bool
+
+    @property
+    def port(self) -> DiscordPort:
+        return self.ctx.port
+
+    @property
+    def channel_id(self) -> str:
+        return self.ctx.channel_id
+
+    @property
+    def trigger_id(self) -> str | None:
+        return self.ctx.trigger_message_id
+
+
+def _trace() -> TraceCollector | None:
     return current()
 
 
@@ -117,8 +187,8 @@ def _trace_message(m: Any) -> dict[str, Any]:
     return out
 
 
-def _phase(tr: Any, name: str) -> None:
-    if tr is not None and hasattr(tr, "set_phase"):
+def _phase(tr: TraceCollector | None, name: str) -> None:
+    if tr is not None:
         tr.set_phase(name)
 
 
@@ -137,21 +207,12 @@ def _update_anchor(state: ChannelState, fetched: FetchedContext, caching: bool) 
         state.cache_oldest_message_id = oldest
 
 
-def _postprocess_context(
-    port: DiscordPort, fetched: FetchedContext, config: Mapping[str, Any], mode: str, stops: Sequence[str],
-    reply_to: str | None,
-) -> Any:
-    from chapterx.postprocess import (
-        PostprocessContext,
-        emoji_lookup_from_port,
-        member_search_from,
-        members_from_port,
-    )
-
+def _postprocess_context(turn: _Turn, mode: str, stops: Sequence[str], reply_to: str | None) -> PostprocessContext:
+    port, config = turn.port, turn.config
     bot = port.bot_user_id
     participants: list[str] = []
     humans: dict[str, str] = {}
-    for m in fetched.messages:
+    for m in turn.fetched.messages:
         if m.author.id == bot:
             continue
         name = participant_name(m, config, bot)
@@ -183,9 +244,7 @@ class _Sender:
         self.sent: list[str] = []
         self.reply_ids: list[str] = []
 
-    async def perform(self, plan: Any) -> list[str]:
-        from chapterx.postprocess import AddReaction, SendMessage
-
+    async def perform(self, plan: Plan) -> list[str]:
         ids: list[str] = []
         for action in plan.actions:
             if isinstance(action, SendMessage):
@@ -204,9 +263,7 @@ class _Sender:
         return ids
 
 
-def _completion(resp: ProviderResponse, text: str, streaming: bool) -> Any:
-    from chapterx.postprocess import Completion
-
+def _completion(resp: ProviderResponse, text: str, streaming: bool) -> Completion:
     thinking = [b.get("thinking", "") for b in resp.content if b.get("type") == "thinking"]
     raw = resp.raw or {}
     details = raw.get("stop_details") if isinstance(raw, Mapping) else None
@@ -236,18 +293,13 @@ async def _tool_webhook(
         await port.send(channel_id, content)
 
 
-async def _run_inline(
-    port: DiscordPort, channel_id: str, config: Mapping[str, Any], built: BuiltContext, route: Any,
-    plugins: PluginHost, fetched: FetchedContext, trigger_id: str | None, result: ActivationResult,
-    continue_last: bool,
-) -> None:
+async def _run_inline(turn: _Turn) -> None:
     """Prefill mode: stop at `</function_calls>`, run the calls, continue the same prefill."""
-    from chapterx.postprocess import plan_discord_actions
-
+    config, built, result, plugins = turn.config, turn.built, turn.result, turn.plugins
     tools = plugins.tools()
     stops = [*built.stop_sequences, FUNCTION_CALLS_CLOSE]
     streaming = config.get("streaming") is not False
-    sender = _Sender(port, channel_id, trigger_id)
+    sender = _Sender(turn.port, turn.channel_id, turn.trigger_id)
     accumulated = ""
     sent_upto = 0
     depth = 0
@@ -257,9 +309,9 @@ async def _run_inline(
         request = render(
             "prefill", built.messages, config, stop_sequences=stops, tools=tools,
             model=str(config.get("continuation_model")), continuation=accumulated or None,
-            continue_last=continue_last,
+            continue_last=turn.continue_last,
         )
-        resp = await _call(route.provider, request, result)
+        resp = await _call(turn.route.provider, request, result)
         accumulated += resp.text
         if not (tools and resp.stop_reason == "stop_sequence" and resp.stop_sequence == FUNCTION_CALLS_CLOSE):
             break
@@ -270,7 +322,7 @@ async def _run_inline(
         if depth >= max_depth:
             max_depth_hit = True
             break
-        ppc = _postprocess_context(port, fetched, config, "prefill", request.stop_sequences, sender.reply_to)
+        ppc = _postprocess_context(turn, "prefill", request.stop_sequences, sender.reply_to)
         pre = plan_discord_actions(_completion(resp, accumulated[sent_upto:block.start], streaming), ppc)
         if depth == 0 and pre.hallucinated_start is not None:
             result.warnings.extend(pre.warnings)
@@ -282,9 +334,9 @@ async def _run_inline(
             text = result_text(call.name, outcome.output, outcome.error, outcome.images)
             outputs.append(text)
             if config.get("tool_output_visible") is True:
-                await _tool_webhook(port, channel_id, config, call.name, call.input, text)
+                await _tool_webhook(turn.port, turn.channel_id, config, call.name, call.input, text)
             result.tool_log.append({
-                "call": {"id": call.id, "name": call.name, "input": call.input, "messageId": trigger_id or ""},
+                "call": {"id": call.id, "name": call.name, "input": call.input, "messageId": turn.trigger_id or ""},
                 "result": {"output": outcome.output, **({"error": outcome.error} if outcome.error else {})},
             })
             tr = _trace()
@@ -294,8 +346,8 @@ async def _run_inline(
         accumulated += results_block(outputs)
         sent_upto = len(accumulated)
         depth += 1
-    ppc = _postprocess_context(port, fetched, config, "prefill", request.stop_sequences, sender.reply_to)
-    ppc = _with(ppc, max_depth_reached=max_depth_hit)
+    ppc = _postprocess_context(turn, "prefill", request.stop_sequences, sender.reply_to)
+    ppc = dataclasses.replace(ppc, max_depth_reached=max_depth_hit)
     plan = plan_discord_actions(_completion(resp, accumulated[sent_upto:], streaming), ppc)
     result.warnings.extend(plan.warnings)
     await sender.perform(plan)
@@ -305,32 +357,19 @@ async def _run_inline(
     result.sent_message_ids = sender.sent
 
 
-def _with(ppc: Any, **changes: Any) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(ppc, **changes)
-
-
-async def _run_native(
-    port: DiscordPort, channel_id: str, config: Mapping[str, Any], built: BuiltContext, route: Any,
-    plugins: PluginHost, fetched: FetchedContext, trigger_id: str | None, result: ActivationResult,
-    mode: str, continue_last: bool,
-) -> None:
+async def _run_native(turn: _Turn, mode: str) -> None:
     """Chat / base-model: native tool calls (chat), one request per tool round."""
-    from chapterx.postprocess import plan_discord_actions
-
+    config, built, result, plugins = turn.config, turn.built, turn.result, turn.plugins
     tools = plugins.tools() if mode == "chat" else []
     streaming = config.get("streaming") is not False
-    sender = _Sender(port, channel_id, trigger_id)
+    sender = _Sender(turn.port, turn.channel_id, turn.trigger_id)
     extra: list[ChatMessage] = []
     depth = 0
     max_depth = int(opt.get_or(config, "max_tool_depth", 100))
-    vendor = _vendor_for(route)
+    vendor = _vendor_for(turn.route)
     pp_mode = "base-model" if mode == "base-model" else "chat"
     while True:
         if mode == "chat":
-            from chapterx.llm.formatters.chat import render_chat
-
             request = render_chat(
                 built.messages, config, model=str(config.get("continuation_model")),
                 stop_sequences=built.stop_sequences, tools=tools, extra_turns=extra,
@@ -338,13 +377,13 @@ async def _run_native(
         else:
             request = render(
                 "base-model", built.messages, config, stop_sequences=built.stop_sequences,
-                model=str(config.get("continuation_model")), vendor=vendor, continue_last=continue_last,
+                model=str(config.get("continuation_model")), vendor=vendor, continue_last=turn.continue_last,
             )
-        resp = await _call(route.provider, request, result)
+        resp = await _call(turn.route.provider, request, result)
         uses = [b for b in resp.content if b.get("type") == "tool_use"]
         if not uses or depth >= max_depth:
             break
-        ppc = _postprocess_context(port, fetched, config, pp_mode, built.stop_sequences, sender.reply_to)
+        ppc = _postprocess_context(turn, pp_mode, built.stop_sequences, sender.reply_to)
         pre = plan_discord_actions(_completion(resp, resp.text, streaming), ppc)
         await sender.perform(_without_debug(pre))
         assistant_blocks = [
@@ -358,16 +397,17 @@ async def _run_native(
             results.append({"type": "tool_result", "tool_use_id": use.get("id"), "content": text,
                             "is_error": outcome.error is not None})
             if config.get("tool_output_visible") is True:
-                await _tool_webhook(port, channel_id, config, str(use.get("name")), use.get("input") or {}, text)
+                await _tool_webhook(turn.port, turn.channel_id, config, str(use.get("name")), use.get("input") or {},
+                                    text)
             result.tool_log.append({
                 "call": {"id": use.get("id"), "name": use.get("name"), "input": use.get("input") or {},
-                         "messageId": trigger_id or "", "originalCompletionText": resp.text},
+                         "messageId": turn.trigger_id or "", "originalCompletionText": resp.text},
                 "result": {"output": outcome.output, **({"error": outcome.error} if outcome.error else {})},
             })
         extra.append(ChatMessage("assistant", assistant_blocks))
         extra.append(ChatMessage("user", results))
         depth += 1
-    ppc = _postprocess_context(port, fetched, config, pp_mode, built.stop_sequences, sender.reply_to)
+    ppc = _postprocess_context(turn, pp_mode, built.stop_sequences, sender.reply_to)
     plan = plan_discord_actions(_completion(resp, resp.text, streaming), ppc)
     result.warnings.extend(plan.warnings)
     await sender.perform(plan)
@@ -375,26 +415,20 @@ async def _run_native(
     result.sent_message_ids = sender.sent
     result.thinking_blocks = [dict(b) for b in resp.content if b.get("type") in ("thinking", "redacted_thinking")]
     result.reply_message_ids = list(sender.reply_ids)
-    await _send_generated_images(port, channel_id, resp, trigger_id, sender, result)
+    await _send_generated_images(turn, resp, sender)
 
 
-async def _run_chapter2(
-    port: DiscordPort, channel_id: str, config: Mapping[str, Any], built: BuiltContext, route: Any,
-    fetched: FetchedContext, trigger_id: str | None, result: ActivationResult, base_dir: Path,
-) -> None:
+async def _run_chapter2(turn: _Turn) -> None:
     """A migrated chapter2 em (`chapter2_prompt`): chapter2's prompt, stops and reply parsing."""
-    import time
-    from datetime import datetime
-
-    from chapterx.llm.formatters.common import base_request
-    from chapterx.postprocess import Completion, plan_discord_actions
+    # compat.chapter2 imports chapterx (config, formats): imported here so chapterx never needs it at import.
     from compat.chapter2.formats.generation import generate_replies, prepare_request
     from compat.chapter2.formats.prompt import chapter2_prompt_from_bot_config, messages_from_turns
 
+    config, result = turn.config, turn.result
     name = opt.bot_name(config)
     now = datetime.fromtimestamp((result.clock or time.time)(), tz=UTC)
-    prep = prepare_request(chapter2_prompt_from_bot_config(dict(config)), messages_from_turns(built.messages),
-                           em_name=name, now=now, base_dir=base_dir)
+    prep = prepare_request(chapter2_prompt_from_bot_config(dict(config)), messages_from_turns(turn.built.messages),
+                           em_name=name, now=now, base_dir=turn.ctx.base_dir or Path.cwd())
     result.warnings.extend(prep.warnings)
 
     async def complete() -> tuple[str, str | None]:
@@ -403,14 +437,14 @@ async def _run_chapter2(
         request.prompt = prep.prompt
         request.stop_sequences = list(prep.stop_sequences)
         request.max_tokens = int(prep.max_tokens)
-        resp = await _call(route.provider, request, result)
+        resp = await _call(turn.route.provider, request, result)
         return resp.text, "length" if resp.stop_reason == "max_tokens" else resp.stop_reason
 
     replies = await generate_replies(prep.settings, name, complete)
-    sender = _Sender(port, channel_id, trigger_id)
+    sender = _Sender(turn.port, turn.channel_id, turn.trigger_id)
     for reply in replies:
-        ppc = _postprocess_context(port, fetched, config, "base-model", (), sender.reply_to)
-        ppc = _with(ppc, participants=(), prefill_thinking=False)
+        ppc = _postprocess_context(turn, "base-model", (), sender.reply_to)
+        ppc = dataclasses.replace(ppc, participants=(), prefill_thinking=False)
         plan = plan_discord_actions(Completion(reply.content), ppc)
         await sender.perform(plan)
     result.completion_text = "\n".join(r.content for r in replies)
@@ -433,21 +467,14 @@ def _ordered_block(block: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _without_debug(plan: Any) -> Any:
+def _without_debug(plan: Plan) -> Plan:
     """Pre-tool text is sent without debug-thinking posts (those follow the final answer)."""
-    from chapterx.postprocess import SendMessage
-
     plan.actions = [a for a in plan.actions if not (isinstance(a, SendMessage) and a.role == "debug_thinking")]
     return plan
 
 
-async def _send_generated_images(
-    port: DiscordPort, channel_id: str, resp: ProviderResponse, trigger_id: str | None, sender: _Sender,
-    result: ActivationResult,
-) -> None:
-    import base64
-    import time
-
+async def _send_generated_images(turn: _Turn, resp: ProviderResponse, sender: _Sender) -> None:
+    result = turn.result
     now = result.clock or time.time
     images = [b for b in resp.content if b.get("type") == "image"]
     for i, img in enumerate(images):
@@ -455,51 +482,51 @@ async def _send_generated_images(
         data = base64.b64decode(src.get("data", ""))
         ext = str(src.get("media_type", "image/png")).split("/")[-1]
         name = f"generated_{int(now() * 1000)}.{ext}"
-        mid = await port.send(channel_id, "", reply_to=trigger_id if i == 0 else None, files=[OutgoingFile(name, data)])
+        mid = await turn.port.send(turn.channel_id, "", reply_to=turn.trigger_id if i == 0 else None,
+                                   files=[OutgoingFile(name, data)])
         sender.sent.append(mid)
     result.sent_message_ids = sender.sent
+
+
+@dataclass
+class _RouteVendor:
+    """The vendor view the base-model formatter needs, for routes that carry no vendor record."""
+
+    kind: str | None
+    config: dict[str, Any]
+    completions_config: Any = None
 
 
 def _vendor_for(route: Any) -> Any:
     vendor = getattr(route, "vendor", None)
     if vendor is not None:
         return vendor
-
-    class _V:
-        kind = getattr(route, "kind", None)
-        config = {"eot_token": getattr(route, "eot_token", None)} if getattr(route, "eot_token", None) is not None else {}
-        completions_config = None
-
-    return _V()
+    eot = getattr(route, "eot_token", None)
+    return _RouteVendor(getattr(route, "kind", None), {"eot_token": eot} if eot is not None else {})
 
 
-async def run_activation(
-    port: DiscordPort,
-    config: ConfigSource,
-    trigger_message_id: str | None,
-    provider_factory: Callable[[str], Any] | Callable[[str], Awaitable[Any]],
-    *,
-    channel_id: str,
-    state: ChannelState | None = None,
-    tool_cache: Sequence[Mapping[str, Any]] = (),
-    plugins: PluginHost | None = None,
-    clock: Callable[[], float] | None = None,
-    base_dir: Path | None = None,
-    tool_log_dir: Path | None = None,
-    bot_id: str | None = None,
-    thinking_dir: Path | None = None,
-) -> ActivationResult:
-    """Run one activation in `channel_id`; errors are captured in the result (nothing half-posted)."""
-    state = state or ChannelState()
+async def _resolve_config(ctx: ActivationContext) -> Mapping[str, Any]:
+    if callable(ctx.config):
+        return ctx.config(await channel_config_texts(ctx.port, ctx.channel_id))
+    return ctx.config
+
+
+async def _resolve_route(ctx: ActivationContext, model: str) -> Any:
+    route = ctx.provider_factory(model)
+    if inspect.isawaitable(route):
+        route = await route
+    return route
+
+
+async def run_activation(ctx: ActivationContext) -> ActivationResult:
+    """Run one activation in `ctx.channel_id`; errors are captured in the result (nothing half-posted)."""
+    port, channel_id, state = ctx.port, ctx.channel_id, ctx.state
     result = ActivationResult(state=state)
-    result.clock = clock
+    result.clock = ctx.clock
     tr = _trace()
     try:
         await port.typing(channel_id)
-        if callable(config):
-            cfg: Mapping[str, Any] = config(await channel_config_texts(port, channel_id))
-        else:
-            cfg = config
+        cfg = await _resolve_config(ctx)
         if tr is not None:
             tr.set_config(cfg)
         caching = opt.prompt_caching(cfg)
@@ -518,23 +545,21 @@ async def run_activation(
         _update_anchor(state, fetched, caching)
         _drop_m_commands(fetched)
         existing = {m.id for m in fetched.messages}
-        if tool_log_dir is not None and not tool_cache:
-            from chapterx.agent.toollog import load_entries
-
-            tool_cache = load_entries(tool_log_dir, bot_id or opt.bot_name(cfg), channel_id)
+        owner = ctx.bot_id or opt.bot_name(cfg)
+        tool_cache = ctx.tool_cache
+        if ctx.tool_log_dir is not None and not tool_cache:
+            tool_cache = load_entries(ctx.tool_log_dir, owner, channel_id)
         entries = [ToolCacheEntry(dict(e.get("call") or {}), dict(e.get("result") or {}), str(e.get("timestamp") or ""))
                    for e in tool_cache]
         entries = load_tool_cache(entries, existing)
         covered = {i for e in entries for i in (e.call.get("botMessageIds") or [])}
         context_messages = [m for m in fetched.messages if m.id not in covered]
-        plugins = plugins or PluginHost(cfg)
+        plugins = ctx.plugins or (ctx.plugin_factory(cfg) if ctx.plugin_factory is not None else PluginHost(cfg))
         _phase(tr, "context")
-        keep_thinking = thinking_dir is not None and opt.flag(cfg, "preserve_thinking_blocks", True)
+        keep_thinking = ctx.thinking_dir is not None and opt.flag(cfg, "preserve_thinking_blocks", True)
         stored_thinking: dict[str, list[dict[str, Any]]] = {}
-        if keep_thinking and thinking_dir is not None:
-            from chapterx.agent import thinking_store
-
-            stored_thinking = thinking_store.load(thinking_dir, bot_id or opt.bot_name(cfg), channel_id)
+        if keep_thinking and ctx.thinking_dir is not None:
+            stored_thinking = thinking_store.load(ctx.thinking_dir, owner, channel_id)
         bot_user = port.user(port.bot_user_id)
         built = build_context(BuildInput(
             messages=context_messages, config=cfg, bot_user_id=port.bot_user_id,
@@ -549,43 +574,25 @@ async def run_activation(
             tr.record_context(context_build_record(built, len(context_messages)))
         model = str(cfg.get("continuation_model") or "")
         _phase(tr, "llm")
-        route = provider_factory(model)
-        if hasattr(route, "__await__"):
-            route = await route
+        route = await _resolve_route(ctx, model)
         formatter_route = getattr(route, "formatter_route", None)
         mode = resolve_mode(cfg, formatter_route)
         tool_mode = resolve_tool_mode(cfg, formatter_route)
         name = opt.bot_name(cfg)
         continue_last = bool(built.messages) and built.messages[-1].participant == name and built.messages[-1].is_bot
+        turn = _Turn(ctx, cfg, built, route, plugins, fetched, result, continue_last)
         if isinstance(cfg.get("chapter2_prompt"), Mapping):
-            await _run_chapter2(port, channel_id, cfg, built, route, fetched, trigger_message_id, result,
-                                base_dir or Path.cwd())
+            await _run_chapter2(turn)
         elif mode == "prefill" or (tool_mode == "xml" and mode != "base-model"):
-            await _run_inline(port, channel_id, cfg, built, route, plugins, fetched, trigger_message_id, result,
-                              continue_last)
+            await _run_inline(turn)
         else:
-            await _run_native(port, channel_id, cfg, built, route, plugins, fetched, trigger_message_id, result,
-                              mode, continue_last)
-        if caching and built.cache_marker is not None and built.cache_marker != state.last_cache_marker:
-            state.last_cache_marker = built.cache_marker
-        if built.did_roll:
-            first = next((m.message_id for m in built.messages if m.message_id), None)
-            state.cache_oldest_message_id = first
-            state.messages_since_roll = 0
-        else:
-            state.messages_since_roll += _new_message_count(state, fetched)
-        if fetched.messages:
-            state.newest_seen_message_id = max((m.id for m in fetched.messages), key=int)
-        if keep_thinking and thinking_dir is not None and result.reply_message_ids and result.thinking_blocks:
-            from chapterx.agent import thinking_store
-
-            thinking_store.save(thinking_dir, bot_id or opt.bot_name(cfg), channel_id, result.reply_message_ids[0],
+            await _run_native(turn, mode)
+        _update_state_after(state, built, fetched, caching)
+        if keep_thinking and ctx.thinking_dir is not None and result.reply_message_ids and result.thinking_blocks:
+            thinking_store.save(ctx.thinking_dir, owner, channel_id, result.reply_message_ids[0],
                                 result.thinking_blocks)
-        if tool_log_dir is not None and result.tool_log:
-            from chapterx.agent.toollog import append_entries
-
-            append_entries(tool_log_dir, bot_id or opt.bot_name(cfg), channel_id, result.tool_log,
-                           result.sent_message_ids)
+        if ctx.tool_log_dir is not None and result.tool_log:
+            append_entries(ctx.tool_log_dir, owner, channel_id, result.tool_log, result.sent_message_ids)
         if tr is not None:
             tr.set_outcome(True, result.completion_text, result.sent_message_ids,
                            state_updates={"cacheMarkerUpdated": built.cache_marker is not None and caching,
@@ -596,6 +603,20 @@ async def run_activation(
             tr.set_error(None, exc)
         log.warning("activation failed in channel %s: %s", channel_id, exc)
     return result
+
+
+def _update_state_after(state: ChannelState, built: BuiltContext, fetched: FetchedContext, caching: bool) -> None:
+    """§1.9 bookkeeping after a successful activation: cache marker, roll counter, window anchor."""
+    if caching and built.cache_marker is not None and built.cache_marker != state.last_cache_marker:
+        state.last_cache_marker = built.cache_marker
+    if built.did_roll:
+        first = next((m.message_id for m in built.messages if m.message_id), None)
+        state.cache_oldest_message_id = first
+        state.messages_since_roll = 0
+    else:
+        state.messages_since_roll += _new_message_count(state, fetched)
+    if fetched.messages:
+        state.newest_seen_message_id = max((m.id for m in fetched.messages), key=int)
 
 
 def context_build_record(built: BuiltContext, considered: int | None = None) -> dict[str, Any]:

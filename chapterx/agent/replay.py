@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from chapterx.agent.activation import run_activation
+from chapterx.agent.activation import ActivationContext, run_activation
 from chapterx.agent.state import ChannelState
 from chapterx.discord.memory import MemoryDiscord
 from chapterx.errors import UserError
@@ -134,12 +134,12 @@ async def replay_in_world(
                 routes.append(route)
                 return route
 
-            result = await run_activation(
-                world, config_source, trigger, factory,
-                channel_id=channel_id, state=ChannelState.from_dict(inp.get("channel_state")),
+            result = await run_activation(ActivationContext(
+                world, config_source, factory, channel_id, trigger_message_id=trigger,
+                state=ChannelState.from_dict(inp.get("channel_state")),
                 tool_cache=list(inp.get("tool_cache") or []), clock=clock,
                 base_dir=(root / "ems" / bot_id) if layout == "ems" else (root / "config" / "bots"),
-            )
+            ))
             for r in routes:
                 await r.provider.aclose()  # no SDK connection outlives the fake server's event loop
             requests = []

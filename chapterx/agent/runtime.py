@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from chapterx.agent.activation import (
+    ActivationContext,
     ActivationResult,
     _drop_m_commands,
     bot_identity,
@@ -28,6 +29,7 @@ from chapterx.agent.activation import (
     run_activation,
 )
 from chapterx.agent.decide import DecideContext, Decision, applicable_sleep_pins, should_activate
+from chapterx.agent.plugins import PluginHost
 from chapterx.agent.queue import DeferredQueue, Event, EventQueue, transient_error_type
 from chapterx.agent.state import ChannelStateStore
 from chapterx.discord.port import DiscordPort, Message, OutgoingFile, Pin
@@ -117,6 +119,8 @@ class RuntimeOptions:
     tool_log_dir: Path | None = None
     thinking_dir: Path | None = None
     trace_writer: Any = None  # chapterx.trace.writer.TraceWriter; None: no traces
+    # (config, channel_id) -> the activation's plugin host; None: `PluginHost(config)`.
+    plugin_factory: Callable[[Mapping[str, Any], str], PluginHost] | None = None
     on_activation: Callable[[ActivationResult], Awaitable[None] | None] | None = None
     typing_interval: float = 8.0
 
@@ -314,11 +318,13 @@ class BotRuntime:
 
     async def _run(self, channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
         o = self.opts
-        return await run_activation(
-            self.port, lambda texts: self._config_for(guild_id, texts), trigger_id, o.provider_factory,
-            channel_id=channel_id, state=self.states.get(o.bot_id, channel_id), clock=o.clock,
+        factory = o.plugin_factory
+        return await run_activation(ActivationContext(
+            self.port, lambda texts: self._config_for(guild_id, texts), o.provider_factory, channel_id,
+            trigger_message_id=trigger_id, state=self.states.get(o.bot_id, channel_id), clock=o.clock,
             base_dir=o.base_dir, tool_log_dir=o.tool_log_dir, bot_id=o.bot_id, thinking_dir=o.thinking_dir,
-        )
+            plugin_factory=(lambda cfg: factory(cfg, channel_id)) if factory is not None else None,
+        ))
 
     async def get_context_dump(self, channel_id: str, guild_id: str, requested: int | None) -> str:
         """`m get_context [N]` (§1.7): the context without character limits, sent as a text file."""

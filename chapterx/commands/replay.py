@@ -151,6 +151,8 @@ def _shaped_cases(path: Path, case_id: str | None) -> list[tuple[str, Any, dict[
     None when the file is a single activation input handled below."""
     from chapterx.replays import shape_for
 
+    if not path.is_file():  # a FIFO would block the read; `_load` explains what is wrong
+        return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):

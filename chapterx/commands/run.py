@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _handle(args: argparse.Namespace) -> int:
     import asyncio
 
-    from chapterx.discord.process import prepare_bot, serve
+    from chapterx.app import prepare_bot, serve
     from chapterx.errors import UsageError
 
     if args.config is not None and args.ems is not None:

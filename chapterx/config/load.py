@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from chapterx.config.check import Checked, check_document
 from chapterx.config.env import Settings
 from chapterx.config.errors import ConfigError
 from chapterx.config.merge import apply_defaults, merge_layers
+from chapterx.config.model import BotConfig
 from chapterx.config.pins import target_matches
 from chapterx.config.report import Problem
 from chapterx.config.vendors import VendorConfig, normalise_vendors
@@ -82,6 +84,11 @@ class ResolvedConfig:
     startup: dict[str, Any] = field(default_factory=dict)  # shared + bot file only (startup-only keys)
     settings: Settings = field(default_factory=Settings)
     findings: list[Finding] = field(default_factory=list)
+
+    @cached_property
+    def typed(self) -> BotConfig:
+        """The resolved config as a typed value, built once."""
+        return BotConfig.from_resolved(self.config)
 
 
 def locate(*, config_root: Path | None = None, bot_file: Path | None = None, ems_path: Path | None = None,

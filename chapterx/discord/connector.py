@@ -54,6 +54,16 @@ def _emoji_name(emoji: Any) -> str:
     return str(getattr(emoji, "name", None) or emoji)
 
 
+def connection_failure_message(exc: BaseException) -> str | None:
+    """One operator-facing line for discord.py's login/intent refusals (None: not one of those)."""
+    if isinstance(exc, discord.LoginFailure):
+        return "Discord rejected the token (login failed)"
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return ("Discord refused the Message Content intent: enable it for this bot in the "
+                "Discord developer portal (Bot > Privileged Gateway Intents)")
+    return None
+
+
 class DiscordConnector:
     """Runs a discord.py client and feeds `on_event` with queue events."""
 

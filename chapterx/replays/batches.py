@@ -10,13 +10,22 @@ case's `expected`.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from chapterx.agent.decide import mentions_bot
+from chapterx.agent.queue import Event
+from chapterx.agent.runtime import BotRuntime, RuntimeOptions
+from chapterx.config.load import resolve_bot_config
 from chapterx.errors import UserError
+from chapterx.llm.fake import FakeLLMServer
+from chapterx.llm.providers.base import ProviderOptions
+from chapterx.llm.routing import Router
 from chapterx.replays import CaseShape
+from chapterx.replays.recording import RecordingWorld
 
 
 def _write_files(root: Path, files: Mapping[str, str]) -> None:
@@ -26,16 +35,38 @@ def _write_files(root: Path, files: Mapping[str, str]) -> None:
         p.write_text(text, encoding="utf-8")
 
 
-async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
-    from chapterx.agent.decide import mentions_bot
-    from chapterx.agent.queue import Event
-    from chapterx.agent.runtime import BotRuntime, RuntimeOptions
-    from chapterx.config.load import resolve_bot_config
-    from chapterx.llm.fake import FakeLLMServer
-    from chapterx.llm.providers.base import ProviderOptions
-    from chapterx.llm.routing import Router
-    from chapterx.replays.recording import RecordingWorld
+@dataclass
+class CaseRun:
+    """The live pieces of one case run, handed to `CaseOptions` callbacks."""
 
+    input: Mapping[str, Any]
+    root: Path  # the case's files, written out (temporary)
+    world: RecordingWorld
+    runtime: BotRuntime
+    fake: FakeLLMServer
+    now: float  # what the runtime's clocks read; a callback may move it (timers)
+    out: dict[str, Any]
+
+
+@dataclass
+class CaseOptions:
+    """Extension points for shapes built on this runner (e.g. `tool-plugins.json`).
+
+    `plugin_factory(run, config, channel_id)` gives an activation its plugin host; `on_setup(run)`
+    runs before the first batch; `on_event(run, batch_index, event)` turns an event type this module
+    does not model into runtime `Event`s (return None to reject it); `extra_outputs(run)` runs after
+    the last batch, before the case's files are removed, and may add keys to `run.out`.
+    """
+
+    plugin_factory: Callable[[CaseRun, Mapping[str, Any], str], Any] | None = None
+    on_setup: Callable[[CaseRun], Awaitable[None]] | None = None
+    on_event: Callable[[CaseRun, int, Mapping[str, Any]], Awaitable[list[Event] | None]] | None = None
+    extra_outputs: Callable[[CaseRun], Awaitable[None]] | None = None
+
+
+async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -> dict[str, Any]:
+    """Feed the case's batches to a `BotRuntime`; return the observed result in `expected`'s shape."""
+    opts = options or CaseOptions()
     world = RecordingWorld(inp["discord"])
     disc = inp["discord"]
     channel_types = {str(c["id"]): c.get("type", "text") for c in disc.get("channels") or []}
@@ -60,13 +91,13 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
 
         holder: dict[str, Any] = {}
         async with FakeLLMServer(list(inp.get("llm_responses") or [])) as fake:
-            options = ProviderOptions(now=lambda: now_ts)
-            options.retry_base_delay = 0.001
-            options.retry_max_delay = 0.01
+            provider_options = ProviderOptions(now=lambda: run.now)
+            provider_options.retry_base_delay = 0.001
+            provider_options.retry_max_delay = 0.01
             routers: list[Router] = []
 
             def factory(model: str) -> Any:
-                router = Router(holder["vendors"], env={}, base_url_override=fake.base_url, options=options)
+                router = Router(holder["vendors"], env={}, base_url_override=fake.base_url, options=provider_options)
                 routers.append(router)
                 return router.route(model)
 
@@ -76,16 +107,26 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
                 fetches.append({"message_ids": result.fetched_message_ids,
                                 "inheritance_info": {k: v for k, v in (result.inheritance or {}).items() if v} or None})
 
+            plugin_factory = None
+            if opts.plugin_factory is not None:
+                hook = opts.plugin_factory
+
+                def plugin_factory(cfg: Mapping[str, Any], channel_id: str) -> Any:
+                    return hook(run, cfg, channel_id)
+
             rt = BotRuntime(world, RuntimeOptions(on_activation=on_activation,
                 bot_id=bot_id, provider_factory=factory, load_config=lambda t: load(world.guild_id, t),
-                guild_config_loader=load, random=lambda: next(rolls), now=lambda: now_ts,
-                clock=lambda: now_ts, base_dir=root / "config" / "bots"))
+                guild_config_loader=load, random=lambda: next(rolls), now=lambda: run.now,
+                clock=lambda: run.now, base_dir=root / "config" / "bots", plugin_factory=plugin_factory))
+            run = CaseRun(inp, root, world, rt, fake, now_ts, out)
             rt.port.sent_ids.update((inp.get("process_state") or {}).get("bot_sent_message_ids") or [])
             if disc.get("pins_cached", True):
                 rt.port.pins[world.primary_channel_id] = await world.fetch_pins(world.primary_channel_id)
             for ch in disc.get("channels") or []:
                 if ch.get("pins_cached", True) and str(ch["id"]) != world.primary_channel_id:
                     rt.port.pins[str(ch["id"])] = await world.fetch_pins(str(ch["id"]))
+            if opts.on_setup is not None:
+                await opts.on_setup(run)
             pending: list[Any] = []
             for index, batch in enumerate(inp["batches"]):
                 if not batch.get("while_previous_activation_in_flight"):
@@ -115,7 +156,10 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
                         events.append(Event("self_activation", cid, world.guild_id, data={
                             "timer_id": ev.get("timer_id"), "context_note": ev.get("context_note")}))
                     else:
-                        raise UserError(f"event type not modelled: {ev['type']}")
+                        extra = await opts.on_event(run, index, ev) if opts.on_event is not None else None
+                        if extra is None:
+                            raise UserError(f"event type not modelled: {ev['type']}")
+                        events.extend(extra)
                 res = await rt.process_batch(events)
                 if res.task is not None:
                     pending.append(res.task)
@@ -138,12 +182,13 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
                 await r.aclose()
             out["provider_request_count"] = len(fake.requests)
             out["provider_bodies"] = [r["body"] for r in fake.requests]
+            if opts.extra_outputs is not None:
+                await opts.extra_outputs(run)
     out["discord_actions"] = world.actions
     out["context_fetches"] = fetches
     out["sleep_counters_after"] = dict(rt.sleep_counters)
     out["pins_api_requests"] = list(rt.port.pin_fetches)
     return out
-
 
 
 def _matches(case: Mapping[str, Any]) -> bool:

@@ -83,7 +83,9 @@ CREATE TABLE IF NOT EXISTS traces(
   cost REAL,
   error TEXT,
   framework TEXT NOT NULL DEFAULT 'chapterx',
-  extra TEXT);
+  extra TEXT,
+  input_tokens INTEGER,
+  output_tokens INTEGER);
 CREATE TABLE IF NOT EXISTS messages(
   key NOT NULL, trace_row INTEGER NOT NULL, role INTEGER NOT NULL, position INTEGER,
   PRIMARY KEY(key, trace_row, role)) WITHOUT ROWID;
@@ -111,8 +113,10 @@ TRACE_COLUMNS = (
     "source_id", "trace_id", "ts", "timestamp", "channel_id", "trigger_id", "bot", "channel_name",
     "reason", "trigger_preview", "response_preview", "is_thread", "parent_channel_id", "success",
     "duration_ms", "llm_calls", "tool_execs", "total_tokens", "filename", "status", "model",
-    "guild_id", "cost", "error", "framework", "extra",
+    "guild_id", "cost", "error", "framework", "extra", "input_tokens", "output_tokens",
 )
+# columns added after the first release: an older database gets them by ALTER TABLE on open
+_ADDED_COLUMNS = (("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"))
 _INSERT_TRACE = (f"INSERT INTO traces(id,{','.join(TRACE_COLUMNS)}) "
                  f"VALUES ({','.join('?' * (len(TRACE_COLUMNS) + 1))})")
 _INSERT_MSG = "INSERT OR IGNORE INTO messages(key, trace_row, role, position) VALUES (?,?,?,?)"
@@ -194,6 +198,7 @@ def connect(path: Path) -> sqlite3.Connection:
     with transaction(conn):  # several processes may open (and upgrade) the same file at once
         for stmt in _statements(_SCHEMA):
             conn.execute(stmt)
+        _add_missing_columns(conn)
         row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         version = row[0] if row else None
         if version is not None and version not in ("1", str(SCHEMA_VERSION)):
@@ -216,6 +221,14 @@ def connect(path: Path) -> sqlite3.Connection:
         for stmt in _INDEXES:
             conn.execute(stmt)
     return conn
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Columns added since a database was created (NULL in its old rows: read as unknown)."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(traces)")}
+    for name, decl in _ADDED_COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE traces ADD COLUMN {name} {decl}")
 
 
 def _wipe(conn: sqlite3.Connection) -> None:
@@ -327,6 +340,7 @@ def entry_row(entry: dict[str, Any], source_id: int, framework: str = "chapterx"
         _str_or_none(entry.get("model")), _str_or_none(entry.get("guildId")),
         float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
         _str_or_none(entry.get("error")), str(entry.get("framework") or framework), extra,
+        _int_or_none(entry.get("inputTokens")), _int_or_none(entry.get("outputTokens")),
     )
 
 

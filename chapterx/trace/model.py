@@ -223,11 +223,10 @@ def index_entry(trace: dict[str, Any], filename: str) -> dict[str, Any]:
     entry["durationMs"] = trace.get("durationMs", 0)
     entry["llmCallCount"] = len(calls)
     entry["toolExecutionCount"] = len(trace.get("toolExecutions") or [])
-    entry["totalTokens"] = sum(
-        int((c.get("tokenUsage") or {}).get("inputTokens") or 0)
-        + int((c.get("tokenUsage") or {}).get("outputTokens") or 0)
-        for c in calls if isinstance(c.get("tokenUsage") or {}, dict)
-    )
+    usages = [u for u in (c.get("tokenUsage") or {} for c in calls) if isinstance(u, dict)]
+    input_tokens = sum(int(u.get("inputTokens") or 0) for u in usages)
+    output_tokens = sum(int(u.get("outputTokens") or 0) for u in usages)
+    entry["totalTokens"] = input_tokens + output_tokens
     ids: list[str] = []
     positions: list[int] = []
     build = trace.get("contextBuild")
@@ -255,4 +254,7 @@ def index_entry(trace: dict[str, Any], filename: str) -> dict[str, Any]:
         entry["error"] = str(err["message"])[:200]
     entry["contextPositions"] = positions
     entry["framework"] = "chapterx"
+    # the split of totalTokens, for the fleet's per-bot token figures
+    entry["inputTokens"] = input_tokens
+    entry["outputTokens"] = output_tokens
     return entry

@@ -700,6 +700,21 @@ class TraceStore:
         with self._lock:
             return prune_store(self, older_than, dry_run)
 
+    def query(self, sql: str, params: dict[str, Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Read-only SQL over the index (after the usual refresh), rows addressed by column name:
+        the seam for `chapterx.trace.aggregates` and other reports."""
+        self._auto_refresh()
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.row_factory = sqlite3.Row
+            return list(cur.execute(sql, params).fetchall())
+
+    def bot_names(self) -> list[str]:
+        """Bots with at least one row in the index (from the kept counts: no table scan)."""
+        self._auto_refresh()
+        with self._lock:
+            return sorted(self._cached(("bots",), lambda: [k for k, _ in ix.counts(self._conn, "bot")]))
+
     @property
     def conn(self) -> sqlite3.Connection:
         return self._conn

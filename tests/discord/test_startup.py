@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chapterx.discord.process import prepare_bot
+from chapterx.app import prepare_bot
 from chapterx.errors import UserError
 from tests.conftest import FIXTURES_DIR
 
@@ -87,7 +87,7 @@ def test_no_vendor_for_model(tmp_path: Path) -> None:
 def test_config_cache_follows_file_changes(tmp_path: Path) -> None:
     import os
 
-    from chapterx.discord.process import CachedConfigLoader
+    from chapterx.app import CachedConfigLoader
 
     root = _deploy(tmp_path)
     (tmp_path / "tok").write_text(TOKEN)

@@ -157,7 +157,7 @@ async def test_activation_records_a_trace(tmp_path: Path) -> None:
 
 async def test_tool_log_round_trip_hides_covered_bot_message(tmp_path: Path) -> None:
     """A logged call shows up after its trigger and replaces the bot's Discord message in context."""
-    from chapterx.agent.activation import run_activation
+    from chapterx.agent.activation import ActivationContext, run_activation
     from chapterx.agent.toollog import append_entries, load_entries, remove_by_bot_message
     from chapterx.discord.memory import MemoryDiscord
     from chapterx.llm.types import ProviderResponse
@@ -182,8 +182,9 @@ async def test_tool_log_round_trip_hides_covered_bot_message(tmp_path: Path) -> 
 
     cfg = {"name": "Gull", "continuation_model": "claude-sonnet-4-5-20250929", "mode": "prefill"}
     world = MemoryDiscord(case["discord"])
-    result = await run_activation(world, cfg, "1410000000000000003", lambda m: Route(),
-                                  channel_id="910000000000000001", tool_log_dir=tmp_path, bot_id="gull")
+    result = await run_activation(ActivationContext(
+        world, cfg, lambda m: Route(), "910000000000000001", trigger_message_id="1410000000000000003",
+        tool_log_dir=tmp_path, bot_id="gull"))
     assert result.error is None
     prefill = seen[0].messages[-1].content
     assert "Gull: Looking.\nSystem<[search]: 3 cats\nines: thanks\nGull:" in prefill
@@ -215,7 +216,7 @@ async def test_transport_fault_then_success_posts_once(fault: str) -> None:
 
 
 async def test_native_thinking_blocks_return_in_the_next_context(tmp_path: Path) -> None:
-    from chapterx.agent.activation import run_activation
+    from chapterx.agent.activation import ActivationContext, run_activation
     from chapterx.discord.memory import MemoryDiscord
     from chapterx.llm.types import ProviderResponse
 
@@ -239,12 +240,14 @@ async def test_native_thinking_blocks_return_in_the_next_context(tmp_path: Path)
            "thinking_type": "enabled"}
     case = make_case([msg(1, HUMAN, "17*23?")], "unused", [])
     world = MemoryDiscord(case["discord"])
-    first = await run_activation(world, cfg, "1410000000000000001", lambda m: Route(),
-                                 channel_id="910000000000000001", thinking_dir=tmp_path, bot_id="gull")
+    first = await run_activation(ActivationContext(
+        world, cfg, lambda m: Route(), "910000000000000001", trigger_message_id="1410000000000000001",
+        thinking_dir=tmp_path, bot_id="gull"))
     assert first.error is None and first.sent_message_ids == ["1900000000000000001"]
     world.add_message("910000000000000001", msg(5, HUMAN, "sure?"))
-    second = await run_activation(world, cfg, "1410000000000000005", lambda m: Route(),
-                                  channel_id="910000000000000001", thinking_dir=tmp_path, bot_id="gull")
+    second = await run_activation(ActivationContext(
+        world, cfg, lambda m: Route(), "910000000000000001", trigger_message_id="1410000000000000005",
+        thinking_dir=tmp_path, bot_id="gull"))
     assert second.error is None
     assistant = [m for m in seen[1].messages if m.role == "assistant"][0]
     assert assistant.content == [{"type": "thinking", "thinking": "17*23", "signature": "sig-1"},

@@ -1,4 +1,6 @@
-"""Starting one bot process (reference §0): config, token, vendors, Discord, runtime, shutdown.
+"""App wiring for one bot process (reference §0): config, token, vendors, Discord, runtime, API, shutdown.
+
+The Discord adapter (`chapterx.discord`) only adapts discord.py; this module decides what runs.
 
 `prepare_bot(...)` does every check that can fail on operator input (config, token file, vendor
 for the model) and returns a `BotPlan`; `serve(plan)` connects and runs until SIGTERM/SIGINT.
@@ -203,7 +205,7 @@ class CachedConfigLoader:
 async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
     """Connect to Discord and run the batch loop until SIGTERM/SIGINT (or `stop` is set)."""
     from chapterx.agent.runtime import BotRuntime, RuntimeOptions
-    from chapterx.discord.connector import DiscordConnector
+    from chapterx.discord.connector import DiscordConnector, connection_failure_message
     from chapterx.llm.routing import Router
     from chapterx.trace.redact import Redactor
     from chapterx.trace.writer import TraceWriter, set_writer
@@ -271,16 +273,10 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
     code = 0
     try:
         done, _ = await asyncio.wait({discord_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-        if discord_task in done and discord_task.exception() is not None:
-            exc = discord_task.exception()
-            import discord
-
-            if isinstance(exc, discord.LoginFailure):
-                raise UserError("Discord rejected the token (login failed)", 1)
-            if isinstance(exc, discord.PrivilegedIntentsRequired):
-                raise UserError("Discord refused the Message Content intent: enable it for this bot in the "
-                                "Discord developer portal (Bot > Privileged Gateway Intents)", 1)
-            raise UserError(f"Discord connection failed: {redactor.text(str(exc))}", 1)
+        exc = discord_task.exception() if discord_task in done else None
+        if exc is not None:
+            raise UserError(connection_failure_message(exc) or
+                            f"Discord connection failed: {redactor.text(str(exc))}", 1)
         if discord_task in done and not stop.is_set():
             raise UserError("the Discord connection closed unexpectedly", 1)
         log.info("stopping")
