@@ -1,8 +1,8 @@
 """Locations of files that ship inside the package (JSON Schemas, data), found via importlib.resources.
 
-In a wheel the schemas are `chapterx/schemas/` (the build maps the top-level `schemas/` there, see
-pyproject.toml); in a checkout or an editable install that folder does not exist under `chapterx/`, so
-the top-level `schemas/` (the same files) is used.
+In a wheel the schemas and examples are `chapterx/schemas/` and `chapterx/examples/` (the build maps the
+top-level folders there, see pyproject.toml); in a checkout or an editable install those folders do not
+exist under `chapterx/`, so the top-level ones (the same files) are used.
 """
 
 from __future__ import annotations
@@ -16,17 +16,19 @@ SOURCE_SCHEMAS_DIR = REPO_DIR / "schemas"
 """The schemas' source folder (only exists in a checkout); `python -m compat.chapter2.schema` writes here."""
 
 
-def _schemas_dir() -> Path:
-    installed = PACKAGE_DIR / "schemas"
+def _shipped(name: str) -> Path:
+    """`chapterx/<name>` as installed from a wheel, else the checkout's top-level `<name>/`."""
+    installed = PACKAGE_DIR / name
     if installed.is_dir():
         return installed
-    if SOURCE_SCHEMAS_DIR.is_dir():
-        return SOURCE_SCHEMAS_DIR
-    raise RuntimeError(
-        f"chapterx is installed without its JSON Schemas (looked in {installed} and {SOURCE_SCHEMAS_DIR}); "
-        "reinstall the package"
-    )
+    source = REPO_DIR / name
+    if source.is_dir():
+        return source
+    raise RuntimeError(f"chapterx is installed without its {name}/ (looked in {installed} and {source}); "
+                       "reinstall the package")
 
 
-SCHEMAS_DIR = _schemas_dir()
+SCHEMAS_DIR = _shipped("schemas")
+EXAMPLES_DIR = _shipped("examples")
+"""The bundled example deployment (`chapterx demo`, the README's first command)."""
 DATA_DIR = PACKAGE_DIR / "data"
