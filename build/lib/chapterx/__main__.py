@@ -1,5 +1,0 @@
-import sys
-
-from chapterx.cli import main
-
-sys.exit(main())

@@ -1,1 +1,0 @@
-"""The bot process's optional REST API (reference §6)."""

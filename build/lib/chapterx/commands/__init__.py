@@ -1,1 +1,0 @@
-"""One module per `chapterx` command; each exposes `register(subparsers)`."""

@@ -1,1 +1,0 @@
-"""chapterx.context"""

@@ -1,1 +1,0 @@
-"""chapterx.llm"""

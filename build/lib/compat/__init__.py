@@ -1,1 +1,0 @@
-"""Compatibility layers for other bot frameworks."""

@@ -1,1 +1,0 @@
-"""Chapter II (chapter2) compatibility: loading, mapping, migration, traces."""
