@@ -21,6 +21,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
+from PIL import Image
+
 log = logging.getLogger(__name__)
 
 MAX_SIDE = 8000
@@ -46,10 +48,7 @@ def _b64_len(n: int) -> int:
     return (n + 2) // 3 * 4
 
 
-def _encode(img: object, as_png: bool, quality: int = JPEG_QUALITY) -> bytes:
-    from PIL import Image
-
-    assert isinstance(img, Image.Image)
+def _encode(img: Image.Image, as_png: bool, quality: int = JPEG_QUALITY) -> bytes:
     buf = io.BytesIO()
     if as_png:
         img.save(buf, format="PNG", compress_level=PNG_LEVEL)  # no metadata: nothing is passed on
@@ -61,7 +60,7 @@ def _encode(img: object, as_png: bool, quality: int = JPEG_QUALITY) -> bytes:
 
 def reencode(data: bytes) -> PreparedImage | None:
     """Pure: the bytes upstream would send for `data` (None when it is not a decodable image)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as opened:
@@ -84,11 +83,8 @@ def reencode(data: bytes) -> PreparedImage | None:
     return PreparedImage(out, "image/png" if as_png else "image/jpeg", img.width, img.height)
 
 
-def _shrink(img: object) -> tuple[bytes, bool, object]:
+def _shrink(img: Image.Image) -> tuple[bytes, bool, Image.Image]:
     """Upstream's resampling ladder for an image whose base64 is over 5 MB (always ends as JPEG)."""
-    from PIL import Image
-
-    assert isinstance(img, Image.Image)
     out = b""
     for q in RETRY_QUALITIES:
         out = _encode(img, False, q)
@@ -174,7 +170,7 @@ class ImageCache:
                 data = path.read_bytes()
             except OSError:
                 continue
-            from PIL import Image, UnidentifiedImageError
+            from PIL import UnidentifiedImageError
 
             try:
                 with Image.open(io.BytesIO(data)) as img:
