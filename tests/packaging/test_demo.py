@@ -23,7 +23,7 @@ def _get(url: str) -> tuple[int, bytes]:
         return r.status, r.read()
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 def test_demo_serves_traces_of_every_example_bot(tmp_path: Path) -> None:
     work = tmp_path / "demo"
     env = {**os.environ, "HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
