@@ -17,9 +17,21 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
+from chapterx.config.vendors import glob_matches
 from chapterx.llm.errors import NoAdaptersError, NoVendorError
+from chapterx.llm.kinds import (  # noqa: F401 - re-exported: routing.ANTHROPIC etc. are used by callers
+    ANTHROPIC,
+    BEDROCK,
+    GEMINI,
+    OPENAI,
+    OPENAI_COMPATIBLE,
+    OPENAI_COMPLETIONS,
+    OPENAI_RESPONSES,
+    OPENROUTER,
+    override_base_url,
+)
+from chapterx.llm.providers import make_provider
 
 if TYPE_CHECKING:
     from chapterx.llm.providers.base import Provider, ProviderOptions
@@ -36,16 +48,6 @@ NO_ADAPTERS_MESSAGE = (
     "openrouterApiKey, openaiApiKey, bedrock, openaiCompatible, openaiCompatibleProviders, "
     "openaiCompletionsProviders, openaiResponsesProviders"
 )
-
-# adapter kinds
-ANTHROPIC = "anthropic"
-BEDROCK = "bedrock"
-GEMINI = "gemini"
-OPENROUTER = "openrouter"
-OPENAI = "openai"
-OPENAI_COMPATIBLE = "openai-compatible"
-OPENAI_COMPLETIONS = "openai-completions"
-OPENAI_RESPONSES = "openai-responses"
 
 _CLASS_NAMES = {
     ANTHROPIC: "AnthropicAdapter",
@@ -177,16 +179,6 @@ class Route:
     provider: Provider
 
 
-def glob_matches(pattern: str, model: str) -> bool:
-    """ChapterX `provides` semantics: `*` is the only wildcard, anchored, case-sensitive.
-
-    Upstream leaves `?` unescaped (a regex quantifier); we treat it literally, like every other
-    character except `*`.
-    """
-    regex = "^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$"
-    return re.match(regex, model) is not None
-
-
 def regex_fullmatch(pattern: str, model: str) -> bool:
     """chapter2 `provides` semantics: Python regex, `re.fullmatch`. A bad regex matches nothing."""
     try:
@@ -205,15 +197,6 @@ def _first(config: Mapping[str, Any], *keys: str) -> Any:
 
 def _s(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def override_base_url(real: str, override: str | None) -> str:
-    """Swap scheme and host of `real` for those of `override`, keeping the path (tests, replay)."""
-    if not override:
-        return real
-    parts = urlsplit(real)
-    over = urlsplit(override)
-    return urlunsplit((over.scheme, over.netloc, parts.path, parts.query, parts.fragment))
 
 
 class Router:
@@ -530,8 +513,6 @@ class Router:
     def provider(self, adapter: Adapter) -> Provider:
         """One provider object per adapter, created on first use."""
         if adapter.key not in self._providers:
-            from chapterx.llm.providers import make_provider
-
             self._providers[adapter.key] = make_provider(
                 adapter, base_url_override=self.base_url_override, options=self.options
             )
