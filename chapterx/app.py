@@ -100,9 +100,11 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
     """Resolve config, token and vendors; raise one-line UserErrors for anything missing."""
     from chapterx.config.load import resolve_bot_config
     from chapterx.llm.routing import Router
+    from chapterx.trace.paths import check_trace_dir
 
     environ: Mapping[str, str] = dict(os.environ if env is None else env)
     settings = Settings.from_env(environ)
+    check_trace_dir(settings.logs_dir, settings.trace_dir if environ.get("TRACE_DIR") else None)
     bot_name = bot or settings.bot_name
     if bot_file is None and ems is None:
         bot_file = settings.bot_config
@@ -206,6 +208,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
     """Connect to Discord and run the batch loop until SIGTERM/SIGINT (or `stop` is set)."""
     from chapterx.agent.runtime import BotRuntime, RuntimeOptions
     from chapterx.discord.connector import DiscordConnector, connection_failure_message
+    from chapterx.fleet.sdnotify import Notifier, run_notifier
     from chapterx.llm.routing import Router
     from chapterx.trace.redact import Redactor
     from chapterx.trace.writer import TraceWriter, set_writer
@@ -258,6 +261,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
     log.info("starting bot %s from %s%s: model %s, traces in %s", plan.bot_id or "(Discord username)", plan.source,
              " (chapter2 em, translated in place)" if plan.chapter2 else "", plan.model, plan.settings.trace_dir)
     connector = DiscordConnector(on_event=on_event, on_pin=on_pin, api_base=env.get("CHAPTERX_DISCORD_API") or None)
+    tasks.append(asyncio.create_task(run_notifier(connector.ready, stop, notifier=Notifier.from_env(env))))
     api_runner = None
     if plan.settings.api_bearer_token:
         from chapterx.api.server import start_api

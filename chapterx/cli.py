@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "migrate",
     "traces",
     "replay",
+    "fleet",
 )
 
 

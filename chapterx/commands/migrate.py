@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also read ~/.config/chapter2/{vendors,config}.yaml, as chapter2 does on that machine",
     )
+    p.add_argument("--into", metavar="CONFIG_ROOT",
+                   help="add the ems to an existing ChapterX config root instead of --out (see chapterx.commands.migrate_into)")
+    p.add_argument("--force-bot", action="append", metavar="EM", help="with --into: replace this bot's existing files")
     p.set_defaults(handler=_handle)
 
 
@@ -44,6 +47,10 @@ def _handle(args: argparse.Namespace) -> int:
 
     from compat.chapter2.migrate import check_output, plan_migration, write_plan
 
+    if args.into or args.force_bot:
+        from chapterx.commands.migrate_into import handle_into
+
+        return handle_into(args)
     ems_dir = Path(args.ems_dir)
     if not args.out and not args.dry_run:
         raise UsageError("migrate: --out DIR is required (or use --dry-run)")

@@ -1,7 +1,7 @@
 """Crash-safe, non-blocking trace writer.
 
 Layout (upstream's, so existing tools keep working):
-    LOGS_DIR/traces/<bot>/<channelId>-<traceId>-<start>.json   (TRACE_DIR moves `traces/`)
+    LOGS_DIR/traces/<bot>/<channelId>-<traceId>-<start>.json
     LOGS_DIR/traces/index.jsonl                                  one compact line per trace
     LOGS_DIR/llm-requests/request-<traceId>-<n>.json             body of round trip n
     LOGS_DIR/llm-responses/response-<traceId>-<n>.json
@@ -228,7 +228,7 @@ _default_lock = threading.Lock()
 
 
 def get_writer() -> TraceWriter:
-    """The process-wide writer configured from `LOGS_DIR` / `TRACE_DIR`."""
+    """The process-wide writer configured from `LOGS_DIR`."""
     global _default_writer
     with _default_lock:
         if _default_writer is None:

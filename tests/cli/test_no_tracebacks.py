@@ -448,6 +448,17 @@ def _cases() -> dict[str, Case]:
                                       setup=lambda t: _config_tree(t))
     c["run-ems-unknown-em"] = Case(["run", "--ems", "{T}/ems", "--bot", "nosuch"], (1, 2), ("--bot:", "nosuch"),
                                    skip=skip_run, secret=True, setup=lambda t: _ems(t))
+
+    # --- fleet ------------------------------------------------------------------------------------
+    c["fleet-status-missing-root"] = Case(["fleet", "status", "--config-root", "{T}/nope"], (2,), ("{T}/nope",))
+    c["fleet-status-not-ems"] = Case(["fleet", "status", "--ems", "{T}/plain"], (2,), ("{T}/plain", "ems"),
+                                     setup=lambda t: _mkdir(t / "plain"))
+    c["fleet-units-out-is-file"] = Case(["fleet", "units", "--out", "{T}/f"], (2,), ("{T}/f",),
+                                        setup=lambda t: _write(t / "f", "keep\n"), keeps={"f": "keep\n"})
+    c["fleet-units-relative-prefix"] = Case(["fleet", "units", "--out", "{T}/u", "--prefix", "opt/x"], (2,),
+                                            ("--prefix", "opt/x"))
+    c["fleet-units-bad-user"] = Case(["fleet", "units", "--out", "{T}/u", "--user", "a b;rm"], (2,),
+                                     ("--user", "a b;rm"))
     return c
 
 
@@ -548,7 +559,7 @@ def test_sweep_covers_every_command() -> None:
     firsts = {c.argv[0] if c.argv[0] != "traces" else " ".join(c.argv[:2]) for c in CASES.values()}
     for cmd in ("validate", "config", "schema", "migrate", "replay", "run", "traces list", "traces show",
                 "traces search", "traces request", "traces response", "traces logs", "traces stats",
-                "traces prune", "traces serve"):
+                "traces prune", "traces serve", "fleet"):
         assert cmd in firsts, cmd
 
 
