@@ -53,7 +53,7 @@ class DemoResult:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "demo", help="run bundled example bots offline and open the trace viewer",
         description="Build a small example deployment (ChapterX bots + a chapter2 em), migrate the em, run "

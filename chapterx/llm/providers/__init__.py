@@ -34,22 +34,22 @@ def make_provider(adapter: Adapter, *, base_url_override: str | None = None,
     if kind == k.ANTHROPIC:
         from chapterx.llm.providers.anthropic import AnthropicProvider
 
-        return AnthropicProvider(adapter.settings, **common)  # type: ignore[arg-type]
+        return AnthropicProvider(adapter.settings, **common)
     if kind == k.BEDROCK:
         from chapterx.llm.providers.anthropic import BedrockProvider
 
-        return BedrockProvider(adapter.settings, **common)  # type: ignore[arg-type]
+        return BedrockProvider(adapter.settings, **common)
     if kind in (k.OPENAI, k.OPENROUTER, k.OPENAI_COMPATIBLE):
         from chapterx.llm.providers.openai_chat import OpenAIChatProvider
 
         flavour = {k.OPENAI: "openai", k.OPENROUTER: "openrouter"}.get(kind, "compatible")
-        return OpenAIChatProvider(adapter.settings, flavour=flavour, **common)  # type: ignore[arg-type]
+        return OpenAIChatProvider(adapter.settings, flavour=flavour, **common)
     if kind == k.OPENAI_COMPLETIONS:
         from chapterx.llm.providers.openai_chat import CompletionsProvider
 
-        return CompletionsProvider(adapter.settings, **common)  # type: ignore[arg-type]
+        return CompletionsProvider(adapter.settings, **common)
     if kind == k.GEMINI:
         from chapterx.llm.providers.gemini import GeminiProvider
 
-        return GeminiProvider(adapter.settings, **common)  # type: ignore[arg-type]
+        return GeminiProvider(adapter.settings, **common)
     raise NoAdaptersError(f"vendor {adapter.vendor_name}: {kind} vendors are not supported by chapterx")
