@@ -21,7 +21,7 @@ import os
 import signal
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,8 +204,21 @@ class CachedConfigLoader:
         return resolved.config
 
 
+def _tool_system(plan: BotPlan, runtime_for: Callable[[str], Any]) -> Any:
+    """The process's ToolSystem; a due timer becomes a `self_activation` in its guild's runtime."""
+    from chapterx.agent.queue import Event
+    from chapterx.tools.system import ToolSystem
+
+    def fire(timer: Any) -> None:
+        runtime_for(timer.guildId).queue.push(Event("self_activation", timer.channelId, timer.guildId, data={
+            "type": "timer", "timer_id": timer.id, "context_note": timer.contextNote}))
+
+    return ToolSystem(plan.settings.cache_path, on_timer=fire, base_dir=Path.cwd(), bot_id=plan.bot_id or None)
+
+
 async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
     """Connect to Discord and run the batch loop until SIGTERM/SIGINT (or `stop` is set)."""
+    from chapterx.agent.plugins import PluginHost
     from chapterx.agent.runtime import BotRuntime, RuntimeOptions
     from chapterx.discord.connector import DiscordConnector, connection_failure_message
     from chapterx.fleet.sdnotify import Notifier, run_notifier
@@ -234,6 +247,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
 
     runtimes: dict[str, BotRuntime] = {}
     connector: DiscordConnector
+    tools = _tool_system(plan, lambda guild_id: runtime_for(guild_id))  # plugins, timers, MCP, Soma, TTS
 
     def runtime_for(guild_id: str) -> BotRuntime:
         rt = runtimes.get(guild_id)
@@ -244,7 +258,8 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
                 load_config=lambda texts: load_config(guild_id, texts), guild_config_loader=load_config,
                 base_dir=plan.base_dir, trace_writer=writer,
                 tool_log_dir=plan.settings.tools_path,
-                thinking_dir=plan.settings.cache_path / "thinking",
+                thinking_dir=plan.settings.cache_path / "thinking", tools=tools,
+                plugin_factory=lambda cfg, _channel: PluginHost(cfg, tools),
             ))
             runtimes[guild_id] = rt
             tasks.append(asyncio.create_task(rt.run()))
@@ -273,6 +288,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
                                      plan.settings.api_port, host=env.get("API_HOST") or "0.0.0.0")
         log.info("REST API listening on port %s", plan.settings.api_port)
     discord_task = asyncio.create_task(connector.start(plan.token))
+    tasks.append(asyncio.create_task(tools.run_timers(stop)))
     stop_task = asyncio.create_task(stop.wait())
     code = 0
     try:
@@ -293,6 +309,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
             t.cancel()
         if api_runner is not None:
             await api_runner.cleanup()
+        await tools.aclose()  # MCP servers stop with the bot
         await connector.close()
         discord_task.cancel()
         stop_task.cancel()

@@ -293,6 +293,62 @@ async def _tool_webhook(
         await port.send(channel_id, content)
 
 
+def _context_images(fetched: FetchedContext) -> list[dict[str, Any]]:
+    """The fetched Discord images, newest message first (what `share-image` can post)."""
+    out = []
+    for m in reversed(fetched.messages):
+        for att in m.attachments:
+            img = fetched.images.get(att.url)
+            if img is not None:
+                out.append({"filename": att.filename, "mime": img.media_type, "data": img.data, "url": att.url})
+    return out
+
+
+def _visible_output(outcome: Any, result_text: str) -> str:
+    """The `tool_output_visible` line shows the output; a failed call shows its error (upstream: `null`)."""
+    if outcome.error and not outcome.output:
+        return result_text
+    out = outcome.output
+    return out if isinstance(out, str) else json.dumps(out, ensure_ascii=False)
+
+
+def _log_result(outcome: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"output": outcome.output}
+    if outcome.error:
+        entry["error"] = outcome.error
+    if outcome.images:
+        entry["images"] = [dict(i) for i in outcome.images]
+    return entry
+
+
+def _images_turn(tool: str, images: Sequence[Mapping[str, str]]) -> Any:
+    from chapterx.context.types import ParticipantMessage
+
+    blocks: list[Any] = [{"type": "text", "text": f"[Tool result images from {tool}]"}]
+    blocks += [{"type": "image", "source": {"type": "base64", "media_type": i.get("mimeType", "image/png"),
+                                            "data": i.get("data", "")}} for i in images]
+    return ParticipantMessage(f"System<[{tool}]", blocks)
+
+
+async def _tool_images(port: DiscordPort, channel_id: str, config: Mapping[str, Any], tool: str,
+                       images: Sequence[Mapping[str, str]], clock: Callable[[], float] | None) -> None:
+    """§5.4: MCP images of a visible tool call are posted as attachments, `.<Name><[tool] image i/n`."""
+    bot = opt.bot_name(config)
+    for i, img in enumerate(images, 1):
+        ext = str(img.get("mimeType", "image/png")).split("/")[-1]
+        name = f"generated_{int((clock or time.time)() * 1000)}.{ext}"
+        try:
+            data = base64.b64decode(img.get("data", ""))
+            await port.send(channel_id, f".{bot}<[{tool}] image {i}/{len(images)}", files=[OutgoingFile(name, data)])
+        except Exception as exc:  # noqa: BLE001 - a failed attachment never stops the activation
+            log.warning("tool image %s/%s of %s not posted: %s", i, len(images), tool, exc)
+
+
+def _utc(clock: Callable[[], float] | None) -> datetime | None:
+    """The activation's clock as an aware datetime (None: the tool log uses the wall clock)."""
+    return datetime.fromtimestamp(clock(), tz=UTC) if clock is not None else None
+
+
 async def _run_inline(turn: _Turn) -> None:
     """Prefill mode: stop at `</function_calls>`, run the calls, continue the same prefill."""
     config, built, result, plugins = turn.config, turn.built, turn.result, turn.plugins
@@ -305,22 +361,21 @@ async def _run_inline(turn: _Turn) -> None:
     depth = 0
     max_depth = int(opt.get_or(config, "max_tool_depth", 100))
     max_depth_hit = False
+    tool_images: list[Any] = []  # §5.2: MCP images are shown to the model before the continuation
     while True:
         request = render(
-            "prefill", built.messages, config, stop_sequences=stops, tools=tools,
+            "prefill", [*built.messages, *tool_images], config, stop_sequences=stops, tools=tools,
             model=str(config.get("continuation_model")), continuation=accumulated or None,
             continue_last=turn.continue_last,
         )
         resp = await _call(turn.route.provider, request, result)
         accumulated += resp.text
-        if not (tools and resp.stop_reason == "stop_sequence" and resp.stop_sequence == FUNCTION_CALLS_CLOSE):
+        if not ((tools or plugins.handles_calls()) and resp.stop_reason == "stop_sequence"
+                and resp.stop_sequence == FUNCTION_CALLS_CLOSE):
             break
         accumulated += FUNCTION_CALLS_CLOSE
         block = find_call_block(accumulated)
         if block is None or not block.calls:
-            break
-        if depth >= max_depth:
-            max_depth_hit = True
             break
         ppc = _postprocess_context(turn, "prefill", request.stop_sequences, sender.reply_to)
         pre = plan_discord_actions(_completion(resp, accumulated[sent_upto:block.start], streaming), ppc)
@@ -330,22 +385,32 @@ async def _run_inline(turn: _Turn) -> None:
         await sender.perform(pre)
         outputs = []
         for call in block.calls:
+            started = time.monotonic()
             outcome = await plugins.execute(call.name, call.input)
+            took_ms = int((time.monotonic() - started) * 1000)
             text = result_text(call.name, outcome.output, outcome.error, outcome.images)
             outputs.append(text)
             if config.get("tool_output_visible") is True:
-                await _tool_webhook(turn.port, turn.channel_id, config, call.name, call.input, text)
+                await _tool_webhook(turn.port, turn.channel_id, config, call.name, call.input,
+                                    _visible_output(outcome, text))
+                await _tool_images(turn.port, turn.channel_id, config, call.name, outcome.images, result.clock)
+            limit = int(opt.get_or(config, "max_mcp_images", 3))
+            if outcome.images and limit > 0:
+                tool_images.append(_images_turn(call.name, outcome.images[:limit]))
             result.tool_log.append({
                 "call": {"id": call.id, "name": call.name, "input": call.input, "messageId": turn.trigger_id or ""},
-                "result": {"output": outcome.output, **({"error": outcome.error} if outcome.error else {})},
+                "result": _log_result(outcome),
             })
             tr = _trace()
             if tr is not None:
-                tr.record_tool(call.id, call.name, call.input, outcome.output, duration_ms=0, error=outcome.error,
+                tr.record_tool(call.id, call.name, call.input, outcome.output, duration_ms=took_ms, error=outcome.error,
                                sent_to_discord=config.get("tool_output_visible") is True)
         accumulated += results_block(outputs)
         sent_upto = len(accumulated)
         depth += 1
+        if depth >= max_depth:  # §5.2: round N ran; the model is not asked again
+            max_depth_hit = True
+            break
     ppc = _postprocess_context(turn, "prefill", request.stop_sequences, sender.reply_to)
     ppc = dataclasses.replace(ppc, max_depth_reached=max_depth_hit)
     plan = plan_discord_actions(_completion(resp, accumulated[sent_upto:], streaming), ppc)
@@ -381,6 +446,9 @@ async def _run_native(turn: _Turn, mode: str) -> None:
             )
         resp = await _call(turn.route.provider, request, result)
         uses = [b for b in resp.content if b.get("type") == "tool_use"]
+        if uses and depth >= max_depth:
+            result.warnings.append(f"max_tool_depth {max_depth} reached: {len(uses)} tool call(s) not run "
+                                   f"({', '.join(str(u.get('name')) for u in uses)})")
         if not uses or depth >= max_depth:
             break
         ppc = _postprocess_context(turn, pp_mode, built.stop_sequences, sender.reply_to)
@@ -392,18 +460,25 @@ async def _run_native(turn: _Turn, mode: str) -> None:
         ]
         results: list[dict[str, Any]] = []
         for use in uses:
+            started = time.monotonic()
             outcome = await plugins.execute(str(use.get("name")), use.get("input") or {})
+            took_ms = int((time.monotonic() - started) * 1000)
             text = result_text(str(use.get("name")), outcome.output, outcome.error, outcome.images)
             results.append({"type": "tool_result", "tool_use_id": use.get("id"), "content": text,
                             "is_error": outcome.error is not None})
             if config.get("tool_output_visible") is True:
                 await _tool_webhook(turn.port, turn.channel_id, config, str(use.get("name")), use.get("input") or {},
-                                    text)
+                                    _visible_output(outcome, text))
             result.tool_log.append({
                 "call": {"id": use.get("id"), "name": use.get("name"), "input": use.get("input") or {},
                          "messageId": turn.trigger_id or "", "originalCompletionText": resp.text},
-                "result": {"output": outcome.output, **({"error": outcome.error} if outcome.error else {})},
+                "result": _log_result(outcome),
             })
+            tr = _trace()
+            if tr is not None:
+                tr.record_tool(str(use.get("id")), str(use.get("name")), use.get("input") or {}, outcome.output,
+                               duration_ms=took_ms, error=outcome.error,
+                               sent_to_discord=config.get("tool_output_visible") is True)
         extra.append(ChatMessage("assistant", assistant_blocks))
         extra.append(ChatMessage("user", results))
         depth += 1
@@ -555,6 +630,11 @@ async def run_activation(ctx: ActivationContext) -> ActivationResult:
         covered = {i for e in entries for i in (e.call.get("botMessageIds") or [])}
         context_messages = [m for m in fetched.messages if m.id not in covered]
         plugins = ctx.plugins or (ctx.plugin_factory(cfg) if ctx.plugin_factory is not None else PluginHost(cfg))
+        plugins = await plugins.open(  # tools area: bind state, timers, MCP and Discord to this activation
+            channel_id=channel_id, guild_id=port.guild_id, trigger_id=ctx.trigger_message_id, bot_id=owner,
+            context_message_ids=[m.id for m in context_messages if not m.content.startswith(".")],
+            now=ctx.clock, port=port, base_dir=ctx.base_dir, images=_context_images(fetched),
+            messages=context_messages)
         _phase(tr, "context")
         keep_thinking = ctx.thinking_dir is not None and opt.flag(cfg, "preserve_thinking_blocks", True)
         stored_thinking: dict[str, list[dict[str, Any]]] = {}
@@ -591,8 +671,12 @@ async def run_activation(ctx: ActivationContext) -> ActivationResult:
         if keep_thinking and ctx.thinking_dir is not None and result.reply_message_ids and result.thinking_blocks:
             thinking_store.save(ctx.thinking_dir, owner, channel_id, result.reply_message_ids[0],
                                 result.thinking_blocks)
+        result.warnings.extend(plugins.warnings)
+        if plugins.system is not None:
+            plugins.system.speak(cfg, owner, channel_id, result.completion_text)
         if ctx.tool_log_dir is not None and result.tool_log:
-            append_entries(ctx.tool_log_dir, owner, channel_id, result.tool_log, result.sent_message_ids)
+            append_entries(ctx.tool_log_dir, owner, channel_id, result.tool_log, result.sent_message_ids,
+                           now=_utc(ctx.clock))
         if tr is not None:
             tr.set_outcome(True, result.completion_text, result.sent_message_ids,
                            state_updates={"cacheMarkerUpdated": built.cache_marker is not None and caching,

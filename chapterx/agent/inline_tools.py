@@ -7,16 +7,29 @@ continues the prefill with a `<function_results>` block (reference §5.2, implem
 
 from __future__ import annotations
 
+import contextvars
 import json
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 _BLOCK = re.compile(r"<(antml:)?function_calls>(.*?)</(antml:)?function_calls>", re.S)
 _INVOKE = re.compile(r'<(?:antml:)?invoke name="([^"]+)">(.*?)</(?:antml:)?invoke>', re.S)
 _PARAM = re.compile(r'<(?:antml:)?parameter name="([^"]+)">(.*?)</(?:antml:)?parameter>', re.S)
+
+
+# Replays set this to hand out the recorded call ids in order (None: fresh `call_<ms>_<rand>` ids).
+CALL_IDS: contextvars.ContextVar[Callable[[], str] | None] = contextvars.ContextVar("inline_call_ids", default=None)
+
+
+def new_call_id() -> str:
+    source = CALL_IDS.get()
+    if source is not None:
+        return source()
+    return f"call_{int(time.time() * 1000)}_{secrets.token_hex(3)}"
 
 
 @dataclass
@@ -48,7 +61,7 @@ def find_call_block(text: str) -> CallBlock | None:
             continue
         calls = [
             InlineCall(
-                f"call_{int(time.time() * 1000)}_{secrets.token_hex(3)}",
+                new_call_id(),
                 inv.group(1),
                 {p.group(1): _value(p.group(2)) for p in _PARAM.finditer(inv.group(2))},
             )

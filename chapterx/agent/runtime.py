@@ -121,6 +121,7 @@ class RuntimeOptions:
     trace_writer: Any = None  # chapterx.trace.writer.TraceWriter; None: no traces
     # (config, channel_id) -> the activation's plugin host; None: `PluginHost(config)`.
     plugin_factory: Callable[[Mapping[str, Any], str], PluginHost] | None = None
+    tools: Any = None  # chapterx.tools.system.ToolSystem: Soma credit checks before an activation
     on_activation: Callable[[ActivationResult], Awaitable[None] | None] | None = None
     typing_interval: float = 8.0
 
@@ -279,6 +280,14 @@ class BotRuntime:
 
     async def _activate(self, channel_id: str, guild_id: str, trigger_id: str | None, reason: str,
                         events: Sequence[Event]) -> ActivationResult | None:
+        soma = None
+        if self.opts.tools is not None:  # Soma credit check (§1.3 step 11), only when configured
+            soma = await self.opts.tools.soma_gate(
+                self.port, self.cached_config(channel_id, guild_id) or {}, reason=reason, channel_id=channel_id,
+                guild_id=guild_id, trigger_id=trigger_id, bot_id=self.port.bot_user_id)
+            if not soma.allowed:
+                self.active_channels.discard(channel_id)
+                return None
         typing = asyncio.create_task(self._keep_typing(channel_id))
         try:
             if trigger_id is not None and self.opts.trace_writer is not None:
@@ -297,6 +306,8 @@ class BotRuntime:
             else:
                 result = await self._run(channel_id, guild_id, trigger_id)
                 await self._after(channel_id, guild_id, trigger_id, result)
+            if soma is not None and soma.transaction_id and result.error is not None:
+                await self.opts.tools.soma_refund(soma, "activation failed")
             if self.opts.on_activation is not None:
                 maybe = self.opts.on_activation(result)
                 if maybe is not None:

@@ -54,7 +54,7 @@ def append_entries(
             call = dict(e.get("call") or {})
             if bot_message_ids and not call.get("botMessageIds"):
                 call["botMessageIds"] = list(bot_message_ids)
-            result = {k: v for k, v in dict(e.get("result") or {}).items() if v is not None}
+            result = {k: v for k, v in dict(e.get("result") or {}).items() if v is not None or k == "output"}
             fh.write(json.dumps({"call": call, "result": result, "timestamp": stamp}, ensure_ascii=False) + "\n")
     return path
 

@@ -214,6 +214,9 @@ def validate_file(path: Path, *, role: str | None = None, strict: bool = False, 
     checked = check_document(doc, schema_name, strict=strict, role="bot" if role == "bot" else role)
     report.errors.extend(checked.errors)
     report.warnings.extend(checked.warnings)
+    from chapterx.tools.validate import tool_warnings  # tools area: unknown plugins, bad scopes, MCP entries
+
+    report.warnings.extend(Problem(m, k, doc.line_of(k)) for m, k in tool_warnings(checked.data))
     if role == "shared" and isinstance(checked.data, dict) and not checked.errors:
         _, vwarn = normalise_vendors(checked.data, {}, shown)
         for w in vwarn:

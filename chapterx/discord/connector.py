@@ -210,6 +210,7 @@ class GuildPort:
     def __init__(self, connector: DiscordConnector, guild_id: str) -> None:
         self.c = connector
         self._guild_id = guild_id
+        self._webhooks: dict[int, discord.Webhook] = {}  # channel id -> the bot's tool webhook
 
     @property
     def client(self) -> discord.Client:
@@ -311,14 +312,21 @@ class GuildPort:
     async def delete(self, channel_id: str, message_id: str) -> None:
         await self._messageable(channel_id).get_partial_message(int(message_id)).delete()
 
+    async def pin(self, channel_id: str, message_id: str) -> None:
+        """Pin a message (the `sleep` and `config` tool plugins pin what they post)."""
+        await self._messageable(channel_id).get_partial_message(int(message_id)).pin()
+
     async def webhook_send(self, channel_id: str, content: str, *, username: str,
                            avatar_url: str | None = None) -> str:
         ch = self.client.get_channel(int(channel_id))
         target = ch.parent if isinstance(ch, discord.Thread) else ch
         if not isinstance(target, discord.TextChannel):
             raise RuntimeError(f"channel {channel_id} cannot take webhook posts")
-        hooks = [h for h in await target.webhooks() if h.user is not None and str(h.user.id) == self.bot_user_id]
-        hook = hooks[0] if hooks else await target.create_webhook(name="chapterx")
+        hook = self._webhooks.get(target.id)
+        if hook is None:  # found or created once per channel (§5.4: `Chapter3-Tools`)
+            hooks = [h for h in await target.webhooks() if h.user is not None and str(h.user.id) == self.bot_user_id]
+            hook = hooks[0] if hooks else await target.create_webhook(name="Chapter3-Tools")
+            self._webhooks[target.id] = hook
         kwargs: dict[str, Any] = {"username": username, "wait": True}
         if avatar_url:
             kwargs["avatar_url"] = avatar_url

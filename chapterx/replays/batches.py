@@ -56,18 +56,25 @@ class CaseOptions:
     runs before the first batch; `on_event(run, batch_index, event)` turns an event type this module
     does not model into runtime `Event`s (return None to reject it); `extra_outputs(run)` runs after
     the last batch, before the case's files are removed, and may add keys to `run.out`.
+    `world_factory(discord)` builds the in-memory world (a `RecordingWorld` subclass);
+    `queued_events(run)` returns events queued outside the batches (timers fired at startup), put at
+    the front of the next batch; `after_batch(run, index, record, last)` runs
+    after each batch (e.g. Discord's echo of the bot's own messages) and may add to its record.
     """
 
     plugin_factory: Callable[[CaseRun, Mapping[str, Any], str], Any] | None = None
     on_setup: Callable[[CaseRun], Awaitable[None]] | None = None
     on_event: Callable[[CaseRun, int, Mapping[str, Any]], Awaitable[list[Event] | None]] | None = None
     extra_outputs: Callable[[CaseRun], Awaitable[None]] | None = None
+    world_factory: Callable[[Mapping[str, Any]], RecordingWorld] | None = None
+    queued_events: Callable[[CaseRun], list[Event]] | None = None
+    after_batch: Callable[[CaseRun, int, dict[str, Any], bool], Awaitable[None]] | None = None
 
 
 async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -> dict[str, Any]:
     """Feed the case's batches to a `BotRuntime`; return the observed result in `expected`'s shape."""
     opts = options or CaseOptions()
-    world = RecordingWorld(inp["discord"])
+    world = opts.world_factory(inp["discord"]) if opts.world_factory is not None else RecordingWorld(inp["discord"])
     disc = inp["discord"]
     channel_types = {str(c["id"]): c.get("type", "text") for c in disc.get("channels") or []}
     now_ts = datetime.fromisoformat(str(inp["now"]).replace("Z", "+00:00")).timestamp()
@@ -135,7 +142,7 @@ async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -
                     pending = []
                 world.batch = index
                 requests_before = len(fake.requests)
-                events: list[Event] = []
+                events: list[Event] = opts.queued_events(run) if opts.queued_events is not None else []
                 for ev in batch["events"]:
                     cid = str(ev.get("channel_id") or world.primary_channel_id)
                     if ev["type"] == "message_create":
@@ -176,6 +183,8 @@ async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -
                     "random_rolls": res.random_rolls,
                     "llm_requests": len(fake.requests) - requests_before,
                 })
+                if opts.after_batch is not None:
+                    await opts.after_batch(run, index, out["batches"][-1], index + 1 == len(inp["batches"]))
             for t in pending:
                 await t
             for r in routers:

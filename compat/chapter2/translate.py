@@ -119,6 +119,16 @@ def _normalised_kv(res: LoadResult) -> dict[str, Any]:
     return {inverse.get(k, k): v for k, v in res.kv.items()}
 
 
+# Faculties without a tool plugin: what a migrated bot can use instead (docs/tools.md).
+_FACULTY_HINTS = {
+    "exa_search": "; nearest: an MCP search server under mcp_servers",
+    "metaphor_search": "; nearest: an MCP search server under mcp_servers",
+    "airtable_notes": "; nearest: the notes plugin (notes the model writes itself; Airtable rows are not imported)",
+    "history": "; it is broken in chapter2 itself (wrong argument order) and had no effect",
+    "sim": "; nested ems are not simulated by chapterx",
+}
+
+
 def translate(res: LoadResult) -> Translation:
     """Translate a loaded em (pure: no file access)."""
     em = res.config.em
@@ -254,9 +264,10 @@ def translate(res: LoadResult) -> Translation:
                 "renders this faculty with its layers. ChapterX's own character plugin (also configured) needs "
                 "embed_url and a pre-built index before it injects anything")
         else:
+            hint = _FACULTY_HINTS.get(str(fac.faculty), "")
             out(label, "unsupported", None,
                 f"the '{fac.faculty}' faculty has no ChapterX equivalent (it stays in {CHAPTER2_PROMPT_KEY}.ensembles "
-                "for reference; chapterx skips it)", _as_written(kv, "ensembles", i, fac))
+                f"for reference; chapterx skips it){hint}", _as_written(kv, "ensembles", i, fac))
     if "representation_model" in configured_em:
         if any(isinstance(f, m.CharacterFacultyConfig) for f in em.ensembles):
             out("representation_model", "mapped", "plugin_config.character.embed_model")

@@ -235,8 +235,7 @@ class FakeLLMServer:
                 yield {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": part}}
             yield {"type": "content_block_stop", "index": index}
             index += 1
-        if spec.get("tool_use"):
-            tool = spec["tool_use"]
+        for tool in _tool_uses(spec):
             yield {
                 "type": "content_block_start",
                 "index": index,
@@ -248,6 +247,7 @@ class FakeLLMServer:
                 "delta": {"type": "input_json_delta", "partial_json": _json(tool.get("input", {}))},
             }
             yield {"type": "content_block_stop", "index": index}
+            index += 1
         yield {
             "type": "message_delta",
             "delta": {"stop_reason": self._stop_reason(spec), "stop_sequence": spec.get("stop_sequence")},
@@ -268,8 +268,7 @@ class FakeLLMServer:
         text = spec.get("text", "")
         if text or not spec.get("tool_use"):
             content.append({"type": "text", "text": text})
-        if spec.get("tool_use"):
-            tool = spec["tool_use"]
+        for tool in _tool_uses(spec):
             content.append({"type": "tool_use", "id": tool["id"], "name": tool["name"], "input": tool.get("input", {})})
         return {
             "id": f"msg_fake_{next(self._ids):04d}",
@@ -452,3 +451,10 @@ class FakeLLMServer:
         frames = [b""] + [_sse(ev, "\r\n\r\n") for ev in events]
         return await self._stream(request, spec, frames, "text/event-stream")
 
+
+def _tool_uses(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """`tool_use` may be one block or a list of blocks (several calls in one response)."""
+    tool = spec.get("tool_use")
+    if not tool:
+        return []
+    return list(tool) if isinstance(tool, list) else [tool]

@@ -96,10 +96,15 @@ def tool_definitions(tools: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     for t in tools:
         schema = t.get("input_schema") or t.get("inputSchema") or {}
         reduced: dict[str, Any] = {"type": "object", "properties": schema.get("properties", {})}
-        if schema.get("required"):
+        if "required" in schema and isinstance(schema["required"], list):  # an empty list is kept (upstream sends it)
             reduced["required"] = list(schema["required"])
         out.append({"name": t["name"], "description": t.get("description", ""), "input_schema": reduced})
     return out
+
+
+def _xml_text(text: str) -> str:
+    """Tool descriptions are escaped for the XML catalogue as upstream does (`"` -> `&quot;`)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 def xml_tools_text(tools: Sequence[Mapping[str, Any]]) -> str:
@@ -109,14 +114,14 @@ def xml_tools_text(tools: Sequence[Mapping[str, Any]]) -> str:
         schema = t.get("input_schema") or t.get("inputSchema") or {}
         required = set(schema.get("required") or [])
         lines.append(f'<tool name="{t["name"]}">')
-        lines.append(f"<description>{t.get('description', '')}</description>")
+        lines.append(f"<description>{_xml_text(str(t.get('description', '')))}</description>")
         lines.append("<parameters>")
         for pname, pschema in (schema.get("properties") or {}).items():
             ptype = pschema.get("type", "string") if isinstance(pschema, Mapping) else "string"
             req = ' required="true"' if pname in required else ""
             lines.append(f'<parameter name="{pname}" type="{ptype}"{req}>')
             desc = pschema.get("description", "") if isinstance(pschema, Mapping) else ""
-            lines.append(str(desc))
+            lines.append(_xml_text(str(desc)))
             lines.append("</parameter>")
         lines.append("</parameters>")
         lines.append("</tool>")
