@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from chapterx.context.convert import convert_message
 from chapterx.context.images import default_cache as image_cache
-from chapterx.context.images import prepare_image
+from chapterx.context.images import image_for_attachment
 from chapterx.context.types import Document, FetchedContext, ImageData
 from chapterx.discord.port import MESSAGE_TYPE_DEFAULT, MESSAGE_TYPE_REPLY, DiscordPort, Message
 
@@ -219,18 +219,20 @@ async def fetch_context(
             if att.content_type.startswith("image/"):
                 if image_count >= max_images or att.url in images:
                     continue
-                prepared = image_cache().by_url(port, att.url)  # upstream's memory tier: URL -> prepared image
-                if prepared is None:
+                image = image_cache().by_url(port, att.url)  # upstream's memory tier: URL -> image
+                if image is None:
                     try:
                         data = await port.fetch_attachment(att.url)
                     except Exception:  # noqa: BLE001 - a missing image must not fail the activation
                         continue
-                    if sniff_image_type(data) is None:
+                    sniffed = sniff_image_type(data)
+                    if sniffed is None:
                         continue  # upstream accepts PNG / JPEG / GIF / WEBP magic bytes only
-                    prepared = await prepare_image(data, url=att.url, scope=port)  # resized/re-encoded as upstream
-                    if prepared is None:
+                    # resized / re-encoded as upstream (context/images.py); the download kept as `original`
+                    image = await image_for_attachment(data, sniffed, url=att.url, scope=port)
+                    if image is None:
                         continue
-                images[att.url] = ImageData(prepared.data, prepared.media_type, prepared.width, prepared.height)
+                images[att.url] = image
                 image_count += 1
             elif _is_text_attachment(att.content_type, att.filename):
                 if att.size > MAX_TEXT_FETCH or att.url in documents:

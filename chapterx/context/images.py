@@ -23,6 +23,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from chapterx.context.types import ImageData
+
 log = logging.getLogger(__name__)
 
 MAX_SIDE = 8000
@@ -107,11 +109,11 @@ class ImageCache:
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
         self._memory: OrderedDict[str, PreparedImage] = OrderedDict()
-        # per Discord connection (a port): URL -> prepared image, dropped with the port
-        self._urls: weakref.WeakKeyDictionary[object, OrderedDict[str, PreparedImage]] = weakref.WeakKeyDictionary()
+        # per Discord connection (a port): URL -> the image as fetch_context returns it, dropped with the port
+        self._urls: weakref.WeakKeyDictionary[object, OrderedDict[str, ImageData]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
-    def by_url(self, scope: object, url: str) -> PreparedImage | None:
+    def by_url(self, scope: object, url: str) -> ImageData | None:
         """An attachment URL `scope` (the Discord port) saw before: Discord attachment URLs name
         immutable files, so no download and no hashing (upstream's memory tier)."""
         with self._lock:
@@ -124,14 +126,14 @@ class ImageCache:
                 urls.move_to_end(url)
             return hit
 
-    def remember_url(self, scope: object, url: str, prepared: PreparedImage) -> None:
+    def remember_url(self, scope: object, url: str, image: ImageData) -> None:
         with self._lock:
             try:
                 urls = self._urls.setdefault(scope, OrderedDict())
             except TypeError:
                 return
-            urls[url] = prepared
-            while len(urls) > _MEMORY_LIMIT * 4:
+            urls[url] = image
+            while len(urls) > _MEMORY_LIMIT:
                 urls.popitem(last=False)
 
     def cached(self, data: bytes) -> PreparedImage | None:
@@ -196,20 +198,23 @@ class ImageCache:
 _caches: dict[Path | None, ImageCache] = {}
 
 
-async def prepare_image(data: bytes, *, url: str | None = None, scope: object = None,
-                        cache: ImageCache | None = None) -> PreparedImage | None:
-    """`cache.prepare` for an activation: a memory hit inline, anything else in a worker thread
-    (a re-encode takes tens of milliseconds and must not stall the event loop). With `url`, the
-    result is also remembered for that attachment URL of `scope` (`by_url`)."""
+async def image_for_attachment(data: bytes, media_type: str, *, url: str, scope: object,
+                               cache: ImageCache | None = None) -> ImageData | None:
+    """The attachment `data` prepared for a provider (a memory hit inline, anything else in a worker
+    thread: a re-encode takes tens of milliseconds and must not stall the event loop), keeping the
+    downloaded bytes as `original`; remembered for `url` on `scope` (`by_url`)."""
     import asyncio
 
     cache = cache or default_cache()
     prepared = cache.cached(data)
     if prepared is None:
         prepared = await asyncio.to_thread(cache.prepare, data)
-    if prepared is not None and url and scope is not None:
-        cache.remember_url(scope, url, prepared)
-    return prepared
+    if prepared is None:
+        return None
+    image = ImageData(prepared.data, prepared.media_type, prepared.width, prepared.height,
+                      original=data, original_media_type=media_type)
+    cache.remember_url(scope, url, image)
+    return image
 
 
 def default_cache() -> ImageCache:

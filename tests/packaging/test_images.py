@@ -115,6 +115,8 @@ async def test_fetch_context_sends_reencoded_bytes_and_reuses_them(tmp_path: Pat
     first = await fetch_context(port, "10", depth=10)
     img = first.images["https://cdn.invalid/p.jpg"]
     assert img.media_type == "image/jpeg" and img.data != photo and b"SecretCam" not in img.data
+    # what share-image posts back to Discord: the attachment as downloaded
+    assert img.original == photo and img.original_media_type == "image/jpeg"
     assert list((tmp_path / "images").glob("*.jpg"))
     second = await fetch_context(port, "10", depth=10)
     assert second.images["https://cdn.invalid/p.jpg"] == img
