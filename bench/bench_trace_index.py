@@ -7,6 +7,11 @@ then measures p50/p95 of `list_traces` (first page; page filtered by bot + chann
 and `search` by message id, a cold open of the persisted index, tailing of new lines, the first
 (uncached) count of a bot + failed filter, and the `text=` filter for rare, medium, absent,
 everywhere and 2-character queries (full-text candidates recomputed every run).
+Also (issue 14): the first build in a child process (lines/s and its peak RSS), the index size
+against `index.jsonl`, `stats()` and the fleet aggregates, and the catch-up stall: a background
+store (the viewer's mode) answering list/search while another process appends 10k lines at full
+speed (p50/p99/max per request, and how long until a search sees the last line).
+Lines carry 200 context ids by default (`--context`), the size real activations write.
 Targets (issue 4): search p50 < 10 ms and list p50 < 20 ms at 1M lines.
 """
 
@@ -14,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
+import os
 import random
 import resource
 import statistics
@@ -21,6 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,12 +50,82 @@ def _time(fn: Callable[[], object], runs: int) -> tuple[float, float]:
     return _percentiles(out)
 
 
+def _build(logs: Path, index_path: Path, out: Any) -> None:
+    """Child process: the first build, as `chapterx traces reindex` or a first viewer start runs it."""
+    store = TraceStore([logs], index_path=index_path, auto_refresh_interval=3600)
+    t = time.perf_counter()
+    stats = store.refresh()
+    out.put((stats.lines, time.perf_counter() - t))
+    store.close()
+
+
+def _append(idx: Path, lines: list[bytes]) -> None:
+    """Child process: a bot fleet writing as fast as it can (one write per line, like the writer)."""
+    with open(idx, "ab", buffering=0) as fh:
+        for line in lines:
+            fh.write(line)
+
+
+def _catch_up(logs: Path, index_path: Path, samples: list[str], n_lines: int) -> dict[str, object]:
+    idx = logs / "traces" / "index.jsonl"
+    with open(idx, "rb") as src:  # the last lines again, with new trace ids and one new message id
+        src.seek(max(0, idx.stat().st_size - 12_000 * 6_000))
+        tail = src.read().split(b"\n")[1:-1][-n_lines:]
+    marker = str(random.randrange(10**17, 9 * 10**17))  # new every run (trees are reused)
+    fresh = []
+    for i, raw in enumerate(tail):
+        e = json.loads(raw)
+        e["traceId"] = f"feed{random.getrandbits(64):016x}{i:012x}"
+        if i == len(tail) - 1:
+            e["contextMessageIds"] = [*e["contextMessageIds"], marker]
+        fresh.append((json.dumps(e, separators=(",", ":")) + "\n").encode())
+    store = TraceStore([logs], index_path=index_path, auto_refresh_interval=0.5, background=True)
+    before = store.list_traces(limit=1)["total"]
+    rng = random.Random(3)
+    lat: list[float] = []
+    ctx = mp.get_context("spawn")
+    writer = ctx.Process(target=_append, args=(idx, fresh))
+    t0 = time.perf_counter()
+    writer.start()
+    seen_at = None
+    while time.perf_counter() - t0 < 600:
+        for call in (lambda: store.list_traces(limit=50), lambda: store.search(rng.choice(samples))):
+            t = time.perf_counter()
+            call()
+            lat.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        hit = store.search(marker)["total"]
+        lat.append((time.perf_counter() - t) * 1000)
+        if hit:
+            seen_at = time.perf_counter() - t0
+            break
+    writer.join()
+    deadline = time.perf_counter() + 600
+    while store.list_traces(limit=1)["total"] < before + len(fresh) and time.perf_counter() < deadline:
+        time.sleep(0.2)
+    all_in = time.perf_counter() - t0
+    total = store.list_traces(limit=1)["total"]
+    store.close()
+    lat.sort()
+    return {"catchup_lines": len(fresh), "catchup_rows_added": total - before,
+            "catchup_all_rows_in_s": round(all_in, 1),
+            "catchup_until_search_sees_last_s": None if seen_at is None else round(seen_at, 2),
+            "catchup_requests": len(lat),
+            "catchup_request_ms_p50_p99_max": (round(statistics.median(lat), 2),
+                                               round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2),
+                                               round(lat[-1], 2))}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/chapterx-trace-bench"))
     ap.add_argument("--runs", type=int, default=300)
     ap.add_argument("--reuse", action="store_true", help="reuse an existing generated tree")
+    ap.add_argument("--context", type=int, default=200, help="context ids per generated line")
+    ap.add_argument("--catch-up-lines", type=int, default=10_000)
+    ap.add_argument("--catch-up-only", action="store_true",
+                    help="with --reuse and a built index: only the catch-up measurement")
     args = ap.parse_args(argv)
     logs = args.dir / "logs"
     index_path = args.dir / "index.sqlite"
@@ -57,24 +135,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.reuse and meta_path.exists():
         meta = json.loads(meta_path.read_text())
     else:
-        tree = generate_tree(logs, args.lines, files=1000)
+        tree = generate_tree(logs, args.lines, files=1000, context=args.context)
         meta = {"samples": tree.sample_message_ids, "bots": tree.bots, "channels": tree.channels,
                 "files": tree.trace_ids_with_files, "gen_seconds": tree.seconds}
         meta_path.write_text(json.dumps(meta))
         results["generate_s"] = round(tree.seconds, 1)
     results["index_jsonl_mb"] = round((logs / "traces" / "index.jsonl").stat().st_size / 1e6, 1)
+    if args.catch_up_only:
+        print(json.dumps(_catch_up(logs, index_path, meta["samples"], args.catch_up_lines)))
+        print("loadavg", os.getloadavg())
+        return 0
     for suffix in ("", "-wal", "-shm"):
         Path(str(index_path) + suffix).unlink(missing_ok=True)
 
-    store = TraceStore([logs], index_path=index_path, auto_refresh_interval=3600)
-    t = time.perf_counter()
-    stats = store.refresh()
-    build = time.perf_counter() - t
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    child = ctx.Process(target=_build, args=(logs, index_path, q))
+    child.start()
+    lines, build = q.get()
+    child.join()
     results["build_s"] = round(build, 1)
-    results["build_lines_per_s"] = int(stats.lines / build)
+    results["build_lines_per_s"] = int(lines / build)
+    results["build_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     results["index_db_mb"] = round(sum(Path(str(index_path) + s).stat().st_size for s in ("", "-wal")
                                        if Path(str(index_path) + s).exists()) / 1e6, 1)
-    store.close()
+    results["index_size_ratio"] = round(results["index_db_mb"] / results["index_jsonl_mb"], 3)  # type: ignore[operator]
+    results["loadavg_after_build"] = os.getloadavg()
 
     t = time.perf_counter()
     store = TraceStore([logs], index_path=index_path, auto_refresh_interval=0.0)
@@ -144,9 +230,29 @@ def main(argv: list[str] | None = None) -> int:
     results["tail_refresh_ms"] = round((time.perf_counter() - t) * 1000, 1)
     results["tail_lines"] = added
     assert store.list_traces()["total"] == before + added
+    from chapterx.trace import aggregates as ag
+
+    newest = store.query("SELECT MAX(ts) AS t FROM traces")[0]["t"]
+    results["stats_ms"] = _time(store.stats, 5)
+    results["agg_bucket_stats_24h_hourly_ms"] = _time(
+        lambda: ag.bucket_stats(store, since=newest - 86400, until=newest + 1, bucket_seconds=3600), 20)
+    results["agg_bucket_stats_7d_daily_ms"] = _time(
+        lambda: ag.bucket_stats(store, since=newest - 7 * 86400, until=newest + 1, bucket_seconds=86400), 5)
+    hour_end = (int(newest) // 3600 + 1) * 3600  # what a dashboard asks: whole hours (the roll-ups)
+    results["agg_bucket_stats_24h_hourly_aligned_ms"] = _time(
+        lambda: ag.bucket_stats(store, since=hour_end - 86400, until=hour_end, bucket_seconds=3600), 20)
+    results["agg_bucket_stats_30d_daily_aligned_ms"] = _time(
+        lambda: ag.bucket_stats(store, since=hour_end - 30 * 86400, until=hour_end, bucket_seconds=86400), 20)
+    results["agg_bot_summaries_24h_ms"] = _time(lambda: ag.bot_summaries(store, since=newest - 86400), 20)
+    results["agg_latest_failures_ms"] = _time(lambda: ag.latest_failures(store, since=newest - 7 * 86400), 20)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    store.close()
+    results.update(_catch_up(logs, index_path, samples, args.catch_up_lines))
+    results["loadavg_end"] = os.getloadavg()
     for k, v in results.items():
-        if isinstance(v, tuple):
+        if k.startswith(("loadavg", "catchup_request")):
+            print(f"{k:28s} {v}")
+        elif isinstance(v, tuple):
             print(f"{k:28s} p50 {v[0]:8.2f}  p95 {v[1]:8.2f}")
         else:
             print(f"{k:28s} {v}")

@@ -2,7 +2,10 @@
 """Benchmark the trace viewer over HTTP against a generated 1,000,000-trace logs tree.
 
 Measures, with the server as a separate process (`chapterx traces serve`):
-  - index build: first start on a fresh index, until the first /api/traces answer;
+  - index build: first start on a fresh index: the first /api/traces answer (served while the
+    index builds in the background), then until the build is complete (build rate, peak RSS);
+  - catch-up stall: p50/p99/max of /api/traces and /api/search while another process appends
+    10k lines at full speed, and how long until a search sees the last one;
   - cold start with the index persisted: process spawn -> first /api/traces answer;
   - p50/p95 latency of list (first page, filtered pages, a deep page) and search (id, link);
   - peak RSS of the server process (VmHWM).
@@ -16,6 +19,7 @@ otherwise its own generator of upstream-format index lines.
 from __future__ import annotations
 
 import argparse
+import gzip
 import http.client
 import json
 import os
@@ -234,6 +238,7 @@ def main() -> int:
     ap.add_argument("--traces", type=int, default=1_000_000)
     ap.add_argument("--dir", default="/tmp/cx-viewer-bench")
     ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--catch-up-lines", type=int, default=10_000)
     args = ap.parse_args()
     root = Path(args.dir)
     logs = root / "logs"
@@ -246,11 +251,21 @@ def main() -> int:
         Path(str(index) + suffix).unlink(missing_ok=True)
 
     srv = Server(logs, index)
-    build_s = first_list(srv)
+    first_s = first_list(srv)
+    while True:  # the index builds in the background; the list says how far it is
+        _, raw = srv.get("/api/traces?limit=1")
+        page = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+        if "indexing" not in page and page["total"] >= args.traces:
+            break
+        time.sleep(0.5)
+    build_s = time.perf_counter() - srv.t0
     rss_build = srv.peak_rss_mb()
     t = time.perf_counter()
     srv.stop()
-    print(f"first start, index built from scratch: {build_s:.1f}s (peak RSS {rss_build:.0f} MB)")
+    print(f"first start on a fresh index: first /api/traces answer after {first_s:.2f}s (served while building)")
+    print(f"first start, index built from scratch: {build_s:.1f}s = {args.traces / build_s:,.0f} lines/s "
+          f"(peak RSS {rss_build:.0f} MB); index {_db_mb(index):.0f} MB = "
+          f"{_db_mb(index) / ((logs / 'traces' / 'index.jsonl').stat().st_size / 1e6):.2f} of index.jsonl")
     print(f"graceful stop (WAL checkpoint): {time.perf_counter() - t:.1f}s")
 
     srv = Server(logs, index)
@@ -299,8 +314,57 @@ def main() -> int:
         p50, p95 = timed(srv, paths)
         print(f"| {name} | {p50:.1f} | {p95:.1f} |")
     print(f"\npeak RSS (serving, persisted index): {srv.peak_rss_mb():.0f} MB")
+    catch_up(srv, logs, sample_ids, args.catch_up_lines)
     srv.stop()
+    print(f"load average at the end: {os.getloadavg()}")
     return 0
+
+
+def _db_mb(index: Path) -> float:
+    return sum(Path(str(index) + s).stat().st_size for s in ("", "-wal") if Path(str(index) + s).exists()) / 1e6
+
+
+def catch_up(srv: Server, logs: Path, sample_ids: list[str], n_lines: int) -> None:
+    """Another process appends `n_lines` at full speed while this one keeps asking the server."""
+    import multiprocessing as mp
+
+    sys.path.insert(0, str(REPO))
+    from bench.bench_trace_index import _append
+
+    idx = logs / "traces" / "index.jsonl"
+    with open(idx, "rb") as src:
+        src.seek(max(0, idx.stat().st_size - (n_lines + 10) * 7_000))
+        tail = src.read().split(b"\n")[1:-1][-n_lines:]
+    marker = str(random.randrange(10**17, 9 * 10**17))  # new every run (trees are reused)
+    fresh = []
+    for i, raw in enumerate(tail):
+        e = json.loads(raw)
+        e["traceId"] = f"feed{random.getrandbits(64):016x}{i:012x}"
+        if i == len(tail) - 1:
+            e["contextMessageIds"] = [*e.get("contextMessageIds", []), marker]
+        fresh.append((json.dumps(e, separators=(",", ":")) + "\n").encode())
+    writer = mp.get_context("spawn").Process(target=_append, args=(idx, fresh))
+    lat: list[float] = []
+    t0 = time.perf_counter()
+    writer.start()
+    seen = None
+    rng = random.Random(5)
+    while time.perf_counter() - t0 < 600:
+        for path in ("/api/traces", f"/api/search?q={rng.choice(sample_ids)}", f"/api/search?q={marker}"):
+            t = time.perf_counter()
+            status, raw = srv.get(path)
+            lat.append((time.perf_counter() - t) * 1000)
+            assert status == 200, (path, status)
+        body = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+        if body["total"]:
+            seen = time.perf_counter() - t0
+            break
+    writer.join()
+    lat.sort()
+    print(f"\ncatch-up: {len(fresh):,} lines appended at full speed by another process; "
+          f"{len(lat)} requests meanwhile: p50 {statistics.median(lat):.1f} ms, "
+          f"p99 {lat[min(len(lat) - 1, int(len(lat) * 0.99))]:.1f} ms, max {lat[-1]:.1f} ms; "
+          f"a search saw the last line after {seen if seen is None else round(seen, 2)} s")
 
 
 if __name__ == "__main__":

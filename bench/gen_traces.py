@@ -1,6 +1,6 @@
 """Generate a large ChapterX-format logs tree for benchmarks (reused by the viewer benchmark).
 
-    python bench/gen_traces.py OUT_LOGS_DIR --lines 1000000 [--files 2000] [--context 10]
+    python bench/gen_traces.py OUT_LOGS_DIR --lines 1000000 [--files 2000] [--context 200]
 
 Writes `OUT/traces/index.jsonl` with N upstream-shaped index lines (plus our `contextPositions`,
 `status`, `cost`, `model` extensions unless `--upstream-only`), and real trace files (with request
@@ -49,7 +49,7 @@ def _iso(ms: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-def generate_tree(logs_dir: Path, lines: int, *, files: int = 1000, context: int = 10, channels: int = 40,
+def generate_tree(logs_dir: Path, lines: int, *, files: int = 1000, context: int = 200, channels: int = 40,
                   seed: int = 7, start: str = "2026-01-01T00:00:00Z", interval_ms: int = 5000,
                   upstream_only: bool = False, samples: int = 2000) -> GeneratedTree:
     """Write the tree and return what a benchmark needs to query it."""
@@ -106,6 +106,7 @@ def generate_tree(logs_dir: Path, lines: int, *, files: int = 1000, context: int
                 entry["cost"] = round((tokens_in * 3 + tokens_out * 15) / 1e6, 8)
                 entry["contextPositions"] = list(range(len(hist)))
                 entry["framework"] = "chapterx"
+                entry["inputTokens"], entry["outputTokens"] = tokens_in, tokens_out
             buf.append(json.dumps(entry, separators=(",", ":")))
             if n % sample_every == 0:
                 tree.sample_message_ids.append(hist[len(hist) // 2])
@@ -162,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("logs_dir", type=Path)
     ap.add_argument("--lines", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=1000)
-    ap.add_argument("--context", type=int, default=10)
+    ap.add_argument("--context", type=int, default=200,
+                    help="context ids per line (200: the size real activations write, ~5 KB a line)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--upstream-only", action="store_true", help="only upstream index fields")
     args = ap.parse_args(argv)

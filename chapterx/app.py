@@ -26,8 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chapterx.agent.plugins import PluginHost
+from chapterx.agent.runtime import BotRuntime, RuntimeOptions
 from chapterx.config.env import Settings
+from chapterx.config.load import resolve_bot_config
+from chapterx.config.secrets import register_secrets
+from chapterx.discord.connector import ConnectorApiBackend, DiscordConnector, connection_failure_message
 from chapterx.errors import UserError
+from chapterx.fleet.sdnotify import Notifier, run_notifier
+from chapterx.llm.routing import Router
+from chapterx.trace.paths import check_trace_dir
+from chapterx.trace.redact import Redactor, secrets_in
+from chapterx.trace.writer import TraceWriter, set_writer
 
 log = logging.getLogger("chapterx.run")
 
@@ -84,7 +94,10 @@ def _read_token(path: Path) -> str:
 
 def _chapter2_in_place(ems: Path, name: str, home: bool) -> tuple[Path, Path | None, tempfile.TemporaryDirectory[str]]:
     """Translate a chapter2 em into a private temporary ChapterX tree (the em folder is not touched)."""
-    from compat.chapter2.migrate import plan_migration, write_plan
+    from compat.chapter2.migrate import (  # chapter2 ems only (compat imports chapterx)
+        plan_migration,
+        write_plan,
+    )
 
     plan = plan_migration(ems, bots=[name], home=home, bots_option="--bot")
     tmp = tempfile.TemporaryDirectory(prefix="chapterx-run-")
@@ -98,10 +111,6 @@ def _chapter2_in_place(ems: Path, name: str, home: bool) -> tuple[Path, Path | N
 def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: str | None = None,
                 env: Mapping[str, str] | None = None, chapter2_home: bool = False) -> BotPlan:
     """Resolve config, token and vendors; raise one-line UserErrors for anything missing."""
-    from chapterx.config.load import resolve_bot_config
-    from chapterx.llm.routing import Router
-    from chapterx.trace.paths import check_trace_dir
-
     environ: Mapping[str, str] = dict(os.environ if env is None else env)
     settings = Settings.from_env(environ)
     check_trace_dir(settings.logs_dir, settings.trace_dir if environ.get("TRACE_DIR") else None)
@@ -140,9 +149,12 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
     else:
         token_path = token_file if token_file.is_absolute() else Path.cwd() / token_file
     token = _read_token(token_path)
+    register_secrets([token])  # scrubbed from every Discord post and provider request
     model = str(resolved.config.get("continuation_model") or "")
     router = Router(resolved.vendors, env=environ)
-    router.route(model)  # NoVendorError (a UserError) names the model and the vendors tried
+    # NoVendorError (a UserError) names the model and the vendors tried. Only the adapter is resolved:
+    # the vendor SDK is imported once Discord is ready (see `serve`), not on the start-up path.
+    router.adapter_for(model)
     for w in resolved.warnings:
         log.warning("config: %s", w.message)
     base_dir = Path(bot_file).parent if bot_file is not None else Path(ems or ".") / (bot_name or "")
@@ -183,8 +195,6 @@ class CachedConfigLoader:
         return tuple(out)
 
     def __call__(self, guild_id: str, texts: list[str]) -> Mapping[str, Any]:
-        from chapterx.config.load import resolve_bot_config
-
         key = (guild_id, tuple(texts))
         hit = self._cache.get(key)
         if hit is not None and self._stamp(list(self._paths[key])) == hit[0]:
@@ -192,8 +202,6 @@ class CachedConfigLoader:
         plan = self.plan
         resolved = resolve_bot_config(bot_file=plan.bot_file, ems_path=plan.ems_path, bot_name=plan.bot_name,
                                       guild_id=guild_id or None, channel_configs=texts, env=plan.env)
-        from chapterx.trace.redact import secrets_in
-
         self.secrets = secrets_in(resolved.config)
         watched = self._watched(resolved)
         self._paths[key] = watched
@@ -216,20 +224,17 @@ def _tool_system(plan: BotPlan, runtime_for: Callable[[str], Any]) -> Any:
     return ToolSystem(plan.settings.cache_path, on_timer=fire, base_dir=Path.cwd(), bot_id=plan.bot_id or None)
 
 
-async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
-    """Connect to Discord and run the batch loop until SIGTERM/SIGINT (or `stop` is set)."""
-    from chapterx.agent.plugins import PluginHost
-    from chapterx.agent.runtime import BotRuntime, RuntimeOptions
-    from chapterx.discord.connector import DiscordConnector, connection_failure_message
-    from chapterx.fleet.sdnotify import Notifier, run_notifier
-    from chapterx.llm.routing import Router
-    from chapterx.trace.redact import Redactor
-    from chapterx.trace.writer import TraceWriter, set_writer
+async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_signals: bool = True,
+                on_ready: Callable[[], None] | None = None) -> int:
+    """Connect to Discord and run the batch loop until SIGTERM/SIGINT (or `stop` is set).
 
+    `on_ready` is called once the gateway session is ready (service managers, tests, benchmarks);
+    `handle_signals=False` leaves the process's signal handlers alone (a bot served inside tests)."""
     env = plan.env
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    for sig in signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
@@ -268,27 +273,46 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
     def on_event(event: Any) -> None:
         runtime_for(event.guild_id).queue.push(event)
 
-    def on_pin(channel_id: str, pin: Any, message_id: str) -> None:
-        for rt in runtimes.values():
-            rt.port.set_pin(channel_id, pin, message_id)
+    def on_pin(guild_id: str, channel_id: str, pin: Any, message_id: str) -> None:
+        runtime_for(guild_id).port.set_pin(channel_id, pin, message_id)
 
     tasks: list[asyncio.Task[Any]] = []
     log.info("starting bot %s from %s%s: model %s, traces in %s", plan.bot_id or "(Discord username)", plan.source,
              " (chapter2 em, translated in place)" if plan.chapter2 else "", plan.model, plan.settings.trace_dir)
-    connector = DiscordConnector(on_event=on_event, on_pin=on_pin, api_base=env.get("CHAPTERX_DISCORD_API") or None)
+    try:
+        allow_dms = load_config("", []).get("allow_dms") is True
+    except Exception as config_error:  # noqa: BLE001 - checked by prepare_bot; later edits show per activation
+        log.warning("config: %s", config_error)
+        allow_dms = False
+    connector = DiscordConnector(on_event=on_event, on_pin=on_pin, api_base=env.get("CHAPTERX_DISCORD_API") or None,
+                                 allow_dms=allow_dms)
     tasks.append(asyncio.create_task(run_notifier(connector.ready, stop, notifier=Notifier.from_env(env))))
     api_runner = None
     if plan.settings.api_bearer_token:
-        from chapterx.api.server import start_api
-        from chapterx.discord.connector import ConnectorApiBackend
+        from chapterx.api.server import start_api  # only with API_BEARER_TOKEN (aiohttp web app)
 
         redactor.add_secrets([plan.settings.api_bearer_token])
         api_runner = await start_api(ConnectorApiBackend(connector, lambda g: load_config(g, [])),
                                      plan.settings.api_bearer_token,
-                                     plan.settings.api_port, host=env.get("API_HOST") or "0.0.0.0")
+                                     plan.settings.api_port, host=env.get("API_HOST") or "127.0.0.1",
+                                     cors_origin=env.get("API_CORS_ORIGIN") or None,
+                                     trusted_proxies=(env.get("TRUSTED_PROXIES") or "").split(","))
         log.info("REST API listening on port %s", plan.settings.api_port)
     discord_task = asyncio.create_task(connector.start(plan.token))
     tasks.append(asyncio.create_task(tools.run_timers(stop)))
+
+    async def after_ready() -> None:
+        await connector.ready.wait()
+        if on_ready is not None:
+            on_ready()
+        # Import the vendor SDK (a second or more) off the event loop now, so neither start-up nor
+        # the first reply waits for it.
+        try:
+            await asyncio.to_thread(router.route, plan.model)
+        except Exception as exc:  # noqa: BLE001 - the first activation reports it in context
+            log.warning("provider for %s not ready: %s", plan.model, exc)
+
+    tasks.append(asyncio.create_task(after_ready()))
     stop_task = asyncio.create_task(stop.wait())
     code = 0
     try:
@@ -321,4 +345,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None) -> int:
         set_writer(None)
         if plan.cleanup is not None:
             plan.cleanup.cleanup()
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
     return code

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from chapterx.agent import thinking_store
 from chapterx.agent.inline_tools import find_call_block, result_text, results_block
@@ -48,14 +48,15 @@ from chapterx.llm.types import ChatMessage, ProviderRequest, ProviderResponse
 from chapterx.postprocess import (
     AddReaction,
     Completion,
+    MemberRecord,
     Plan,
     PostprocessContext,
     SendMessage,
     emoji_lookup_from_port,
-    member_search_from,
-    members_from_port,
+    pick_member,
     plan_discord_actions,
 )
+from chapterx.postprocess.text import mention_names
 from chapterx.trace.collector import TraceCollector, current
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,17 @@ log = logging.getLogger(__name__)
 _M_COMMAND = re.compile(r"^m\s+", re.I)
 _REPLY_TAG = re.compile(r"^<reply:@[^>]*>\s*")
 FUNCTION_CALLS_CLOSE = "</function_calls>"
+MAX_MEMBER_LOOKUPS = 10  # guild member searches per post-processing pass
 
 ConfigSource = Mapping[str, Any] | Callable[[list[str]], Mapping[str, Any]]
 ProviderFactory = Callable[[str], Any] | Callable[[str], Awaitable[Any]]
+
+
+class RouteLike(Protocol):
+    """What an activation needs from a route (`chapterx.llm.routing.Route`, or a test double)."""
+
+    @property
+    def provider(self) -> Any: ...
 
 
 @dataclass
@@ -98,6 +107,7 @@ class ActivationContext:
 @dataclass
 class ActivationResult:
     state: ChannelState
+    channel_id: str = ""
     sent_message_ids: list[str] = field(default_factory=list)
     provider_requests: list[ProviderRequest] = field(default_factory=list)
     tool_log: list[dict[str, Any]] = field(default_factory=list)
@@ -119,7 +129,7 @@ class _Turn:
     ctx: ActivationContext
     config: Mapping[str, Any]
     built: BuiltContext
-    route: Any  # a routing.Route (or a test double with `.provider`)
+    route: RouteLike
     plugins: PluginHost
     fetched: FetchedContext
     result: ActivationResult
@@ -207,7 +217,10 @@ def _update_anchor(state: ChannelState, fetched: FetchedContext, caching: bool) 
         state.cache_oldest_message_id = oldest
 
 
-def _postprocess_context(turn: _Turn, mode: str, stops: Sequence[str], reply_to: str | None) -> PostprocessContext:
+async def _postprocess_context(turn: _Turn, mode: str, stops: Sequence[str], reply_to: str | None,
+                               text: str = "") -> PostprocessContext:
+    """The post-processing inputs; `<@name>` in `text` not matching a context author is looked up
+    through the guild member search first (Discord's member cache is empty with the bot's intents)."""
     port, config = turn.port, turn.config
     bot = port.bot_user_id
     participants: list[str] = []
@@ -220,6 +233,16 @@ def _postprocess_context(turn: _Turn, mode: str, stops: Sequence[str], reply_to:
             participants.append(name)
         if not m.author.bot:
             humans.setdefault(m.author.username, m.author.id)
+    known = {n.lower() for n in humans}
+    resolved: dict[str, str | None] = {}
+    for name in mention_names(text):
+        if name.lower() in known or name in resolved:
+            continue
+        if len(resolved) >= MAX_MEMBER_LOOKUPS:  # a reply naming dozens of people: the rest stay as typed
+            break
+        found = await port.search_members(name)
+        records = [MemberRecord(u.id, u.username, u.global_name, m.nickname, u.bot, m.joined_at) for u, m in found]
+        resolved[name] = pick_member(name, records)
     return PostprocessContext(
         bot_name=opt.bot_name(config),
         participants=participants,
@@ -228,7 +251,7 @@ def _postprocess_context(turn: _Turn, mode: str, stops: Sequence[str], reply_to:
         prefill_thinking=config.get("prefill_thinking") is True,
         debug_thinking=config.get("debug_thinking") is True,
         human_usernames=humans,
-        member_search=member_search_from(members_from_port(port)),
+        member_search=resolved.get,
         emoji_lookup=emoji_lookup_from_port(port),
         reply_to=reply_to,
     )
@@ -378,8 +401,9 @@ async def _run_inline(turn: _Turn) -> None:
         block = find_call_block(accumulated)
         if block is None or not block.calls:
             break
-        ppc = _postprocess_context(turn, "prefill", request.stop_sequences, sender.reply_to)
-        pre = plan_discord_actions(_completion(resp, accumulated[sent_upto:block.start], streaming), ppc)
+        segment = accumulated[sent_upto:block.start]
+        ppc = await _postprocess_context(turn, "prefill", request.stop_sequences, sender.reply_to, segment)
+        pre = plan_discord_actions(_completion(resp, segment, streaming), ppc)
         if depth == 0 and pre.hallucinated_start is not None:
             result.warnings.extend(pre.warnings)
             return
@@ -412,7 +436,8 @@ async def _run_inline(turn: _Turn) -> None:
         if depth >= max_depth:  # §5.2: round N ran; the model is not asked again
             max_depth_hit = True
             break
-    ppc = _postprocess_context(turn, "prefill", request.stop_sequences, sender.reply_to)
+    ppc = await _postprocess_context(turn, "prefill", request.stop_sequences, sender.reply_to,
+                                     accumulated[sent_upto:])
     ppc = dataclasses.replace(ppc, max_depth_reached=max_depth_hit)
     plan = plan_discord_actions(_completion(resp, accumulated[sent_upto:], streaming), ppc)
     result.warnings.extend(plan.warnings)
@@ -452,7 +477,7 @@ async def _run_native(turn: _Turn, mode: str) -> None:
                                    f"({', '.join(str(u.get('name')) for u in uses)})")
         if not uses or depth >= max_depth:
             break
-        ppc = _postprocess_context(turn, pp_mode, built.stop_sequences, sender.reply_to)
+        ppc = await _postprocess_context(turn, pp_mode, built.stop_sequences, sender.reply_to, resp.text)
         pre = plan_discord_actions(_completion(resp, resp.text, streaming), ppc)
         await sender.perform(_without_debug(pre))
         assistant_blocks = [
@@ -483,7 +508,7 @@ async def _run_native(turn: _Turn, mode: str) -> None:
         extra.append(ChatMessage("assistant", assistant_blocks))
         extra.append(ChatMessage("user", results))
         depth += 1
-    ppc = _postprocess_context(turn, pp_mode, built.stop_sequences, sender.reply_to)
+    ppc = await _postprocess_context(turn, pp_mode, built.stop_sequences, sender.reply_to, resp.text)
     plan = plan_discord_actions(_completion(resp, resp.text, streaming), ppc)
     result.warnings.extend(plan.warnings)
     await sender.perform(plan)
@@ -519,7 +544,7 @@ async def _run_chapter2(turn: _Turn) -> None:
     replies = await generate_replies(prep.settings, name, complete)
     sender = _Sender(turn.port, turn.channel_id, turn.trigger_id)
     for reply in replies:
-        ppc = _postprocess_context(turn, "base-model", (), sender.reply_to)
+        ppc = await _postprocess_context(turn, "base-model", (), sender.reply_to, reply.content)
         ppc = dataclasses.replace(ppc, participants=(), prefill_thinking=False)
         plan = plan_discord_actions(Completion(reply.content), ppc)
         await sender.perform(plan)
@@ -573,8 +598,9 @@ class _RouteVendor:
     completions_config: Any = None
 
 
-def _vendor_for(route: Any) -> Any:
-    vendor = getattr(route, "vendor", None)
+def _vendor_for(route: Any) -> object:
+    """What the base-model formatter reads (`kind`, `config`, `completions_config`) for this route."""
+    vendor: object | None = getattr(route, "vendor", None)
     if vendor is not None:
         return vendor
     eot = getattr(route, "eot_token", None)
@@ -587,17 +613,18 @@ async def _resolve_config(ctx: ActivationContext) -> Mapping[str, Any]:
     return ctx.config
 
 
-async def _resolve_route(ctx: ActivationContext, model: str) -> Any:
+async def _resolve_route(ctx: ActivationContext, model: str) -> RouteLike:
     route = ctx.provider_factory(model)
     if inspect.isawaitable(route):
         route = await route
-    return route
+    resolved: RouteLike = route
+    return resolved
 
 
 async def run_activation(ctx: ActivationContext) -> ActivationResult:
     """Run one activation in `ctx.channel_id`; errors are captured in the result (nothing half-posted)."""
     port, channel_id, state = ctx.port, ctx.channel_id, ctx.state
-    result = ActivationResult(state=state)
+    result = ActivationResult(state=state, channel_id=channel_id)
     result.clock = ctx.clock
     tr = _trace()
     try:
@@ -695,8 +722,8 @@ def _update_state_after(state: ChannelState, built: BuiltContext, fetched: Fetch
     if caching and built.cache_marker is not None and built.cache_marker != state.last_cache_marker:
         state.last_cache_marker = built.cache_marker
     if built.did_roll:
-        first = next((m.message_id for m in built.messages if m.message_id), None)
-        state.cache_oldest_message_id = first
+        if caching:  # the window anchor only matters for (and is only moved with) prompt caching
+            state.cache_oldest_message_id = next((m.message_id for m in built.messages if m.message_id), None)
         state.messages_since_roll = 0
     else:
         state.messages_since_roll += _new_message_count(state, fetched)

@@ -119,7 +119,7 @@ class PluginHost:
                      "send": send, "pin": pin, "react": react,
                      "base_dir": self.system.base_dir if self.system is not None and self.system.base_dir else base_dir}
         if self.system is not None:
-            self._memory["http_client"] = self.system.http_client()
+            self._memory["http_client_factory"] = self.system.http_client
         if self.system is not None and self.config.get("mcp_servers"):
             await self.system.ensure_mcp(self.config)
         self._injections = []

@@ -2,7 +2,8 @@
 
 Discord events (message, reaction, edit, delete) and internal ones (self_activation, timer,
 internal) are batched separately: a poll takes the first event and every following event of the
-same category, so one batch may span several channels (upstream behaviour the decisions rely on).
+same category, as upstream; one poll may span several channels, and `BotRuntime.process_batch`
+then decides each channel's events on their own.
 """
 
 from __future__ import annotations

@@ -3,20 +3,25 @@
 `BotRuntime` is transport-agnostic: it reads and acts through a `DiscordPort` (discord.py in
 production, the in-memory world in tests) and hands each activation to `run_activation`. Events
 come from the connector (or a test) through `runtime.queue`. Activations run as tasks that are
-not awaited by the loop, so different channels proceed concurrently; a busy channel drops new
-triggers, as upstream does.
+not awaited by the loop, so different channels proceed concurrently. Past upstream: a batch is
+decided per channel (one channel's events never decide or swallow another's), the bot's own message
+is never a trigger, a trigger for a busy channel is queued (`max_queued_replies`, `m` commands
+always) and answered when the channel is free, and a failed activation shows `error_reaction` (⚠️).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import json
 import logging
 import random as _random
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,7 @@ from chapterx.agent.activation import (
     ActivationResult,
     _drop_m_commands,
     bot_identity,
+    channel_config_texts,
     pin_config_texts,
     run_activation,
 )
@@ -32,12 +38,18 @@ from chapterx.agent.decide import DecideContext, Decision, applicable_sleep_pins
 from chapterx.agent.plugins import PluginHost
 from chapterx.agent.queue import DeferredQueue, Event, EventQueue, transient_error_type
 from chapterx.agent.state import ChannelStateStore
+from chapterx.agent.toollog import remove_by_bot_message
+from chapterx.context import options as opt
+from chapterx.context.build import BuildInput, build_context
+from chapterx.context.fetch import fetch_context
 from chapterx.discord.port import DiscordPort, Message, OutgoingFile, Pin
+from chapterx.trace.collector import current, start_activation
 
 log = logging.getLogger(__name__)
 
 _GET_CONTEXT = re.compile(r"^m\s+get_context(?:\s+(\d+))?", re.I)
 ConfigLoader = Callable[[list[str]], Mapping[str, Any]]
+MAX_WAITING = 20  # queued triggers per channel, `m` commands included
 
 
 class TrackingPort:
@@ -48,7 +60,10 @@ class TrackingPort:
         self.inner = inner
         self.pins: dict[str, list[Pin]] = {}
         self.sent_ids: set[str] = set()
+        self.deleted_ids: set[str] = set()  # messages this process deleted (`m` commands)
         self.pin_fetches: list[str] = []
+        # Channels whose pins changed before we tracked them: loaded from REST before the next decision.
+        self.bootstrap: set[str] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -65,8 +80,11 @@ class TrackingPort:
         return list(self.pins.get(channel_id, []))
 
     def set_pin(self, channel_id: str, pin: Pin | None, message_id: str) -> None:
-        """A pin event (message pinned/unpinned/deleted); only tracked channels are updated."""
+        """A pin event (message pinned/unpinned/deleted). A new pin in an untracked channel marks the
+        channel for a REST bootstrap (all its pins), so neither this pin nor older ones are lost."""
         if channel_id not in self.pins:
+            if pin is not None:
+                self.bootstrap.add(channel_id)
             return
         pins = [p for p in self.pins[channel_id] if p.id != message_id]
         if pin is not None:
@@ -84,6 +102,10 @@ class TrackingPort:
         mid = await self.inner.send(channel_id, content, reply_to=reply_to, files=files)
         self.sent_ids.add(mid)
         return mid
+
+    async def delete(self, channel_id: str, message_id: str) -> None:
+        await self.inner.delete(channel_id, message_id)
+        self.deleted_ids.add(message_id)
 
     async def webhook_send(self, channel_id: str, content: str, *, username: str,
                            avatar_url: str | None = None) -> str:
@@ -104,6 +126,26 @@ class BatchOutcome:
     random_rolls: list[float] = field(default_factory=list)
     decision_trail: list[dict[str, Any]] = field(default_factory=list)
     task: asyncio.Task[ActivationResult | None] | None = None
+    queued: bool = False  # the trigger waits for the channel's running activation
+    channel_outcomes: list[BatchOutcome] = field(default_factory=list)  # one per channel of the batch
+
+    @property
+    def tasks(self) -> list[asyncio.Task[ActivationResult | None]]:
+        parts = self.channel_outcomes or [self]
+        return [o.task for o in parts if o.task is not None]
+
+
+@dataclass
+class _Pending:
+    """A trigger waiting for its channel (queued while another activation ran there)."""
+
+    guild_id: str
+    trigger_id: str | None
+    reason: str
+    events: Sequence[Event]
+    command: bool
+    # The context the trigger arrived in (its task runs there, not in the previous activation's).
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
 
 @dataclass
@@ -140,6 +182,7 @@ class BotRuntime:
         self.deferred = DeferredQueue()
         self._stopping = asyncio.Event()
         self._last_deferred_check = 0.0
+        self.waiting: dict[str, list[_Pending]] = {}
 
     # ------------------------------------------------------------------ config
     def _config_for(self, guild_id: str, texts: list[str]) -> Mapping[str, Any]:
@@ -158,7 +201,23 @@ class BotRuntime:
 
     # ------------------------------------------------------------------ batches
     async def process_batch(self, events: Sequence[Event]) -> BatchOutcome:
-        """Upstream processBatch (§1.3), first-event channel semantics included."""
+        """Upstream processBatch (§1.3), decided per channel: the events of each channel form their own
+        batch (in first-appearance order), so a busy channel never decides or swallows another's."""
+        groups: dict[str, list[Event]] = {}
+        for e in events:
+            groups.setdefault(e.channel_id, []).append(e)
+        if len(groups) <= 1:
+            return await self._process_channel_batch(events)
+        parts = [await self._process_channel_batch(g) for g in groups.values()]
+        lead = next((o for o in parts if o.activated), parts[0])
+        return BatchOutcome(
+            [e.type for e in events], should_activate=any(bool(o.should_activate) for o in parts),
+            evaluated_with_channel_id=lead.evaluated_with_channel_id, activated=lead.activated,
+            activation=lead.activation, random_rolls=[r for o in parts for r in o.random_rolls],
+            decision_trail=[t for o in parts for t in o.decision_trail], task=lead.task,
+            queued=any(o.queued for o in parts), channel_outcomes=parts)
+
+    async def _process_channel_batch(self, events: Sequence[Event]) -> BatchOutcome:
         outcome = BatchOutcome([e.type for e in events])
         if not events:
             return outcome
@@ -166,6 +225,9 @@ class BotRuntime:
         channel_id, guild_id = first.channel_id, first.guild_id
         outcome.evaluated_with_channel_id = channel_id
         self._forget_deleted_tool_turns(events)
+        if channel_id in self.port.bootstrap:
+            self.port.bootstrap.discard(channel_id)
+            await self._safe(self.port.fetch_pins(channel_id), "pins bootstrap")
         config = self.cached_config(channel_id, guild_id)
         name = str(config.get("name")) if config and config.get("name") else None
         ctx = DecideContext(
@@ -183,7 +245,7 @@ class BotRuntime:
             await self._safe(self.port.react(ch, mid, emoji), "react")
         if not decision.activate:
             return outcome
-        trigger = _trigger_message(events)
+        trigger = _trigger_message(events, self.port.bot_user_id)
         if decision.m_command is not None and decision.m_command.message is not None:
             cmd = decision.m_command.message
             gc = _GET_CONTEXT.match(cmd.content)
@@ -211,40 +273,77 @@ class BotRuntime:
             return outcome
         if self.deferred.cancel(channel_id) is not None:
             outcome.decision_trail.append({"msg": "Cancelled pending deferred retry (new activity)"})
-        if channel_id in self.active_channels:
-            outcome.decision_trail.append({"msg": "Channel already being processed, skipping"})
-            return outcome
-        self.active_channels.add(channel_id)
         reason = _activation_reason(events, decision, self.port.sent_ids)
         trigger_id = trigger.id if trigger is not None else None
+        if channel_id in self.active_channels:
+            command = decision.m_command is not None
+            if self._enqueue(channel_id, _Pending(guild_id, trigger_id, reason, events, command), config):
+                outcome.queued = True
+                outcome.decision_trail.append({"msg": "Channel busy: trigger queued", "message_id": trigger_id})
+            else:
+                outcome.decision_trail.append({"msg": "Channel already being processed, skipping"})
+            return outcome
         outcome.activated = True
         outcome.activation = {"channel_id": channel_id, "guild_id": guild_id, "reason": reason,
                               "trigger_message_id": trigger_id}
-        task = asyncio.create_task(self._activate(channel_id, guild_id, trigger_id, reason, events))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        outcome.task = task
+        outcome.task = self._start(channel_id, _Pending(guild_id, trigger_id, reason, events, False))
         await asyncio.sleep(0)  # let the activation start (typing) before the next batch, as upstream
         return outcome
 
+    def _start(self, channel_id: str, pending: _Pending) -> asyncio.Task[ActivationResult | None]:
+        self.active_channels.add(channel_id)
+        task = asyncio.create_task(self._activate(channel_id, pending.guild_id, pending.trigger_id, pending.reason,
+                                                  pending.events), context=pending.context)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def _enqueue(self, channel_id: str, pending: _Pending, config: Mapping[str, Any] | None) -> bool:
+        """Queue a trigger for a busy channel: `m` commands always, others up to `max_queued_replies`
+        (the oldest plain trigger makes room). False: not queued (limit 0)."""
+        limit = (config or {}).get("max_queued_replies")
+        limit = 1 if limit is None else int(limit)
+        if not pending.command and limit <= 0:
+            return False
+        queue = self.waiting.setdefault(channel_id, [])
+        if len(queue) >= MAX_WAITING:  # a flood of `m` commands must not grow without bound
+            log.warning("channel %s: %d triggers already queued, dropping %s", channel_id, len(queue),
+                        pending.trigger_id)
+            return False
+        if not pending.command:
+            plain = [p for p in queue if not p.command]
+            while len(plain) >= limit:
+                queue.remove(plain.pop(0))
+        queue.append(pending)
+        return True
+
+    def _next_queued(self, channel_id: str) -> None:
+        """The channel is free: start its oldest queued trigger."""
+        queue = self.waiting.get(channel_id)
+        if not queue or self._stopping.is_set():
+            return
+        pending = queue.pop(0)
+        if not queue:
+            del self.waiting[channel_id]
+        self._start(channel_id, pending)
+
     async def _maybe_defer(self, channel_id: str, guild_id: str, trigger_id: str | None,
-                           error: BaseException) -> None:
+                           error: BaseException) -> bool:
         """`deferred_retries: true`: a transient failure is retried later (⏳ on the trigger)."""
         cfg = self.cached_config(channel_id, guild_id) or {}
         kind = transient_error_type(error)
         if cfg.get("deferred_retries") is not True or kind is None:
-            return
+            return False
         retry = self.deferred.schedule(channel_id, guild_id, trigger_id, error, kind, self.opts.now())
         if retry is None:
-            return
+            return False
         log.info("deferred retry %d for channel %s in %d ms", retry.retry_attempt, channel_id, retry.delay_ms)
-        from chapterx.trace.collector import current
-
         tr = current()
         if tr is not None:
             tr.set_status("deferred")
         if trigger_id is not None:
             await self._safe(self.port.react(channel_id, trigger_id, "⏳"), "react")
+        return True
 
     def poll_deferred(self) -> int:
         """Queue a `self_activation` for every due retry; returns how many were queued."""
@@ -261,8 +360,6 @@ class BotRuntime:
         """processBatch step 2: a deleted bot message drops the tool-log entries that produced it."""
         if self.opts.tool_log_dir is None:
             return
-        from chapterx.agent.toollog import remove_by_bot_message
-
         for e in events:
             mid = str(e.data.get("message_id") or "")
             if e.type == "delete" and mid and (e.data.get("author_id") == self.port.bot_user_id
@@ -291,8 +388,6 @@ class BotRuntime:
         typing = asyncio.create_task(self._keep_typing(channel_id))
         try:
             if trigger_id is not None and self.opts.trace_writer is not None:
-                from chapterx.trace.collector import start_activation
-
                 channel = self.port.channel(channel_id)
                 with start_activation(channel_id, trigger_id, self.opts.bot_id, guild_id=guild_id or None,
                                       channel_name=channel.name if channel else None,
@@ -319,11 +414,16 @@ class BotRuntime:
         finally:
             typing.cancel()
             self.active_channels.discard(channel_id)
+            self._next_queued(channel_id)
 
     async def _after(self, channel_id: str, guild_id: str, trigger_id: str | None, result: ActivationResult) -> None:
         if result.error is not None:
             log.error("activation in channel %s failed: %s", channel_id, result.error)
-            await self._maybe_defer(channel_id, guild_id, trigger_id, result.error)
+            deferred = await self._maybe_defer(channel_id, guild_id, trigger_id, result.error)
+            emoji = error_reaction(self.cached_config(channel_id, guild_id) or {})
+            # A deleted `m` command cannot carry a reaction (Discord answers 404).
+            if not deferred and emoji and trigger_id is not None and trigger_id not in self.port.deleted_ids:
+                await self._safe(self.port.react(channel_id, trigger_id, emoji), "react")
         else:
             self.deferred.succeeded(channel_id)
 
@@ -339,12 +439,6 @@ class BotRuntime:
 
     async def get_context_dump(self, channel_id: str, guild_id: str, requested: int | None) -> str:
         """`m get_context [N]` (§1.7): the context without character limits, sent as a text file."""
-        import json
-        from datetime import UTC, datetime
-
-        from chapterx.agent.activation import channel_config_texts
-        from chapterx.context import options as opt
-
         cfg = dict(self._config_for(guild_id, await channel_config_texts(self.port, channel_id)))
         limit = int(requested or opt.get_or(cfg, "recency_window_messages", None) or 200)
         built, _fetched = await unlimited_context(self.port, cfg, channel_id, limit)
@@ -394,6 +488,11 @@ class BotRuntime:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def idle(self) -> None:
+        """Wait until no activation runs and none is queued (tests, replays)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
     async def drain(self, timeout: float | None = None) -> None:
         """Wait for running activations (graceful shutdown); cancel what is left after `timeout`."""
         if not self.tasks:
@@ -406,8 +505,18 @@ class BotRuntime:
                 await t
 
 
-def _trigger_message(events: Sequence[Event]) -> Message | None:
-    msgs = [e.message for e in events if e.type == "message" and e.message is not None]
+def error_reaction(config: Mapping[str, Any]) -> str | None:
+    """The reaction for a failed activation (`error_reaction`, default ⚠️; false or "" turn it off)."""
+    value = config.get("error_reaction")
+    if value is None or value is True:
+        return "⚠️"
+    return value if isinstance(value, str) and value else None
+
+
+def _trigger_message(events: Sequence[Event], bot_user_id: str = "") -> Message | None:
+    """The batch's first (non-system) message; the bot's own messages are never a trigger."""
+    msgs = [e.message for e in events if e.type == "message" and e.message is not None
+            and (not bot_user_id or e.message.author_id != bot_user_id)]
     for m in msgs:
         if not m.system:
             return m
@@ -446,10 +555,6 @@ def _event_summary(e: Event) -> dict[str, Any]:
 async def unlimited_context(port: DiscordPort, config: Mapping[str, Any], channel_id: str, limit: int) -> tuple[Any, int]:
     """The last `limit` context messages with character limits, rolling and tool cache off
     (`m get_context`, the API's context build); returns (BuiltContext, Discord messages fetched)."""
-    from chapterx.context import options as opt
-    from chapterx.context.build import BuildInput, build_context
-    from chapterx.context.fetch import fetch_context
-
     unlimited = {**config, "recency_window_messages": limit, "recency_window_characters": 10**15,
                  "hard_max_characters": 10**15, "prompt_caching": False}
     fetched = await fetch_context(port, channel_id, depth=limit + 50, max_images=max(opt.max_images(config) * 2, 10))

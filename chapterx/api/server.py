@@ -2,22 +2,26 @@
 
 Enabled only when `API_BEARER_TOKEN` is set; listens on `API_PORT` (default 3000). Every path but
 `/health` needs `Authorization: Bearer <token>` (401 when missing or another scheme, 403 when
-wrong; compared in constant time, unlike upstream). CORS is open (`*`), as upstream.
+wrong; compared in constant time and length, unlike upstream). No CORS headers unless an origin is
+configured (`API_CORS_ORIGIN`; upstream sends `*`); it binds 127.0.0.1 unless `API_HOST` says otherwise.
+Bodies are validated and capped (`MAX_MESSAGES`): upstream would page a channel's whole history.
 The Discord side is reached through an `ApiBackend` so the API runs over discord.py or the
 in-memory world alike.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from chapterx.discord.port import DiscordPort
+from chapterx.viewer.security import LoginLimiter, client_address
 
 DISCORD_EPOCH_MS = 1420070400000
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -54,24 +58,52 @@ def _parse_iso(text: str) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-        "Access-Control-Allow-Headers": "Authorization, Content-Type"}
+MAX_MESSAGES = 2000  # messages one export or context build may page through
+MAX_CHARACTERS = 10_000_000
+_AVATAR_SIZES = {str(1 << n) for n in range(4, 13)}  # 16 ... 4096, what Discord's CDN serves
 
 
-def create_app(backend: ApiBackend, bearer_token: str) -> web.Application:
+def token_equal(given: str, expected: str) -> bool:
+    """Constant time in content and length: compare fixed-size digests."""
+    a = hashlib.sha256(given.encode("utf-8", "surrogatepass")).digest()
+    b = hashlib.sha256(expected.encode("utf-8", "surrogatepass")).digest()
+    return hmac.compare_digest(a, b)
+
+
+def _count(value: Any, cap: int) -> int | None:
+    """A positive int up to `cap` (None when absent); ValueError otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= cap:
+        raise ValueError(f"must be a whole number from 1 to {cap}")
+    return value
+
+
+def create_app(backend: ApiBackend, bearer_token: str, *, cors_origin: str | None = None,
+               trusted_proxies: Sequence[str] = ()) -> web.Application:
+    cors = {"Access-Control-Allow-Origin": cors_origin, "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Allow-Headers": "Authorization, Content-Type"} if cors_origin else {}
+
+    limiter = LoginLimiter()
+
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method == "OPTIONS":
-            return web.Response(status=200, headers=CORS)
+            return web.Response(status=200 if cors else 204, headers=cors)
         if request.path != "/health":
+            who = client_address(request.remote, request.headers.get("X-Forwarded-For"), trusted_proxies)
+            if limiter.blocked(who):
+                return web.json_response({"error": "Too many failed attempts; try again in a minute"}, status=429,
+                                         headers=cors)
             header = request.headers.get("Authorization", "")
             if not header.startswith("Bearer "):
                 return web.json_response({"error": "Missing or invalid authorization header"}, status=401,
-                                         headers=CORS)
-            if not hmac.compare_digest(header[len("Bearer "):].encode(), bearer_token.encode()):
-                return web.json_response({"error": "Invalid bearer token"}, status=403, headers=CORS)
+                                         headers=cors)
+            if not token_equal(header[len("Bearer "):], bearer_token):
+                limiter.failed(who)
+                return web.json_response({"error": "Invalid bearer token"}, status=403, headers=cors)
         resp = await handler(request)
-        resp.headers.update(CORS)
+        resp.headers.update(cors)
         return resp
 
     async def health(request: web.Request) -> web.Response:
@@ -128,6 +160,8 @@ def create_app(backend: ApiBackend, bearer_token: str) -> web.Application:
         if info is None:
             return web.json_response({"error": "User not found"}, status=404)
         size = request.query.get("size", "128")
+        if size not in _AVATAR_SIZES:
+            return web.json_response({"error": "size must be a power of two from 16 to 4096"}, status=400)
         url = str(info.get("avatarUrl") or "")
         return web.json_response({"avatarUrl": url.replace("size=128", f"size={size}")})
 
@@ -137,7 +171,7 @@ def create_app(backend: ApiBackend, bearer_token: str) -> web.Application:
     async def export(request: web.Request) -> web.Response:
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             return problem(400, "Bad Request", "the body must be JSON")
         if not isinstance(body, dict) or not isinstance(body.get("last"), str):
             return problem(400, "Bad Request", "`last` (a Discord message link) is required")
@@ -152,14 +186,19 @@ def create_app(backend: ApiBackend, bearer_token: str) -> web.Application:
                 return problem(400, "Bad Request", "`first` is not a Discord message link", body["first"])
             first_id = fm.group(3)
         window = body.get("recencyWindow") or {"messages": 50}
-        max_msgs = window.get("messages")
-        max_chars = window.get("characters")
+        if not isinstance(window, dict):
+            return problem(400, "Bad Request", "`recencyWindow` must be an object")
+        try:
+            max_msgs = _count(window.get("messages"), MAX_MESSAGES)
+            max_chars = _count(window.get("characters"), MAX_CHARACTERS)
+        except ValueError as exc:
+            return problem(400, "Bad Request", f"`recencyWindow`: messages and characters {exc}")
         port = backend.port_for_channel(channel_id)
         if port is None:
             return problem(404, "Not Found", "channel not found or not visible to the bot", channel_id)
         try:
             msgs = await _messages_up_to(port, channel_id, last_id, first_id,
-                                         int(max_msgs) + 100 if max_msgs else 1000)
+                                         min(max_msgs + 100, MAX_MESSAGES) if max_msgs else 1000)
         except LookupError as exc:
             return problem(404, "Not Found", str(exc))
         except PermissionError as exc:
@@ -187,9 +226,15 @@ def create_app(backend: ApiBackend, bearer_token: str) -> web.Application:
 
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             return problem(400, "Bad Request", "the body must be JSON")
-        target = str((body or {}).get("channel") or "")
+        if not isinstance(body, dict):
+            return problem(400, "Bad Request", "the body must be a JSON object")
+        try:
+            requested = _count(body.get("messages"), MAX_MESSAGES)
+        except ValueError as exc:
+            return problem(400, "Bad Request", f"`messages` {exc}")
+        target = str(body.get("channel") or "")
         m = _CHANNEL.search(target)
         channel_id = m.group(1) if m else target
         if not channel_id.isdigit():
@@ -199,8 +244,7 @@ def create_app(backend: ApiBackend, bearer_token: str) -> web.Application:
             return problem(404, "Not Found", "channel not found or not visible to the bot", channel_id)
         cfg = backend.config_for(port.guild_id)
         configured = int(opt.get_or(cfg, "recency_window_messages", None) or 200)
-        requested = body.get("messages")
-        limit = int(requested) if isinstance(requested, int) and requested > 0 else configured
+        limit = requested or min(configured, MAX_MESSAGES)
         built, fetched_count = await unlimited_context(port, cfg, channel_id, limit)
         msgs = [x for x in built.messages if x.content]
         return web.json_response({"messages": [
@@ -303,9 +347,11 @@ def _merge_bot_runs(msgs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-async def start_api(backend: ApiBackend, bearer_token: str, port: int, host: str = "0.0.0.0") -> web.AppRunner:
+async def start_api(backend: ApiBackend, bearer_token: str, port: int, host: str = "127.0.0.1",
+                    cors_origin: str | None = None, trusted_proxies: Sequence[str] = ()) -> web.AppRunner:
     """Start listening; the caller cleans the runner up on shutdown."""
-    runner = web.AppRunner(create_app(backend, bearer_token))
+    runner = web.AppRunner(create_app(backend, bearer_token, cors_origin=cors_origin,
+                                      trusted_proxies=trusted_proxies))
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

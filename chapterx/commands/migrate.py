@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also read ~/.config/chapter2/{vendors,config}.yaml, as chapter2 does on that machine",
     )
+    p.add_argument("--rules", choices=("chapter2", "chapterx"), default="chapter2",
+                   help="activation rules the migrated bots run with (default chapter2: they keep answering as "
+                        "in chapter2; written as `activation_rules`)")
     p.add_argument("--into", metavar="CONFIG_ROOT",
                    help="add the ems to an existing ChapterX config root instead of --out (see chapterx.commands.migrate_into)")
     p.add_argument("--force-bot", action="append", metavar="EM", help="with --into: replace this bot's existing files")
@@ -61,10 +64,14 @@ def _handle(args: argparse.Namespace) -> int:
     if out is not None and ems_dir.is_dir():
         check_output(ems_dir, out, args.force)  # fail fast, before reading every em
     err = Console(stderr=True, highlight=False)
-    plan = _plan_with_progress(plan_migration, ems_dir, bots, args.chapter2_home, err, show=not args.json)
+    import functools
+
+    plan_fn = functools.partial(plan_migration, activation_rules=args.rules)
+    plan = _plan_with_progress(plan_fn, ems_dir, bots, args.chapter2_home, err, show=not args.json)
+    aside = None
     if not args.dry_run:
         assert out is not None  # checked above: --out is required without --dry-run
-        write_plan(plan, out, force=args.force)
+        aside = write_plan(plan, out, force=args.force)
     if args.json:
         sys.stdout.write(json.dumps(plan.report, indent=2, ensure_ascii=False) + "\n")
         return 0
@@ -76,6 +83,8 @@ def _handle(args: argparse.Namespace) -> int:
         console.print("dry run: nothing was written", style="bold")
     elif out is not None:
         console.print(f"wrote {out} (report: {out / 'MIGRATION_REPORT.md'})", markup=False)
+        if aside is not None:
+            console.print(f"the previous output was moved to {aside}", markup=False)
     return 0
 
 

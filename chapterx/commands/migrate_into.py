@@ -32,7 +32,8 @@ def handle_into(args: argparse.Namespace) -> int:
     root = Path(args.into)
     if not root.is_dir():
         raise UsageError(f"--into {root}: no such folder (the ChapterX config root: shared.yaml, bots/)")
-    plan = plan_migration(Path(args.ems_dir), bots=bots, home=args.chapter2_home)
+    plan = plan_migration(Path(args.ems_dir), bots=bots, home=args.chapter2_home,
+                          activation_rules=getattr(args, "rules", None) or "chapter2")
     into = plan_into(plan, root, force_bots=force)
     written = not (args.dry_run or into.refused)
     if written:

@@ -146,9 +146,9 @@ def _bypass_proxy_for_loopback() -> None:
         os.environ[var] = ",".join(parts)
 
 
-def _shaped_cases(path: Path, case_id: str | None) -> list[tuple[str, Any, dict[str, Any]]] | None:
-    """Cases of a registered shape (`chapterx.replays`): (id, shape, input) for each case to run, or
-    None when the file is a single activation input handled below."""
+def _shaped_cases(path: Path, case_id: str | None) -> list[tuple[str, Any, dict[str, Any], Any]] | None:
+    """Cases of a registered shape (`chapterx.replays`): (id, shape, input, expected or None) for each
+    case to run, or None when the file is a single activation input handled below."""
     from chapterx.replays import shape_for
 
     if not path.is_file():  # a FIFO would block the read; `_load` explains what is wrong
@@ -175,19 +175,26 @@ def _shaped_cases(path: Path, case_id: str | None) -> list[tuple[str, Any, dict[
                 return None
             continue
         inp = case.get("input", case)
-        out.append((str(case.get("id", path.stem)), shape, inp))
+        expected = case.get("expected") if "input" in case else None
+        out.append((str(case.get("id", path.stem)), shape, inp, expected))
     return out or None
 
 
-def _run_shaped(cases: list[tuple[str, Any, dict[str, Any]]]) -> int:
-    """One JSON object per case, in the case's `expected` shape."""
+def _run_shaped(cases: list[tuple[str, Any, dict[str, Any], Any]]) -> int:
+    """One JSON object per case; `observed` has exactly the keys of the case's `expected` (all the
+    shape's keys when the case has none)."""
     import asyncio
+    import logging
 
-    for case_id, shape, inp in cases:
+    for noisy in ("chapterx.agent.activation", "chapterx.agent.runtime", "chapterx.llm", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    for case_id, shape, inp, expected in cases:
         try:
             result = asyncio.run(shape.run(inp))
         except KeyError as exc:
             raise UserError(f"case {case_id}: input is missing {exc}") from None
+        if isinstance(expected, dict):
+            result = {k: result[k] for k in expected if k in result}
         sys.stdout.write(json.dumps({"id": case_id, "shape": shape.name, "observed": result},
                                     ensure_ascii=False, default=str) + "\n")
     return 0

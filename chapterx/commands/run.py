@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bot", metavar="NAME", help="the bot (em) name inside --ems (or BOT_NAME)")
     p.add_argument("--chapter2-home", action="store_true",
                    help="with a chapter2 ems/ folder: also apply chapter2's home-directory config layers")
+    p.add_argument("--rules", choices=("chapter2", "chapterx"), default=None,
+                   help="with a chapter2 em: whose activation rules to run (default chapter2: names, random, "
+                        "sim, regex, topic/pinned .config; chapterx: the em translated to ChapterX's runtime)")
     p.set_defaults(handler=_handle)
 
 
@@ -29,4 +32,9 @@ def _handle(args: argparse.Namespace) -> int:
     if args.config is not None and args.ems is not None:
         raise UsageError("give either --config or --ems, not both")
     plan = prepare_bot(bot_file=args.config, ems=args.ems, bot=args.bot, chapter2_home=args.chapter2_home)
+    if args.rules != "chapterx":
+        from compat.chapter2.runtime.app import rules_of, run_plan
+
+        if rules_of(plan) == "chapter2":
+            return run_plan(plan, home=args.chapter2_home)
     return asyncio.run(serve(plan))

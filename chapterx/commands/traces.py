@@ -116,6 +116,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     q = sub.add_parser("reindex", help="rebuild the SQLite index from index.jsonl")
     _common(q)
+    q.add_argument("--progress", action="store_true",
+                   help="draw the progress bar even when stderr is not a terminal")
     q.set_defaults(handler=_reindex)
 
     q = sub.add_parser("prune", help="delete old traces, their bodies and index lines together")
@@ -123,6 +125,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--older-than", required=True, help="e.g. 7d")
     q.add_argument("--dry-run", action="store_true")
     q.set_defaults(handler=_prune)
+
+
+class ProgressBar:
+    """`building index: [#####     ] 42%  1.2/2.9 GB` on stderr, redrawn when the percent moves."""
+
+    def __init__(self, stream: Any = None, width: int = 30) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.width = width
+        self.last = -1
+
+    def __call__(self, progress: Any) -> None:
+        pct = progress.percent
+        if pct == self.last:
+            return
+        self.last = pct
+        filled = self.width * pct // 100
+        self.stream.write(f"\rbuilding index: [{'#' * filled}{' ' * (self.width - filled)}] {pct:3d}%  "
+                          f"{progress.done_bytes / 1e9:.2f}/{progress.total_bytes / 1e9:.2f} GB")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.last >= 0:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 def _store(args: argparse.Namespace, *, reindex: bool = False) -> TraceStore:
@@ -148,10 +174,15 @@ def _store(args: argparse.Namespace, *, reindex: bool = False) -> TraceStore:
             raise UsageError(f"{index_file} is not a regular file: it should be the bots' append-only trace index")
     try:
         store = TraceStore(bases, index_path=args.index)
-        if reindex:
-            store.reindex()
-        else:
-            store.refresh()
+        bar = ProgressBar() if getattr(args, "progress", False) or sys.stderr.isatty() else None
+        try:
+            if reindex:
+                store.reindex(progress=bar)
+            else:
+                store.refresh(progress=bar)  # a first build of a big index is slow: show it
+        finally:
+            if bar is not None:
+                bar.done()
     except OSError as exc:
         raise UsageError(f"cannot open the trace index: {exc.strerror or exc}") from exc
     except sqlite3.Error as exc:
@@ -306,8 +337,10 @@ def _reindex(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
+    from chapterx.trace.prune import prune_store
+
     age = parse_duration(args.older_than)
-    report = _store(args).prune(age, dry_run=args.dry_run)
+    report = prune_store(_store(args), age, dry_run=args.dry_run)
     if args.json:
         _print_json(report)
         return 0

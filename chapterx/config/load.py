@@ -21,7 +21,9 @@ from chapterx.config.errors import ConfigError
 from chapterx.config.merge import apply_defaults, merge_layers
 from chapterx.config.model import BotConfig
 from chapterx.config.pins import target_matches
+from chapterx.config.prompt_files import PromptFileRefused, check_prompt_path, prompt_roots
 from chapterx.config.report import Problem
+from chapterx.config.secrets import KNOWN, KnownSecrets, env_secret_values, register_secrets, secret_values
 from chapterx.config.vendors import VendorConfig, normalise_vendors
 from chapterx.config.yamlio import Document, load_file, parse_yaml, read_text
 
@@ -197,7 +199,7 @@ class _Resolver:
             value = checked.data.get(fkey)
             if isinstance(value, str) and (os.path.isabs(value) or ".." in Path(value).parts):
                 self.warn(source, Problem(
-                    f"{fkey} in a pin must be a plain path inside the bot's prompt folder; ignored", fkey,
+                    f"{fkey} in a pin must be a plain path inside the bot's prompt folder; refused", fkey,
                     checked.lines.get(fkey)))
                 del checked.data[fkey]
         for key in ("llm_retries", "deferred_retries"):
@@ -218,20 +220,30 @@ def _sources(layers: Sequence[Layer]) -> dict[str, str]:
     return out
 
 
-def _read_prompt_files(config: dict[str, Any], r: _Resolver, shared_path: Path | None) -> None:
+def _read_prompt_files(config: dict[str, Any], r: _Resolver, shared_path: Path | None, secrets: KnownSecrets) -> None:
+    """Fill `system_prompt` etc. from their `*_file` keys, through the prompt-folder allow-list."""
+    roots = prompt_roots(r.p.prompt_dir, r.p.config_root, r.env)
+    refused = [p for p in (shared_path, r.p.shared, r.p.bot) if p is not None]
     for fkey, target in sch.file_keys().items():
         name = config.get(fkey)
         if config.get(target) or not isinstance(name, str) or not name:
             continue
-        path = Path(name) if os.path.isabs(name) else r.p.prompt_dir / name
-        if shared_path is not None and path.exists() and shared_path.exists() and path.resolve() == shared_path.resolve():
-            r.warn(str(path), Problem(f"{fkey} points at the shared file (it holds API keys); refused", fkey))
+        shown = name if os.path.isabs(name) else str(r.p.prompt_dir / name)
+        try:
+            path = check_prompt_path(name, roots, refused=refused)
+        except PromptFileRefused as exc:
+            r.warn(shown, Problem(f"{fkey} {exc}; refused, {target} stays unset", fkey))
             continue
         try:
-            config[target] = read_text(path, what=f"{fkey} file", limit=PROMPT_FILE_LIMIT)
-            r.read.append(path)
+            text = read_text(path, what=f"{fkey} file", limit=PROMPT_FILE_LIMIT)
         except ConfigError as exc:
-            r.warn(str(path), Problem(f"{fkey}: {exc.detail}; {target} stays unset", fkey))
+            r.warn(shown, Problem(f"{fkey}: {exc.detail}; {target} stays unset", fkey))
+            continue
+        if secrets.found_in(text):
+            r.warn(shown, Problem(f"{fkey} holds a secret (a token or API key); refused, {target} stays unset", fkey))
+            continue
+        config[target] = text
+        r.read.append(path)
 
 
 def resolve_bot_config(
@@ -272,7 +284,12 @@ def resolve_bot_config(
 
     raw = merge_layers(layer.data for layer in layers)
     config = apply_defaults(raw)
-    _read_prompt_files(config, r, shared_path)
+    vendors, vendor_warnings = normalise_vendors(shared.data if shared else {}, environ,
+                                                 str(shared_path) if shared_path else "shared.yaml")
+    # Secrets come from the operator's files and environment only: a pin must not censor words.
+    register_secrets([*env_secret_values(environ), *secret_values([v.config for v in vendors]),
+                      *secret_values([x.data for x in file_layers])])
+    _read_prompt_files(config, r, shared_path, KNOWN)
     missing = [k for k in REQUIRED if not config.get(k)]
     if missing:
         where = str(paths.bot) + ("" if paths.bot.exists() else " (not found)")
@@ -283,8 +300,6 @@ def resolve_bot_config(
         r.warn(str(paths.bot), Problem("streaming: false with tts_relay.enabled: the relay gets whole messages only",
                                        "streaming"))
 
-    vendors, vendor_warnings = normalise_vendors(shared.data if shared else {}, environ,
-                                                 str(shared_path) if shared_path else "shared.yaml")
     for w in vendor_warnings:
         r.warn(str(shared_path), w)
     startup = merge_layers(layer.data for layer in (shared, bot) if layer is not None)

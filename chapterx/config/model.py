@@ -151,10 +151,18 @@ class BotConfig:
     authorized_roles: tuple[str, ...] = ()
     # Accepted for compatibility; has no effect (not implemented upstream).
     reply_on_name: bool = False
-    # Accepted for compatibility; has no effect.
+    # Triggers that arrive while the channel is busy are queued and answered afterwards, up to this many p
     max_queued_replies: int = 1
     # chapterx extension written by `chapterx migrate`: chapter2's prompt keys (message_history_format, he
     chapter2_prompt: Mapping[str, Any] | None = None
+    # Reaction added to the trigger when an activation failed (every provider attempt, or the answer could
+    error_reaction: str = '⚠️'
+    # Answer direct messages (the DM intent is requested only then; the DM partner is the only human parti
+    allow_dms: bool = False
+    # chapterx extension written by `chapterx migrate`: whose activation rules the bot runs. `chapter2` (a
+    activation_rules: str | None = None
+    # chapterx extension written by `chapterx migrate` with `activation_rules: chapter2`: the em's chapter
+    chapter2_em: Mapping[str, Any] | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

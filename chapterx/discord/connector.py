@@ -20,6 +20,7 @@ from typing import Any
 import discord
 
 from chapterx.agent.queue import Event
+from chapterx.config.secrets import scrub_outbound
 from chapterx.discord.port import (
     Attachment,
     Channel,
@@ -36,7 +37,7 @@ from chapterx.discord.port import (
 log = logging.getLogger(__name__)
 
 
-def _intents() -> discord.Intents:
+def _intents(allow_dms: bool = False) -> discord.Intents:
     intents = discord.Intents.none()
     intents.guilds = True
     intents.guild_messages = True
@@ -45,7 +46,15 @@ def _intents() -> discord.Intents:
     # discord.py keeps guild emojis only with this (unprivileged) intent; the pipeline needs them to
     # turn `:name:` into custom emoji markup (discord.js caches them from GUILD_CREATE regardless).
     intents.emojis_and_stickers = True
+    # Direct messages only when the bot opted in (`allow_dms`): without the intent Discord sends none.
+    intents.dm_messages = allow_dms
     return intents
+
+
+# discord.py waits this long after the last GUILD_CREATE before READY (its default, 2 s, was most of
+# the start-up time); guilds arriving later are still cached when their GUILD_CREATE comes.
+GUILD_READY_TIMEOUT = 0.3
+MEMBER_SEARCH_TTL = 60.0
 
 
 def _emoji_name(emoji: Any) -> str:
@@ -67,14 +76,20 @@ def connection_failure_message(exc: BaseException) -> str | None:
 class DiscordConnector:
     """Runs a discord.py client and feeds `on_event` with queue events."""
 
-    def __init__(self, *, on_event: Callable[[Event], None], on_pin: Callable[[str, Pin | None, str], None] | None = None,
-                 api_base: str | None = None) -> None:
+    def __init__(self, *, on_event: Callable[[Event], None],
+                 on_pin: Callable[[str, str, Pin | None, str], None] | None = None,
+                 api_base: str | None = None, allow_dms: bool = False) -> None:
         self.on_event = on_event
-        self.on_pin = on_pin
+        self.on_pin = on_pin  # (guild_id, channel_id, pin or None when unpinned/deleted, message_id)
         self.api_base = api_base.rstrip("/") if api_base else None
-        self.client = discord.Client(intents=_intents(), chunk_guilds_at_startup=False,
-                                     allowed_mentions=discord.AllowedMentions(everyone=False, roles=False))
+        self.allow_dms = allow_dms
+        # replied_user=False: a reply never pings its target (upstream sends repliedUser: false).
+        self.client = discord.Client(intents=_intents(allow_dms), chunk_guilds_at_startup=False,
+                                     guild_ready_timeout=GUILD_READY_TIMEOUT,
+                                     allowed_mentions=discord.AllowedMentions(everyone=False, roles=False,
+                                                                              replied_user=False))
         self.users: dict[str, User] = {}
+        self.member_search_cache: dict[tuple[str, str], tuple[float, list[tuple[User, Member]]]] = {}
         self.ready = asyncio.Event()
         self._register()
 
@@ -163,9 +178,15 @@ class DiscordConnector:
         @client.event
         async def on_message(m: discord.Message) -> None:
             if m.guild is None:
-                return  # no DM support, like upstream
+                if not self.allow_dms or not isinstance(m.channel, discord.DMChannel):
+                    return
+                # A DM is addressed to the bot: the partner's message counts as a mention.
+                me = client.user
+                self.on_event(Event("message", str(m.channel.id), "", self.convert(m),
+                                    mentions_bot=me is not None and m.author.id != me.id and not m.author.bot))
+                return
             if m.pinned and self.on_pin is not None:
-                self.on_pin(str(m.channel.id), self.pin_of(m), str(m.id))
+                self.on_pin(str(m.guild.id), str(m.channel.id), self.pin_of(m), str(m.id))
             self.on_event(Event("message", str(m.channel.id), str(m.guild.id), self.convert(m),
                                 mentions_bot=self.mentions_bot(m)))
 
@@ -175,7 +196,8 @@ class DiscordConnector:
                 return
             m = payload.message
             if self.on_pin is not None:
-                self.on_pin(str(payload.channel_id), self.pin_of(m) if m.pinned else None, str(m.id))
+                self.on_pin(str(payload.guild_id), str(payload.channel_id), self.pin_of(m) if m.pinned else None,
+                            str(m.id))
             self.on_event(Event("edit", str(payload.channel_id), str(payload.guild_id), self.convert(m)))
 
         @client.event
@@ -183,7 +205,7 @@ class DiscordConnector:
             if payload.guild_id is None:
                 return
             if self.on_pin is not None:
-                self.on_pin(str(payload.channel_id), None, str(payload.message_id))
+                self.on_pin(str(payload.guild_id), str(payload.channel_id), None, str(payload.message_id))
             cached = payload.cached_message
             self.on_event(Event("delete", str(payload.channel_id), str(payload.guild_id),
                                 data={"message_id": str(payload.message_id),
@@ -248,6 +270,39 @@ class GuildPort:
         g = self.guild
         return [self._member(m) for m in g.members] if g is not None else []
 
+    async def search_members(self, query: str, limit: int = 10) -> list[tuple[User, Member]]:
+        """Discord's guild member search (`GET /guilds/{id}/members/search`), cached for a minute.
+
+        The member cache is empty with the bot's intents, so `<@name>` for anyone outside the
+        context window needs this REST call (reference §3.7 resolves names the same way).
+        """
+        if not self._guild_id or not query:
+            return []
+        key = (self._guild_id, query.lower())
+        now = asyncio.get_running_loop().time()
+        hit = self.c.member_search_cache.get(key)
+        if hit is not None and now - hit[0] < MEMBER_SEARCH_TTL:
+            return hit[1]
+        from discord.http import Route
+
+        route = Route("GET", "/guilds/{guild_id}/members/search", guild_id=int(self._guild_id))
+        try:
+            data = await self.client.http.request(route, params={"query": query, "limit": limit})
+        except discord.HTTPException as exc:
+            log.warning("member search for %r failed: %s", query, exc)
+            return []
+        found: list[tuple[User, Member]] = []
+        for raw in data or []:
+            u = raw.get("user") or {}
+            user = User(str(u.get("id")), str(u.get("username")), u.get("global_name"), bool(u.get("bot")))
+            self.c.users.setdefault(user.id, user)
+            found.append((user, Member(user.id, raw.get("nick"), tuple(str(r) for r in raw.get("roles") or ()),
+                                       str(raw.get("joined_at") or ""))))
+        if len(self.c.member_search_cache) > 1024:
+            self.c.member_search_cache.clear()
+        self.c.member_search_cache[key] = (now, found)
+        return found
+
     def role(self, role_id: str) -> Role | None:
         g = self.guild
         r = g.get_role(int(role_id)) if g is not None and role_id.isdigit() else None
@@ -256,11 +311,12 @@ class GuildPort:
     def channel(self, channel_id: str) -> Channel | None:
         ch = self.client.get_channel(int(channel_id)) if channel_id.isdigit() else None
         if ch is None:
-            return None
+            # DM channels are not cached by discord.py; traces name them "DM".
+            return Channel(channel_id, "DM", "dm") if not self._guild_id and channel_id.isdigit() else None
         if isinstance(ch, discord.Thread):
             return Channel(str(ch.id), ch.name, "thread", str(ch.parent_id) if ch.parent_id else None)
         if isinstance(ch, discord.DMChannel):
-            return Channel(str(ch.id), "", "dm")
+            return Channel(str(ch.id), "DM", "dm")
         return Channel(str(ch.id), str(getattr(ch, "name", "")), "text")
 
     def emojis(self) -> list[Emoji]:
@@ -303,7 +359,7 @@ class GuildPort:
                                                            fail_if_not_exists=False)
         if files:
             kwargs["files"] = [discord.File(io.BytesIO(f.data), filename=f.name) for f in files]
-        sent = await ch.send(content or None, **kwargs)
+        sent = await ch.send(scrub_outbound(content) or None, mention_author=False, **kwargs)
         return str(sent.id)
 
     async def react(self, channel_id: str, message_id: str, emoji: str) -> None:
@@ -332,7 +388,7 @@ class GuildPort:
             kwargs["avatar_url"] = avatar_url
         if isinstance(ch, discord.Thread):
             kwargs["thread"] = ch
-        msg = await hook.send(content, **kwargs)
+        msg = await hook.send(scrub_outbound(content), **kwargs)
         return str(msg.id)
 
     async def typing(self, channel_id: str) -> None:

@@ -105,6 +105,7 @@ class MemoryDiscord:
                 self._load_channel(cid, ch.get("messages") or [], ch.get("pins") or [])
         self._next_id = FIRST_SENT_ID
         self.actions: list[dict[str, Any]] = []
+        self.warnings: list[str] = []  # what a connector would log about sends (vector `warnings`)
         self.record_channel_ids = False
 
     def _load_channel(self, cid: str, messages: list[Mapping[str, Any]], pins: list[Mapping[str, Any]]) -> None:
@@ -145,6 +146,18 @@ class MemoryDiscord:
 
     def members(self) -> list[Member]:
         return list(self._members.values())
+
+    async def search_members(self, query: str, limit: int = 10) -> list[tuple[User, Member]]:
+        """Discord's member search: a prefix match on username, nickname or global name."""
+        q = query.lower()
+        found: list[tuple[User, Member]] = []
+        for mem in self._members.values():
+            user = self.user(mem.user_id)
+            if user is None:
+                continue
+            if any(n and n.lower().startswith(q) for n in (user.username, mem.nickname, user.global_name)):
+                found.append((user, mem))
+        return found[:limit]
 
     def role(self, role_id: str) -> Role | None:
         return self._roles.get(role_id)
@@ -202,6 +215,7 @@ class MemoryDiscord:
     ) -> str:
         if reply_to is not None and await self.fetch_message(channel_id, reply_to) is None:
             reply_to = None  # Discord rejects a reply to a vanished message; send it plain
+            self.warnings.append("warn: Reply target deleted, sending without reply")
         mid = self._new_id()
         action: dict[str, Any] = {"type": "send", "content": content, "reply_to": reply_to}
         if files:

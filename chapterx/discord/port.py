@@ -123,6 +123,10 @@ class DiscordPort(Protocol):
 
     def members(self) -> list[Member]: ...
 
+    async def search_members(self, query: str, limit: int = 10) -> list[tuple[User, Member]]:
+        """Guild members whose username, nickname or global name starts with `query` (Discord's search)."""
+        ...
+
     async def fetch_messages(
         self, channel_id: str, *, before: str | None = None, limit: int = 100
     ) -> list[Message]:

@@ -2,9 +2,10 @@
 to `BotRuntime.process_batch` as the connector would, against an in-memory Discord and a local fake
 LLM server through the real provider SDKs.
 
-`run_case(input)` returns the decision fields per batch, every Discord action, context fetches,
-sleep counters and provider requests, which the vector tests and `chapterx replay` compare with a
-case's `expected`.
+`run_case(input)` returns the case's `expected` keys (batches with the decision fields, every Discord
+action, context fetches, provider requests and their count, sleep counters, warnings, undelivered
+events, pin fetches) plus `provider_bodies`, which the vector tests and `chapterx replay` compare with
+a case's `expected`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from chapterx.agent.decide import mentions_bot
 from chapterx.agent.queue import Event
+from chapterx.agent.replay import RECORDED_HEADERS, _request_host, _write_files
 from chapterx.agent.runtime import BotRuntime, RuntimeOptions
 from chapterx.config.load import resolve_bot_config
 from chapterx.errors import UserError
@@ -26,13 +28,6 @@ from chapterx.llm.providers.base import ProviderOptions
 from chapterx.llm.routing import Router
 from chapterx.replays import CaseShape
 from chapterx.replays.recording import RecordingWorld
-
-
-def _write_files(root: Path, files: Mapping[str, str]) -> None:
-    for rel, text in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text, encoding="utf-8")
 
 
 @dataclass
@@ -102,16 +97,19 @@ async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -
             provider_options.retry_base_delay = 0.001
             provider_options.retry_max_delay = 0.01
             routers: list[Router] = []
+            routes: list[Any] = []
 
             def factory(model: str) -> Any:
                 router = Router(holder["vendors"], env={}, base_url_override=fake.base_url, options=provider_options)
                 routers.append(router)
-                return router.route(model)
+                routes.append(router.route(model))
+                return routes[-1]
 
             fetches: list[dict[str, Any]] = []
 
             def on_activation(result: Any) -> None:
-                fetches.append({"message_ids": result.fetched_message_ids,
+                fetches.append({"batch": world.batch, "channel_id": result.channel_id,
+                                "message_ids": result.fetched_message_ids,
                                 "inheritance_info": {k: v for k, v in (result.inheritance or {}).items() if v} or None})
 
             plugin_factory = None
@@ -123,7 +121,7 @@ async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -
 
             rt = BotRuntime(world, RuntimeOptions(on_activation=on_activation,
                 bot_id=bot_id, provider_factory=factory, load_config=lambda t: load(world.guild_id, t),
-                guild_config_loader=load, random=lambda: next(rolls), now=lambda: run.now,
+                guild_config_loader=load, random=lambda: next(rolls, 1.0), now=lambda: run.now,
                 clock=lambda: run.now, base_dir=root / "config" / "bots", plugin_factory=plugin_factory))
             run = CaseRun(inp, root, world, rt, fake, now_ts, out)
             rt.port.sent_ids.update((inp.get("process_state") or {}).get("bot_sent_message_ids") or [])
@@ -140,6 +138,7 @@ async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -
                     for t in pending:
                         await t
                     pending = []
+                    await rt.idle()
                 world.batch = index
                 requests_before = len(fake.requests)
                 events: list[Event] = opts.queued_events(run) if opts.queued_events is not None else []
@@ -148,7 +147,9 @@ async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -
                     if ev["type"] == "message_create":
                         msg = world.add_message(cid, ev["message"])
                         if channel_types.get(cid) == "dm":
-                            out["undelivered_events"].append(index)
+                            out["undelivered_events"].append({
+                                "batch": index, "event": len(events),
+                                "reason": "not delivered: the bot did not ask for direct messages (allow_dms)"})
                             continue
                         events.append(Event("message", cid, world.guild_id, msg,
                                             mentions_bot=await mentions_bot(world, msg)))
@@ -168,29 +169,33 @@ async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -
                             raise UserError(f"event type not modelled: {ev['type']}")
                         events.extend(extra)
                 res = await rt.process_batch(events)
-                if res.task is not None:
-                    pending.append(res.task)
+                pending.extend(res.tasks)
                 next_in_flight = index + 1 < len(inp["batches"]) and \
                     inp["batches"][index + 1].get("while_previous_activation_in_flight")
                 if not next_in_flight:
                     for t in pending:
                         await t
                     pending = []
+                    await rt.idle()
                 out["batches"].append({
+                    "index": index, "polled_event_types": res.polled_event_types,
                     "should_activate": res.should_activate if events else None,
                     "evaluated_with_channel_id": res.evaluated_with_channel_id,
                     "activated": res.activated, "activation": res.activation,
-                    "random_rolls": res.random_rolls,
+                    "random_rolls": res.random_rolls, "decision_trail": res.decision_trail,
                     "llm_requests": len(fake.requests) - requests_before,
                 })
                 if opts.after_batch is not None:
                     await opts.after_batch(run, index, out["batches"][-1], index + 1 == len(inp["batches"]))
             for t in pending:
                 await t
+            await rt.idle()
             for r in routers:
                 await r.aclose()
             out["provider_request_count"] = len(fake.requests)
             out["provider_bodies"] = [r["body"] for r in fake.requests]
+            out["provider_requests"] = [_recorded_request(r, routes[-1] if routes else None) for r in fake.requests]
+            out["warnings"] = list(world.warnings)  # before the hook: a shape may extend or replace them
             if opts.extra_outputs is not None:
                 await opts.extra_outputs(run)
     out["discord_actions"] = world.actions
@@ -198,6 +203,20 @@ async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -
     out["sleep_counters_after"] = dict(rt.sleep_counters)
     out["pins_api_requests"] = list(rt.port.pin_fetches)
     return out
+
+
+def _recorded_request(raw: Mapping[str, Any], route: Any) -> dict[str, Any]:
+    """A fake-server request in the vectors' `provider_requests` shape (host + path, recorded headers)."""
+    headers = raw["headers"]
+    host = headers.get("host") if route is not None and route.kind == "bedrock" else None
+    if route is not None and not host:
+        host = _request_host(route.kind, route.base_url)
+    item: dict[str, Any] = {"method": raw["method"], "path": f"{host or ''}{raw['path']}",
+                            "headers": {k: v for k, v in headers.items() if k in RECORDED_HEADERS and k != "host"},
+                            "body": raw["body"]}
+    if raw.get("query"):
+        item["query"] = raw["query"]
+    return item
 
 
 def _matches(case: Mapping[str, Any]) -> bool:

@@ -97,6 +97,12 @@ class CallContext:
     base_dir: Any = None  # pathlib.Path the em runs in (relative `upload` paths, `character` files)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def http_client(self) -> Any:
+        """The process's shared HTTP client, created only when a plugin first needs one (importing
+        httpx and opening a pool costs memory every bot would otherwise pay)."""
+        factory = self.extra.get("http_client_factory")
+        return factory() if callable(factory) else self.extra.get("http_client")
+
     def messages_since(self, message_id: str | None) -> int | None:
         """How many context messages are newer than `message_id` (None: not in context)."""
         if not message_id:

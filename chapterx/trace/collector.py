@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from chapterx.trace import otel_export
 from chapterx.trace.cost import call_cost, trace_cost
 from chapterx.trace.ids import iso_now, new_trace_id
 from chapterx.trace.redact import exception_info, secrets_in
@@ -443,6 +444,7 @@ def start_activation(channel_id: str, triggering_message_id: str | None, bot_id:
     finally:
         _current.reset(token)
         collector.writer.write_trace(collector.finalize())
+        otel_export.export_trace(collector.trace, collector.writer.redactor.text)
 
 
 _LEVELS = ((logging.CRITICAL, "fatal"), (logging.ERROR, "error"), (logging.WARNING, "warn"),

@@ -24,7 +24,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,9 @@ CREATE TABLE IF NOT EXISTS messages(
 CREATE TABLE IF NOT EXISTS counts(kind TEXT NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL,
   PRIMARY KEY(kind, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channel_names(channel_id TEXT PRIMARY KEY, name TEXT NOT NULL, seq INTEGER);
+CREATE TABLE IF NOT EXISTS hourly(hour INTEGER NOT NULL, bot TEXT NOT NULL, framework TEXT NOT NULL,
+  n INTEGER NOT NULL, fail INTEGER NOT NULL, tin INTEGER NOT NULL, tout INTEGER NOT NULL, cost REAL NOT NULL,
+  PRIMARY KEY(hour, bot, framework)) WITHOUT ROWID;
 """
 
 _INDEXES = (
@@ -103,11 +106,15 @@ _INDEXES = (
     "CREATE INDEX IF NOT EXISTS traces_bot_chan_ts ON traces(bot, channel_id, ts DESC)",
     # bot + failed: the count (and the page) read only that bot's failures, not all its rows
     "CREATE INDEX IF NOT EXISTS traces_bot_fail_ts ON traces(bot, success, ts DESC)",
+    # the fleet aggregates read only this (a covering index): no row lookups over a time window
+    "CREATE INDEX IF NOT EXISTS traces_agg ON traces(ts, bot, framework, success, status, duration_ms, "
+    "input_tokens, output_tokens, total_tokens, cost)",
     # markers and external rows are few: a partial index keeps replacing them cheap at 1M rows
     "CREATE INDEX IF NOT EXISTS traces_special ON traces(source_id, trace_id) WHERE source_id < 0",
 )
 
 _INDEX_NAMES = tuple(stmt.split()[5] for stmt in _INDEXES)
+_KEPT_IN_BULK = ("traces_ts",)
 
 TRACE_COLUMNS = (
     "source_id", "trace_id", "ts", "timestamp", "channel_id", "trigger_id", "bot", "channel_name",
@@ -117,6 +124,9 @@ TRACE_COLUMNS = (
 )
 # columns added after the first release: an older database gets them by ALTER TABLE on open
 _ADDED_COLUMNS = (("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"))
+_ROW = {name: i + 1 for i, name in enumerate(TRACE_COLUMNS)}  # position in a prepared row (id first)
+# counts kept since this version: an older database recounts once (see `counts`)
+COUNTS_VERSION = "3"
 _INSERT_TRACE = (f"INSERT INTO traces(id,{','.join(TRACE_COLUMNS)}) "
                  f"VALUES ({','.join('?' * (len(TRACE_COLUMNS) + 1))})")
 _INSERT_MSG = "INSERT OR IGNORE INTO messages(key, trace_row, role, position) VALUES (?,?,?,?)"
@@ -220,6 +230,10 @@ def connect(path: Path) -> sqlite3.Connection:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('fts', ?)", ("1" if _create_fts(conn) else "0",))
         for stmt in _INDEXES:
             conn.execute(stmt)
+        kinds = conn.execute("SELECT value FROM meta WHERE key='counts_version'").fetchone()
+        if kinds is None or kinds[0] != COUNTS_VERSION:
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('counts_dirty', '1')")
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('counts_version', ?)", (COUNTS_VERSION,))
     return conn
 
 
@@ -417,17 +431,17 @@ def insert_prepared(conn: sqlite3.Connection, prepared: Prepared, next_row: int)
     rows, msgs, names = prepared
     cur = conn.cursor()
     conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_row', ?)", (str(next_row),))
-    # per-channel and per-bot counts kept up to date so /api/channels and /api/bots stay O(channels)
-    tally: dict[tuple[str, str], int] = {}
-    for r in rows:
-        for kind, value in (("channel", r[5]), ("bot", r[7])):
-            if value is not None:
-                tally[(kind, value)] = tally.get((kind, value), 0) + 1
-    cur.executemany("INSERT INTO counts(kind, key, n) VALUES (?,?,?) "
-                    "ON CONFLICT(kind, key) DO UPDATE SET n = n + excluded.n",
-                    [(k, v, n) for (k, v), n in tally.items()])
+    # counts kept up to date so /api/channels, /api/bots and `stats` stay O(channels), not O(rows)
+    c = _ROW
+    tally = _tally((r[c["channel_id"]], r[c["bot"]], r[c["framework"]], r[c["status"]], r[c["success"]],
+                    r[c["total_tokens"]], r[c["cost"]]) for r in rows)
+    add_hourly(conn, [(r[c["ts"]], r[c["bot"]], r[c["framework"]], r[c["status"]], r[c["success"]],
+                       r[c["duration_ms"]], r[c["input_tokens"]], r[c["output_tokens"]], r[c["total_tokens"]],
+                       r[c["cost"]]) for r in rows], 1)
     cur.executemany(_INSERT_TRACE, rows)
     cur.executemany(_INSERT_MSG, msgs)
+    tally[("total", "messages")] = max(0, cur.rowcount)
+    add_counts(conn, tally)
     if names:
         seq = time.time_ns()
         cur.executemany(
@@ -473,21 +487,81 @@ def delete_rows(conn: sqlite3.Connection, where: str, params: tuple[Any, ...] = 
     """Delete trace rows matching a WHERE clause. Their message rows stay until a sweep (they no
     longer join to any trace, so searches ignore them); `sweep=True` removes every such orphan,
     which scans the message table: prune and reindex do it, the hot paths do not."""
-    gone = conn.execute(f"DELETE FROM traces WHERE {where} RETURNING channel_id, bot", params).fetchall()
-    tally: dict[tuple[str, str], int] = {}
-    for channel_id, bot in gone:
-        for kind, value in (("channel", channel_id), ("bot", bot)):
-            if value is not None:
-                tally[(kind, value)] = tally.get((kind, value), 0) + 1
-    conn.executemany("UPDATE counts SET n = n - ? WHERE kind = ? AND key = ?",
-                     [(n, k, v) for (k, v), n in tally.items()])
+    gone = conn.execute(f"DELETE FROM traces WHERE {where} RETURNING channel_id, bot, framework, status, "
+                        "success, total_tokens, cost, ts, duration_ms, input_tokens, output_tokens",
+                        params).fetchall()
+    add_counts(conn, {k: -n for k, n in _tally(g[:7] for g in gone).items()})
+    add_hourly(conn, [(ts, bot, fw, status, success, dur, tin, tout, tot, cost)
+                      for _c, bot, fw, status, success, tot, cost, ts, dur, tin, tout in gone], -1)
     if sweep:
         sweep_orphans(conn)
     return len(gone)
 
 
-def counts(conn: sqlite3.Connection, kind: str) -> list[tuple[str, int]]:
-    """(key, traces) for `channel` or `bot`, most first. Kept up to date by inserts and deletes;
+def status_key(status: str | None, success: Any) -> str:
+    """The status a row is counted under (upstream lines carry none: their success decides)."""
+    return status or ("success" if success else "failed")
+
+
+def _tally(rows: Iterable[tuple[Any, ...]]) -> dict[tuple[str, str], float]:
+    """Count deltas of rows given as (channel_id, bot, framework, status, success, tokens, cost)."""
+    tally: dict[tuple[str, str], float] = {}
+    n = 0
+    tokens = 0
+    cost = 0.0
+    for channel_id, bot, framework, status, success, tok, cst in rows:
+        n += 1
+        tokens += tok or 0
+        cost += cst or 0.0
+        for key in (("channel", channel_id), ("bot", bot), ("framework", framework),
+                    ("status", status_key(status, success))):
+            if key[1] is not None:
+                tally[key] = tally.get(key, 0) + 1
+    if n:
+        tally[("total", "rows")] = n
+        tally[("total", "tokens")] = tokens
+        tally[("total", "cost")] = cost
+    return tally
+
+
+def add_hourly(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], sign: int) -> None:
+    """Add (sign 1) or take back (-1) rows given as (ts, bot, framework, status, success,
+    duration_ms, input_tokens, output_tokens, total_tokens, cost) in the hourly roll-ups that
+    the fleet aggregates read. A running activation is not counted (see `chapterx.trace.aggregates`)."""
+    sums: dict[tuple[int, str, str], list[float]] = {}
+    for ts, bot, fw, status, success, _dur, tin, tout, tot, cost in rows:
+        if status == "running":
+            continue
+        key = (int(ts // 3600), bot or "", fw)
+        acc = sums.setdefault(key, [0, 0, 0, 0, 0.0])
+        acc[0] += sign
+        acc[1] += 0 if success else sign
+        acc[2] += sign * (tin if tin is not None else (tot or 0))
+        acc[3] += sign * (tout or 0)
+        acc[4] += sign * (cost or 0.0)
+    if sums:
+        conn.executemany(
+            "INSERT INTO hourly VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(hour, bot, framework) DO UPDATE SET "
+            "n=n+excluded.n, fail=fail+excluded.fail, tin=tin+excluded.tin, tout=tout+excluded.tout, "
+            "cost=cost+excluded.cost", [(*k, *v) for k, v in sums.items()])
+
+
+def add_hourly_cost(conn: sqlite3.Connection, rows: list[tuple[float, str | None, str, float]]) -> None:
+    """A cost learnt later (from the trace file) for rows given as (ts, bot, framework, cost)."""
+    conn.executemany("UPDATE hourly SET cost = cost + ? WHERE hour = ? AND bot = ? AND framework = ?",
+                     [(cost, int(ts // 3600), bot or "", fw) for ts, bot, fw, cost in rows if cost])
+
+
+def add_counts(conn: sqlite3.Connection, deltas: dict[tuple[str, str], float]) -> None:
+    """Apply count deltas (inside the caller's transaction)."""
+    conn.executemany("INSERT INTO counts(kind, key, n) VALUES (?,?,?) "
+                     "ON CONFLICT(kind, key) DO UPDATE SET n = n + excluded.n",
+                     [(k, v, n) for (k, v), n in deltas.items() if n])
+
+
+def counts(conn: sqlite3.Connection, kind: str) -> list[tuple[str, Any]]:
+    """(key, traces) for `channel`, `bot`, `framework` or `status`, most first (`total`: rows,
+    tokens, cost, messages). Kept up to date by inserts and deletes;
     setting meta `counts_dirty` to 1 forces a full recount (a repair tool, not a hot path)."""
     dirty = conn.execute("SELECT value FROM meta WHERE key='counts_dirty'").fetchone()
     if dirty and dirty[0] == "1":
@@ -497,17 +571,41 @@ def counts(conn: sqlite3.Connection, kind: str) -> list[tuple[str, int]]:
                          "WHERE channel_id IS NOT NULL GROUP BY channel_id")
             conn.execute("INSERT INTO counts SELECT 'bot', bot, COUNT(*) FROM traces "
                          "WHERE bot IS NOT NULL GROUP BY bot")
+            conn.execute("INSERT INTO counts SELECT 'framework', framework, COUNT(*) FROM traces "
+                         "GROUP BY framework")
+            conn.execute("INSERT INTO counts SELECT 'status', COALESCE(status, CASE WHEN success THEN "
+                         "'success' ELSE 'failed' END), COUNT(*) FROM traces GROUP BY 2")
+            conn.execute("INSERT INTO counts SELECT 'total', 'rows', COUNT(*) FROM traces")
+            conn.execute("INSERT INTO counts SELECT 'total', 'tokens', COALESCE(SUM(total_tokens), 0) FROM traces")
+            conn.execute("INSERT INTO counts SELECT 'total', 'cost', COALESCE(SUM(cost), 0.0) FROM traces")
+            conn.execute("INSERT INTO counts SELECT 'total', 'messages', COUNT(*) FROM messages")
+            conn.execute("DELETE FROM hourly")
+            for start in range(0, _max_id(conn) + 1, 50_000):
+                add_hourly(conn, conn.execute(
+                    "SELECT ts, bot, framework, status, success, duration_ms, input_tokens, output_tokens, "
+                    "total_tokens, cost FROM traces WHERE id >= ? AND id < ?", (start, start + 50_000)).fetchall(), 1)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('counts_dirty', '0')")
     return [(k, n) for k, n in conn.execute(
         "SELECT key, n FROM counts WHERE kind=? AND n > 0 ORDER BY n DESC, key", (kind,)).fetchall()]
 
 
+def _max_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM traces").fetchone()[0])
+
+
+def counts_ready(conn: sqlite3.Connection) -> None:
+    """Recount now if the kept counts (and hourly roll-ups) are marked stale."""
+    counts(conn, "total")
+
+
 def sweep_orphans(conn: sqlite3.Connection) -> int:
     cur = conn.execute("DELETE FROM messages WHERE NOT EXISTS (SELECT 1 FROM traces t WHERE t.id = trace_row)")
+    add_counts(conn, {("total", "messages"): -cur.rowcount})
     return cur.rowcount
 
 
-def _head(path: Path) -> str:
+def file_head(path: Path) -> str:
+    """Digest of a file's first bytes: tells a rewritten or replaced index.jsonl from a grown one."""
     with open(path, "rb") as fh:
         return hashlib.sha1(fh.read(HEAD_BYTES)).hexdigest()
 
@@ -520,9 +618,11 @@ def _parse_line(raw: bytes) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: IngestStats) -> bool:
+def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: IngestStats,
+                progress: Callable[[int], None] | None = None) -> bool:
     """Bring one index.jsonl up to date, one committed transaction per chunk (so a big first
-    build never blocks other readers or writers for long). Returns True when rows changed."""
+    build never blocks other readers or writers for long); `progress(offset)` after each commit.
+    Returns True when rows changed."""
     key = str(index_file)
     try:
         st = os.stat(index_file)
@@ -553,7 +653,7 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
         nonlocal full_head
         if full_head is not None:
             return full_head
-        h = _head(index_file)
+        h = file_head(index_file)
         if st.st_size >= HEAD_BYTES:
             full_head = h
         return h
@@ -579,7 +679,10 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
                 bulk = True  # first build of a big index: fill tables, then build the indexes once
                 conn.execute(f"PRAGMA cache_size=-{BULK_CACHE_KB}")
                 for name in _INDEX_NAMES:
-                    conn.execute(f"DROP INDEX IF EXISTS {name}")
+                    # the time index stays (rows arrive in time order: cheap), so a viewer serving
+                    # during the build pages the newest rows without sorting the table
+                    if name not in _KEPT_IN_BULK:
+                        conn.execute(f"DROP INDEX IF EXISTS {name}")
                 suspend_fts(conn)
             first = False
             new_offset, lines, malformed, eof = _read_chunk(conn, index_file, offset, source_id)
@@ -595,11 +698,13 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
                 changed = True
             if changed and (eof or not bulk):
                 bump_generation(conn)
+        if progress is not None:
+            progress(new_offset)
         if eof:
             break
         if bulk and not parallel_done:
             parallel_done = True
-            if _bulk_parallel(conn, index_file, source_id, stats):
+            if _bulk_parallel(conn, index_file, source_id, stats, progress):
                 changed = True
     if bulk:
         with transaction(conn):
@@ -612,7 +717,8 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
     return changed
 
 
-def _bulk_parallel(conn: sqlite3.Connection, index_file: Path, source_id: int, stats: IngestStats) -> bool:
+def _bulk_parallel(conn: sqlite3.Connection, index_file: Path, source_id: int, stats: IngestStats,
+                   progress: Callable[[int], None] | None = None) -> bool:
     """First build of a big index: worker processes parse blocks of lines and prepare rows while
     this process inserts them, in file order, one committed transaction per block. Lines after
     the last newline are left to the normal tail loop. Returns True when rows were added."""
@@ -624,7 +730,7 @@ def _bulk_parallel(conn: sqlite3.Connection, index_file: Path, source_id: int, s
     offset = int(conn.execute("SELECT offset FROM sources WHERE id=?", (source_id,)).fetchone()[0])
     next_id = _next_row(conn)
     try:
-        return _bulk_parallel_run(conn, index_file, source_id, stats, workers, offset, next_id)
+        return _bulk_parallel_run(conn, index_file, source_id, stats, workers, offset, next_id, progress)
     except (OSError, cf.process.BrokenProcessPool) as exc:
         # no worker processes here (sandbox, no /dev/shm): the sequential loop carries on from the
         # last committed block
@@ -633,7 +739,8 @@ def _bulk_parallel(conn: sqlite3.Connection, index_file: Path, source_id: int, s
 
 
 def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: int, stats: IngestStats,
-                       workers: int, offset: int, next_id: int) -> bool:
+                       workers: int, offset: int, next_id: int,
+                       progress: Callable[[int], None] | None = None) -> bool:
     import concurrent.futures as cf
     import multiprocessing as mp
     from collections import deque
@@ -673,6 +780,8 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
             stats.lines += kept
             stats.malformed += bad
             added += kept
+            if progress is not None:
+                progress(offset)
     return added > 0
 
 

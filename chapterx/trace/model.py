@@ -253,7 +253,7 @@ def index_entry(trace: dict[str, Any], filename: str) -> dict[str, Any]:
     if isinstance(err, dict) and err.get("message"):
         entry["error"] = str(err["message"])[:200]
     entry["contextPositions"] = positions
-    entry["framework"] = "chapterx"
+    entry["framework"] = "chapter2" if trace.get("framework") == "chapter2" else "chapterx"
     # the split of totalTokens, for the fleet's per-bot token figures
     entry["inputTokens"] = input_tokens
     entry["outputTokens"] = output_tokens

@@ -9,8 +9,12 @@ viewer, `fleet status`) ever saw, so it is refused unless it names that same fol
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+# a body file's ref as trace files carry it: a bare file name, never a path
+BODY_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.json$")
 
 BODY_DIRS = {
     "request": "llm-requests",

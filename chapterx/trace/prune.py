@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from chapterx.trace import index as ix
 from chapterx.trace.ids import iso_now, parse_iso, parse_trace_file_name
-from chapterx.trace.paths import BODY_DIRS
+from chapterx.trace.paths import BODY_DIRS, BODY_REF_RE
 
 if TYPE_CHECKING:
     from chapterx.trace.store import TraceStore
@@ -43,8 +43,6 @@ def _stamp_ts(stamp: str) -> float | None:
 
 
 def _body_refs(trace_file: Path, base: Path) -> list[Path]:
-    from chapterx.trace.store import BODY_REF_RE
-
     try:
         trace = json.loads(trace_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -79,7 +77,13 @@ def _size(p: Path) -> int:
         return 0
 
 
-def prune_store(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict[str, Any]:
+def prune_store(store: TraceStore, older_than: timedelta, dry_run: bool = False) -> dict[str, Any]:
+    """One retention pass over every base of `store` (holding the store's lock throughout)."""
+    with store.locked():
+        return _prune(store, older_than, dry_run)
+
+
+def _prune(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict[str, Any]:
     cutoff = time.time() - older_than.total_seconds()
     report: dict[str, Any] = {
         "cutoff": iso_now(datetime.fromtimestamp(cutoff, UTC)), "dryRun": dry_run,
@@ -152,12 +156,10 @@ def prune_store(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict
             if lock_fd is not None:
                 os.close(lock_fd)
     if not dry_run:
-        with store._lock:
-            store.conn.execute("BEGIN IMMEDIATE")
-            ix.delete_rows(store.conn, "source_id < 0 AND source_id = ? AND ts < ?", (ix.MARKER_SOURCE, cutoff))
-            ix.bump_generation(store.conn)
-            store.conn.execute("COMMIT")
-        store._marker_fp = None
+        with store.write_transaction() as conn:
+            ix.delete_rows(conn, "source_id < 0 AND source_id = ? AND ts < ?", (ix.MARKER_SOURCE, cutoff))
+            ix.bump_generation(conn)
+        store.forget_markers()
         store.refresh()
     return report
 
@@ -207,20 +209,13 @@ def _rewrite_index(index_file: Path, cutoff: float, dry_run: bool) -> tuple[int,
 
 def _update_db(store: TraceStore, index_file: Path, cutoff: float, fragment: int) -> None:
     """Drop the pruned rows and point the tail state at the rewritten file (no full re-read)."""
-    conn = store.conn
     st = os.stat(index_file)
-    with store._lock:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            row = conn.execute("SELECT id FROM sources WHERE path=?", (str(index_file),)).fetchone()
-            if row is not None:
-                ix.delete_rows(conn, "source_id=? AND ts < ?", (row[0], cutoff), sweep=True)
-                conn.execute(
-                    "UPDATE sources SET dev=?, inode=?, offset=?, head=? WHERE id=?",
-                    (st.st_dev, st.st_ino, st.st_size - fragment,
-                     ix._head(index_file) if st.st_size - fragment > 0 else None, row[0]))
-                ix.bump_generation(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+    with store.write_transaction() as conn:
+        row = conn.execute("SELECT id FROM sources WHERE path=?", (str(index_file),)).fetchone()
+        if row is not None:
+            ix.delete_rows(conn, "source_id=? AND ts < ?", (row[0], cutoff), sweep=True)
+            conn.execute(
+                "UPDATE sources SET dev=?, inode=?, offset=?, head=? WHERE id=?",
+                (st.st_dev, st.st_ino, st.st_size - fragment,
+                 ix.file_head(index_file) if st.st_size - fragment > 0 else None, row[0]))
+            ix.bump_generation(conn)

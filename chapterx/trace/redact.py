@@ -19,6 +19,8 @@ import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from chapterx.config.secrets import mask_url_credentials
+
 REDACTED = "[REDACTED]"
 MIN_SECRET_LEN = 6
 
@@ -121,6 +123,9 @@ class Redactor:
         return frozenset(self._secrets)
 
     def text(self, value: str) -> str:
+        """Known secrets replaced, and credentials inside URLs (`https://user:pw@host`) masked."""
+        if "@" in value and "://" in value:
+            value = mask_url_credentials(value)
         pattern = self._pattern
         if pattern is None or not value:
             return value

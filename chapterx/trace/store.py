@@ -8,17 +8,21 @@ detail (and, for upstream index lines that lack positions, a context position) o
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import json
+import logging
 import os
-import re
 import socket
 import sqlite3
+import stat
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +37,11 @@ from chapterx.trace.ids import (
     snowflake_of,
 )
 from chapterx.trace.model import SLIM_FIELDS, index_entry
-from chapterx.trace.paths import BODY_DIRS
-from chapterx.trace.writer import proc_start, safe_folder_name
+from chapterx.trace.paths import BODY_DIRS, BODY_REF_RE
+from chapterx.trace.writer import append_line_locked, proc_start, safe_folder_name
 
+log = logging.getLogger(__name__)
 INPROGRESS_DIR = ".inprogress"
-BODY_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.json$")
 # Markers from another host cannot be checked for liveness: after this long they count as aborted.
 FOREIGN_MARKER_MAX_AGE = 6 * 3600
 DEFAULT_LIMIT = 50
@@ -47,10 +51,12 @@ EXTENSION_FIELDS = ("framework", "status", "cost")
 # page, and whose count is no slower): see bench/README.md.
 FTS_MAX_CANDIDATES = 50_000
 
+Row = dict[str, Any]  # one index row keyed by column name (never by position)
+
 _SLIM_SQL = (
     "id, trace_id, timestamp, channel_id, trigger_id, bot, channel_name, reason, trigger_preview, "
     "response_preview, is_thread, parent_channel_id, success, duration_ms, llm_calls, tool_execs, "
-    "total_tokens, framework, status, cost, source_id, filename, extra"
+    "total_tokens, framework, status, cost, source_id, filename, extra, ts"
 )
 
 
@@ -89,6 +95,18 @@ def marker_state(marker: dict[str, Any], mtime: float) -> str:
     return "running" if time.time() - mtime < FOREIGN_MARKER_MAX_AGE else "aborted"
 
 
+def confined_file(path: Path, root: Path) -> Path | None:
+    """`path` if it is a regular file whose real location is inside `root` (symlinks that stay in
+    the tree are fine; one that leads out of it, a folder, a FIFO or a device is not)."""
+    try:
+        real = path.resolve(strict=True)
+        if not real.is_relative_to(root.resolve(strict=True)) or not stat.S_ISREG(os.stat(real).st_mode):
+            return None
+    except (OSError, RuntimeError):  # missing, unreadable, or a symlink loop
+        return None
+    return path
+
+
 def _to_ts(value: Any) -> float | None:
     if value is None:
         return None
@@ -99,11 +117,132 @@ def _to_ts(value: Any) -> float | None:
     return parse_iso(str(value))
 
 
+# a catch-up this far behind is a "build" (the viewer says "building index: N%")
+BUILDING_BYTES = 8 * 1024 * 1024
+# readers wait for the worker only when this little is new, and never longer than this
+SMALL_BACKLOG_BYTES = 64 * 1024
+SMALL_BACKLOG_WAIT_S = 2.0
+
+
+@dataclass(frozen=True)
+class IndexProgress:
+    """Bytes of the index files already indexed, out of their size at the start of the pass."""
+
+    building: bool = False
+    done_bytes: int = 0
+    total_bytes: int = 0
+
+    @property
+    def percent(self) -> int:
+        return 100 if self.total_bytes <= 0 else min(100, int(100 * self.done_bytes / self.total_bytes))
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+class _Worker:
+    """The background ingestion process and the state it shares with the readers' process."""
+
+    def __init__(self, bases: list[Path], index_path: Path, interval: float) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # the caller has threads (the viewer): never fork them
+        self._wake = ctx.Event()
+        self._stop = ctx.Event()
+        # requested / completed pass tickets, last pass end (monotonic), bytes read to the end,
+        # progress (building flag, done, total)
+        self._state = ctx.Array("d", 7, lock=True)
+        # not a daemon: a first build starts worker processes of its own; stopped at exit instead
+        self._proc = ctx.Process(target=_worker_main, name="trace-index", daemon=False, args=(
+            [str(b) for b in bases], str(index_path), max(interval, 0.05), BUILDING_BYTES,
+            self._wake, self._stop, self._state, os.getpid()))
+        self._proc.start()
+        atexit.register(self.stop)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def alive(self) -> bool:
+        return self._proc.is_alive()
+
+    def caught_up(self) -> int:
+        return int(self._state[3])
+
+    def since_last_pass(self) -> float:
+        last = self._state[2]
+        return float("inf") if last == 0 else time.monotonic() - last
+
+    def progress(self) -> IndexProgress:
+        with self._state.get_lock():
+            return IndexProgress(bool(self._state[4]), int(self._state[5]), int(self._state[6]))
+
+    def wait_for_pass(self, timeout: float) -> None:
+        """Ask for a pass and wait (at most `timeout`) until one that started after now ends."""
+        with self._state.get_lock():
+            self._state[0] += 1
+            ticket = self._state[0]
+        self._wake.set()
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while self._state[1] < ticket and time.monotonic() < deadline and self._proc.is_alive():
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+
+    def stop(self) -> None:
+        atexit.unregister(self.stop)
+        self._stop.set()
+        self._wake.set()
+        self._proc.join(timeout=30)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(timeout=5)
+
+
+def _worker_main(bases: list[str], index_path: str, interval: float, building_bytes: int, wake: Any,
+                 stop: Any, state: Any, parent: int) -> None:
+    """The worker process: a foreground store over the same files and database, one pass per wake
+    or interval, its progress published in `state`."""
+    global BUILDING_BYTES
+    BUILDING_BYTES = building_bytes
+    store = TraceStore([Path(b) for b in bases], index_path=Path(index_path), auto_refresh_interval=interval)
+
+    def publish(p: IndexProgress) -> None:
+        with state.get_lock():
+            state[4], state[5], state[6] = float(p.building), float(p.done_bytes), float(p.total_bytes)
+
+    try:
+        while not stop.is_set() and os.getppid() == parent:
+            wake.wait(timeout=interval)
+            wake.clear()
+            if stop.is_set():
+                break
+            ticket = state[0]
+            sizes = sum(_size(f) for f, _ in store.index_files())
+            try:
+                store.refresh(progress=publish)
+            except Exception:  # noqa: BLE001 - keep serving what is indexed; try again next round
+                log.exception("trace index: catch-up failed")
+                time.sleep(1.0)
+            with state.get_lock():
+                state[1] = max(state[1], ticket)
+                state[2] = time.monotonic()
+                # read to the end as the files were at the start of the pass (a trailing fragment
+                # without newline waits for its writer: it is not a backlog)
+                state[3] = float(sizes)
+                state[4] = 0.0
+    finally:
+        store.close()
+
+
 class TraceStore:
     """Read access to the traces under one or more logs bases (`LOGS_DIRS`)."""
 
     def __init__(self, logs_dirs: list[Path], *, index_path: Path | None = None,
-                 auto_refresh_interval: float = 0.5) -> None:
+                 auto_refresh_interval: float = 0.5, background: bool = False) -> None:
         self.bases = [Path(b) for b in logs_dirs]
         self.index_path = index_path or _default_index_path(self.bases)
         try:
@@ -127,47 +266,116 @@ class TraceStore:
         self._cache_gen = -1
         self._dir_cache: dict[Path, tuple[float, dict[str, str]]] = {}
         self.last_ingest = ix.IngestStats()
+        # Writes (tailing, markers, caches, external rows) go through `_wconn` under `_wlock`
+        # (the readers' connection and lock). In the background mode (the viewer) tailing and
+        # markers move to a worker process with its own connection: a catch-up never holds a
+        # reader up (no shared lock, no shared interpreter); readers see the last committed
+        # state (WAL), and their own cache writes are skipped rather than waited for.
+        self._wconn = self._conn
+        self._wlock = self._lock
+        self._worker: _Worker | None = None
+        self._committed: dict[str, int] = {}  # index file -> offset committed (this process's passes)
+        self._progress = IndexProgress()
+        if background:
+            self.start_background()
+
+    def start_background(self) -> None:
+        """Move ingestion to a worker process (idempotent). It reads the same index files into the
+        same database and stops with this store (or when this process is gone)."""
+        with self._lock:
+            if self._worker is None:
+                self._worker = _Worker(self.bases, self.index_path, self._auto_interval)
 
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
         with self._lock:
             self._conn.close()
+
+    def index_progress(self) -> IndexProgress:
+        """How far the index is behind its files (`building` while a big catch-up runs)."""
+        return self._worker.progress() if self._worker is not None else self._progress
 
     # ------------------------------------------------------------------ refresh
     def index_files(self) -> list[tuple[Path, Path]]:
         return [(b / "traces" / "index.jsonl", b) for b in self.bases]
 
-    def refresh(self) -> ix.IngestStats:
-        """Tail every index.jsonl and rescan in-progress markers."""
-        with self._lock:
+    def refresh(self, progress: Callable[[IndexProgress], None] | None = None) -> ix.IngestStats:
+        """Tail every index.jsonl and rescan in-progress markers; `progress` is called after each
+        committed chunk (the CLI's progress bar, the worker's shared state)."""
+        with self._wlock:
             stats = ix.IngestStats()
-            for index_file, base in self.index_files():
-                ix.tail_source(self._conn, index_file, base, stats)
+            files = self.index_files()
+            sizes = {str(f): _size(f) for f, _ in files}
+            done = dict(self._committed) if self._committed else {
+                p: o for p, o in self._wconn.execute("SELECT path, offset FROM sources")}
+            total = sum(sizes.values())
+            behind = sum(max(0, sizes[k] - done.get(k, 0)) for k in sizes)
+            building = behind >= BUILDING_BYTES
+            self._progress = IndexProgress(building, total - behind, total)
+            if progress is not None and building:
+                progress(self._progress)
+            for index_file, base in files:
+                key = str(index_file)
+
+                def report(offset: int, key: str = key) -> None:
+                    done[key] = offset
+                    self._committed[key] = offset
+                    self._progress = IndexProgress(building, sum(min(done.get(k, 0), sizes[k]) for k in sizes),
+                                                   total)
+                    if progress is not None:
+                        progress(self._progress)
+
+                ix.tail_source(self._wconn, index_file, base, stats, progress=report)
             self._refresh_markers()
             self._last_refresh = time.monotonic()
             self.last_ingest = stats
+            self._progress = IndexProgress(False, total, total)
             return stats
 
     def _auto_refresh(self) -> None:
-        if time.monotonic() - self._last_refresh >= self._auto_interval:
-            self.refresh()
+        worker = self._worker
+        if worker is not None and not worker.alive():
+            log.warning("trace index: the background worker is gone; catching up in the requests again")
+            self._worker = worker = None
+        if worker is None:
+            if time.monotonic() - self._last_refresh >= self._auto_interval:
+                self.refresh()
+            return
+        # Background: a big backlog (a first build, a burst) is not waited for: answer from what
+        # is committed now. A few new lines are (so what was just written is listed), and so is a
+        # pass when none ran for `auto_refresh_interval` (markers).
+        backlog = sum(_size(f) for f, _ in self.index_files()) - worker.caught_up()
+        if backlog > SMALL_BACKLOG_BYTES:
+            worker.wake()
+        elif backlog > 0 or worker.since_last_pass() >= self._auto_interval:
+            worker.wait_for_pass(SMALL_BACKLOG_WAIT_S)
 
-    def reindex(self) -> ix.IngestStats:
+    def reindex(self, progress: Callable[[IndexProgress], None] | None = None) -> ix.IngestStats:
         """Drop everything read from index.jsonl files and read them again from the start."""
-        with self._lock:
-            with ix.transaction(self._conn):
-                ix.delete_many(self._conn, "source_id >= 0")
-                self._conn.execute("DELETE FROM sources")
-                self._conn.execute("DELETE FROM channel_names")
-                ix.bump_generation(self._conn)
+        with self._wlock:
+            with ix.transaction(self._wconn):
+                ix.delete_many(self._wconn, "source_id >= 0")
+                self._wconn.execute("DELETE FROM sources")
+                self._wconn.execute("DELETE FROM channel_names")
+                ix.bump_generation(self._wconn)
+            self._committed.clear()
             self._marker_fp = None
-            return self.refresh()
+            stats = self.refresh(progress)
+            if self._repair_markers():
+                more = self.refresh()
+                stats.lines += more.lines
+                stats.malformed += more.malformed
+                self.last_ingest = stats
+            return stats
 
     def _scan_markers(self) -> list[tuple[Path, Path, float]]:
         found = []
         for base in self.bases:
             tdir = base / "traces"
             try:
-                bots = [e for e in os.scandir(tdir) if e.is_dir() and not e.name.startswith(".")]
+                bots = [e for e in os.scandir(tdir)
+                        if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
             except OSError:
                 continue
             for bot in bots:
@@ -177,7 +385,8 @@ class TraceStore:
                 except OSError:
                     continue
                 for e in entries:
-                    if e.name.endswith(".json") and not e.name.startswith("."):
+                    # markers are regular files written by our writer: a symlink is not one
+                    if e.name.endswith(".json") and not e.name.startswith(".") and e.is_file(follow_symlinks=False):
                         try:
                             found.append((Path(e.path), base, e.stat().st_mtime))
                         except OSError:
@@ -211,22 +420,65 @@ class TraceStore:
         ).hexdigest()
         if fp == self._marker_fp:
             return
-        conn = self._conn
+        conn = self._wconn
         with ix.transaction(conn):
             ix.delete_rows(conn, "source_id < 0 AND source_id = ?", (ix.MARKER_SOURCE,))
             entries, extras = [], []
-            for path, _base, _mtime, data, state in markers:
+            for path, base, _mtime, data, state in markers:
                 if conn.execute("SELECT 1 FROM traces WHERE trace_id=? AND source_id>=0",
                                 (data["traceId"],)).fetchone():
                     continue  # the final trace landed; the marker is about to be removed
-                entry = index_entry(data, filename=path.name)
-                entry["status"] = state
-                entry["success"] = False
+                final = self._final_file(path, data["traceId"]) if state == "aborted" else None
+                if final is not None:
+                    # the writer died between renaming the trace file into place and appending its
+                    # index line: the finished trace is the truth, not "aborted"
+                    trace, fpath = final
+                    entry = index_entry(trace, filename=fpath.name)
+                    extras.append(json.dumps({"marker": str(path), "file": str(fpath),
+                                              "root": str(base / "traces")}))
+                else:
+                    entry = index_entry(data, filename=path.name)
+                    entry["status"] = state
+                    entry["success"] = False
+                    extras.append(json.dumps({"marker": str(path)}))
                 entries.append(entry)
-                extras.append(json.dumps({"marker": str(path)}))
             ix.insert_entries(conn, entries, ix.MARKER_SOURCE, extras=extras)
             ix.bump_generation(conn)
         self._marker_fp = fp
+
+    def _final_file(self, marker: Path, trace_id: str) -> tuple[dict[str, Any], Path] | None:
+        """The finished trace file of a marker's activation, if it is in place (same bot folder)."""
+        folder = marker.parent.parent
+        name = self._listing(folder).get(trace_id)
+        path = confined_file(folder / name, folder.parent) if name else None
+        trace = _read_json(path) if path else None
+        if path is None or trace is None or trace.get("traceId") != trace_id or "timestamp" not in trace:
+            return None
+        return trace, path
+
+    def _repair_markers(self) -> int:
+        """Reindex: write the index line a killed writer never appended (its trace file is in
+        place, see `_final_file`) and remove its marker. Returns how many were repaired."""
+        rows = self._wconn.execute("SELECT extra FROM traces WHERE source_id < 0 AND source_id = ?",
+                                  (ix.MARKER_SOURCE,)).fetchall()
+        n = 0
+        for (extra,) in rows:
+            info = json.loads(extra or "{}")
+            if not info.get("file"):
+                continue
+            fpath = confined_file(Path(info["file"]), Path(info["root"]))
+            trace = _read_json(fpath) if fpath else None
+            if fpath is None or trace is None:
+                continue
+            try:
+                append_line_locked(Path(info["root"]) / "index.jsonl",
+                                   json.dumps(index_entry(trace, fpath.name), ensure_ascii=False, default=str))
+                Path(info["marker"]).unlink(missing_ok=True)
+            except OSError as exc:  # a read-only tree: the read-side reconciliation still shows it
+                log.warning("cannot repair the index line of %s: %s", fpath, exc)
+                continue
+            n += 1
+        return n
 
     # ------------------------------------------------------------------ helpers
     def _cached(self, key: Any, compute: Any) -> Any:
@@ -242,23 +494,29 @@ class TraceStore:
         return self._cached(("names",), lambda: dict(
             self._conn.execute("SELECT channel_id, name FROM channel_names").fetchall()))
 
-    def _slim(self, row: tuple[Any, ...], names: dict[str, str]) -> dict[str, Any]:
-        (_rid, trace_id, timestamp, channel_id, trigger_id, bot, _cname, reason, tprev, rprev, is_thread,
-         parent, success, duration, llm_calls, tools, tokens, framework, status, cost, _src, _fn, _x) = row
+    def _select(self, sql: str, params: Any = ()) -> list[Row]:
+        """Rows as dicts keyed by column name (caller holds the lock)."""
+        cur = self._conn.cursor()
+        cur.row_factory = sqlite3.Row
+        return [dict(r) for r in cur.execute(sql, params).fetchall()]
+
+    def _slim(self, row: Row, names: dict[str, str]) -> dict[str, Any]:
+        channel_id, is_thread, success = row["channel_id"], row["is_thread"], row["success"]
         values = {
-            "traceId": trace_id, "timestamp": timestamp, "channelId": channel_id,
-            "triggeringMessageId": trigger_id, "botName": bot,
+            "traceId": row["trace_id"], "timestamp": row["timestamp"], "channelId": channel_id,
+            "triggeringMessageId": row["trigger_id"], "botName": row["bot"],
             # upstream resolves names through a cache filled from every line (latest wins)
-            "channelName": names.get(channel_id or "") or _cname or channel_id,
-            "activationReason": reason, "triggerPreview": tprev, "responsePreview": rprev,
-            "isThread": None if is_thread is None else bool(is_thread), "parentChannelId": parent,
-            "success": bool(success), "durationMs": duration, "llmCallCount": llm_calls,
-            "toolExecutionCount": tools, "totalTokens": tokens,
+            "channelName": names.get(channel_id or "") or row["channel_name"] or channel_id,
+            "activationReason": row["reason"], "triggerPreview": row["trigger_preview"],
+            "responsePreview": row["response_preview"],
+            "isThread": None if is_thread is None else bool(is_thread), "parentChannelId": row["parent_channel_id"],
+            "success": bool(success), "durationMs": row["duration_ms"], "llmCallCount": row["llm_calls"],
+            "toolExecutionCount": row["tool_execs"], "totalTokens": row["total_tokens"],
         }
         out = {k: values[k] for k in SLIM_FIELDS if values[k] is not None}
-        out["framework"] = framework or "chapterx"
-        out["status"] = status or ("success" if success else "failed")
-        out["cost"] = cost
+        out["framework"] = row["framework"] or "chapterx"
+        out["status"] = row["status"] or ("success" if success else "failed")
+        out["cost"] = row["cost"]
         return out
 
     # ------------------------------------------------------------------ API: bots / channels
@@ -327,13 +585,17 @@ class TraceStore:
             clause = (" WHERE " + " AND ".join(where)) if where else ""
             total = self._cached(("count", clause, tuple(params)), lambda: self._conn.execute(
                 f"SELECT COUNT(*) FROM traces{clause}", params).fetchone()[0])
-            rows = self._conn.execute(
+            rows = self._select(
                 f"SELECT {_SLIM_SQL} FROM traces{clause} ORDER BY ts DESC, id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset]).fetchall()
+                [*params, limit, offset])
             names = self._channel_names()
             rows = self._enrich(rows)
             traces = [self._slim(r, names) for r in rows]
-        return {"traces": traces, "total": total, "offset": offset, "limit": limit}
+        out: dict[str, Any] = {"traces": traces, "total": total, "offset": offset, "limit": limit}
+        progress = self.index_progress()
+        if progress.building:  # only while a big catch-up runs, so the usual shape is upstream's
+            out["indexing"] = {"building": True, "percent": progress.percent}
+        return out
 
     def _fts_hits(self, fts: str) -> bool:
         """Fill `temp.fts_hits` with the rows the full-text table offers for `fts` (caller holds
@@ -373,24 +635,21 @@ class TraceStore:
             params.append(bot)
         sql += " ORDER BY t.ts DESC, t.id DESC, m.role"
         with self._lock:
-            rows = self._conn.execute(sql, params).fetchall()
+            rows = self._select(sql, params)
             names = self._channel_names()
-        best: dict[int, tuple[Any, ...]] = {}
+        best: dict[int, Row] = {}
         order: list[int] = []
         for r in rows:
-            rid = r[2]
+            rid = r["id"]
             if rid not in best:
                 best[rid] = r
                 order.append(rid)
         page = order[offset:offset + limit]
         with self._lock:
-            enriched = self._enrich([best[rid][2:] for rid in page])
-        for rid, slim_row in zip(page, enriched, strict=True):
-            best[rid] = (*best[rid][:2], *slim_row)
+            enriched = self._enrich([best[rid] for rid in page])
         results = []
-        for rid in page:
-            r = best[rid]
-            role, position, slim_row = r[0], r[1], r[2:]
+        for slim_row in enriched:
+            role, position = slim_row["role"], slim_row["position"]
             slim = self._slim(slim_row, names)
             item: dict[str, Any] = {"traceId": slim["traceId"], "timestamp": slim["timestamp"],
                                     "role": ix.ROLE_NAMES[role]}
@@ -402,7 +661,7 @@ class TraceStore:
             item["success"] = slim["success"]
             if role == 0:
                 preview = slim.get("responsePreview")
-                if preview is None and slim_row[20] >= 0:
+                if preview is None and slim_row["source_id"] >= 0:
                     # old index lines carry no preview: take it from the trace, as upstream does
                     trace = self._load_row(slim_row)
                     outcome = (trace or {}).get("outcome")
@@ -419,11 +678,11 @@ class TraceStore:
         return {"messageId": message_id, "results": results, "total": len(order),
                 "offset": offset, "limit": limit}
 
-    def _enrich(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    def _enrich(self, rows: list[Row]) -> list[Row]:
         """Upstream index lines carry no status and no cost: read them from the trace file the
         first time such a row is shown, and keep them in the index (a missing file keeps
         the status derived from `success` and no cost)."""
-        todo = [i for i, r in enumerate(rows) if r[18] is None and r[20] >= 0]
+        todo = [i for i, r in enumerate(rows) if r["status"] is None and r["source_id"] >= 0]
         if not todo:
             return rows
         out = list(rows)
@@ -432,23 +691,49 @@ class TraceStore:
             r = rows[i]
             trace = self._load_row(r)
             if trace is None:
-                status, cost = ("success" if r[12] else "failed"), None
+                status, cost = ("success" if r["success"] else "failed"), None
             else:
                 status = str(trace.get("status") or _outcome_status(trace))
                 cost = trace_cost(trace)
-            out[i] = (*r[:18], status, cost, *r[20:])
-            updates.append((status, cost, r[0]))
-        try:
-            with ix.transaction(self._conn):
-                self._conn.executemany("UPDATE traces SET status=?, cost=? WHERE id=?", updates)
-        except sqlite3.Error:
-            pass  # only a cache of what we computed: a locked or read-only index keeps its old values
+            out[i] = {**r, "status": status, "cost": cost}
+            updates.append((status, cost, r))
+        def write(c: sqlite3.Connection) -> None:
+            deltas: dict[tuple[str, str], float] = {}
+            costs = []
+            for status, cost, r in updates:
+                if c.execute("UPDATE traces SET status=?, cost=? WHERE id=? AND status IS NULL",
+                             (status, cost, r["id"])).rowcount:
+                    old = ix.status_key(None, r["success"])
+                    deltas[("status", old)] = deltas.get(("status", old), 0) - 1
+                    deltas[("status", status)] = deltas.get(("status", status), 0) + 1
+                    deltas[("total", "cost")] = deltas.get(("total", "cost"), 0.0) + (cost or 0.0)
+                    costs.append((r["ts"], r["bot"], r["framework"], cost or 0.0))
+            ix.add_counts(c, deltas)
+            ix.add_hourly_cost(c, costs)
+
+        self._cache_write(write)  # only a cache of what we computed: a locked or read-only index keeps its old values
         return out
 
-    def _context_position(self, slim_row: tuple[Any, ...], snowflake: str) -> int | None:
+    def _cache_write(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        """Keep something we computed from a trace file. Only a cache: when the worker is mid
+        transaction (or the index is read-only) it is skipped, never waited for."""
+        with self._wlock:
+            background = self._worker is not None
+            if background:  # the worker may be mid transaction: do not wait for it
+                self._wconn.execute("PRAGMA busy_timeout=0")
+            try:
+                with ix.transaction(self._wconn):
+                    fn(self._wconn)
+            except sqlite3.Error:
+                pass
+            finally:
+                if background:
+                    self._wconn.execute("PRAGMA busy_timeout=60000")
+
+    def _context_position(self, slim_row: Row, snowflake: str) -> int | None:
         """Upstream index lines carry no positions: read them from the trace file once and keep
         them in the index."""
-        rid = slim_row[0]
+        rid = slim_row["id"]
         trace = self._load_row(slim_row)
         if trace is None:
             return None
@@ -461,19 +746,14 @@ class TraceStore:
             if found is None and snowflake_of(m.get("discordMessageId")) == snowflake:
                 found = m.get("position")
             updates.append((m.get("position"), k, rid))
-        try:
-            with self._lock, ix.transaction(self._conn):
-                # first position per id wins (same rule as the search)
-                for pos, k, r in reversed(updates):
-                    self._conn.execute(
-                        "UPDATE messages SET position=? WHERE key=? AND trace_row=? AND role=1", (pos, k, r))
-        except sqlite3.Error:
-            pass  # only a cache of what we read: a locked or read-only index asks again next time
+        # first position per id wins (same rule as the search)
+        self._cache_write(lambda c: c.executemany(
+            "UPDATE messages SET position=? WHERE key=? AND trace_row=? AND role=1", list(reversed(updates))))
         return found if isinstance(found, int) else None
 
     # ------------------------------------------------------------------ API: one trace
-    def _row_path(self, slim_row: tuple[Any, ...]) -> Path | None:
-        source_id, filename, bot = slim_row[20], slim_row[21], slim_row[5]
+    def _row_path(self, slim_row: Row) -> Path | None:
+        source_id, filename, bot = slim_row["source_id"], slim_row["filename"], slim_row["bot"]
         if source_id < 0 or not filename or not parse_trace_file_name(filename):
             return None
         base_row = self._conn.execute("SELECT base FROM sources WHERE id=?", (source_id,)).fetchone()
@@ -484,16 +764,19 @@ class TraceStore:
             for folder in dict.fromkeys((bot, safe_folder_name(bot))):  # as written, or as we sanitise
                 if "/" in folder or "\\" in folder or folder in (".", ".."):
                     continue
-                path = tdir / folder / filename
-                if path.is_file():
+                path = confined_file(tdir / folder / filename, tdir)
+                if path:
                     return path
-        path = tdir / filename  # legacy: before per-bot folders
-        return path if path.is_file() else None
+        return confined_file(tdir / filename, tdir)  # legacy: before per-bot folders
 
-    def _load_row(self, slim_row: tuple[Any, ...]) -> dict[str, Any] | None:
-        source_id, extra = slim_row[20], slim_row[22]
+    def _load_row(self, slim_row: Row) -> dict[str, Any] | None:
+        source_id, extra = slim_row["source_id"], slim_row["extra"]
         if source_id == ix.MARKER_SOURCE:
-            return self._load_marker(json.loads(extra or "{}").get("marker"), slim_row[18])
+            info = json.loads(extra or "{}")
+            if info.get("file"):
+                path = confined_file(Path(info["file"]), Path(info.get("root") or "/nonexistent"))
+                return _read_json(path) if path else None
+            return self._load_marker(info.get("marker"), slim_row["status"])
         if source_id == ix.EXTERNAL_SOURCE:
             detail = json.loads(extra or "{}").get("detail")
             return detail if isinstance(detail, dict) else None
@@ -524,13 +807,12 @@ class TraceStore:
             return None
         self._auto_refresh()
         with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_SLIM_SQL} FROM traces WHERE trace_id=? ORDER BY ts DESC, id DESC",
-                (trace_id,)).fetchall()
+            rows = self._select(
+                f"SELECT {_SLIM_SQL} FROM traces WHERE trace_id=? ORDER BY ts DESC, id DESC", (trace_id,))
             for row in rows:
                 trace = self._load_row(row)
                 if trace is not None:
-                    return self._decorate(trace, row[17] or "chapterx", row[18])
+                    return self._decorate(trace, row["framework"] or "chapterx", row["status"])
         path = self._scan_for(trace_id)
         if path is not None:
             trace = _read_json(path)
@@ -555,7 +837,7 @@ class TraceStore:
         if not TRACE_ID_RE.match(trace_id or ""):
             return None
         with self._lock:
-            for row in self._conn.execute(f"SELECT {_SLIM_SQL} FROM traces WHERE trace_id=?", (trace_id,)):
+            for row in self._select(f"SELECT {_SLIM_SQL} FROM traces WHERE trace_id=?", (trace_id,)):
                 p = self._row_path(row)
                 if p:
                     return p
@@ -568,14 +850,14 @@ class TraceStore:
             tdir = base / "traces"
             try:
                 folders = [tdir] + [Path(e.path) for e in os.scandir(tdir)
-                                    if e.is_dir() and not e.name.startswith(".")]
+                                    if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
             except OSError:
                 continue
             for folder in folders:
                 listing = self._listing(folder)
                 name = listing.get(trace_id)
-                if name:
-                    return folder / name
+                if name and (path := confined_file(folder / name, tdir)):
+                    return path
         return None
 
     def _listing(self, folder: Path) -> dict[str, str]:
@@ -622,8 +904,8 @@ class TraceStore:
         items = [e for e in entries if isinstance(e, dict) and isinstance(e.get("traceId"), str)]
         if not items:
             return 0
-        with self._lock:
-            conn = self._conn
+        with self._wlock:
+            conn = self._wconn
             with ix.transaction(conn):
                 for e in items:
                     _delete_external(conn, "trace_id = ?", (e["traceId"],))
@@ -653,8 +935,8 @@ class TraceStore:
         ids = list(dict.fromkeys(t for t in trace_ids if isinstance(t, str) and t))
         if not ids:
             return 0
-        with self._lock:
-            conn = self._conn
+        with self._wlock:
+            conn = self._wconn
             with ix.transaction(conn):
                 n = 0
                 for i in range(0, len(ids), 500):
@@ -666,21 +948,30 @@ class TraceStore:
 
     # ------------------------------------------------------------------ stats / prune
     def stats(self) -> dict[str, Any]:
-        self.refresh()
+        """Totals from the kept counts (no table scan: < 50 ms at any size)."""
+        if self._worker is None:
+            self.refresh()
+        else:
+            self._auto_refresh()
         with self._lock:
             c = self._conn
-            total = c.execute("SELECT COUNT(*) FROM traces").fetchone()[0]
-            by_status = dict(c.execute("SELECT COALESCE(status, CASE success WHEN 1 THEN 'success' "
-                                       "ELSE 'failed' END), COUNT(*) FROM traces GROUP BY 1").fetchall())
-            by_bot = dict(c.execute("SELECT COALESCE(bot, ''), COUNT(*) FROM traces GROUP BY 1").fetchall())
-            by_fw = dict(c.execute("SELECT framework, COUNT(*) FROM traces GROUP BY 1").fetchall())
-            tokens, cost, oldest, newest = c.execute(
-                "SELECT SUM(total_tokens), SUM(cost), MIN(timestamp), MAX(timestamp) FROM traces").fetchone()
+            totals = dict(ix.counts(c, "total"))
+            by_status = dict(ix.counts(c, "status"))
+            by_bot = dict(ix.counts(c, "bot"))
+            unnamed = int(totals.get("rows", 0)) - sum(by_bot.values())
+            if unnamed > 0:
+                by_bot[""] = unnamed
+            by_fw = dict(ix.counts(c, "framework"))
+            tokens, cost = int(totals.get("tokens", 0)), float(totals.get("cost", 0.0))
+            ends = [c.execute(f"SELECT timestamp FROM traces ORDER BY ts {d}, id {d} "
+                              "LIMIT 1").fetchone() for d in ("", "DESC")]
+            oldest, newest = (e[0] if e else None for e in ends)
             sources = [
                 {"path": p, "lines": n, "malformed": m, "offset": o}
                 for p, n, m, o in c.execute("SELECT path, lines, malformed, offset FROM sources")
             ]
-            messages = c.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+            total = int(totals.get("rows", 0))
+            messages = int(totals.get("messages", 0))
         try:
             db_bytes = sum(os.path.getsize(str(self.index_path) + s) for s in ("", "-wal")
                            if os.path.exists(str(self.index_path) + s))
@@ -694,19 +985,34 @@ class TraceStore:
             "indexBytes": db_bytes,
         }
 
-    def prune(self, older_than: timedelta, dry_run: bool = False) -> dict[str, Any]:
-        from chapterx.trace.prune import prune_store
+    @contextlib.contextmanager
+    def write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """The store's lock and one `BEGIN IMMEDIATE` transaction on its connection (committed on
+        success, rolled back on error): for maintenance that changes rows (`prune`). Re-entrant
+        for the lock, so a maintainer may hold `locked()` around it."""
+        with self._wlock, ix.transaction(self._wconn) as conn:
+            yield conn
 
-        with self._lock:
-            return prune_store(self, older_than, dry_run)
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[TraceStore]:
+        """Hold the store's lock across several calls (a maintainer's consistent pass)."""
+        with self._wlock:
+            yield self
 
-    def query(self, sql: str, params: dict[str, Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        """Read-only SQL over the index (after the usual refresh), rows addressed by column name:
-        the seam for `chapterx.trace.aggregates` and other reports."""
+    def forget_markers(self) -> None:
+        """Make the next refresh re-read every in-progress marker (after files were deleted)."""
+        with self._wlock:
+            self._marker_fp = None
+
+    def query(self, sql: str, params: dict[str, Any] | tuple[Any, ...] = (), *, raw: bool = False) -> list[Any]:
+        """Read-only SQL over the index (after the usual refresh), rows addressed by column name
+        (`raw=True`: plain tuples, for many rows read in a known order): the seam for
+        `chapterx.trace.aggregates` and other reports."""
         self._auto_refresh()
         with self._lock:
             cur = self._conn.cursor()
-            cur.row_factory = sqlite3.Row
+            if not raw:
+                cur.row_factory = sqlite3.Row
             return list(cur.execute(sql, params).fetchall())
 
     def bot_names(self) -> list[str]:
@@ -740,9 +1046,12 @@ def _delete_external(conn: sqlite3.Connection, where: str, params: tuple[Any, ..
             by_key.extend((k, rid, role) for k, role in keys)
         else:
             legacy.append(rid)
-    conn.executemany("DELETE FROM messages WHERE key = ? AND trace_row = ? AND role = ?", by_key)
+    cur = conn.executemany("DELETE FROM messages WHERE key = ? AND trace_row = ? AND role = ?", by_key)
+    gone = max(0, cur.rowcount)
     if legacy:
-        conn.execute(f"DELETE FROM messages WHERE trace_row IN ({','.join('?' * len(legacy))})", legacy)
+        gone += conn.execute(f"DELETE FROM messages WHERE trace_row IN ({','.join('?' * len(legacy))})",
+                             legacy).rowcount
+    ix.add_counts(conn, {("total", "messages"): -gone})
     return ix.delete_rows(conn, where, params)
 
 

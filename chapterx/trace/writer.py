@@ -64,12 +64,57 @@ def atomic_write(path: Path, text: str, *, fsync: bool = False) -> None:
     """Write a file so readers see either nothing or the whole file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        if fsync:
-            fh.flush()
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # a full disk or a bad string: no half-written temporary file stays behind
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# `.<name>.<pid>.<thread>.tmp` (atomic_write) and `.<name>.prune.<pid>.tmp` (prune)
+_TMP_RE = re.compile(r"^\..+\.(?:prune\.(?P<prune_pid>\d+)|(?P<pid>\d+)\.\d+)\.tmp$")
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def remove_orphan_temp_files(folders: Iterable[Path]) -> int:
+    """Delete temporary files whose writing process is gone (killed between open and rename);
+    a live process's files are left alone. Returns how many went."""
+    n = 0
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for e in entries:
+            m = _TMP_RE.match(e.name)
+            if not m or not e.is_file(follow_symlinks=False):
+                continue
+            pid = int(m.group("pid") or m.group("prune_pid"))
+            if pid != os.getpid() and _pid_gone(pid):
+                try:
+                    os.unlink(e.path)
+                    n += 1
+                except OSError:
+                    pass
+    return n
 
 
 def append_line_locked(index_file: Path, line: str) -> None:
@@ -78,18 +123,30 @@ def append_line_locked(index_file: Path, line: str) -> None:
     data = (line.rstrip("\n") + "\n").encode("utf-8")
     index_file.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(20):
-        fd = os.open(index_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(index_file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
+                size = os.fstat(fd).st_size
                 if os.fstat(fd).st_ino != os.stat(index_file).st_ino:
                     continue  # replaced under us
             except FileNotFoundError:
                 continue
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            # a writer killed mid-line left a fragment: start a new line, so only that fragment
+            # is malformed and this line is not glued to it
+            out = data if size == 0 or os.pread(fd, 1, size - 1) == b"\n" else b"\n" + data
+            view = memoryview(out)
+            try:
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+            except OSError:
+                # disk full part way: take the partial line back (we hold the lock), then report
+                try:
+                    os.ftruncate(fd, size)
+                except OSError:
+                    pass
+                raise
             return
         finally:
             os.close(fd)  # closing releases the lock
@@ -120,9 +177,25 @@ class TraceWriter:
         self._host = socket.gethostname()
         self._closed = False
         self.errors = 0
+        self._cleaned = False
 
     # ------------------------------------------------------------------ queue
+    def _clean_once(self) -> None:
+        """At the first write: temporary files of writers that were killed (in this logs tree)."""
+        self._cleaned = True
+        folders = [self.trace_dir, *(self.logs_dir / d for d in BODY_DIRS.values())]
+        try:
+            for e in os.scandir(self.trace_dir):
+                if e.is_dir(follow_symlinks=False):
+                    folders.extend([Path(e.path), Path(e.path) / INPROGRESS_DIR])
+        except OSError:
+            pass
+        remove_orphan_temp_files(folders)
+
     def _submit(self, job: Callable[[], None]) -> None:
+        if not self._cleaned:
+            self._cleaned = True
+            self._submit(self._clean_once)
         if not self._background or self._closed:
             self._run(job)
             return

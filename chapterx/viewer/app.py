@@ -16,29 +16,39 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import gzip
 import json
 import logging
+import multiprocessing
 import re
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 
-from chapterx.viewer import security
+from chapterx.viewer import fleet, security
 from chapterx.viewer.chapter2 import (
     MAX_INGEST_BYTES,
+    PROCESS_DECODE_BYTES,
     Chapter2Source,
+    Decoded,
     IngestError,
-    append_request,
-    decode_body,
-    span_count,
+    Pending,
+    Prepared,
+    append_line,
+    decode_and_prepare,
+    decode_request,
+    with_details,
 )
+from chapterx.viewer.otlp_chapterx import ChapterxReceiver
 from chapterx.viewer.settings import ViewerSettings, is_loopback
 
 log = logging.getLogger(__name__)
@@ -56,6 +66,8 @@ GZIP_MIN_BYTES = 1024
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 REFRESH_INTERVAL_S = 1.0
+PUSH_CHUNK = 200  # chapter2 entries per store transaction (reads run between two)
+INITIAL_LOAD_WAIT_S = 1.0
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -77,7 +89,8 @@ BODY_KINDS = {
     "membrane-request": "Membrane request body not found",
     "membrane-response": "Membrane response body not found",
 }
-READ_ROUTES = {"bots", "channels", "traces", "search", "trace", *BODY_KINDS}
+READ_ROUTES = {"bots", "channels", "traces", "search", "trace", "fleet", *BODY_KINDS}
+FLEET_ROUTES = ("bots", "hourly", "daily", "failures")
 
 
 class Store(Protocol):
@@ -90,7 +103,10 @@ class Store(Protocol):
     def search(self, query: str, **kwargs: Any) -> dict[str, Any]: ...
     def get_trace(self, trace_id: str) -> dict[str, Any] | None: ...
     def body_path(self, kind: str, ref: str) -> Path | None: ...
+    def index_progress(self) -> Any: ...
+    def query(self, sql: str, params: Any = ()) -> list[Any]: ...
     def add_external(self, entries: Any) -> Any: ...
+    def start_background(self) -> None: ...
     def remove_external(self, trace_ids: Any) -> Any: ...
     def external_ids(self) -> Any: ...
 
@@ -133,46 +149,128 @@ class Viewer:
         self.store = store
         self.chapter2 = chapter2
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-store")
+        # chapter2 parsing and grouping run here, never on the store's thread (readers) or the loop
+        self.chapter2_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chapter2")
+        self.decoder: ProcessPoolExecutor | None = None  # big OTLP bodies, started on first use
+        self.initial_load: asyncio.Task[None] | None = None
+        try:
+            store.start_background()  # ingestion in the store's worker process: a catch-up never stalls a request
+        except Exception:  # a store that cannot: it catches up inline, as before
+            log.warning("trace store: no background ingestion", exc_info=True)
         self.roots = [p for p in settings.logs_dirs]
         self.limiter = security.LoginLimiter()
         self.allowed_hosts = {settings.host.strip("[]").lower(), "localhost"}
         self._last_refresh = 0.0
         self._reconciled = False
+        self.fleet_rollup = fleet.Rollup(store)
+        self.warm_task: asyncio.Task[None] | None = None
+        self.chapterx_receiver = ChapterxReceiver(settings.logs_dirs[0], exists=self._indexed)
+
+    def _indexed(self, trace_id: str) -> bool:
+        """Is this trace id in the index already (an index lookup; no folder listing)?"""
+        return bool(self.store.query("SELECT 1 FROM traces WHERE trace_id = ? LIMIT 1", (trace_id,)))
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
 
-    def _refresh_sync(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_refresh < REFRESH_INTERVAL_S:
-            return
-        self._last_refresh = now
-        # The store tails index.jsonl by itself on each query; only chapter2 files need a push.
-        if self.chapter2 is not None:
-            changed = self.chapter2.refresh(force=force)
-            if changed:
-                self.store.add_external(changed)
-            if not self._reconciled:
-                # the index is persisted: replies whose file went while the viewer was stopped
-                self._reconciled = True
-                live = {e["traceId"] for e in self.chapter2.entries()}
-                try:
-                    stale = set(self.store.external_ids()) - live
-                except Exception:  # housekeeping only: never keep the viewer from starting
-                    log.warning("cannot list the indexed chapter2 replies; replies of files deleted "
-                                "while the viewer was stopped stay listed", exc_info=True)
-                    stale = set()
-                self.chapter2.removed.extend(sorted(stale))
-            if self.chapter2.removed:
-                self.store.remove_external(list(self.chapter2.removed))
-                self.chapter2.removed.clear()
+    def _push_sync(self, changed: list[dict[str, Any]]) -> None:
+        """Store side of a chapter2 update (runs on the store's thread): add, then forget removed."""
+        if changed:
+            self.store.add_external(changed)
+        if self.chapter2 is not None and not self._reconciled:
+            # the index is persisted: replies whose file went while the viewer was stopped
+            self._reconciled = True
+            live = {e["traceId"] for e in self.chapter2.entries()}
+            try:
+                stale = set(self.store.external_ids()) - live
+            except Exception:  # housekeeping only: never keep the viewer from starting
+                log.warning("cannot list the indexed chapter2 replies; replies of files deleted "
+                            "while the viewer was stopped stay listed", exc_info=True)
+                stale = set()
+            self.chapter2.removed.extend(sorted(stale))
+        if self.chapter2 is not None and self.chapter2.removed:
+            gone = self.chapter2.removed[:]  # a chapter2 thread may append meanwhile: keep those
+            self.store.remove_external(gone)
+            del self.chapter2.removed[:len(gone)]
+
+    async def push(self, changed: list[dict[str, Any]]) -> None:
+        """Hand changed chapter2 entries to the store in small transactions, so reads interleave."""
+        for i in range(0, max(len(changed), 1), PUSH_CHUNK):
+            await self.run(self._push_sync, changed[i:i + PUSH_CHUNK])
 
     async def refresh(self) -> None:
-        await self.run(self._refresh_sync)
+        """Before a read: pick up appended chapter2 files. Never waits for an ingest in progress
+        (the source's lock is not blocking for refreshes) and at most a moment for the first load."""
+        if self.initial_load is not None and not self.initial_load.done():
+            # the first load runs in the background; wait a little for small deployments
+            await asyncio.wait({self.initial_load}, timeout=INITIAL_LOAD_WAIT_S)
+            return
+        if self.chapter2 is not None:
+            now = time.monotonic()
+            if now - self._last_refresh >= REFRESH_INTERVAL_S:
+                self._last_refresh = now
+                loop = asyncio.get_running_loop()
+                changed = await loop.run_in_executor(self.chapter2_executor, self.chapter2.refresh)
+                await self.push(changed)
 
-    def force_refresh_sync(self) -> None:
-        self._refresh_sync(force=True)
+    async def load(self) -> None:
+        """The first (full) read of the chapter2 folders, off the loop and off the store's thread."""
+        source = self.chapter2
+        if source is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._last_refresh = time.monotonic()
+        changed = await loop.run_in_executor(self.chapter2_executor, lambda: source.refresh(force=True))
+        await self.push(changed)
+
+    async def decode(self, body: bytes, content_type: str, content_encoding: str) -> Decoded:
+        """Decode an OTLP body: small ones on a chapter2 thread, big ones in a worker process."""
+        loop = asyncio.get_running_loop()
+        if len(body) < PROCESS_DECODE_BYTES:
+            return await loop.run_in_executor(self.chapter2_executor, decode_request, body, content_type,
+                                              content_encoding)
+        if self.decoder is None:
+            # one task per worker: the worker's peak memory (a 32 MB JSON body is ~700 MB of
+            # Python objects) goes back to the system when it exits, and the viewer never holds it
+            self.decoder = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                               max_tasks_per_child=1)
+        return await loop.run_in_executor(self.decoder, decode_and_prepare, body, content_type, content_encoding)
+
+    async def ingest(self, decoded: Decoded) -> None:
+        """Append the request line and group its spans (no file re-read), then hand the changed
+        replies to the store a batch at a time (details built, or unpickled, per batch)."""
+        chapter2 = self.chapter2
+        folder = self.settings.otlp_ingest_dir
+
+        def group() -> tuple[list[Pending], Prepared | None]:
+            prepared = decoded.prepared() if decoded.entry_chunks else None
+            path, start, end = append_line(folder, decoded.line)
+            decoded.line, decoded.entry_chunks = b"", []  # written / unpickled: let them go
+            if chapter2 is None:
+                return [], None
+            # No collector passes over the objects being built (long pauses for every thread); the
+            # kept spans then move to the permanent generation, so later full passes skip them.
+            gc.disable()
+            try:
+                spans = decoded.spans()
+                decoded.span_chunks = []
+                return chapter2.add_ingested(path, start, end, spans, prepared), prepared
+            finally:
+                gc.freeze()
+                gc.enable()
+
+        loop = asyncio.get_running_loop()
+        pending, prepared = await loop.run_in_executor(self.chapter2_executor, group)
+        for i in range(0, max(len(pending), 1), PUSH_CHUNK):
+            batch = await loop.run_in_executor(self.chapter2_executor, with_details,
+                                               pending[i:i + PUSH_CHUNK], prepared)
+            await self.run(self._push_sync, batch)
+
+    def close(self) -> None:
+        self.chapter2_executor.shutdown(wait=True, cancel_futures=True)
+        if self.decoder is not None:
+            self.decoder.shutdown(wait=True, cancel_futures=True)
 
     @property
     def retention_floor(self) -> datetime | None:
@@ -193,6 +291,25 @@ def _is_authenticated(request: web.Request, viewer: Viewer, *, allow_cookie: boo
     if allow_cookie:
         return security.session_valid(request.cookies.get(security.SESSION_COOKIE), token)
     return False
+
+
+def _client(request: web.Request, viewer: Viewer) -> str:
+    return security.client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                                   viewer.settings.trusted_proxies)
+
+
+def _require_auth(request: web.Request, viewer: Viewer, *, allow_cookie: bool = True) -> None:
+    """401 without valid credentials; 429 for a client that guessed wrong too often (every auth path)."""
+    if not viewer.settings.auth_token:
+        return
+    who = _client(request, viewer)
+    if viewer.limiter.blocked(who):
+        raise ApiError(429, "Too many failed attempts; try again in a minute")
+    if _is_authenticated(request, viewer, allow_cookie=allow_cookie):
+        return
+    if request.headers.get("Authorization") or (allow_cookie and request.cookies.get(security.SESSION_COOKIE)):
+        viewer.limiter.failed(who)  # a wrong guess, not a browser that has not logged in yet
+    raise ApiError(401, "Unauthorized")
 
 
 @web.middleware
@@ -227,8 +344,8 @@ def _check_host(request: web.Request) -> None:
     127.0.0.1 becomes same-origin; its requests still carry its own name in `Host`, so refuse those.
     """
     viewer = _viewer(request)
-    if viewer.settings.auth_token:
-        return
+    if viewer.settings.auth_token or viewer.settings.insecure:
+        return  # --insecure: the operator chose to serve any name without a token
     host = (request.host or "").strip().lower()
     name = (
         host[1:].split("]", 1)[0]
@@ -262,7 +379,7 @@ async def login(request: web.Request) -> web.Response:
     token = viewer.settings.auth_token
     if not token:
         return json_response(request, {"ok": True, "authRequired": False})
-    who = request.remote or "?"
+    who = _client(request, viewer)
     if viewer.limiter.blocked(who):
         raise ApiError(429, "Too many failed attempts; try again in a minute")
     # JSON only: a cross-site HTML form cannot send it, so no login CSRF.
@@ -270,7 +387,7 @@ async def login(request: web.Request) -> web.Response:
         raise ApiError(415, "Send the token as JSON")
     try:
         data = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError(400, "Invalid JSON") from None
     given = data.get("token") if isinstance(data, dict) else None
     if not isinstance(given, str) or not security.token_matches(given, token):
@@ -299,8 +416,7 @@ async def logout(request: web.Request) -> web.Response:
 async def api(request: web.Request) -> web.StreamResponse:
     """All `/api/*` routes: auth first (as upstream), then method, then strict path parsing."""
     viewer = _viewer(request)
-    if not _is_authenticated(request, viewer):
-        raise ApiError(401, "Unauthorized")
+    _require_auth(request, viewer)
     raw = request.raw_path.split("?", 1)[0]
     segments = raw.split("/")  # ['', 'api', name, arg?]
     if _suspicious_path("/".join(segments[:3])) or any(s in (".", "..") for s in segments):
@@ -310,6 +426,10 @@ async def api(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "Not found")
     if request.method not in ("GET", "HEAD"):
         raise ApiError(405, "Method not allowed")
+    if name == "fleet":
+        if len(segments) != 4 or segments[3] not in FLEET_ROUTES:
+            raise ApiError(404, "Not found")
+        return await fleet_route(request, viewer, segments[3])
     if name in ("trace", *BODY_KINDS):
         if len(segments) != 4:
             raise ApiError(400, "Invalid id" if name == "trace" else "Invalid body reference")
@@ -369,21 +489,26 @@ _DURATION_RE = re.compile(r"^(\d{1,6})\s*([smhdw])$")
 
 
 def parse_time(raw: str | None, key: str) -> datetime | None:
-    """ISO-8601, epoch milliseconds, or a relative age like `24h` / `7d` (meaning that long ago)."""
+    """ISO-8601, epoch milliseconds, or a relative age like `24h` / `7d` (meaning that long ago).
+    A date outside what the calendar can hold (`999999w`, year 0) is a 400, not a 500."""
     if raw is None or raw.strip() == "":
         return None
     raw = raw.strip()
-    m = _DURATION_RE.match(raw)
-    if m:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
-        return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
-    if re.fullmatch(r"\d{10,16}", raw):
-        return datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
+    bad = ApiError(400, f"Invalid {key}: use ISO-8601, epoch milliseconds, or an age like 24h")
     try:
-        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, f"Invalid {key}: use ISO-8601, epoch milliseconds, or an age like 24h") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+        m = _DURATION_RE.match(raw)
+        if m:
+            unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
+            dt = datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
+        elif re.fullmatch(r"\d{10,16}", raw):
+            dt = datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
+        else:
+            dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            dt = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+        _iso(dt)  # must survive the conversion to UTC text the store receives
+    except (ValueError, OverflowError, OSError):
+        raise bad from None
+    return dt
 
 
 def _iso(dt: datetime) -> str:
@@ -404,8 +529,11 @@ async def traces(request: web.Request, viewer: Viewer) -> web.Response:
     since = parse_time(q.get("since"), "since")
     until = parse_time(q.get("until"), "until")
     floor = viewer.retention_floor
+    asked_since = since
     if floor is not None and (since is None or since < floor):
         since = floor
+    else:
+        floor = None  # the filter already starts inside the retention window: nothing hidden
     text = q.get("text") or q.get("q_text") or None
     if text is not None and len(text) > 500:
         raise ApiError(400, "Invalid text: at most 500 characters")
@@ -422,7 +550,55 @@ async def traces(request: web.Request, viewer: Viewer) -> web.Response:
     }
     await viewer.refresh()
     result = await viewer.run(viewer.store.list_traces, **kwargs)
+    if floor is not None:
+        result = dict(result)
+        result["hiddenByRetention"] = await _hidden_by_retention(viewer, kwargs, asked_since, floor, until)
+        result["retentionDays"] = viewer.settings.retention_days
     return json_response(request, result)
+
+
+async def _hidden_by_retention(viewer: Viewer, kwargs: dict[str, Any], asked_since: datetime | None,
+                               floor: datetime, until: datetime | None) -> int:
+    """How many traces matching the same filters are older than INDEX_RETENTION_DAYS (so an
+    older archive does not look empty without a word)."""
+    cut = floor if until is None or until > floor else until
+    older = {**kwargs, "since": _iso(asked_since) if asked_since else None, "until": _iso(cut),
+             "limit": 1, "offset": 0}
+    found = await viewer.run(viewer.store.list_traces, **older)
+    return int(found.get("total") or 0)
+
+
+async def fleet_route(request: web.Request, viewer: Viewer, kind: str) -> web.Response:
+    """`/api/fleet/{bots,hourly,daily,failures}?range=24h&bot=&framework=&until=`: aggregate queries
+    for the fleet page (`chapterx.viewer.fleet`); `until` (ISO or epoch ms) pins the grid's end."""
+    q = request.query
+    try:
+        range_s = fleet.parse_range(q.get("range"))
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+    framework = q.get("framework") or None
+    if framework is not None and framework not in ("chapterx", "chapter2"):
+        raise ApiError(400, "Invalid framework: use chapterx or chapter2")
+    bot = q.get("bot") or None
+    if bot is not None and len(bot) > 200:
+        raise ApiError(400, "Invalid bot: at most 200 characters")
+    pinned = parse_time(q.get("until"), "until")
+    now = pinned.timestamp() if pinned is not None else time.time()
+    await viewer.refresh()
+    rollup = viewer.fleet_rollup
+    if kind == "hourly":
+        w = fleet.window(range_s, fleet.HOUR, now)
+        data = await viewer.run(fleet.hourly, rollup, w, bot=bot, framework=framework)
+    elif kind == "daily":
+        w = fleet.window(range_s, fleet.DAY, now)
+        data = await viewer.run(fleet.daily, rollup, w, bot=bot, framework=framework)
+    elif kind == "bots":
+        w = fleet.window(range_s, fleet.HOUR, now)
+        data = await viewer.run(fleet.bots, rollup, w, framework=framework)
+    else:
+        limit = _int_param(request, "limit", 20, minimum=1, maximum=MAX_LIMIT)
+        data = await viewer.run(fleet.failures, viewer.store, now - range_s, bot=bot, limit=limit)
+    return json_response(request, data)
 
 
 async def search(request: web.Request, viewer: Viewer) -> web.Response:
@@ -484,20 +660,27 @@ def _read_json(path: Path) -> Any:
 async def ingest(request: web.Request) -> web.Response:
     """OTLP/HTTP trace export: store the spans as the collector's file exporter would."""
     viewer = _viewer(request)
-    if not _is_authenticated(request, viewer, allow_cookie=False):
-        raise ApiError(401, "Unauthorized")
+    _require_auth(request, viewer, allow_cookie=False)
     if request.content_length is not None and request.content_length > MAX_INGEST_BYTES:
         raise ApiError(413, "Body too large")
-    raw = await request.read()
     try:
-        doc = decode_body(
+        raw = await request.read()
+    except (RequestPayloadError, ContentEncodingError):
+        raise ApiError(400, "body is not valid gzip (or was cut short)") from None
+    try:
+        decoded = await viewer.decode(
             raw, request.headers.get("Content-Type", ""), request.headers.get("Content-Encoding", "")
         )
     except IngestError as exc:
         raise ApiError(415 if "content type" in str(exc) else 400, str(exc)) from None
-    if span_count(doc):
-        await viewer.run(append_request, viewer.settings.otlp_ingest_dir, doc)
-        await viewer.run(viewer.force_refresh_sync)
+    if decoded.chapterx is not None:  # ChapterX spans (our OTel exporter) become ChapterX traces
+        _rest, received = await viewer.run(viewer.chapterx_receiver.receive, decoded.chapterx)
+        if received.failed:  # nothing is acknowledged that was not stored: the exporter retries
+            raise ApiError(503, "Cannot store received traces now (see the viewer log)")
+        if received.written:
+            await viewer.run(viewer.store.refresh)
+    if decoded.count:
+        await viewer.ingest(decoded)
     if request.content_type in ("application/x-protobuf", "application/protobuf"):
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
@@ -537,7 +720,7 @@ async def shell(request: web.Request) -> web.StreamResponse:
         return await api(request)
     if _suspicious_path(raw):
         raise ApiError(400, "Invalid path")
-    if raw in ("/", "/index.html"):
+    if raw in ("/", "/index.html", "/fleet", "/fleet/"):
         return _static_response("index.html")
     parts = raw.split("/")
     if len(parts) in (3, 4) and parts[1] == "trace" and (len(parts) == 3 or parts[3] == ""):
@@ -545,6 +728,28 @@ async def shell(request: web.Request) -> web.StreamResponse:
             raise ApiError(400, "Invalid trace id")
         return _static_response("index.html")
     raise ApiError(404, "Not found")
+
+
+FLEET_WARM_DELAY_S = 1.0
+FLEET_WARM_DAYS = 30
+
+
+async def warm_fleet(viewer: Viewer) -> None:
+    """Fill the fleet page's hourly rollup for the last 30 days, one day per store job, so the
+    first fleet view is as fast as the next ones; requests queue between the steps. Waits while
+    a first index build runs (its rows would dirty the hours again)."""
+    try:
+        await asyncio.sleep(FLEET_WARM_DELAY_S)
+        while viewer.store.index_progress().building:
+            await asyncio.sleep(5.0)
+        last = int(time.time() // fleet.HOUR) + 1
+        for day in range(FLEET_WARM_DAYS):
+            hi = last - day * 24
+            await viewer.run(viewer.fleet_rollup.warm, hi - 24, hi)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # a warm-up only saves time later: never let it take the viewer down
+        log.warning("viewer: warming the fleet page's rollup failed", exc_info=True)
 
 
 def _suspicious_path(raw: str) -> bool:
@@ -575,9 +780,13 @@ def create_app(
     app.router.add_route("*", "/{tail:.*}", shell)
 
     async def _startup(app: web.Application) -> None:
-        await viewer.run(viewer.force_refresh_sync)
+        # listen at once; chapter2 folders load in the background (readers wait at most a moment)
+        viewer.initial_load = asyncio.create_task(viewer.load())
+        viewer.warm_task = asyncio.get_running_loop().create_task(warm_fleet(viewer))
 
     async def _cleanup(app: web.Application) -> None:
+        if viewer.warm_task is not None:
+            viewer.warm_task.cancel()
         # Closing the store on its own thread checkpoints SQLite's WAL, so the next start does not
         # have to replay it (that replay dominated cold start at a million traces).
         close = getattr(store, "close", None)
@@ -586,6 +795,9 @@ def create_app(
                 await viewer.run(close)
             except Exception:  # closing must never turn a clean shutdown into a crash
                 log.exception("viewer: closing the trace store failed")
+        if viewer.initial_load is not None and not viewer.initial_load.done():
+            viewer.initial_load.cancel()
+        await asyncio.get_running_loop().run_in_executor(None, viewer.close)
         viewer.executor.shutdown(wait=False, cancel_futures=True)
 
     app.on_startup.append(_startup)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 import time
 from collections.abc import Iterable
@@ -91,8 +92,40 @@ def confined(path: Path, roots: Iterable[Path]) -> Path | None:
     return None
 
 
+def client_address(remote: str | None, forwarded_for: str | None, trusted: Iterable[str]) -> str:
+    """The client to rate-limit: `remote`, or, only when `remote` is a configured trusted proxy, the
+    rightmost `X-Forwarded-For` address that is not itself a trusted proxy (earlier entries are
+    whatever the client chose to send)."""
+    nets = []
+    for t in trusted:
+        try:
+            nets.append(ipaddress.ip_network(t.strip(), strict=False))
+        except ValueError:
+            continue
+
+    def is_trusted(addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in n for n in nets)
+
+    who = remote or "?"
+    if not nets or not forwarded_for or not is_trusted(who):
+        return who
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return who  # a malformed header: keep the proxy's address
+        if not is_trusted(hop):
+            return hop
+    return who
+
+
 class LoginLimiter:
-    """Slows down token guessing: after 5 failures from one address, refuse for a while."""
+    """Slows down token guessing on every auth path: after 5 failures from one client, refuse that
+    client (only) for a while. Thread-safe enough for one event loop; memory stays bounded."""
 
     def __init__(self, max_failures: int = 5, window_s: float = 60.0) -> None:
         self.max_failures = max_failures

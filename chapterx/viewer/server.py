@@ -74,6 +74,9 @@ def banner(settings: ViewerSettings, port: int) -> str:
 
 def serve(settings: ViewerSettings) -> int:
     settings.check_bind()
+    # Ingest work runs on worker threads; a shorter GIL switch interval (default 5 ms) lets the
+    # event loop take over sooner, so reads answer quickly while an ingest is being grouped.
+    sys.setswitchinterval(0.001)
 
     async def main() -> None:
         runner, port = await start(settings)

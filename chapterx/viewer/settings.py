@@ -13,6 +13,7 @@ from chapterx.errors import UsageError
 DEFAULT_PORT = 3847
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_RETENTION_DAYS = 30
+MIN_PUBLIC_TOKEN = 16  # characters of AUTH_TOKEN required on a non-loopback bind
 
 
 @dataclass
@@ -29,6 +30,8 @@ class ViewerSettings:
     index_path: Path | None = None
     #: where POST /v1/traces writes what it receives (None: first chapter2 dir, else <logs>/otlp)
     ingest_dir: Path | None = None
+    #: proxies (addresses or CIDRs) whose X-Forwarded-For names the client (TRUSTED_PROXIES)
+    trusted_proxies: list[str] = field(default_factory=list)
 
     @property
     def otlp_ingest_dir(self) -> Path:
@@ -70,6 +73,7 @@ class ViewerSettings:
             chapter2_dirs=ch2,
             retention_days=_int_env(env, "INDEX_RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
             index_path=Path(env["TRACE_INDEX_PATH"]) if env.get("TRACE_INDEX_PATH") else None,
+            trusted_proxies=_split(env.get("TRUSTED_PROXIES", "")),
         )
 
     def check_bind(self) -> None:
@@ -80,6 +84,9 @@ class ViewerSettings:
         """
         if not 0 <= self.port <= 65535:
             raise UsageError(f"port {self.port} is out of range: use 0-65535 (PORT or --port; 0 picks a free port)")
+        if self.auth_token and len(self.auth_token) < MIN_PUBLIC_TOKEN and not is_loopback(self.host):
+            raise UsageError(f"AUTH_TOKEN is too short to expose on {self.host}: use at least {MIN_PUBLIC_TOKEN} "
+                             "characters (e.g. `openssl rand -hex 24`)")
         if self.auth_token or self.insecure or is_loopback(self.host):
             return
         raise UsageError(

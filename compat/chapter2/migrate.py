@@ -8,6 +8,7 @@ failure never leaves a half-written tree, and never touches the source.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -23,6 +24,8 @@ from chapterx.config.secrets import mask_secrets
 from chapterx.config.vendors import glob_matches
 from chapterx.errors import UsageError, UserError
 from compat.chapter2.load import Chapter2Error, list_ems, load
+from compat.chapter2.runtime.rules import bot_keys as rules_bot_keys
+from compat.chapter2.runtime.rules import describe as describe_rules
 from compat.chapter2.translate import CHAPTER2_PROMPT_KEY, Outcome, Translation, translate
 from compat.chapter2.vendors import VendorTranslation, translate_vendor
 
@@ -232,6 +235,7 @@ def plan_migration(
     home: bool = False,
     progress: Callable[[str], None] | None = None,
     bots_option: str = "--bots",
+    activation_rules: str = "chapter2",
 ) -> Plan:
     """Load and translate every selected em; compute all output files. Raises one-line errors
     (`bots_option` names the caller's flag for `bots` in them)."""
@@ -269,6 +273,7 @@ def plan_migration(
                 raise Chapter2Error(name, ems_dir / name / "config.yaml",
                                     "missing: the em folder has no config.yaml and no key-files (nothing to migrate)")
             t = translate(res)
+            t.bot.update(rules_bot_keys(res.kv, activation_rules))
         except Chapter2Error as exc:
             errors.append(exc)
         else:
@@ -311,7 +316,11 @@ def plan_migration(
             if not src.is_dir():
                 loaded_warnings[t.sysname].append(f"{src}: character folder not found (the faculty would be empty)")
                 continue
-            for f in _walk_files(src, t.sysname):
+            em_root = (ems_dir / t.sysname).resolve()
+            if not _is_inside(src.resolve(), em_root):
+                loaded_warnings[t.sysname].append(f"{src}: link leaving the em folder, not followed (not copied)")
+                continue
+            for f in _walk_files(src, t.sysname, em_root, loaded_warnings.setdefault(t.sysname, [])):
                 rel = f"config/bots/{t.sysname}/{chr_name}/{f.relative_to(src).as_posix()}"
                 copies[rel] = f
             carried.append(chr_name)
@@ -323,6 +332,7 @@ def plan_migration(
                 "model": t.bot.get("continuation_model"),
                 "chapter2_vendor": t.vendor_choice,
                 "bot_file": bot_rel,
+                "activation_rules": activation_rules,
                 "token_file": token_rel,
                 "chr_folders": carried,
                 "files_not_carried": t.other_files,
@@ -373,18 +383,30 @@ def _all_chr(em_dir: Path) -> list[str]:
         return []
 
 
-def _walk_files(root: Path, em: str) -> list[Path]:
-    """Regular files under a .chr folder, sorted; symlinked folders are not followed (no loops)."""
+def _walk_files(root: Path, em: str, em_root: Path, skipped: list[str]) -> list[Path]:
+    """Regular files under a .chr folder, sorted. Links are followed only while they stay inside
+    the em folder: one leaving it (a private key, another em's token) is reported in `skipped`."""
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
+        for dn in list(dirnames):
+            d = Path(dirpath) / dn
+            if d.is_symlink():
+                skipped.append(f"{d}: linked folder not followed (not copied)" if _is_inside(d.resolve(), em_root)
+                               else f"{d}: link leaving the em folder, not followed (not copied)")
+                dirnames.remove(dn)
         for fn in sorted(filenames):
             p = Path(dirpath) / fn
             try:
+                if p.is_symlink() and not _is_inside(p.resolve(), em_root):
+                    skipped.append(f"{p}: link leaving the em folder, not followed (not copied)")
+                    continue
                 if p.is_file():
                     out.append(p)
-            except OSError as exc:
-                raise Chapter2Error(em, p, exc.strerror or "unreadable") from None
+                elif p.is_symlink():
+                    skipped.append(f"{p}: link to no regular file (not copied)")
+            except (OSError, RuntimeError) as exc:
+                raise Chapter2Error(em, p, getattr(exc, "strerror", None) or "unreadable") from None
     return out
 
 
@@ -443,6 +465,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     for e in report["ems"]:
         lines += ["", f"## {e['sysname']}", "", f"- bot file: `{e['bot_file']}`"]
+        if e.get("activation_rules"):
+            lines.append(f"- activation rules: {describe_rules(e['activation_rules'])}")
         if e["token_file"]:
             lines.append(f"- token: `{e['token_file']}` (mode 0600)")
         if e["chr_folders"]:
@@ -475,8 +499,29 @@ def _is_inside(child: Path, parent: Path) -> bool:
         return False
 
 
+REPORT_NAME = "migration-report.json"
+
+
+def _written_by_migrate(dst: Path) -> bool:
+    """Does `dst` hold only what a previous migrate wrote (the files its report lists)?"""
+    try:
+        report = json.loads((dst / REPORT_NAME).read_text(encoding="utf-8"))
+        listed = set(report["files"]) if isinstance(report, dict) and isinstance(report.get("files"), list) else None
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    if listed is None:
+        return False
+    for dirpath, _dirnames, filenames in os.walk(dst, followlinks=False):
+        for fn in filenames:
+            if (Path(dirpath) / fn).relative_to(dst).as_posix() not in listed:
+                return False
+    return True
+
+
 def check_output(ems_dir: Path, out: Path, force: bool) -> None:
-    """Refuse outputs that would write into the source or clobber something without --force."""
+    """Refuse outputs that would write into the source or clobber something: without --force any
+    non-empty folder, with --force any folder holding files a previous migrate did not write (a
+    deployment root with a venv, logs and tokens must never be replaced)."""
     src = ems_dir.resolve()
     dst = out.resolve()
     if _is_inside(dst, src):
@@ -486,41 +531,110 @@ def check_output(ems_dir: Path, out: Path, force: bool) -> None:
     if dst.exists():
         if not dst.is_dir():
             raise UsageError(f"--out {out} exists and is not a folder")
-        if any(dst.iterdir()) and not force:
-            raise UsageError(f"--out {out} is not empty (use --force to replace it)")
+        if any(dst.iterdir()):
+            if not force:
+                raise UsageError(f"--out {out} is not empty (use --force to replace it)")
+            if not _written_by_migrate(dst):
+                raise UsageError(f"--out {out} holds files migrate did not write (a deployment root?); "
+                                 "refusing to replace it even with --force: choose a new folder")
 
 
-def write_plan(plan: Plan, out: Path, *, force: bool = False) -> None:
-    """Write everything into a temporary sibling folder, then rename it to `out`."""
+_TMP_RE = re.compile(r"^\.(?P<name>.+)\.migrate-(?P<pid>\d+)-")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(out: Path) -> list[Path]:
+    """Hidden temp folders of killed runs for this output (they can hold copies of every token)."""
+    removed: list[Path] = []
+    try:
+        siblings = list(out.parent.iterdir())
+    except OSError:
+        return removed
+    for p in siblings:
+        m = _TMP_RE.match(p.name)
+        if m and m.group("name") == out.name and p.is_dir() and not p.is_symlink() and not _pid_alive(int(m.group("pid"))):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
+def _write_file(dest: Path, data: bytes, mode: int) -> None:
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(dest, mode)  # umask-proof
+    except OSError as exc:
+        raise UserError(f"{dest.name}: cannot write the migrated tree ({exc.strerror or exc})") from None
+
+
+def write_plan(plan: Plan, out: Path, *, force: bool = False) -> Path | None:
+    """Write everything into a private temporary sibling folder, then rename it to `out`.
+
+    The rename is the emptiness check: it only replaces a missing or empty folder, so a folder
+    created meanwhile is never replaced. With --force, a previous migrate output is moved aside to
+    `<out>.previous-<n>` (returned), never deleted.
+    """
     check_output(plan.ems_dir, out, force)
     out = out.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.migrate-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out.parent}: cannot create ({exc.strerror})") from None
+    remove_stale_temps(out)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.migrate-{os.getpid()}-", dir=out.parent))
+    except OSError as exc:
+        raise UserError(f"{out.parent}: cannot write the migrated tree ({exc.strerror})") from None
+    aside: Path | None = None
     try:
         for rel in sorted({*plan.files, *plan.copies}):
             dest = tmp / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"{rel}: cannot write the migrated tree ({exc.strerror})") from None
             if rel in plan.files:
-                mode = plan.modes.get(rel, 0o644)
-                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(plan.files[rel])
-                os.chmod(dest, mode)  # umask-proof
+                _write_file(dest, plan.files[rel], plan.modes.get(rel, 0o644))
             else:
                 src = plan.copies[rel]
                 try:
                     shutil.copyfile(src, dest, follow_symlinks=True)
+                    os.chmod(dest, 0o644 & os.stat(src).st_mode | 0o600)  # never wider than the source
                 except OSError as exc:
                     raise UserError(f"{src}: cannot copy: {exc.strerror}") from None
-                os.chmod(dest, 0o644)
         os.chmod(tmp, 0o755)
-        old: Path | None = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.rename(out, old / "previous")
-        os.rename(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if out.exists() and any(out.iterdir()):
+            if not force or not _written_by_migrate(out):
+                raise UsageError(f"--out {out} appeared or changed while migrating; left untouched")
+            aside = _aside_name(out)
+            os.rename(out, aside)
+        try:
+            os.rename(tmp, out)  # atomic; fails on a non-empty folder created meanwhile
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise UsageError(f"--out {out} appeared while migrating; left untouched"
+                                 + (f" (the previous output is in {aside})" if aside else "")) from None
+            raise UserError(f"{out}: cannot rename the migrated tree into place ({exc.strerror})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return aside
+
+
+def _aside_name(out: Path) -> Path:
+    n = 1
+    while True:
+        candidate = out.with_name(f"{out.name}.previous-{n}")
+        if not candidate.exists():
+            return candidate
+        n += 1

@@ -394,52 +394,115 @@ def group_replies(spans: Iterable[Span]) -> list[Reply]:
     call (rehearsal, other interfaces) is spread over a creation trace plus one trace per iteration.
     Traces that are only noise (a lone `get_config`, `start`) are dropped.
     """
-    traces = group_by_trace(spans)
-    span_home = {s.span_id: s.trace_id for lst in traces.values() for s in lst}
-    parent = {tid: tid for tid in traces}
+    grouper = ReplyGrouper()
+    grouper.add(spans)
+    return grouper.replies()
 
-    def find(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
 
-    def union(a: str, b: str) -> None:
-        ra, rb = find(a), find(b)
-        if ra == rb:
-            return
-        # Keep the earlier trace (dict order is start order) as the representative.
-        order = list(traces)
-        if order.index(ra) <= order.index(rb):
-            parent[rb] = ra
-        else:
-            parent[ra] = rb
+class ReplyGrouper:
+    """`group_replies`, incrementally: `add(spans)` regroups only the traces the new spans touch.
 
-    for tid, lst in traces.items():
-        # A Discord handling trace is complete on its own; only join generator fragments.
-        if (r := root_of(lst)) is not None and r.name == ROOT_DISCORD:
-            continue
-        for s in lst:
-            for lt, ls in s.links:
-                home = span_home.get(ls, lt)
-                if home in traces and home != tid:
-                    home_root = root_of(traces[home])
-                    if home_root is not None and home_root.name == ROOT_DISCORD:
-                        continue
-                    union(tid, home)
-    groups: dict[str, list[str]] = {}
-    for tid in traces:
-        groups.setdefault(find(tid), []).append(tid)
-    replies = []
-    for _rep, tids in groups.items():
-        all_spans = sorted((s for t in tids for s in traces[t]), key=lambda s: (s.start_ns, s.end_ns))
-        main = next((t for t in tids if (r := root_of(traces[t])) and r.name == ROOT_DISCORD), tids[0])
-        reply = Reply(trace_id=main, spans=all_spans, traces=tids)
-        if _is_noise(reply):
-            continue
-        replies.append(reply)
-    replies.sort(key=lambda r: r.spans[0].start_ns)
-    return replies
+    Traces are indexed by id and links kept as an undirected adjacency, so one ingest costs time in
+    proportion to the traces it touches (plus their linked components), never to the history.
+    A link joins two traces unless either is a Discord handling trace (complete on its own).
+    """
+
+    def __init__(self) -> None:
+        self.traces: dict[str, list[Span]] = {}
+        self._seq: dict[str, int] = {}  # first-seen order, the tie-break of the start order
+        self._span_home: dict[str, str] = {}
+        self._edges: dict[str, set[str]] = {}
+        self._roots: dict[str, Span | None] = {}
+        self._comp: dict[str, str] = {}  # trace id -> id of its component (its reply id, or a dropped one)
+        self._members: dict[str, list[str]] = {}
+        self._replies: dict[str, Reply] = {}
+        #: traces visited by the last `add` (what an ingest cost; tests check it stays local)
+        self.last_work = 0
+
+    def replies(self) -> list[Reply]:
+        return sorted(self._replies.values(), key=lambda r: r.spans[0].start_ns)
+
+    def reply_of(self, trace_id: str) -> Reply | None:
+        comp = self._comp.get(trace_id)
+        return self._replies.get(comp) if comp is not None else None
+
+    def _discord(self, tid: str) -> bool:
+        root = self._roots.get(tid)
+        return root is not None and root.name == ROOT_DISCORD
+
+    def add(self, spans: Iterable[Span]) -> tuple[list[Reply], list[str]]:
+        """Add spans; returns (replies new or changed, reply ids that no longer exist)."""
+        touched: set[str] = set()
+        new_links: list[tuple[str, list[tuple[str, str]]]] = []
+        for s in spans:
+            lst = self.traces.get(s.trace_id)
+            if lst is None:
+                lst = self.traces[s.trace_id] = []
+                self._seq[s.trace_id] = len(self._seq)
+            lst.append(s)
+            self._span_home.setdefault(s.span_id, s.trace_id)
+            touched.add(s.trace_id)
+            if s.links:
+                new_links.append((s.trace_id, s.links))
+        for tid, links in new_links:
+            for lt, ls in links:
+                home = self._span_home.get(ls, lt)
+                if home != tid:
+                    self._edges.setdefault(tid, set()).add(home)
+                    self._edges.setdefault(home, set()).add(tid)
+        for tid in touched:
+            lst = self.traces[tid]
+            lst.sort(key=lambda x: (x.start_ns, x.end_ns))
+            self._roots[tid] = root_of(lst)
+        # The region to regroup: touched traces, everything linked to them, and every old component
+        # any of those belonged to (a component may split when a trace turns out to be a Discord one).
+        region: set[str] = set()
+        old_comps: set[str] = set()
+        stack = list(touched)
+        while stack:
+            tid = stack.pop()
+            if tid in region or tid not in self.traces:
+                continue
+            region.add(tid)
+            comp = self._comp.get(tid)
+            if comp is not None and comp not in old_comps:
+                old_comps.add(comp)
+                stack.extend(self._members.get(comp, ()))
+            if not self._discord(tid):
+                stack.extend(o for o in self._edges.get(tid, ()) if o in self.traces and not self._discord(o))
+        self.last_work = len(region)
+        old_replies = {c: self._replies.pop(c) for c in old_comps if c in self._replies}
+        for c in old_comps:
+            self._members.pop(c, None)
+        changed: list[Reply] = []
+        seen: set[str] = set()
+        for start in sorted(region, key=lambda t: self._seq[t]):
+            if start in seen:
+                continue
+            tids: list[str] = []
+            stack = [start]
+            while stack:
+                tid = stack.pop()
+                if tid in seen:
+                    continue
+                seen.add(tid)
+                tids.append(tid)
+                if not self._discord(tid):
+                    stack.extend(o for o in self._edges.get(tid, ())
+                                 if o in region and o not in seen and not self._discord(o))
+            tids.sort(key=lambda t: (self.traces[t][0].start_ns, self._seq[t]))
+            main = next((t for t in tids if self._discord(t)), tids[0])
+            for t in tids:
+                self._comp[t] = main
+            self._members[main] = tids
+            all_spans = sorted((x for t in tids for x in self.traces[t]), key=lambda x: (x.start_ns, x.end_ns))
+            reply = Reply(trace_id=main, spans=all_spans, traces=tids)
+            if _is_noise(reply):
+                continue
+            self._replies[main] = reply
+            changed.append(reply)
+        removed = sorted(c for c in old_replies if c not in self._replies)
+        return changed, removed
 
 
 def _is_noise(reply: Reply) -> bool:

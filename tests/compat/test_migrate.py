@@ -87,10 +87,13 @@ def test_rerun_is_byte_identical_and_force_replaces(tmp_path: Path) -> None:
     assert main(["migrate", str(HARBOUR), "--out", str(b)]) == 0
     assert _tree_digest(a) == _tree_digest(b)
     first = _tree_digest(a)
-    (a / "stale.txt").write_text("old")
+    (a / "config" / "bots" / "gull.yaml").write_text("# edited\n")
     assert main(["migrate", str(HARBOUR), "--out", str(a), "--force"]) == 0
     assert _tree_digest(a) == first
+    assert (tmp_path / "a.previous-1" / "config" / "bots" / "gull.yaml").read_text() == "# edited\n"  # moved aside
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary folders left behind"
+    (a / "stale.txt").write_text("not written by migrate")
+    assert main(["migrate", str(HARBOUR), "--out", str(a), "--force"]) == 2  # never replaced (issue 9 item 6)
 
 
 def test_tokens_are_files_with_mode_0600_and_never_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -35,7 +35,7 @@ tts_relay turn_end_token use_display_names use_display_names_bots use_display_na
 def test_schema_covers_upstream_whitelist() -> None:
     # chapterx extensions (marked x-extension) survive resolution on top of upstream's whitelist.
     extensions = {k for k, spec in sch.bot_properties().items() if spec.get("x-extension")}
-    assert extensions == {"chapter2_prompt"}
+    assert extensions == {"chapter2_prompt", "error_reaction", "allow_dms", "activation_rules", "chapter2_em"}
     assert set(sch.whitelist()) - extensions == UPSTREAM_WHITELIST
     for key, spec in sch.bot_properties().items():
         assert spec.get("description"), key

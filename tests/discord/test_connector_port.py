@@ -93,7 +93,8 @@ async def test_actions(live: tuple[FakeDiscord, GuildPort, list[Event]]) -> None
     assert kinds == ["typing", "send", "send", "reaction", "delete", "webhook_create", "webhook", "webhook"]
     sends = [a for a in fake.actions if a["type"] == "send"]
     assert sends[0] == {"type": "send", "channel_id": CH, "content": "answer", "reply_to": msg["id"],
-                        "message_id": sent, "files": [{"name": "notes.txt", "content": "file body"}]}
+                        "message_id": sent, "files": [{"name": "notes.txt", "content": "file body"}],
+                        "allowed_mentions": {"parse": ["users"], "replied_user": False}, "pinged": []}
     assert sends[1]["reply_to"] is None and sends[1]["message_id"] == ghost
     assert [a for a in fake.actions if a["type"] == "reaction"][0]["emoji"] == "👍"
     hooks = [a for a in fake.actions if a["type"] == "webhook"]

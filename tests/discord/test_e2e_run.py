@@ -189,7 +189,9 @@ async def test_run_no_vendor_for_model(tmp_path: Path, model: str, message: str)
 
 
 async def test_run_chapter2_em_in_place(tmp_path: Path) -> None:
-    """`--ems` on a chapter2 deployment: the em runs without migrating, its folder is left untouched."""
+    """`--ems` on a chapter2 deployment with `--rules chapterx`: the em runs translated to ChapterX's runtime
+    without migrating (today's behaviour), its folder is left untouched. (chapter2's own rules, the
+    default, are covered by tests/chapter2_runtime/test_e2e_run.py.)"""
     ems = tmp_path / "ems"
     shutil.copytree(FIXTURES_DIR / "discord" / "chapter2" / "ems", ems)
     before = {p: p.read_bytes() for p in ems.rglob("*") if p.is_file()}
@@ -199,7 +201,7 @@ async def test_run_chapter2_em_in_place(tmp_path: Path) -> None:
             FakeLLMServer([{"text": " The tide is out."}]) as llm:
         env = _env(tmp_path, discord, llm.base_url)
         env.pop("DISCORD_TOKEN_FILE")
-        proc = await _start(["run", "--ems", str(ems), "--bot", "wren"], env, tmp_path)
+        proc = await _start(["run", "--ems", str(ems), "--bot", "wren", "--rules", "chapterx"], env, tmp_path)
         try:
             await asyncio.wait_for(discord.identified.wait(), 60)
             await asyncio.sleep(0.5)

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from chapterx.agent.decide import (
     DecideContext,
     is_dot_message,
@@ -120,7 +122,40 @@ async def test_decision_order() -> None:
     assert d.activate
 
 
-async def test_runtime_drops_busy_channel_and_answers_once() -> None:
+@pytest.mark.parametrize(("limit", "answered"), [(None, ["30", "32"]), (2, ["30", "31", "32"]), (0, ["30"])])
+async def test_runtime_queues_busy_channel_triggers(limit: int | None, answered: list[str]) -> None:
+    """Past upstream (runtime.md): a trigger for a busy channel is answered afterwards, up to
+    `max_queued_replies` (default 1: the newest waits, older ones make room); 0 drops it as upstream."""
+    from chapterx.agent.activation import ActivationResult
+    from chapterx.agent.state import ChannelState
+
+    w = _world([{"id": "5", "author_id": HUMAN, "content": "hello"}])
+    gate = asyncio.Event()
+    calls: list[str | None] = []
+
+    async def fake_run(channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
+        calls.append(trigger_id)
+        await gate.wait()
+        return ActivationResult(state=ChannelState())
+
+    cfg: dict[str, Any] = {"name": "Aria", "reply_on_random": 0}
+    if limit is not None:
+        cfg["max_queued_replies"] = limit
+    rt = BotRuntime(w, RuntimeOptions(bot_id="aria", provider_factory=lambda m: None, load_config=lambda texts: cfg))
+    rt._run = fake_run  # type: ignore[method-assign]
+    first = await rt.process_batch([Event("message", "10", "1", _msg("30", HUMAN, f"<@{BOT}> a"), mentions_bot=True)])
+    second = await rt.process_batch([Event("message", "10", "1", _msg("31", HUMAN, f"<@{BOT}> b"), mentions_bot=True)])
+    third = await rt.process_batch([Event("message", "10", "1", _msg("32", HUMAN, f"<@{BOT}> c"), mentions_bot=True)])
+    assert first.activated and second.should_activate and not second.activated
+    assert second.queued == (limit != 0) and third.queued == (limit != 0)
+    gate.set()
+    await rt.idle()
+    assert calls == answered
+    assert "10" not in rt.active_channels and rt.waiting == {}
+
+
+async def test_m_command_is_queued_even_with_no_queue() -> None:
+    """`m` commands are never lost: queued for a busy channel even with `max_queued_replies: 0`."""
     from chapterx.agent.activation import ActivationResult
     from chapterx.agent.state import ChannelState
 
@@ -134,19 +169,38 @@ async def test_runtime_drops_busy_channel_and_answers_once() -> None:
         return ActivationResult(state=ChannelState())
 
     rt = BotRuntime(w, RuntimeOptions(bot_id="aria", provider_factory=lambda m: None,
-                                      load_config=lambda texts: {"name": "Aria", "reply_on_random": 0}))
+                                      load_config=lambda texts: {"name": "Aria", "reply_on_random": 0,
+                                                                 "max_queued_replies": 0}))
     rt._run = fake_run  # type: ignore[method-assign]
-    first = await rt.process_batch([Event("message", "10", "1", _msg("30", HUMAN, f"<@{BOT}> a"), mentions_bot=True)])
-    second = await rt.process_batch([Event("message", "10", "1", _msg("31", HUMAN, f"<@{BOT}> b"), mentions_bot=True)])
-    assert first.activated and second.should_activate and not second.activated
+    await rt.process_batch([Event("message", "10", "1", _msg("30", HUMAN, f"<@{BOT}> a"), mentions_bot=True)])
+    cmd = w.add_message("10", {"id": "31", "author_id": HUMAN, "content": f"m continue <@{BOT}>"})
+    out = await rt.process_batch([Event("message", "10", "1", cmd, mentions_bot=True)])
+    assert out.queued
     gate.set()
-    assert first.task is not None
-    await first.task
-    third = await rt.process_batch([Event("message", "10", "1", _msg("32", HUMAN, f"<@{BOT}> c"), mentions_bot=True)])
-    assert third.activated and third.task is not None
-    await third.task
-    assert calls == ["30", "32"]
-    assert "10" not in rt.active_channels
+    await rt.idle()
+    assert calls == ["30", "31"]
+
+
+async def test_own_message_is_never_the_trigger() -> None:
+    """Past upstream: the bot's fresh post and a user's mention in one batch: the mention triggers."""
+    w = _world([{"id": "5", "author_id": HUMAN, "content": "hello"}])
+    rt = BotRuntime(w, RuntimeOptions(bot_id="aria", provider_factory=lambda m: None,
+                                      load_config=lambda texts: {"name": "Aria", "reply_on_random": 0}))
+    started: list[str | None] = []
+
+    async def fake_activate(channel_id: str, guild_id: str, trigger_id: str | None, reason: str,
+                            events: Any) -> None:
+        started.append(trigger_id)
+
+    rt._activate = fake_activate  # type: ignore[method-assign,assignment]
+    own = _msg("40", BOT, "my fresh answer")
+    mention = _msg("41", HUMAN, f"<@{BOT}> and another thing")
+    out = await rt.process_batch([Event("message", "10", "1", own), Event("message", "10", "1", mention,
+                                                                         mentions_bot=True)])
+    await rt.idle()
+    assert out.activated and out.activation is not None
+    assert out.activation["trigger_message_id"] == "41"
+    assert started == ["41"]
 
 
 async def test_m_get_context_sends_a_dump() -> None:
@@ -238,3 +292,53 @@ def test_deferred_queue_backoff_and_cooldown() -> None:
     assert q.schedule("c", "g", None, err, "timeout", 0.0) is None  # sixth failure: cooldown
     assert q.schedule("c", "g", None, err, "timeout", 3599.0) is None
     assert q.schedule("c", "g", None, err, "timeout", 3601.0) is not None
+
+
+@pytest.mark.parametrize(("setting", "reactions"), [(None, ["⚠️"]), ("", []), ("🔥", ["🔥"])])
+async def test_failed_activation_shows_error_reaction(setting: str | None, reactions: list[str]) -> None:
+    """A failed activation reacts on its trigger (`error_reaction`, default ⚠️; "" turns it off)."""
+    from chapterx.agent.activation import ActivationResult
+    from chapterx.agent.state import ChannelState
+
+    w = _world([{"id": "5", "author_id": HUMAN, "content": "hello"}])
+
+    async def failing_run(channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
+        return ActivationResult(state=ChannelState(), error=RuntimeError("every provider attempt failed"))
+
+    cfg: dict[str, Any] = {"name": "Aria", "reply_on_random": 0}
+    if setting is not None:
+        cfg["error_reaction"] = setting
+    rt = BotRuntime(w, RuntimeOptions(bot_id="aria", provider_factory=lambda m: None, load_config=lambda texts: cfg))
+    rt._run = failing_run  # type: ignore[method-assign]
+    trigger = w.add_message("10", {"id": "30", "author_id": HUMAN, "content": f"<@{BOT}> hi"})
+    await rt.process_batch([Event("message", "10", "1", trigger, mentions_bot=True)])
+    await rt.idle()
+    assert [a["emoji"] for a in w.actions if a["type"] == "reaction" and a["message_id"] == "30"] == reactions
+
+
+async def test_queued_triggers_are_bounded_per_channel() -> None:
+    """`m` commands are always queued, but a flood stops at MAX_WAITING per channel."""
+    from chapterx.agent.activation import ActivationResult
+    from chapterx.agent.runtime import MAX_WAITING
+    from chapterx.agent.state import ChannelState
+
+    w = _world([{"id": "5", "author_id": HUMAN, "content": "hello"}])
+    gate = asyncio.Event()
+    calls: list[str | None] = []
+
+    async def fake_run(channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
+        calls.append(trigger_id)
+        await gate.wait()
+        return ActivationResult(state=ChannelState())
+
+    rt = BotRuntime(w, RuntimeOptions(bot_id="aria", provider_factory=lambda m: None,
+                                      load_config=lambda texts: {"name": "Aria", "reply_on_random": 0}))
+    rt._run = fake_run  # type: ignore[method-assign]
+    await rt.process_batch([Event("message", "10", "1", _msg("30", HUMAN, f"<@{BOT}> a"), mentions_bot=True)])
+    for i in range(MAX_WAITING + 5):
+        cmd = w.add_message("10", {"id": str(100 + i), "author_id": HUMAN, "content": f"m continue <@{BOT}>"})
+        await rt.process_batch([Event("message", "10", "1", cmd, mentions_bot=True)])
+    assert len(rt.waiting["10"]) == MAX_WAITING
+    gate.set()
+    await rt.idle()
+    assert calls == ["30", *(str(100 + i) for i in range(MAX_WAITING))]

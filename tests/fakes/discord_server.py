@@ -3,8 +3,10 @@
 It serves what discord.py needs to log in, connect and act: `/users/@me`, `/gateway/bot`, the
 gateway handshake (HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeats), channel messages
 (list/get/post incl. multipart files and reply references), pins, reactions, deletes, typing,
-members. Tests post user messages with `user_message(...)`, which stores them and dispatches
-MESSAGE_CREATE to connected gateway sessions; every bot call is recorded in `actions`.
+members, member search, direct messages (dispatched only to sessions that asked for the DM intent).
+Tests post user messages with `user_message(...)` (or `user_dm(...)`), which stores them and
+dispatches MESSAGE_CREATE to connected gateway sessions; every bot call is recorded in `actions`
+(sends with the `allowed_mentions` the bot asked for and the users the message really pinged).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 DISCORD_EPOCH_MS = 1420070400000
+DIRECT_MESSAGES_INTENT = 1 << 12
 
 
 def _iso(ts: float | None = None) -> str:
@@ -38,7 +41,7 @@ class FakeDiscord:
                  guild_name: str = "Test Guild", channels: list[Mapping[str, Any]] | None = None,
                  users: list[Mapping[str, Any]] | None = None, roles: list[Mapping[str, Any]] | None = None,
                  emojis: list[Mapping[str, Any]] | None = None, bot_role_ids: list[str] | None = None,
-                 refuse_intents: bool = False) -> None:
+                 refuse_intents: bool = False, everyone_permissions: str = "0") -> None:
         self.token = token
         self.refuse_intents = refuse_intents  # close IDENTIFY with 4014 (privileged intent not enabled)
         self.bot = {"id": str(bot["id"]), "username": bot["username"], "global_name": bot.get("global_name"),
@@ -46,14 +49,15 @@ class FakeDiscord:
         self.guild_id = guild_id
         self.guild_name = guild_name
         self.channels = {str(c["id"]): {"id": str(c["id"]), "name": c.get("name", "general"),
-                                        "type": int(c.get("type", 0)), "parent_id": c.get("parent_id")}
+                                        "type": int(c.get("type", 0)), "parent_id": c.get("parent_id"),
+                                        "topic": c.get("topic")}
                          for c in channels or [{"id": "710000000000000001", "name": "general"}]}
         self.users: dict[str, dict[str, Any]] = {self.bot["id"]: self.bot}
         for u in users or []:
             self.users[str(u["id"])] = {"id": str(u["id"]), "username": u["username"],
                                         "global_name": u.get("global_name"), "discriminator": "0",
                                         "avatar": None, "bot": bool(u.get("bot", False))}
-        self.roles = [{"id": guild_id, "name": "@everyone", "permissions": "0", "position": 0, "color": 0,
+        self.roles = [{"id": guild_id, "name": "@everyone", "permissions": everyone_permissions, "position": 0, "color": 0,
                        "hoist": False, "managed": False, "mentionable": False, "flags": 0}]
         for i, r in enumerate(roles or [], start=1):
             self.roles.append({"id": str(r["id"]), "name": r["name"], "permissions": "0", "position": i,
@@ -65,10 +69,16 @@ class FakeDiscord:
         self.pins: dict[str, list[str]] = {cid: [] for cid in self.channels}
         self.actions: list[dict[str, Any]] = []
         self.webhooks: dict[str, dict[str, Any]] = {}
+        self.files: dict[str, bytes] = {}  # attachment path -> content (served under /attachments/)
         self.identified = asyncio.Event()
+        self.identify_intents: list[int] = []
+        self.ready_sent_at: float | None = None  # time.monotonic() when READY went out (start-up benchmarks)
+        self.pins_delay = 0.0  # seconds before a pins answer (holds the bot's batch loop in tests)
+        self.dm_channels: dict[str, str] = {}  # DM channel id -> the human's user id
         self.auth_failures = 0
         self._seq = 0
         self._sockets: list[web.WebSocketResponse] = []
+        self._socket_intents: dict[int, int] = {}
         self._next_id = int(time.time() * 1000 - DISCORD_EPOCH_MS) << 22
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
@@ -81,6 +91,7 @@ class FakeDiscord:
         api = "/api/v10"
         r = app.router
         r.add_get(api + "/users/@me", self._me)
+        r.add_patch(api + "/users/@me", self._edit_me)
         r.add_get(api + "/users/{uid}", self._user)
         r.add_get(api + "/oauth2/applications/@me", self._application)
         r.add_get(api + "/gateway/bot", self._gateway_bot)
@@ -94,10 +105,12 @@ class FakeDiscord:
         r.add_delete(api + "/channels/{cid}/messages/{mid}", self._delete)
         r.add_put(api + "/channels/{cid}/messages/{mid}/reactions/{emoji}/@me", self._react)
         r.add_post(api + "/channels/{cid}/typing", self._typing)
+        r.add_get(api + "/guilds/{gid}/members/search", self._member_search)
         r.add_get(api + "/guilds/{gid}/members/{uid}", self._member)
         r.add_get(api + "/channels/{cid}/webhooks", self._webhooks)
         r.add_post(api + "/channels/{cid}/webhooks", self._create_webhook)
         r.add_post(api + "/webhooks/{wid}/{wtoken}", self._execute_webhook)
+        app.router.add_get("/attachments/{cid}/{mid}/{name}", self._attachment)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -171,18 +184,57 @@ class FakeDiscord:
 
         return await asyncio.wait_for(ready(), timeout)
 
-    async def dispatch(self, event: str, data: Mapping[str, Any]) -> None:
+    async def dispatch(self, event: str, data: Mapping[str, Any], *, dm: bool = False) -> None:
         for ws in list(self._sockets):
+            if dm and not (self._socket_intents.get(id(ws), 0) & DIRECT_MESSAGES_INTENT):
+                continue
             self._seq += 1
             await ws.send_str(json.dumps({"op": 0, "t": event, "s": self._seq, "d": data}))
 
     # ------------------------------------------------------------------ test-side API
+    def _attach(self, msg: dict[str, Any], files: list[Mapping[str, Any]] | None) -> None:
+        """Text attachments `{filename, text, content_type?}`, served at `<base>/attachments/...`."""
+        for f in files or []:
+            path = f"/attachments/{msg['channel_id']}/{msg['id']}/{f['filename']}"
+            data = str(f["text"]).encode("utf-8")
+            self.files[path] = data
+            msg["attachments"].append({"id": self.new_id(), "filename": f["filename"], "size": len(data),
+                                       "url": self.base_url + path, "proxy_url": self.base_url + path,
+                                       "content_type": f.get("content_type", "text/plain; charset=utf-8")})
+
     async def user_message(self, channel_id: str, author_id: str, content: str, *, reply_to: str | None = None,
-                           reply_ping: bool = True) -> dict[str, Any]:
-        """A user posts a message: stored, then MESSAGE_CREATE is dispatched."""
+                           reply_ping: bool = True, attachments: list[Mapping[str, Any]] | None = None,
+                           ) -> dict[str, Any]:
+        """A user posts a message (optionally with text attachments): stored, then MESSAGE_CREATE."""
         msg = self._message(channel_id, author_id, content, reply_to=reply_to, reply_ping=reply_ping)
+        self._attach(msg, attachments)
         self.messages[channel_id].append(msg)
         await self.dispatch("MESSAGE_CREATE", msg)
+        return msg
+
+    async def bot_message(self, channel_id: str, content: str) -> dict[str, Any]:
+        """A message by the bot's own account posted elsewhere (another process, a shard): stored and
+        dispatched like any MESSAGE_CREATE."""
+        msg = self._message(channel_id, self.bot["id"], content)
+        self.messages[channel_id].append(msg)
+        await self.dispatch("MESSAGE_CREATE", msg)
+        return msg
+
+    async def user_dm(self, author_id: str, content: str) -> dict[str, Any]:
+        """A user writes to the bot directly: a DM channel (type 1) is created on first use; the
+        MESSAGE_CREATE reaches only sessions that identified with the DIRECT_MESSAGES intent."""
+        cid = next((c for c, u in self.dm_channels.items() if u == author_id), None)
+        if cid is None:
+            cid = self.new_id()
+            self.dm_channels[cid] = author_id
+            self.channels[cid] = {"id": cid, "name": "", "type": 1, "parent_id": None}
+            self.messages[cid] = []
+            self.pins[cid] = []
+        msg = self._message(cid, author_id, content)
+        msg.pop("guild_id", None)
+        msg.pop("member", None)
+        self.messages[cid].append(msg)
+        await self.dispatch("MESSAGE_CREATE", msg, dm=True)
         return msg
 
     async def user_reaction(self, channel_id: str, message_id: str, user_id: str, emoji: str) -> None:
@@ -214,13 +266,25 @@ class FakeDiscord:
         await self.dispatch("CHANNEL_PINS_UPDATE", {"guild_id": self.guild_id, "channel_id": channel_id,
                                                     "last_pin_timestamp": _iso()})
 
-    def pin(self, channel_id: str, author_id: str, content: str) -> dict[str, Any]:
-        """A pinned message that already exists (no event)."""
+    def pin(self, channel_id: str, author_id: str, content: str,
+            attachments: list[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+        """A pinned message that already exists (no event), optionally with text attachments."""
         msg = self._message(channel_id, author_id, content)
+        self._attach(msg, attachments)
         msg["pinned"] = True
         self.messages[channel_id].append(msg)
         self.pins[channel_id].append(msg["id"])
         return msg
+
+    def post(self, channel_id: str, author_id: str, content: str) -> dict[str, Any]:
+        """A message that already exists in a channel's history (no event)."""
+        msg = self._message(channel_id, author_id, content)
+        self.messages[channel_id].append(msg)
+        return msg
+
+    async def _attachment(self, request: web.Request) -> web.Response:
+        data = self.files.get(request.path)
+        return web.Response(body=data, content_type="text/plain") if data is not None else web.Response(status=404)
 
     # ------------------------------------------------------------------ auth
     def _authorized(self, request: web.Request) -> bool:
@@ -237,6 +301,15 @@ class FakeDiscord:
     async def _me(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._error(401, 0, "401: Unauthorized")
+        return _json(self.bot)
+
+    async def _edit_me(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, 0, "401: Unauthorized")
+        payload = await request.json()
+        if payload.get("avatar"):
+            self.bot["avatar"] = "a" * 32
+            await self._record({"type": "avatar", "data_uri_prefix": str(payload["avatar"])[:22]})
         return _json(self.bot)
 
     async def _application(self, request: web.Request) -> web.Response:
@@ -259,8 +332,11 @@ class FakeDiscord:
 
     def _channel_obj(self, cid: str) -> dict[str, Any]:
         c = self.channels[cid]
+        if c["type"] == 1:
+            return {"id": cid, "type": 1, "last_message_id": None,
+                    "recipients": [self.users[self.dm_channels[cid]]]}
         out: dict[str, Any] = {"id": cid, "type": c["type"], "name": c["name"], "guild_id": self.guild_id,
-                               "position": 0, "permission_overwrites": [], "nsfw": False, "topic": None,
+                               "position": 0, "permission_overwrites": [], "nsfw": False, "topic": c.get("topic"),
                                "last_message_id": None, "rate_limit_per_user": 0}
         if c.get("parent_id"):
             out["parent_id"] = c["parent_id"]
@@ -290,6 +366,8 @@ class FakeDiscord:
 
     async def _pins(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
+        if self.pins_delay:
+            await asyncio.sleep(self.pins_delay)
         items = [{"pinned_at": _iso(), "message": m} for mid in reversed(self.pins.get(cid, []))
                  if (m := self._find(cid, mid)) is not None]
         await self._record({"type": "pins", "channel_id": cid})
@@ -321,13 +399,20 @@ class FakeDiscord:
             if (payload.get("message_reference") or {}).get("fail_if_not_exists", True):
                 return self._error(400, 50035, "Invalid Form Body: Unknown message")
             ref = None
-        msg = self._message(cid, self.bot["id"], payload.get("content") or "", reply_to=ref)
+        allowed = payload.get("allowed_mentions")
+        # Discord: without allowed_mentions a reply pings its target; with it, only `replied_user: true`.
+        reply_ping = True if allowed is None else bool(allowed.get("replied_user"))
+        msg = self._message(cid, self.bot["id"], payload.get("content") or "", reply_to=ref, reply_ping=reply_ping)
+        if cid in self.dm_channels:
+            msg.pop("guild_id", None)
+            msg.pop("member", None)
         msg["attachments"] = [{"id": self.new_id(), "filename": f["name"], "size": len(f["content"]),
                                "url": f"{self.base_url}/attachments/{f['name']}", "proxy_url": "",
                                "content_type": "text/plain"} for f in files]
         self.messages[cid].append(msg)
         action: dict[str, Any] = {"type": "send", "channel_id": cid, "content": msg["content"], "reply_to": ref,
-                                  "message_id": msg["id"]}
+                                  "message_id": msg["id"], "allowed_mentions": allowed,
+                                  "pinged": [u["id"] for u in msg["mentions"]]}
         if files:
             action["files"] = files
         await self._record(action)
@@ -357,6 +442,17 @@ class FakeDiscord:
         if uid not in self.users:
             return self._error(404, 10007, "Unknown Member")
         return _json(self._member_obj(uid))
+
+    async def _member_search(self, request: web.Request) -> web.Response:
+        """Discord's prefix search on username / nickname / global name."""
+        if not self._authorized(request):
+            return self._error(401, 0, "401: Unauthorized")
+        query = request.query.get("query", "").lower()
+        limit = int(request.query.get("limit", "1"))
+        await self._record({"type": "member_search", "query": request.query.get("query", "")})
+        found = [self._member_obj(uid) for uid, u in self.users.items()
+                 if any(n and n.lower().startswith(query) for n in (u["username"], u.get("global_name")))]
+        return _json(found[:limit])
 
     async def _webhooks(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
@@ -406,7 +502,7 @@ class FakeDiscord:
             "id": self.guild_id, "name": self.guild_name, "icon": None, "owner_id": "1", "unavailable": False,
             "large": False, "member_count": len(self.users), "features": [], "roles": self.roles,
             "emojis": self.emojis, "stickers": [], "channels": [self._channel_obj(c) for c in self.channels
-                                                                 if self.channels[c]["type"] != 11],
+                                                                 if self.channels[c]["type"] not in (1, 11)],
             "threads": [self._channel_obj(c) | {"owner_id": self.bot["id"], "message_count": 0, "member_count": 1,
                                                 "total_message_sent": 0, "flags": 0, "thread_metadata": {
                 "archived": False, "auto_archive_duration": 1440, "archive_timestamp": _iso(), "locked": False}}
@@ -439,11 +535,15 @@ class FakeDiscord:
                         await ws.close(code=4014, message=b"Disallowed intent(s).")
                         break
                     self._sockets.append(ws)
+                    intents = int(msg["d"].get("intents") or 0)
+                    self.identify_intents.append(intents)
+                    self._socket_intents[id(ws)] = intents
                     ready = {"v": 10, "user": self.bot, "guilds": [{"id": self.guild_id, "unavailable": True}],
                              "session_id": "fake-session", "resume_gateway_url": self.base_url.replace(
                                  "http://", "ws://") + "/gateway", "application": {"id": self.bot["id"], "flags": 0},
                              "private_channels": [], "relationships": []}
                     await self.dispatch_one(ws, "READY", ready)
+                    self.ready_sent_at = time.monotonic()
                     await self.dispatch_one(ws, "GUILD_CREATE", self._guild_create())
                     self.identified.set()
         finally:

@@ -208,7 +208,9 @@ async def test_migrated_bot_runs_from_the_unit_and_notifies_systemd(tmp_path: Pa
     loop = asyncio.get_running_loop()
     loop.add_reader(sock.fileno(), lambda: got.append(sock.recv(4096).decode()))
     try:
-        async with FakeDiscord(token=token, bot=bot_user, users=[alice]) as discord, \
+        # @everyone may send: migrated bots keep chapter2's rules, which check the send permission
+        perms = str(1024 | 2048 | 65536 | 64)
+        async with FakeDiscord(token=token, bot=bot_user, users=[alice], everyone_permissions=perms) as discord, \
                 FakeLLMServer([{"text": "Harbour radio: all clear."}]) as llm:
             env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
             env.update(_unit_env(prefix, "tern"))

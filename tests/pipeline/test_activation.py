@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -252,3 +253,39 @@ async def test_native_thinking_blocks_return_in_the_next_context(tmp_path: Path)
     assistant = [m for m in seen[1].messages if m.role == "assistant"][0]
     assert assistant.content == [{"type": "thinking", "thinking": "17*23", "signature": "sig-1"},
                                  {"type": "text", "text": "391"}]
+
+
+async def test_member_lookups_are_bounded_per_reply() -> None:
+    """A reply naming many unknown people makes at most MAX_MEMBER_LOOKUPS member searches; the names
+    found resolve to mentions, the rest stay as typed."""
+    from chapterx.agent.activation import MAX_MEMBER_LOOKUPS, ActivationContext, run_activation
+    from chapterx.discord.memory import MemoryDiscord
+    from chapterx.llm.types import ProviderResponse
+
+    names = ["otto", *(f"ghost{i}" for i in range(MAX_MEMBER_LOOKUPS + 5))]
+    text = " ".join(f"<@{n}>" for n in names)
+
+    class Echo:
+        async def complete(self, request, on_text=None):  # noqa: ANN001, ANN201
+            return ProviderResponse(text=" " + text, stop_reason="end_turn")
+
+    class Route:
+        provider = Echo()
+        formatter_route = None
+
+    class Counting(MemoryDiscord):
+        queries: list[str] = []
+
+        async def search_members(self, query: str, limit: int = 10) -> list[Any]:
+            self.queries.append(query)
+            return await super().search_members(query, limit)
+
+    case = make_case([msg(1, HUMAN, "who is around?")], "unused", [])
+    world = Counting(case["discord"])
+    cfg = {"name": "Gull", "continuation_model": "claude-sonnet-4-5-20250929", "mode": "prefill"}
+    result = await run_activation(ActivationContext(world, cfg, lambda m: Route(), "910000000000000001",
+                                                    trigger_message_id="1410000000000000001"))
+    assert result.error is None
+    assert world.queries == names[:MAX_MEMBER_LOOKUPS]
+    (sent,) = [a for a in world.actions if a["type"] == "send"]
+    assert sent["content"].startswith("<@950000000000000002> <@ghost0>")

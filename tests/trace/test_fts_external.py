@@ -13,6 +13,7 @@ import pytest
 
 from bench.gen_traces import generate_tree
 from chapterx.trace import index as ix
+from chapterx.trace.prune import prune_store
 from chapterx.trace.store import TraceStore
 
 pytestmark = pytest.mark.skipif(not ix.fts_supported(), reason="SQLite without the trigram tokenizer")
@@ -89,7 +90,7 @@ def _fts_consistent(store: TraceStore) -> None:
 @pytest.fixture
 def tree(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
     logs = tmp_path / "logs"
-    generate_tree(logs, 1500, files=5, seed=3)
+    generate_tree(logs, 1500, files=5, seed=3, context=10)
     odd = _write_odd(logs, 9_000_000)
     entries = [json.loads(line) for line in (logs / "traces" / "index.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(entries) == 1500 + len(odd)
@@ -145,7 +146,7 @@ def test_fts_follows_prune_reindex_and_external(tree: tuple[Path, list[dict[str,
     _fts_consistent(store)
     assert store.list_traces(text="moths")["total"] == len(_reference(entries, "moths")) == 1501
     # prune removes the old rows (the generated 2026 ones; the odd 2027 ones stay): FTS follows
-    store.prune(timedelta(days=0), dry_run=False)
+    prune_store(store, timedelta(days=0), dry_run=False)
     _fts_consistent(store)
     assert [t["traceId"] for t in store.list_traces(text="moths")["traces"]] == [entries[1504]["traceId"]]
     # reindex rebuilds from index.jsonl (rewritten by the prune: nothing left but what is new)
@@ -173,7 +174,7 @@ def _ext(tid: str, trigger: str, context: list[str], sent: list[str], text: str)
 
 def test_remove_external_rows_messages_and_reindex(tmp_path: Path, make_store: Callable[..., TraceStore]) -> None:
     logs = tmp_path / "logs"
-    generate_tree(logs, 50, files=2, seed=5)
+    generate_tree(logs, 50, files=2, seed=5, context=10)
     store = make_store(logs)
     store.refresh()
     rows_before = store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]

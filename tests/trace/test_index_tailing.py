@@ -169,7 +169,7 @@ def test_bulk_first_build_gives_the_same_answers(tmp_path: Path, monkeypatch: An
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from bench.gen_traces import generate_tree
 
-    tree = generate_tree(tmp_path / "logs", 3000, files=20, channels=5)
+    tree = generate_tree(tmp_path / "logs", 3000, files=20, channels=5, context=10)
     import concurrent.futures as cf
 
     class NoPool:

@@ -15,6 +15,7 @@ import pytest
 from chapterx.cli import main as cli_main
 from chapterx.trace.collector import install_log_handler, start_activation
 from chapterx.trace.ids import iso_now
+from chapterx.trace.prune import prune_store
 from chapterx.trace.store import TraceStore
 from chapterx.trace.writer import TraceWriter
 from tests.trace.helpers import new_writer, write_activation
@@ -24,7 +25,8 @@ ENV_TOKEN = "MTI5ODc2.FAKE-discord-token.abcdef"
 CONF_SOMA = "FAKE-soma-token-7788"
 CONF_SEARCH = "FAKE-search-key-not-real-0000"
 VENDOR_KEY = "sk-or-v1-vendorsecret123456"
-SECRETS = (ENV_KEY, ENV_TOKEN, CONF_SOMA, CONF_SEARCH, VENDOR_KEY)
+URL_PASSWORD = "hunter2-URLPASS-9911"  # only inside a URL, under no secret-looking key (issue 9 item 13)
+SECRETS = (ENV_KEY, ENV_TOKEN, CONF_SOMA, CONF_SEARCH, VENDOR_KEY, URL_PASSWORD)
 
 
 def test_no_configured_secret_reaches_any_file_under_logs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -38,6 +40,7 @@ def test_no_configured_secret_reaches_any_file_under_logs(tmp_path: Path, monkey
     config = {"name": "Leaky", "discord_token": ENV_TOKEN, "soma": {"token": CONF_SOMA},
               "mcp_servers": [{"name": "s", "env": {"SEARCH_API_KEY": CONF_SEARCH}}],
               "vendors": {"openrouter": {"api_key": VENDOR_KEY, "provides": ["x"]}},
+              "tts_relay": {"url": f"wss://relay-user:{URL_PASSWORD}@relay.example/ws"},
               "system_prompt": f"never say {CONF_SEARCH}"}
     with pytest.raises(RuntimeError), start_activation("1", "2", "Leaky", writer=writer, config=config) as c:
         c.record_activation("mention", [{"type": "message", "messageId": "2",
@@ -53,7 +56,7 @@ def test_no_configured_secret_reaches_any_file_under_logs(tmp_path: Path, monkey
         c.record_tool("t", "leak", {"q": CONF_SOMA}, f"out {ENV_TOKEN}", duration_ms=1)
         c.set_outcome(True, f"here: {CONF_SEARCH}", ["3"])
         c.checkpoint()
-        raise RuntimeError(f"401 for key {ENV_KEY}")
+        raise RuntimeError(f"401 for key {ENV_KEY} at https://bot:{URL_PASSWORD}@proxy.example/v1")
     writer.write_marker({"traceId": "ff00", "timestamp": iso_now(), "channelId": "1", "botId": "Leaky",
                          "triggeringMessageId": "5", "note": f"{VENDOR_KEY}"})
     writer.flush()
@@ -95,10 +98,10 @@ def test_prune_removes_traces_bodies_and_index_lines_together(tmp_path: Path, ma
     store = make_store(logs)
     assert store.list_traces()["total"] == 5
     before = sorted(p.name for p in logs.rglob("*") if p.is_file())
-    dry = store.prune(timedelta(days=7), dry_run=True)
+    dry = prune_store(store, timedelta(days=7), dry_run=True)
     assert dry["traceFiles"] == 3 and dry["bodyFiles"] == 6 and dry["indexLinesRemoved"] == 3
     assert sorted(p.name for p in logs.rglob("*") if p.is_file()) == before
-    report = store.prune(timedelta(days=7), dry_run=False)
+    report = prune_store(store, timedelta(days=7), dry_run=False)
     assert report["traceFiles"] == 3 and report["otherFiles"] == 2
     assert {t["traceId"] for t in store.list_traces()["traces"]} == set(new)
     assert [c["count"] for c in store.channels()["channels"]] == [2]
@@ -203,7 +206,7 @@ def test_prune_while_writers_append_loses_nothing(tmp_path: Path, make_store: An
     threads = [threading.Thread(target=write_new) for _ in range(2)]
     for t in threads:
         t.start()
-    reports = [store.prune(timedelta(days=7), dry_run=False) for _ in range(3)]
+    reports = [prune_store(store, timedelta(days=7), dry_run=False) for _ in range(3)]
     for t in threads:
         t.join()
     assert sum(r["indexLinesRemoved"] for r in reports) == 20
@@ -221,8 +224,19 @@ def test_prune_without_an_index_file(tmp_path: Path, make_store: Any) -> None:
     old = _old_activation(w, 10, "700")
     (logs / "traces" / "index.jsonl").unlink()  # e.g. only legacy files, or the index was lost
     store = make_store(logs)
-    assert store.prune(timedelta(days=7), dry_run=True)["traceFiles"] == 1
-    report = store.prune(timedelta(days=7), dry_run=False)
+    assert prune_store(store, timedelta(days=7), dry_run=True)["traceFiles"] == 1
+    report = prune_store(store, timedelta(days=7), dry_run=False)
     assert report["traceFiles"] == 1 and report["indexLinesRemoved"] == 0
     assert not any(old in p.name for p in logs.rglob("*.json"))
     assert not (logs / "traces" / "index.jsonl").exists()
+
+
+def test_prune_and_store_do_not_import_each_other() -> None:
+    """prune works through the store's public API (write_transaction, locked, forget_markers)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, chapterx.trace.prune; assert 'chapterx.trace.store' not in sys.modules; "
+            "import chapterx.trace.store as s; import inspect; "
+            "assert 'trace.prune' not in inspect.getsource(s)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

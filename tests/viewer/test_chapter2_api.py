@@ -202,13 +202,17 @@ def test_source_rereads_only_changed_files(tmp_path: Path, monkeypatch: pytest.M
     a.write_text("\n".join(lines[:6]) + "\n")
     b.write_text((OTLP_DIR / "ch2-quill-generate-response.jsonl").read_text())
     reads: list[str] = []
-    real = otlp.read_file
+    offsets: list[int] = []
+    from chapterx.viewer import chapter2 as c2
 
-    def counting(p: Path) -> list[otlp.Span]:
+    real = c2._read_from
+
+    def counting(p: Path, offset: int) -> tuple[list[otlp.Span], int]:
         reads.append(Path(p).name)
-        return real(p)
+        offsets.append(offset)
+        return real(p, offset)
 
-    monkeypatch.setattr(otlp, "read_file", counting)
+    monkeypatch.setattr(c2, "_read_from", counting)
     src = Chapter2Source([tmp_path], min_interval_s=0)
     first = src.refresh()
     assert sorted(reads) == ["a.jsonl", "b.jsonl"] and first
@@ -217,7 +221,7 @@ def test_source_rereads_only_changed_files(tmp_path: Path, monkeypatch: pytest.M
     with open(a, "a") as fh:
         fh.write("\n".join(lines[6:]) + "\n")
     changed = src.refresh()
-    assert reads == ["a.jsonl"]
+    assert reads == ["a.jsonl"] and offsets[-1] == len("\n".join(lines[:6]) + "\n")  # only the appended lines
     full = otlp.group_replies(otlp.read_file(OTLP_DIR / "ch2-wren-discord.jsonl"))
     assert {r.trace_id for r in full} <= {e["traceId"] for e in src.entries()}
     assert changed and all("detail" in e for e in changed)

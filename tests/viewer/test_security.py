@@ -239,7 +239,7 @@ def test_bind_policy() -> None:
         ViewerSettings(host="0.0.0.0").check_bind()
     with pytest.raises(UsageError):
         ViewerSettings(host="192.168.1.5").check_bind()
-    ViewerSettings(host="0.0.0.0", auth_token="t").check_bind()
+    ViewerSettings(host="0.0.0.0", auth_token="t" * 16).check_bind()
     ViewerSettings(host="0.0.0.0", insecure=True).check_bind()
 
 

@@ -4,7 +4,7 @@ The request body is built here in the order upstream sent it and handed to the S
 `post` (so the SDK still does auth, retries with `x-stainless-retry-count`, SSE / event-stream
 decoding and error mapping). Vendor rules applied here (runtime reference 4.2, golden README 5):
 `top_p` dropped when `temperature` is set; thinking `enabled` budget clamped to
-`max_tokens - 1024` (omitted below 1024) and temperature forced to 1; on the native tool path
+`max_tokens - 1024` (omitted below 1024) and temperature forced to 1 when thinking is sent; on the native tool path
 (tools present) no stop sequences, `top_p` or `top_k`; `extra` (provider_params) merged in.
 """
 
@@ -66,9 +66,13 @@ def _prompt_images(prompt: str) -> list[ContentBlock]:
     return blocks
 
 
-# Bedrock ids that do not follow the `anthropic.<id>-v1:0` pattern
+# Bedrock ids for Anthropic names that do not map to `anthropic.<id>-v1:0` (aliases, version 2), as in
+# the reference's table. `claude-haiku-4-5-*` is deliberately absent: the reference maps it to a 3.5
+# Haiku id by mistake; the fallback gives Bedrock's real id (docs/differences.md).
 BEDROCK_MODEL_MAP = {
     "claude-3-5-sonnet-20241022": "anthropic.claude-3-5-sonnet-20241022-v2:0",
+    "claude-3-5-sonnet-latest": "anthropic.claude-3-5-sonnet-20241022-v2:0",
+    "claude-3-5-haiku-latest": "anthropic.claude-3-5-haiku-20241022-v1:0",
 }
 
 
@@ -101,11 +105,6 @@ def thinking_param(request: ProviderRequest) -> dict[str, Any] | None:
     if budget < THINKING_MIN_BUDGET:
         return None
     return {"type": "enabled", "budget_tokens": budget}
-
-
-def _thinking_requested(request: ProviderRequest) -> bool:
-    th = request.thinking or {}
-    return bool(th.get("type") in ("enabled", "adaptive") or th.get("enabled"))
 
 
 def _has_ttl(obj: Any) -> bool:
@@ -196,9 +195,9 @@ class AnthropicProvider(Provider):
             if request.system is not None and request.system != "" and request.system != []:
                 body["system"] = request.system
         thinking = thinking_param(request)
-        # a thinking config forces temperature 1 even when no budget fits and `thinking` is omitted
-        # (upstream does the same through OpenRouter, where thinking is never sent)
-        temperature = 1 if (thinking or _thinking_requested(request)) else request.temperature
+        # temperature is forced to 1 only when a thinking parameter is actually sent: a budget that does
+        # not fit omits thinking and keeps the configured temperature (the reference does the same)
+        temperature = 1 if thinking else request.temperature
         if temperature is not None:
             body["temperature"] = temperature
         elif request.top_p is not None and not native_tools:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from chapterx.config.secrets import scrub_outbound
 from chapterx.llm.errors import ProviderError, scrub
 from chapterx.llm.types import ProviderRequest, ProviderResponse
 
@@ -216,7 +217,7 @@ class Provider:
 
     async def complete(self, request: ProviderRequest, *, on_text: TextCallback | None = None) -> ProviderResponse:
         """Run the request with retries; deliver text once through `on_text`; record a trace."""
-        body = self.build_body(request)
+        body = scrub_outbound(self.build_body(request))  # no known secret reaches a provider
         llm_retries = request.llm_retries
         if llm_retries is None:
             llm_retries = self.options.default_llm_retries

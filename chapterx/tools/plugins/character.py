@@ -55,7 +55,7 @@ class CharacterPlugin(Plugin):
         lines: list[str] = list(ctx.extra.get("recent_lines") or [])
         if not lines:
             return []
-        client = ctx.extra.get("http_client")
+        client = ctx.http_client()
         try:
             import numpy as np
 

@@ -80,7 +80,7 @@ class UploadPlugin(Plugin):
             data = target.read_bytes()
             name = str(args.get("filename") or target.name)
         else:
-            client = ctx.extra.get("http_client")
+            client = ctx.http_client()
             if client is None:
                 return ToolOutcome("Error uploading file: no HTTP client available")
             try:

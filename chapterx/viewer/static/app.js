@@ -3,10 +3,12 @@ import { AuthError, getJSON, login, logout, qs, enc } from "./api.js";
 import { h, clear, badge, fmtTime, fmtTokens, fmtCost, fmtDuration } from "./dom.js";
 import { renderTrace } from "./detail.js";
 import { closeModal, initModal } from "./modal.js";
+import { showFleet } from "./fleet.js";
 
 const PAGE_SIZE = 50;
 const FILTER_KEYS = ["bot", "channel", "framework", "since", "text", "failed"];
 const TRACE_PATH = /^\/trace\/([A-Za-z0-9_-]{1,128})\/?$/;
+const FLEET_PATH = /^\/fleet\/?$/;
 
 const $ = (id) => document.getElementById(id);
 let filtersLoaded = false;
@@ -91,6 +93,7 @@ export async function route() {
   const m = TRACE_PATH.exec(location.pathname);
   try {
     if (m) await showTrace(main, m[1]);
+    else if (FLEET_PATH.test(location.pathname)) await showFleet(main, p, navigate);
     else if (p.get("q")) await showSearch(main, p);
     else await showList(main, p);
   } catch (err) {
@@ -138,6 +141,15 @@ async function showList(main, p) {
   const query = { ...Object.fromEntries(FILTER_KEYS.map((k) => [k, p.get(k)])), limit: PAGE_SIZE, offset: pg * PAGE_SIZE };
   const data = await getJSON("/api/traces" + qs(query));
   clear(main);
+  if (data.indexing && data.indexing.building) {
+    // a first build is still running: what is listed is what is indexed so far
+    main.appendChild(h("p", { className: "empty", dataset: { testid: "index-building" } },
+      `building index: ${Number(data.indexing.percent) || 0}% (showing what is indexed so far)`));
+  }
+  if (data.hiddenByRetention > 0) {
+    main.appendChild(h("p", { className: "retention-hint", dataset: { testid: "retention-hint" } },
+      `${data.hiddenByRetention} older trace${data.hiddenByRetention === 1 ? "" : "s"} hidden by retention (INDEX_RETENTION_DAYS=${data.retentionDays})`));
+  }
   const list = h("div", { className: "trace-list", dataset: { testid: "trace-list" } });
   for (const t of data.traces || []) list.appendChild(traceCard(t));
   if (!(data.traces || []).length) list.appendChild(h("p", { className: "empty" }, "No traces match these filters."));
@@ -268,6 +280,7 @@ function init() {
   });
   $("logout").addEventListener("click", async () => { await logout(); location.assign("/"); });
   $("home-link").addEventListener("click", (ev) => { ev.preventDefault(); navigate("/"); });
+  $("fleet-link").addEventListener("click", (ev) => { ev.preventDefault(); navigate("/fleet"); });
   window.addEventListener("popstate", route);
   getJSON("/health").then((hlt) => { if (hlt && hlt.authRequired) $("logout").hidden = false; }).catch(() => {});
   route();

@@ -75,6 +75,7 @@ export function renderTrace(trace) {
     stat("Duration", fmtDuration(trace.durationMs) || "—"),
     stat("Cost", cost === null || cost === undefined ? "—" : fmtCost(cost), "cost"),
     stat("Outcome", outcome ? (outcome.success ? "✓ Success" : "✗ Failed") : (trace.status ? text(trace.status) : "no outcome"), "outcome-stat"),
+    trace.machine ? stat("Machine", text(trace.machine), "machine") : null,
   ));
   if (isCh2) root.appendChild(chapter2Sections(trace));
   if (cb.tokenEstimates) root.appendChild(section("Token Breakdown", tokenBreakdown(trace, usage), { open: true, testid: "tokens" }));

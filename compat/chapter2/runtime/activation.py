@@ -1,0 +1,106 @@
+"""chapter2's `should_reply` (chapter2.md §5.6.3): the gates, then the first trigger that fires, in
+chapter2's short-circuit order ping, random, name, sim, regex.
+
+Pure apart from the two hooks the caller passes: `roll()` (a random number) and `sim()` (the small
+model's prediction, an LLM call). `fix_name_punctuation` is our opt-in fix for the name rule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from compat.chapter2 import models as m
+from compat.chapter2.runtime.convert import is_dotted
+
+TRIGGERS = ("ping", "random", "name", "sim", "regex")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the gates and triggers read about one incoming message."""
+
+    author_id: int
+    bot_id: int
+    bot_username: str
+    sysname: str
+    content: str  # raw Discord content
+    mentioned: bool  # discord.py's ClientUser.mentioned_in
+    guild_channel: bool  # a guild channel that is not a thread (only there the send permission is checked)
+    can_send: bool
+    public_thread: bool
+
+
+def gates_pass(f: Facts, iface: m.DiscordInterfaceConfig) -> bool:
+    if f.author_id == f.bot_id:
+        return False
+    if f.guild_channel and not f.can_send:
+        return False
+    if iface.ignore_dotted_messages and is_dotted(f.content):
+        return False
+    if iface.mute or (iface.thread_mute and f.public_thread):
+        return False
+    if iface.discord_user_whitelist and f.author_id not in iface.discord_user_whitelist:
+        return False
+    return not (iface.may_speak and f.bot_username not in iface.may_speak and f.sysname not in iface.may_speak)
+
+
+def name_matches(content: str, names: Sequence[str], *, fix_punctuation: bool = False) -> bool:
+    """chapter2's name rule: a name at the very start (after at most three non-space runs) or at the very
+    end (followed by word characters only). With `fix_punctuation`, a name that is its own word among the
+    first or last four words also counts, trailing punctuation included ("good night wren!", "hey wren,")."""
+    for name in names:
+        if not name:
+            continue
+        n = re.escape(name)
+        if re.match(r"^([^\s]+\b){0,3}" + n, content, re.IGNORECASE):
+            return True
+        if re.search(n + r"([^\s]+\b){0,3}$", content, re.IGNORECASE):
+            return True
+        if fix_punctuation:
+            word = r"\W*" + n + r"\w*\W*"
+            if re.match(r"^\s*(?:\S+\s+){0,3}" + word + r"(?:\s|$)", content, re.IGNORECASE):
+                return True
+            if re.search(r"(?:^|\s)" + word + r"(?:\s+\S+){0,3}\s*$", content, re.IGNORECASE):
+                return True
+    return False
+
+
+def regex_matches(pattern: str | None, content: str) -> bool:
+    if not pattern:
+        return False
+    try:
+        return re.fullmatch(pattern, content) is not None
+    except re.error:
+        return False
+
+
+async def first_trigger(
+    f: Facts,
+    iface: m.DiscordInterfaceConfig,
+    names: Sequence[str],
+    *,
+    roll: Callable[[], float],
+    sim: Callable[[], Awaitable[bool]],
+    only: str | None = None,
+    fix_name_punctuation: bool = False,
+) -> str | None:
+    """The trigger that fires (None: no reply). `only` evaluates one trigger alone (the vectors' ablation)."""
+    if not gates_pass(f, iface):
+        return None
+
+    def on(name: str) -> bool:
+        return only is None or only == name
+
+    if on("ping") and iface.reply_on_ping and f.mentioned:
+        return "ping"
+    if on("random") and iface.reply_on_random and roll() < 1 / iface.reply_on_random:
+        return "random"
+    if on("name") and iface.reply_on_name and name_matches(f.content, names, fix_punctuation=fix_name_punctuation):
+        return "name"
+    if on("sim") and iface.reply_on_sim is not False and await sim():
+        return "sim"
+    if on("regex") and iface.reply_on_regex and regex_matches(iface.reply_on_regex, f.content):
+        return "regex"
+    return None
