@@ -323,7 +323,8 @@ def _context_images(fetched: FetchedContext) -> list[dict[str, Any]]:
         for att in m.attachments:
             img = fetched.images.get(att.url)
             if img is not None:
-                out.append({"filename": att.filename, "mime": img.media_type, "data": img.data, "url": att.url})
+                out.append({"filename": att.filename, "mime": img.original_media_type or img.media_type,
+                            "data": img.original if img.original is not None else img.data, "url": att.url})
     return out
 
 

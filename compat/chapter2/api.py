@@ -5,6 +5,7 @@ The CLI (`validate`, `config show --ems`, `migrate`) and the runtime call only t
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,7 @@ def _split_target(path: Path) -> tuple[Path, list[str]]:
 
 def validate_deployment(path: Path, *, strict: bool = False, home: bool = False) -> list[FileReport]:
     """One report per em, each em resolved through its layers (dialect "chapter2")."""
-    from compat.chapter2.load import Chapter2Error, load
+    from compat.chapter2.load import IGNORED_BY_CHAPTER2, Chapter2Error, load
 
     path = Path(path)
     if not path.is_dir():
@@ -106,7 +107,11 @@ def validate_deployment(path: Path, *, strict: bool = False, home: bool = False)
         except Chapter2Error as exc:
             report.errors.append(Problem(exc.message, exc.key))
         else:
-            (report.errors if strict else report.warnings).extend(result.warnings)
+            for w in result.warnings:  # --strict makes unknown keys errors, as the ChapterX dialect does
+                if strict and w.unknown_key:
+                    report.errors.append(dataclasses.replace(w, message=w.message.replace(IGNORED_BY_CHAPTER2, "")))
+                else:
+                    report.warnings.append(w)
         reports.append(report)
     return reports
 

@@ -378,6 +378,10 @@ def _line_of(src: Path, dotted: str) -> int | None:
     return lines.get(dotted) or lines.get(f"em.{dotted}")
 
 
+IGNORED_BY_CHAPTER2 = " is ignored by chapter2"
+"""Said of an unknown key; dropped from the message when `validate --strict` makes it an error."""
+
+
 def _unknown_key_warnings(transposed: dict[str, Any], renamed: dict[str, str], origins: dict[str, Path]) -> list[Problem]:
     """chapter2 silently ignores unknown keys everywhere; we say where they are."""
     out: list[Problem] = []
@@ -385,7 +389,7 @@ def _unknown_key_warnings(transposed: dict[str, Any], renamed: dict[str, str], o
     def warn(path: str, src: Path | None, extra: str = "") -> None:
         line = _line_of(src, path) if src else None
         where = (f"{src}:{line}: " if line else f"{src}: ") if src else ""
-        out.append(Problem(f"{where}unknown key '{path}' is ignored by chapter2{extra}", path))
+        out.append(Problem(f"{where}unknown key '{path}'{IGNORED_BY_CHAPTER2}{extra}", path, unknown_key=True))
 
     for key in transposed:
         if key not in ("em", "interfaces") and key not in ("lookup_msg_cache", "character_faculty_recent_message_attention"):

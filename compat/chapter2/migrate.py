@@ -129,11 +129,22 @@ class VendorRow:
     notes: list[str] = field(default_factory=list)
     untranslated: list[str] = field(default_factory=list)
 
+    @property
+    def chapterx_kind(self) -> str | None:
+        """The adapter kind ChapterX picks for the written vendor (what `config show` prints)."""
+        if self.name is None or self.entry is None:
+            return None
+        from chapterx.config.vendors import vendor_kind
+
+        return vendor_kind(self.name, self.entry.get("config") or {})
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "source_name": self.source_name,
-            "kind": self.kind,
+            # ChapterX's kind for a carried vendor (as `config show` names it), else chapter2's
+            "kind": self.chapterx_kind or self.kind,
+            "source_kind": self.kind,
             "provides": list((self.entry or {}).get("provides") or []),
             "untranslated_provides": self.untranslated,
             "ems": self.ems,

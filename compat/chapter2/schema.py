@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import math
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "chapter2-em.schema.json"
+from chapterx import paths
+
+SCHEMA_FILE = "chapter2-em.schema.json"
+SCHEMA_PATH = paths.SCHEMAS_DIR / SCHEMA_FILE
+"""The schema as installed (in a checkout: the top-level `schemas/` file)."""
 SCHEMA_ID = "https://chapterx.invalid/schemas/chapter2-em.schema.json"
 
 
@@ -112,6 +115,7 @@ def check_loaded(data: dict[str, Any]) -> list[str]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    SCHEMA_PATH.parent.mkdir(parents=True, exist_ok=True)
-    SCHEMA_PATH.write_text(render_schema(), encoding="utf-8")
-    print(f"wrote {SCHEMA_PATH}")
+    target = paths.SOURCE_SCHEMAS_DIR / SCHEMA_FILE  # the source the wheel is built from
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_schema(), encoding="utf-8")
+    print(f"wrote {target}")
