@@ -1,9 +1,11 @@
 """`chapterx demo`: the main job on a bundled deployment, with no Discord token or API key.
 
 It copies the bundled examples (ChapterX bots and a chapter2 em) into a work folder, migrates the em
-with its report, runs a few real activations of each bot through the real pipeline (config loading,
-activation rules, context, formatter, the official provider SDK, post-processing, trace writer)
-against an in-memory Discord and the local fake LLM server, and serves the trace viewer on 127.0.0.1.
+with its report, runs a few real activations of each bot against an in-memory Discord and the local
+fake LLM server, and serves the trace viewer on 127.0.0.1. Each bot runs on the runtime `chapterx run`
+would pick for it (`rules_of`): the ChapterX bot through `BotRuntime` (traces `framework: chapterx`);
+the em run in place and the migrated em (`activation_rules: chapter2`) through chapter2's runtime
+(`compat.chapter2.runtime`: name trigger, `m mu`, traces `framework: chapter2`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import re
 import shutil
 import signal
 import tempfile
@@ -49,6 +52,7 @@ class DemoResult:
     logs: Path
     report: Path | None
     kinds: dict[str, str] = field(default_factory=dict)
+    rules: dict[str, str] = field(default_factory=dict)  # per bot: the rule set it ran with
     posted: dict[str, list[str]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
 
@@ -104,12 +108,15 @@ def demo_bots(config: Path, ems: Path, migrated: Path) -> list[DemoBot]:
                 lines=("has anyone tried the new bakery on 5th?", "the sourdough is great",
                        f"{mention} what would you order?"),
                 replies=(" The sourdough, obviously, and something with cardamom if they have it.",)),
+        # chapter2 rules: her name alone triggers her; `m mu` deletes her last reply and regenerates it
         DemoBot("wren", "chapter2 em (run in place)", ems=ems, bot="wren", channel_id="710000000000000002",
-                lines=("the fog came in early tonight", f"{mention} anything in the logbook about fog?"),
-                replies=(" Logged at dusk: fog over the north rocks, lamp lit early, one ship slowed.",)),
+                lines=("the fog came in early tonight", "wren, anything in the logbook about fog?",
+                       f"m mu {mention}"),
+                replies=(" Logged at dusk: fog over the north rocks.",
+                         " Logged at dusk: fog over the north rocks, lamp lit early, one ship slowed.")),
         DemoBot("wren-migrated", "migrated em", bot_file=migrated / "config" / "bots" / "wren.yaml",
                 channel_id="710000000000000003",
-                lines=(f"{mention} same question, from the migrated config: fog?",),
+                lines=("wren, same question from the migrated config: fog?",),
                 replies=(" Fog again: the migrated logbook reads the same.",)),
     ]
 
@@ -121,40 +128,112 @@ def _world(bot: DemoBot, name: str) -> dict[str, Any]:
             "users": users, "members": [], "roles": [], "channels": [], "emojis": [], "pins": [], "messages": []}
 
 
-async def activate(bot: DemoBot, writer: Any, env: Mapping[str, str]) -> list[str]:
-    """Post the bot's conversation one message at a time through `BotRuntime`; the texts it sent."""
+async def activate(bot: DemoBot, writer: Any, env: Mapping[str, str]) -> tuple[str, list[str]]:
+    """Run the bot's conversation on the rule set `chapterx run` would use; (rules, texts it sent)."""
+    from chapterx.app import prepare_bot
+    from compat.chapter2.runtime.app import rules_of
+
+    plan = prepare_bot(bot_file=bot.bot_file, ems=bot.ems, bot=bot.bot, env=env)
+    try:
+        rules = rules_of(plan)
+        if rules == "chapter2":
+            return rules, await _activate_chapter2(bot, plan, writer, env)
+        return rules, await _activate_chapterx(bot, plan, writer, env)
+    finally:
+        if plan.cleanup is not None:
+            plan.cleanup.cleanup()
+
+
+async def _activate_chapterx(bot: DemoBot, plan: Any, writer: Any, env: Mapping[str, str]) -> list[str]:
+    """Post the conversation one message at a time through `BotRuntime`; the texts it sent."""
     from chapterx.agent.decide import mentions_bot
     from chapterx.agent.queue import Event
     from chapterx.agent.runtime import BotRuntime, RuntimeOptions
-    from chapterx.app import CachedConfigLoader, prepare_bot
+    from chapterx.app import CachedConfigLoader
     from chapterx.discord.memory import MemoryDiscord
     from chapterx.llm.fake import FakeLLMServer
     from chapterx.llm.routing import Router
 
-    plan = prepare_bot(bot_file=bot.bot_file, ems=bot.ems, bot=bot.bot, env=env)
-    try:
-        world = MemoryDiscord(_world(bot, bot.bot or (bot.bot_file.stem if bot.bot_file else "bot")))
-        loader = CachedConfigLoader(plan)
-        async with FakeLLMServer([{"text": r, "stop_reason": "end_turn"} for r in bot.replies]) as fake:
-            router = Router(plan.vendors, env=env, base_url_override=fake.base_url)
-            runtime = BotRuntime(world, RuntimeOptions(
-                bot_id=bot.label, provider_factory=router.route,
-                load_config=lambda texts: loader(GUILD_ID, texts), guild_config_loader=loader,
-                base_dir=plan.base_dir, trace_writer=writer))
+    world = MemoryDiscord(_world(bot, bot.bot or (bot.bot_file.stem if bot.bot_file else "bot")))
+    loader = CachedConfigLoader(plan)
+    async with FakeLLMServer([{"text": r, "stop_reason": "end_turn"} for r in bot.replies]) as fake:
+        router = Router(plan.vendors, env=env, base_url_override=fake.base_url)
+        runtime = BotRuntime(world, RuntimeOptions(
+            bot_id=bot.label, provider_factory=router.route,
+            load_config=lambda texts: loader(GUILD_ID, texts), guild_config_loader=loader,
+            base_dir=plan.base_dir, trace_writer=writer))
+        for i, text in enumerate(bot.lines):
+            uid = HUMANS[i % len(HUMANS)][0]
+            msg = world.add_message(bot.channel_id, {
+                "id": str(1410000000000000001 + i + int(bot.channel_id[-1]) * 100), "author_id": uid,
+                "content": text, "type": 0, "timestamp": f"2026-11-20T10:0{i}:00.000Z"})
+            res = await runtime.process_batch([Event("message", bot.channel_id, GUILD_ID, msg,
+                                                     mentions_bot=await mentions_bot(world, msg))])
+            if res.task is not None:
+                await res.task
+        await router.aclose()
+    return [str(a.get("content")) for a in world.actions if a.get("type") in ("send", "webhook_send")]
+
+
+def _chapter2_setup(plan: Any) -> tuple[Any, Any, bool, bool]:
+    """As `compat.chapter2.runtime.app.run_plan` loads it: (chapter2 config, vendors, vendors are
+    chapter2's, fix_name_punctuation) for an em in place or a migrated bot file."""
+    if plan.chapter2:
+        from compat.chapter2.load import load
+
+        source = Path(plan.source)
+        loaded = load(source.parent, source.name)
+        vendors = {k: v.model_dump() for k, v in loaded.config.em.vendors.items()}
+        return loaded.config, vendors, True, bool(loaded.kv.get("fix_name_punctuation"))
+    from chapterx.config.load import resolve_bot_config
+    from compat.chapter2.runtime.rules import config_from_bot
+
+    data = dict(resolve_bot_config(bot_file=plan.bot_file, env=plan.env).config)
+    config = config_from_bot(data, Path(plan.bot_file), Path(plan.bot_file).stem)
+    return config, plan.vendors, False, bool((data.get("chapter2_em") or {}).get("fix_name_punctuation"))
+
+
+def _c2_world(bot: DemoBot, name: str) -> dict[str, Any]:
+    """A `MemoryWorld` input: one guild channel, the bot user and the two humans."""
+    return {"bot_user": {"id": BOT_USER_ID, "username": name.lower(), "global_name": None},
+            "users": [{"id": uid, "username": u, "global_name": g} for uid, u, g in HUMANS],
+            "guild": {"id": GUILD_ID}, "channels": [{"id": bot.channel_id, "name": "demo"}]}
+
+
+async def _activate_chapter2(bot: DemoBot, plan: Any, writer: Any, env: Mapping[str, str]) -> list[str]:
+    """Post the conversation through chapter2's `on_message` flow on its in-memory Discord; the texts it
+    sent (net of `m mu` deletions). Traces as `chapterx run` writes them (`framework: chapter2`)."""
+    from chapterx.llm.fake import FakeLLMServer
+    from compat.chapter2.runtime.interface import Chapter2Interface, InterfaceOptions
+    from compat.chapter2.runtime.llm import ProviderCompleter
+    from compat.chapter2.runtime.memory import MemoryWorld
+    from compat.chapter2.runtime.port import C2Message
+    from compat.chapter2.runtime.traces import trace_of
+
+    config, vendors, own_vendors, fix = _chapter2_setup(plan)
+    world = MemoryWorld(_c2_world(bot, config.em.name))
+
+    def on_record(rec: Any) -> None:
+        if not rec.should_reply and rec.exception is None and not rec.actions and not rec.dropped:
+            return  # did not concern the em: no trace, as in `chapterx run`
+        writer.write_trace(trace_of(rec, bot=bot.label, channel_name="demo", is_thread=False, parent_id=None))
+
+    channel = int(bot.channel_id)
+    async with FakeLLMServer([{"text": r, "stop_reason": "end_turn"} for r in bot.replies]) as fake:
+        completer = ProviderCompleter(vendors, env=env, base_url_override=fake.base_url, chapter2=own_vendors)
+        iface = Chapter2Interface(world, config, completer,
+                                  InterfaceOptions(fix_name_punctuation=fix, on_record=on_record))
+        try:
             for i, text in enumerate(bot.lines):
-                uid = HUMANS[i % len(HUMANS)][0]
-                msg = world.add_message(bot.channel_id, {
-                    "id": str(1410000000000000001 + i + int(bot.channel_id[-1]) * 100), "author_id": uid,
-                    "content": text, "type": 0, "timestamp": f"2026-11-20T10:0{i}:00.000Z"})
-                res = await runtime.process_batch([Event("message", bot.channel_id, GUILD_ID, msg,
-                                                         mentions_bot=await mentions_bot(world, msg))])
-                if res.task is not None:
-                    await res.task
-            await router.aclose()
-        return [str(a.get("content")) for a in world.actions if a.get("type") in ("send", "webhook_send")]
-    finally:
-        if plan.cleanup is not None:
-            plan.cleanup.cleanup()
+                mid = world.next_id  # after everything the bot sent: snowflakes stay in time order
+                world.next_id += 1 << 22
+                mentions = tuple(int(u) for u in re.findall(r"<@!?(\d+)>", text))
+                msg = C2Message(mid, channel, int(HUMANS[i % len(HUMANS)][0]), text, mentions=mentions)
+                world.messages.setdefault(channel, []).append(msg)
+                await iface.on_message(msg)
+        finally:
+            await completer.aclose()
+    return [x.content for x in world.messages.get(channel, []) if x.author_id == int(BOT_USER_ID)]
 
 
 async def run_demo(work: Path) -> DemoResult:
@@ -172,7 +251,7 @@ async def run_demo(work: Path) -> DemoResult:
     for bot in demo_bots(config, ems, migrated):
         result.kinds[bot.label] = bot.kind
         try:
-            result.posted[bot.label] = await activate(bot, writer, env)
+            result.rules[bot.label], result.posted[bot.label] = await activate(bot, writer, env)
         except Exception as exc:  # noqa: BLE001 - one bot failing still shows the others
             result.errors[bot.label] = f"{type(exc).__name__}: {exc}"
     with contextlib.suppress(Exception):
