@@ -55,6 +55,21 @@ class DemoResult:
     rules: dict[str, str] = field(default_factory=dict)  # per bot: the rule set it ran with
     posted: dict[str, list[str]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    traces: list[dict[str, Any]] = field(default_factory=list)  # the trace index lines written
+
+
+def read_index(logs: Path) -> list[dict[str, Any]]:
+    """The trace index lines the writer appended (one per activation); unreadable lines are skipped."""
+    import json
+
+    out: list[dict[str, Any]] = []
+    for index in sorted((logs / "traces").rglob("index.jsonl")):
+        for line in index.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError):
+                item = json.loads(line)
+                if isinstance(item, dict):
+                    out.append(item)
+    return out
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -256,24 +271,43 @@ async def run_demo(work: Path) -> DemoResult:
             result.errors[bot.label] = f"{type(exc).__name__}: {exc}"
     with contextlib.suppress(Exception):
         writer.close()
+    result.traces = read_index(logs)
     return result
 
 
 def summary(result: DemoResult, url: str | None) -> str:
+    """What ran, and what to look at in the viewer (both frameworks, the fleet page, failures)."""
     lines = [f"chapterx demo: work folder {result.work}"]
     if result.report is not None:
         lines.append(f"  migrated the chapter2 em: report {result.report}")
     for label, posted in result.posted.items():
-        lines.append(f"  {label} ({result.kinds[label]}): posted {len(posted)} message(s)"
-                     + (f": {posted[0][:70]!r}" if posted else ""))
+        rules = result.rules.get(label, "?")
+        lines.append(f"  {label} ({result.kinds[label]}, {rules} rules): posted {len(posted)} message(s)"
+                     + (f": {posted[-1][:70]!r}" if posted else ""))
     for label, error in result.errors.items():
         lines.append(f"  {label} ({result.kinds[label]}): FAILED {error}")
-    lines.append(f"  traces: {result.logs / 'traces'}")
+    by_fw: dict[str, set[str]] = {}
+    for t in result.traces:
+        by_fw.setdefault(str(t.get("framework") or "chapterx"), set()).add(str(t.get("botName")))
+    failed = [t for t in result.traces if t.get("success") is False]
+    counts = ", ".join(f"{fw}: {sum(1 for t in result.traces if (t.get('framework') or 'chapterx') == fw)}"
+                       for fw in sorted(by_fw))
+    lines.append(f"  traces: {len(result.traces)} ({counts}), {len(failed)} failed, in {result.logs / 'traces'}")
     if url:
-        lines += [f"trace viewer: {url}",
-                  "  look at: the list (one trace per activation, ChapterX bot and chapter2 em side by side);",
-                  "  a trace's prompt (what the SDK sent to the fake LLM) and its Discord actions.",
-                  "Ctrl-C stops."]
+        lines.append(f"trace viewer: {url}")
+        lines.append("  look at:")
+        lines.append(f"    {url}  every activation, newest first; the badge says which framework wrote it")
+        for fw in sorted(by_fw):
+            what = ("chapter2 rules: trigger `name`, the prompt chapter2 built, `m mu` regenerating a reply"
+                    if fw == "chapter2" else "ChapterX rules: context, the request the SDK sent, Discord actions")
+            lines.append(f"    {url}?framework={fw}  {', '.join(sorted(by_fw[fw]))}: {what}")
+        lines.append(f"    {url}fleet  the fleet page: activations, failures and latency per bot")
+        if failed:
+            for t in failed[:3]:
+                lines.append(f"    {url}trace/{t.get('traceId')}  a failed activation ({t.get('botName')})")
+        else:
+            lines.append(f"    no failed activation in this run ({url}?failed=true lists them when there are)")
+        lines.append("Ctrl-C stops.")
     return "\n".join(lines)
 
 
@@ -314,7 +348,13 @@ async def _main(work: Path, port: int, *, serve: bool) -> int:
 
     settings = ViewerSettings(host="127.0.0.1", port=port, logs_dirs=[result.logs],
                               index_path=work / "trace-index.sqlite")
-    runner, bound = await start(settings)
+    # A terminal's Ctrl-C signals the whole process group: the viewer's index worker (spawned while the
+    # viewer starts) inherits SIGINT ignored, so only this process handles it and stops the worker.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        runner, bound = await start(settings)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     print(summary(result, f"http://127.0.0.1:{bound}/"), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
