@@ -6,4 +6,4 @@ them to the top-level `schemas/` / `examples/`, and `find_packages` cannot see a
 
 from setuptools import find_packages, setup
 
-setup(packages=[*find_packages(include=["chapterx", "chapterx.*", "compat", "compat.*"]), "chapterx.schemas", "chapterx.examples"])
+setup(packages=[*find_packages(include=["chapterx", "chapterx.*", "chapterx_compat", "chapterx_compat.*"]), "chapterx.schemas", "chapterx.examples"])

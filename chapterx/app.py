@@ -94,7 +94,7 @@ def _read_token(path: Path) -> str:
 
 def _chapter2_in_place(ems: Path, name: str, home: bool) -> tuple[Path, Path | None, tempfile.TemporaryDirectory[str]]:
     """Translate a chapter2 em into a private temporary ChapterX tree (the em folder is not touched)."""
-    from compat.chapter2.migrate import (  # chapter2 ems only (compat imports chapterx)
+    from chapterx_compat.chapter2.migrate import (  # chapter2 ems only (compat imports chapterx)
         plan_migration,
         write_plan,
     )
@@ -124,7 +124,7 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
     source = ""
     token_file: Path | None = settings.discord_token_file
     if ems is not None:
-        from compat.chapter2.api import looks_like_chapter2
+        from chapterx_compat.chapter2.api import looks_like_chapter2
 
         if not bot_name:
             raise UserError("--ems needs a bot name (--bot or BOT_NAME)", 2)

@@ -13,7 +13,7 @@ from pathlib import Path
 PACKAGE_DIR = Path(str(resources.files("chapterx")))
 REPO_DIR = PACKAGE_DIR.parent
 SOURCE_SCHEMAS_DIR = REPO_DIR / "schemas"
-"""The schemas' source folder (only exists in a checkout); `python -m compat.chapter2.schema` writes here."""
+"""The schemas' source folder (only exists in a checkout); `python -m chapterx_compat.chapter2.schema` writes here."""
 
 
 def _shipped(name: str) -> Path:

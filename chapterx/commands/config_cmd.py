@@ -58,7 +58,7 @@ def _handle_show(args: argparse.Namespace) -> int:
 
     if args.ems:
         ems = Path(args.ems)
-        from compat.chapter2 import api
+        from chapterx_compat.chapter2 import api
 
         looks = False
         try:

@@ -109,7 +109,7 @@ def build_deployment(work: Path) -> tuple[Path, Path]:
 
 def migrate_em(ems: Path, out: Path) -> Path:
     """`chapterx migrate` of the example ems; returns the Markdown report."""
-    from compat.chapter2.migrate import plan_migration, write_plan
+    from chapterx_compat.chapter2.migrate import plan_migration, write_plan
 
     plan = plan_migration(ems)
     write_plan(plan, out)

@@ -36,7 +36,7 @@ def validate_paths(
 
 
 def _chapter2(path: Path, strict: bool, home: bool) -> list[FileReport]:
-    from compat.chapter2 import api
+    from chapterx_compat.chapter2 import api
 
     try:
         return list(api.validate_deployment(path, strict=strict, home=home))
@@ -47,7 +47,7 @@ def _chapter2(path: Path, strict: bool, home: bool) -> list[FileReport]:
 
 def _looks_like_chapter2(path: Path) -> bool:
     try:
-        from compat.chapter2 import api
+        from chapterx_compat.chapter2 import api
 
         return bool(api.looks_like_chapter2(path))
     except Exception:  # noqa: BLE001 - a broken probe must not break ChapterX validation

@@ -22,8 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from chapterx.config.report import Problem
 from chapterx.errors import UserError
-from compat.chapter2 import models as m
-from compat.chapter2.yaml11 import YAML11Error, load_yaml11_lines
+from chapterx_compat.chapter2 import models as m
+from chapterx_compat.chapter2.yaml11 import YAML11Error, load_yaml11_lines
 
 # Raw-text key-files whose trailing newline is part of the value (prompt text); every other raw
 # key-file is stripped (chapter2 keeps the newline, which breaks booleans and names).
@@ -530,7 +530,7 @@ def load(ems_dir: Path, name: str, *, home: bool = False, home_dir: Path | None 
     kv, origins, warnings, files = read_kv(ems_dir, name, home=home, home_dir=home_dir)
     config, more, renamed, configured = validate_kv(name, kv, origins)
     data = dump(config)
-    from compat.chapter2.schema import check_loaded  # local: builds a validator once
+    from chapterx_compat.chapter2.schema import check_loaded  # local: builds a validator once
 
     for problem in check_loaded(data):
         raise Chapter2Error(name, None, f"loaded config does not match the chapter2 schema: {problem}")

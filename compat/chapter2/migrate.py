@@ -23,11 +23,11 @@ from typing import Any
 from chapterx.config.secrets import mask_secrets
 from chapterx.config.vendors import glob_matches
 from chapterx.errors import UsageError, UserError
-from compat.chapter2.load import Chapter2Error, list_ems, load
-from compat.chapter2.runtime.rules import bot_keys as rules_bot_keys
-from compat.chapter2.runtime.rules import describe as describe_rules
-from compat.chapter2.translate import CHAPTER2_PROMPT_KEY, Outcome, Translation, translate
-from compat.chapter2.vendors import VendorTranslation, translate_vendor
+from chapterx_compat.chapter2.load import Chapter2Error, list_ems, load
+from chapterx_compat.chapter2.runtime.rules import bot_keys as rules_bot_keys
+from chapterx_compat.chapter2.runtime.rules import describe as describe_rules
+from chapterx_compat.chapter2.translate import CHAPTER2_PROMPT_KEY, Outcome, Translation, translate
+from chapterx_compat.chapter2.vendors import VendorTranslation, translate_vendor
 
 REPORT_VERSION = 1
 SECRET_MODE = 0o600
@@ -259,7 +259,7 @@ def plan_migration(
         wanted = set(bots)
         names = [n for n in names if n in wanted]
     else:  # `<ems>/logs/` holds chapter2's OTLP spans (deployment.md, fleet status): not an em
-        from compat.chapter2.api import _em_like
+        from chapterx_compat.chapter2.api import _em_like
 
         names = [n for n in names if n != "logs" or _em_like(ems_dir / n)]
     if not names:

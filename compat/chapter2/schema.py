@@ -1,8 +1,8 @@
 """`schemas/chapter2-em.schema.json`: the JSON Schema (draft 2020-12) of a chapter2 em after loading.
 
-Generated from the pydantic models in `compat.chapter2.models` (their field descriptions become
+Generated from the pydantic models in `chapterx_compat.chapter2.models` (their field descriptions become
 the schema's descriptions) so the schema and the loader cannot drift apart; a test checks that the
-committed file equals `build_schema()`. Regenerate with `python -m compat.chapter2.schema`.
+committed file equals `build_schema()`. Regenerate with `python -m chapterx_compat.chapter2.schema`.
 Loading checks every loaded em against the committed file (`check_loaded`).
 """
 
@@ -33,7 +33,7 @@ def _fix_inf(value: Any) -> Any:
 
 
 def build_schema() -> dict[str, Any]:
-    from compat.chapter2.models import Config
+    from chapterx_compat.chapter2.models import Config
 
     body = Config.model_json_schema(mode="validation")
     schema: dict[str, Any] = {

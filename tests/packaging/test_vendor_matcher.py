@@ -12,7 +12,7 @@ import pytest
 from chapterx.config import vendors as config_vendors
 from chapterx.llm import routing
 from chapterx.llm.errors import NoVendorError
-from compat.chapter2 import migrate
+from chapterx_compat.chapter2 import migrate
 
 PROVIDERS = Path(routing.__file__).resolve().parent / "providers"
 
