@@ -5,7 +5,7 @@ with its report, runs a few real activations of each bot against an in-memory Di
 fake LLM server, and serves the trace viewer on 127.0.0.1. Each bot runs on the runtime `chapterx run`
 would pick for it (`rules_of`): the ChapterX bot through `BotRuntime` (traces `framework: chapterx`);
 the em run in place and the migrated em (`activation_rules: chapter2`) through chapter2's runtime
-(`compat.chapter2.runtime`: name trigger, `m mu`, traces `framework: chapter2`).
+(`chapterx_compat.chapter2.runtime`: name trigger, `m mu`, traces `framework: chapter2`).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def _world(bot: DemoBot, name: str) -> dict[str, Any]:
 async def activate(bot: DemoBot, writer: Any, env: Mapping[str, str]) -> tuple[str, list[str]]:
     """Run the bot's conversation on the rule set `chapterx run` would use; (rules, texts it sent)."""
     from chapterx.app import prepare_bot
-    from compat.chapter2.runtime.app import rules_of
+    from chapterx_compat.chapter2.runtime.app import rules_of
 
     plan = prepare_bot(bot_file=bot.bot_file, ems=bot.ems, bot=bot.bot, env=env)
     try:
@@ -191,17 +191,17 @@ async def _activate_chapterx(bot: DemoBot, plan: Any, writer: Any, env: Mapping[
 
 
 def _chapter2_setup(plan: Any) -> tuple[Any, Any, bool, bool]:
-    """As `compat.chapter2.runtime.app.run_plan` loads it: (chapter2 config, vendors, vendors are
+    """As `chapterx_compat.chapter2.runtime.app.run_plan` loads it: (chapter2 config, vendors, vendors are
     chapter2's, fix_name_punctuation) for an em in place or a migrated bot file."""
     if plan.chapter2:
-        from compat.chapter2.load import load
+        from chapterx_compat.chapter2.load import load
 
         source = Path(plan.source)
         loaded = load(source.parent, source.name)
         vendors = {k: v.model_dump() for k, v in loaded.config.em.vendors.items()}
         return loaded.config, vendors, True, bool(loaded.kv.get("fix_name_punctuation"))
     from chapterx.config.load import resolve_bot_config
-    from compat.chapter2.runtime.rules import config_from_bot
+    from chapterx_compat.chapter2.runtime.rules import config_from_bot
 
     data = dict(resolve_bot_config(bot_file=plan.bot_file, env=plan.env).config)
     config = config_from_bot(data, Path(plan.bot_file), Path(plan.bot_file).stem)
@@ -219,11 +219,11 @@ async def _activate_chapter2(bot: DemoBot, plan: Any, writer: Any, env: Mapping[
     """Post the conversation through chapter2's `on_message` flow on its in-memory Discord; the texts it
     sent (net of `m mu` deletions). Traces as `chapterx run` writes them (`framework: chapter2`)."""
     from chapterx.llm.fake import FakeLLMServer
-    from compat.chapter2.runtime.interface import Chapter2Interface, InterfaceOptions
-    from compat.chapter2.runtime.llm import ProviderCompleter
-    from compat.chapter2.runtime.memory import MemoryWorld
-    from compat.chapter2.runtime.port import C2Message
-    from compat.chapter2.runtime.traces import trace_of
+    from chapterx_compat.chapter2.runtime.interface import Chapter2Interface, InterfaceOptions
+    from chapterx_compat.chapter2.runtime.llm import ProviderCompleter
+    from chapterx_compat.chapter2.runtime.memory import MemoryWorld
+    from chapterx_compat.chapter2.runtime.port import C2Message
+    from chapterx_compat.chapter2.runtime.traces import trace_of
 
     config, vendors, own_vendors, fix = _chapter2_setup(plan)
     world = MemoryWorld(_c2_world(bot, config.em.name))

@@ -112,3 +112,21 @@ def test_demo_refuses_a_non_empty_dir(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["demo", "--no-serve", "--dir", str(tmp_path)]) == 2
     assert "not empty" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_summary_points_at_a_failed_activation(tmp_path: Path) -> None:
+    """When an activation failed, the summary links its trace in the viewer (and counts it)."""
+    from chapterx.commands.demo import DemoResult, read_index, summary
+
+    traces = tmp_path / "logs" / "traces"
+    traces.mkdir(parents=True)
+    (traces / "index.jsonl").write_text(
+        '{"traceId": "01aa", "botName": "aria", "framework": "chapterx", "success": true}\n'
+        '{"traceId": "01bb", "botName": "wren", "framework": "chapter2", "success": false}\n'
+        "not json\n", encoding="utf-8")
+    result = DemoResult(tmp_path, tmp_path / "logs", None, kinds={"wren": "chapter2 em (run in place)"},
+                        rules={"wren": "chapter2"}, posted={"wren": []}, traces=read_index(tmp_path / "logs"))
+    text = summary(result, "http://127.0.0.1:9/")
+    assert "traces: 2 (chapter2: 1, chapterx: 1), 1 failed" in text
+    assert "http://127.0.0.1:9/trace/01bb  a failed activation (wren)" in text
+    assert "no failed activation" not in text
