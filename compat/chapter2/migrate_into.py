@@ -178,6 +178,10 @@ def plan_into(plan: Plan, config_root: Path, *, force_bots: set[str] | None = No
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     report_dir = root.parent / "migrations" / f"{stamp}-{plan.ems_dir.name}"
+    n = 1
+    while report_dir.exists():  # two runs in one second must not share (or claim to replace) a report
+        n += 1
+        report_dir = root.parent / "migrations" / f"{stamp}-{plan.ems_dir.name}-{n}"
     out.writes[report_dir / "MIGRATION_REPORT.md"] = (plan.files["MIGRATION_REPORT.md"], 0o644)
     out.writes[report_dir / "migration-report.json"] = (plan.files["migration-report.json"], 0o644)
     changes = [{"path": str(p), "action": _action(p, shared_path)}
