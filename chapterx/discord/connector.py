@@ -74,6 +74,23 @@ def connection_failure_message(exc: BaseException, intents: str = "Message Conte
     return None
 
 
+async def connect_client(client: discord.Client, token: str, api_base: str | None) -> None:
+    """Log in and connect `client`, against `api_base` (CHAPTERX_DISCORD_API: another Discord-compatible
+    REST base whose `/gateway/bot` names the gateway) when given; returns when the connection ends."""
+    if api_base:
+        from discord.http import Route
+
+        Route.BASE = api_base  # type: ignore[misc]
+    await client.login(token)
+    if api_base:
+        import yarl
+        from discord.gateway import DiscordWebSocket
+
+        _shards, url, _limits = await client.http.get_bot_gateway()
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)  # type: ignore[misc]
+    await client.connect(reconnect=True)
+
+
 class DiscordConnector:
     """Runs a discord.py client and feeds `on_event` with queue events."""
 
@@ -97,18 +114,7 @@ class DiscordConnector:
     # ------------------------------------------------------------------ lifecycle
     async def start(self, token: str) -> None:
         """Log in and connect (returns when the connection ends)."""
-        if self.api_base:
-            from discord.http import Route
-
-            Route.BASE = self.api_base  # type: ignore[misc]
-        await self.client.login(token)
-        if self.api_base:
-            import yarl
-            from discord.gateway import DiscordWebSocket
-
-            _shards, url, _limits = await self.client.http.get_bot_gateway()
-            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)  # type: ignore[misc]
-        await self.client.connect(reconnect=True)
+        await connect_client(self.client, token, self.api_base)
 
     async def close(self) -> None:
         await self.client.close()
