@@ -37,7 +37,7 @@ def parse_servers(raw: Any, *, cwd: str | None = None) -> tuple[list[McpServerCo
     """`mcp_servers` from a config: the usable entries and one warning per unusable one."""
     out: list[McpServerConfig] = []
     warnings: list[str] = []
-    for i, item in enumerate(raw if isinstance(raw, list) else []):
+    for i, item in enumerate(raw if isinstance(raw, list | tuple) else []):
         if not isinstance(item, Mapping) or not item.get("command"):
             warnings.append(f"mcp_servers[{i}]: needs at least a command; skipped")
             continue

@@ -95,13 +95,13 @@ def test_config_cache_follows_file_changes(tmp_path: Path) -> None:
     loader = CachedConfigLoader(prepare_bot(bot_file=bot, env={"DISCORD_TOKEN_FILE": str(tmp_path / "tok")}))
     first = loader("1", [])
     assert loader("1", []) is first  # cached
-    assert loader("1", ["max_tokens: 77"])["max_tokens"] == 77  # pins are part of the key
+    assert loader("1", ["max_tokens: 77"]).max_tokens == 77  # pins are part of the key
     bot.write_text(bot.read_text() + "max_tokens: 55\n")
     st = bot.stat()
     os.utime(bot, (st.st_atime, st.st_mtime + 5))
-    assert loader("1", [])["max_tokens"] == 55
+    assert loader("1", []).max_tokens == 55
     guild = root / "config" / "guilds" / "1.yaml"
     guild.parent.mkdir(exist_ok=True)
     guild.write_text("temperature: 0.3\n")
     os.utime(guild.parent, (st.st_atime, st.st_mtime + 10))
-    assert loader("1", [])["temperature"] == 0.3
+    assert loader("1", []).temperature == 0.3
