@@ -185,8 +185,8 @@ class PluginHost:
             if inject is not None and "inject" in self.enabled():
                 from chapterx.tools.plugins.inject import InjectPlugin
 
-                assert isinstance(inject, InjectPlugin)
-                return inject.static(self._pconf("inject"))
+                if isinstance(inject, InjectPlugin):
+                    return inject.static(self._pconf("inject"))
         return list(self._injections)
 
     async def execute(self, name: str, tool_input: Mapping[str, Any]) -> ToolOutcome:
@@ -200,7 +200,7 @@ class PluginHost:
                 except ToolFailure as exc:
                     self._warn("error: Plugin tool execution failed")
                     return ToolOutcome("", str(exc))
-                except Exception as exc:  # noqa: BLE001 - a failing tool is a tool error, never a crash
+                except Exception as exc:  # a failing tool is a tool error, never a crash
                     log.exception("plugin tool %s failed", name)
                     self._warn("error: Plugin tool execution failed")
                     return ToolOutcome("", str(exc) or type(exc).__name__)

@@ -410,7 +410,7 @@ class BotRuntime:
                 if maybe is not None:
                     await maybe
             return result
-        except Exception:  # noqa: BLE001 - one activation must never end the loop
+        except Exception:  # one activation must never end the loop
             log.exception("activation in channel %s crashed", channel_id)
             return None
         finally:
@@ -483,7 +483,7 @@ class BotRuntime:
                     await self.process_batch(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("batch processing failed")
                 await asyncio.sleep(1)
 
@@ -499,7 +499,7 @@ class BotRuntime:
         """Wait for running activations (graceful shutdown); cancel what is left after `timeout`."""
         if not self.tasks:
             return
-        done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+        _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
         for t in pending:
             t.cancel()
         for t in pending:

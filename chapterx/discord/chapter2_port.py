@@ -9,6 +9,7 @@ A second, small connector: chapter2's Discord interface runs its own client with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -48,14 +49,14 @@ class Chapter2Connector:
         if self.api_base:
             from discord.http import Route
 
-            Route.BASE = self.api_base  # type: ignore[misc]
+            Route.BASE = self.api_base
         await self.client.login(token)
         if self.api_base:
             import yarl
             from discord.gateway import DiscordWebSocket
 
             _shards, url, _limits = await self.client.http.get_bot_gateway()
-            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)  # type: ignore[misc]
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         await self.client.connect(reconnect=True)
 
     async def close(self) -> None:
@@ -210,10 +211,8 @@ class Chapter2Connector:
         await self._messageable(channel_id).get_partial_message(message_id).add_reaction(emoji)
 
     async def delete(self, channel_id: int, message_id: int) -> None:
-        try:
+        with contextlib.suppress(discord.NotFound):
             await self._messageable(channel_id).get_partial_message(message_id).delete()
-        except discord.NotFound:
-            pass
 
     async def typing(self, channel_id: int) -> None:
         await self._messageable(channel_id).typing()

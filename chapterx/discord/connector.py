@@ -100,14 +100,14 @@ class DiscordConnector:
         if self.api_base:
             from discord.http import Route
 
-            Route.BASE = self.api_base  # type: ignore[misc]
+            Route.BASE = self.api_base
         await self.client.login(token)
         if self.api_base:
             import yarl
             from discord.gateway import DiscordWebSocket
 
             _shards, url, _limits = await self.client.http.get_bot_gateway()
-            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)  # type: ignore[misc]
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         await self.client.connect(reconnect=True)
 
     async def close(self) -> None:

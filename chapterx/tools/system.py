@@ -131,7 +131,7 @@ class ToolSystem:
         while not stop.is_set():
             try:
                 self.timers.check_due()
-            except Exception:  # noqa: BLE001 - a bad timer must not end the loop
+            except Exception:  # a bad timer must not end the loop
                 log.exception("timer check failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
