@@ -238,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         lambda: ag.bucket_stats(store, since=newest - 86400, until=newest + 1, bucket_seconds=3600), 20)
     results["agg_bucket_stats_7d_daily_ms"] = _time(
         lambda: ag.bucket_stats(store, since=newest - 7 * 86400, until=newest + 1, bucket_seconds=86400), 5)
+    hour_end = (int(newest) // 3600 + 1) * 3600  # what a dashboard asks: whole hours (the roll-ups)
+    results["agg_bucket_stats_24h_hourly_aligned_ms"] = _time(
+        lambda: ag.bucket_stats(store, since=hour_end - 86400, until=hour_end, bucket_seconds=3600), 20)
+    results["agg_bucket_stats_30d_daily_aligned_ms"] = _time(
+        lambda: ag.bucket_stats(store, since=hour_end - 30 * 86400, until=hour_end, bucket_seconds=86400), 20)
     results["agg_bot_summaries_24h_ms"] = _time(lambda: ag.bot_summaries(store, since=newest - 86400), 20)
     results["agg_latest_failures_ms"] = _time(lambda: ag.latest_failures(store, since=newest - 7 * 86400), 20)
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

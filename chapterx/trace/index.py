@@ -92,6 +92,9 @@ CREATE TABLE IF NOT EXISTS messages(
 CREATE TABLE IF NOT EXISTS counts(kind TEXT NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL,
   PRIMARY KEY(kind, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channel_names(channel_id TEXT PRIMARY KEY, name TEXT NOT NULL, seq INTEGER);
+CREATE TABLE IF NOT EXISTS hourly(hour INTEGER NOT NULL, bot TEXT NOT NULL, framework TEXT NOT NULL,
+  n INTEGER NOT NULL, fail INTEGER NOT NULL, tin INTEGER NOT NULL, tout INTEGER NOT NULL, cost REAL NOT NULL,
+  PRIMARY KEY(hour, bot, framework)) WITHOUT ROWID;
 """
 
 _INDEXES = (
@@ -111,6 +114,7 @@ _INDEXES = (
 )
 
 _INDEX_NAMES = tuple(stmt.split()[5] for stmt in _INDEXES)
+_KEPT_IN_BULK = ("traces_ts",)
 
 TRACE_COLUMNS = (
     "source_id", "trace_id", "ts", "timestamp", "channel_id", "trigger_id", "bot", "channel_name",
@@ -122,7 +126,7 @@ TRACE_COLUMNS = (
 _ADDED_COLUMNS = (("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"))
 _ROW = {name: i + 1 for i, name in enumerate(TRACE_COLUMNS)}  # position in a prepared row (id first)
 # counts kept since this version: an older database recounts once (see `counts`)
-COUNTS_VERSION = "2"
+COUNTS_VERSION = "3"
 _INSERT_TRACE = (f"INSERT INTO traces(id,{','.join(TRACE_COLUMNS)}) "
                  f"VALUES ({','.join('?' * (len(TRACE_COLUMNS) + 1))})")
 _INSERT_MSG = "INSERT OR IGNORE INTO messages(key, trace_row, role, position) VALUES (?,?,?,?)"
@@ -431,6 +435,9 @@ def insert_prepared(conn: sqlite3.Connection, prepared: Prepared, next_row: int)
     c = _ROW
     tally = _tally((r[c["channel_id"]], r[c["bot"]], r[c["framework"]], r[c["status"]], r[c["success"]],
                     r[c["total_tokens"]], r[c["cost"]]) for r in rows)
+    add_hourly(conn, [(r[c["ts"]], r[c["bot"]], r[c["framework"]], r[c["status"]], r[c["success"]],
+                       r[c["duration_ms"]], r[c["input_tokens"]], r[c["output_tokens"]], r[c["total_tokens"]],
+                       r[c["cost"]]) for r in rows], 1)
     cur.executemany(_INSERT_TRACE, rows)
     cur.executemany(_INSERT_MSG, msgs)
     tally[("total", "messages")] = max(0, cur.rowcount)
@@ -481,8 +488,11 @@ def delete_rows(conn: sqlite3.Connection, where: str, params: tuple[Any, ...] = 
     longer join to any trace, so searches ignore them); `sweep=True` removes every such orphan,
     which scans the message table: prune and reindex do it, the hot paths do not."""
     gone = conn.execute(f"DELETE FROM traces WHERE {where} RETURNING channel_id, bot, framework, status, "
-                        "success, total_tokens, cost", params).fetchall()
-    add_counts(conn, {k: -n for k, n in _tally(gone).items()})
+                        "success, total_tokens, cost, ts, duration_ms, input_tokens, output_tokens",
+                        params).fetchall()
+    add_counts(conn, {k: -n for k, n in _tally(g[:7] for g in gone).items()})
+    add_hourly(conn, [(ts, bot, fw, status, success, dur, tin, tout, tot, cost)
+                      for _c, bot, fw, status, success, tot, cost, ts, dur, tin, tout in gone], -1)
     if sweep:
         sweep_orphans(conn)
     return len(gone)
@@ -514,6 +524,34 @@ def _tally(rows: Iterable[tuple[Any, ...]]) -> dict[tuple[str, str], float]:
     return tally
 
 
+def add_hourly(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], sign: int) -> None:
+    """Add (sign 1) or take back (-1) rows given as (ts, bot, framework, status, success,
+    duration_ms, input_tokens, output_tokens, total_tokens, cost) in the hourly roll-ups that
+    the fleet aggregates read. A running activation is not counted (see `chapterx.trace.aggregates`)."""
+    sums: dict[tuple[int, str, str], list[float]] = {}
+    for ts, bot, fw, status, success, _dur, tin, tout, tot, cost in rows:
+        if status == "running":
+            continue
+        key = (int(ts // 3600), bot or "", fw)
+        acc = sums.setdefault(key, [0, 0, 0, 0, 0.0])
+        acc[0] += sign
+        acc[1] += 0 if success else sign
+        acc[2] += sign * (tin if tin is not None else (tot or 0))
+        acc[3] += sign * (tout or 0)
+        acc[4] += sign * (cost or 0.0)
+    if sums:
+        conn.executemany(
+            "INSERT INTO hourly VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(hour, bot, framework) DO UPDATE SET "
+            "n=n+excluded.n, fail=fail+excluded.fail, tin=tin+excluded.tin, tout=tout+excluded.tout, "
+            "cost=cost+excluded.cost", [(*k, *v) for k, v in sums.items()])
+
+
+def add_hourly_cost(conn: sqlite3.Connection, rows: list[tuple[float, str | None, str, float]]) -> None:
+    """A cost learnt later (from the trace file) for rows given as (ts, bot, framework, cost)."""
+    conn.executemany("UPDATE hourly SET cost = cost + ? WHERE hour = ? AND bot = ? AND framework = ?",
+                     [(cost, int(ts // 3600), bot or "", fw) for ts, bot, fw, cost in rows if cost])
+
+
 def add_counts(conn: sqlite3.Connection, deltas: dict[tuple[str, str], float]) -> None:
     """Apply count deltas (inside the caller's transaction)."""
     conn.executemany("INSERT INTO counts(kind, key, n) VALUES (?,?,?) "
@@ -541,9 +579,23 @@ def counts(conn: sqlite3.Connection, kind: str) -> list[tuple[str, Any]]:
             conn.execute("INSERT INTO counts SELECT 'total', 'tokens', COALESCE(SUM(total_tokens), 0) FROM traces")
             conn.execute("INSERT INTO counts SELECT 'total', 'cost', COALESCE(SUM(cost), 0.0) FROM traces")
             conn.execute("INSERT INTO counts SELECT 'total', 'messages', COUNT(*) FROM messages")
+            conn.execute("DELETE FROM hourly")
+            for start in range(0, _max_id(conn) + 1, 50_000):
+                add_hourly(conn, conn.execute(
+                    "SELECT ts, bot, framework, status, success, duration_ms, input_tokens, output_tokens, "
+                    "total_tokens, cost FROM traces WHERE id >= ? AND id < ?", (start, start + 50_000)).fetchall(), 1)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('counts_dirty', '0')")
     return [(k, n) for k, n in conn.execute(
         "SELECT key, n FROM counts WHERE kind=? AND n > 0 ORDER BY n DESC, key", (kind,)).fetchall()]
+
+
+def _max_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM traces").fetchone()[0])
+
+
+def counts_ready(conn: sqlite3.Connection) -> None:
+    """Recount now if the kept counts (and hourly roll-ups) are marked stale."""
+    counts(conn, "total")
 
 
 def sweep_orphans(conn: sqlite3.Connection) -> int:
@@ -627,7 +679,10 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
                 bulk = True  # first build of a big index: fill tables, then build the indexes once
                 conn.execute(f"PRAGMA cache_size=-{BULK_CACHE_KB}")
                 for name in _INDEX_NAMES:
-                    conn.execute(f"DROP INDEX IF EXISTS {name}")
+                    # the time index stays (rows arrive in time order: cheap), so a viewer serving
+                    # during the build pages the newest rows without sorting the table
+                    if name not in _KEPT_IN_BULK:
+                        conn.execute(f"DROP INDEX IF EXISTS {name}")
                 suspend_fts(conn)
             first = False
             new_offset, lines, malformed, eof = _read_chunk(conn, index_file, offset, source_id)

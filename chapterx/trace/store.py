@@ -56,7 +56,7 @@ Row = dict[str, Any]  # one index row keyed by column name (never by position)
 _SLIM_SQL = (
     "id, trace_id, timestamp, channel_id, trigger_id, bot, channel_name, reason, trigger_preview, "
     "response_preview, is_thread, parent_channel_id, success, duration_ms, llm_calls, tool_execs, "
-    "total_tokens, framework, status, cost, source_id, filename, extra"
+    "total_tokens, framework, status, cost, source_id, filename, extra, ts"
 )
 
 
@@ -165,6 +165,9 @@ class _Worker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def alive(self) -> bool:
+        return self._proc.is_alive()
 
     def caught_up(self) -> int:
         return int(self._state[3])
@@ -332,6 +335,9 @@ class TraceStore:
 
     def _auto_refresh(self) -> None:
         worker = self._worker
+        if worker is not None and not worker.alive():
+            log.warning("trace index: the background worker is gone; catching up in the requests again")
+            self._worker = worker = None
         if worker is None:
             if time.monotonic() - self._last_refresh >= self._auto_interval:
                 self.refresh()
@@ -690,17 +696,20 @@ class TraceStore:
                 status = str(trace.get("status") or _outcome_status(trace))
                 cost = trace_cost(trace)
             out[i] = {**r, "status": status, "cost": cost}
-            updates.append((status, cost, r["id"], r["success"]))
+            updates.append((status, cost, r))
         def write(c: sqlite3.Connection) -> None:
             deltas: dict[tuple[str, str], float] = {}
-            for status, cost, rid, success in updates:
+            costs = []
+            for status, cost, r in updates:
                 if c.execute("UPDATE traces SET status=?, cost=? WHERE id=? AND status IS NULL",
-                             (status, cost, rid)).rowcount:
-                    old = ix.status_key(None, success)
+                             (status, cost, r["id"])).rowcount:
+                    old = ix.status_key(None, r["success"])
                     deltas[("status", old)] = deltas.get(("status", old), 0) - 1
                     deltas[("status", status)] = deltas.get(("status", status), 0) + 1
                     deltas[("total", "cost")] = deltas.get(("total", "cost"), 0.0) + (cost or 0.0)
+                    costs.append((r["ts"], r["bot"], r["framework"], cost or 0.0))
             ix.add_counts(c, deltas)
+            ix.add_hourly_cost(c, costs)
 
         self._cache_write(write)  # only a cache of what we computed: a locked or read-only index keeps its old values
         return out

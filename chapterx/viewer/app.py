@@ -154,7 +154,7 @@ class Viewer:
         self.decoder: ProcessPoolExecutor | None = None  # big OTLP bodies, started on first use
         self.initial_load: asyncio.Task[None] | None = None
         try:
-            store.start_background()  # ingestion on the store's own thread: a catch-up never stalls a request
+            store.start_background()  # ingestion in the store's worker process: a catch-up never stalls a request
         except Exception:  # a store that cannot: it catches up inline, as before
             log.warning("trace store: no background ingestion", exc_info=True)
         self.roots = [p for p in settings.logs_dirs]

@@ -284,3 +284,25 @@ def test_enospc_loses_nothing_that_was_written(tmp_path: Path, stores: list[Trac
         assert store.get_trace(later)["traceId"] == later
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_viewer_trace_endpoint_is_confined_too(tmp_path: Path) -> None:
+    """`/api/trace/<id>` over HTTP: the same store, so the same confinement."""
+    from tests.viewer.conftest import RunningViewer, make_settings
+
+    logs = tmp_path / "logs"
+    writer = new_writer(logs, background=False)
+    good = write_activation(writer, bot="Real")
+    bad = write_activation(writer, bot="Real")
+    victim = next((logs / "traces" / "Real").glob(f"*{bad}*.json"))
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"traceId": bad, "timestamp": "2026-01-01T00:00:00.000Z", "token": "hunter2"}))
+    victim.unlink()
+    victim.symlink_to(secret)
+    running = RunningViewer(make_settings(tmp_path, [logs])).start()
+    try:
+        assert running.request("GET", f"/api/trace/{good}").json()["traceId"] == good
+        reply = running.request("GET", f"/api/trace/{bad}")
+        assert reply.status == 404 and b"hunter2" not in reply.body
+    finally:
+        running.stop()

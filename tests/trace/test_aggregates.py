@@ -98,6 +98,10 @@ def test_bucket_edges_percentiles_and_tokens(tmp_path: Path, make_store: Any) ->
     # a bucket width that does not divide the window: the last bucket is cut at `until`
     odd = ag.bucket_stats(store, since=T0, until=T0 + HOUR, bucket_seconds=2400, bot="Alpha")
     assert [(b.bucket_start, b.activations) for b in odd] == [(T0, 2), (T0 + 2400, 1)]
+    assert (odd[0].p50_ms, odd[0].p95_ms) == (10.0, 20.0)
+    # an `until` inside an hour: whole hours from the roll-ups, the rest from the rows
+    ragged = ag.bucket_stats(store, since=T0, until=T0 + HOUR + 1, bucket_seconds=2 * HOUR, bot="Alpha")
+    assert [(b.activations, b.failures, b.input_tokens) for b in ragged] == [(4, 1, 100 + 100 + 77 + 100)]
 
 
 def test_both_frameworks_summaries_and_failures(tmp_path: Path, make_store: Any) -> None:
@@ -133,7 +137,8 @@ def test_both_frameworks_summaries_and_failures(tmp_path: Path, make_store: Any)
     assert [f.error for f in ag.latest_failures(store, since=T0, limit=1, bot="Alpha")] == ["second"]
     assert ag.latest_failures(store, since=T0 + 10) == []
     c2 = ag.bucket_stats(store, since=T0, until=T0 + HOUR, bucket_seconds=HOUR, framework="chapter2")
-    assert [(b.bot, b.activations, b.failures, b.p50_ms, b.p95_ms) for b in c2] == [("em-one", 2, 1, 70.0, 90.0)]
+    assert [(b.bot, b.activations, b.failures) for b in c2] == [("em-one", 2, 1)]
+    assert (c2[0].p50_ms, c2[0].p95_ms) == (70.0, 90.0)
 
 
 def _marker(base: Path, trace_id: str, ts: float, pid: int) -> None:
@@ -161,7 +166,7 @@ def test_running_markers_wait_and_aborted_ones_are_failures(tmp_path: Path, make
 
 
 def test_written_traces_carry_the_token_split(tmp_path: Path, make_store: Any) -> None:
-    writer = new_writer(tmp_path)
+    writer = new_writer(tmp_path, background=False)
     write_activation(writer, calls=2)
     store = make_store(tmp_path)
     [bucket] = ag.bucket_stats(store, since=0, until=4e9, bucket_seconds=86400)
@@ -242,3 +247,65 @@ def test_stats_come_from_kept_counts_that_match_a_recount(tmp_path: Path, make_s
         assert again.stats()["traces"] == _recount(store)["traces"] > 0
     finally:
         again.close()
+
+
+def test_hourly_rollups_match_the_rows_after_every_kind_of_change(tmp_path: Path, make_store: Any) -> None:
+    from datetime import timedelta
+
+    from chapterx.trace.prune import prune_store
+
+    old = datetime(2020, 1, 1, tzinfo=UTC).timestamp()
+    entries = [_entry(T0 + i * 617.0, bot=("Alpha", "Beta", None)[i % 3], success=i % 4 != 0,
+                      duration=None if i % 7 == 0 else 50 + (i * 37) % 900, cost=0.01 * (i % 3))
+               for i in range(60)]
+    for e in entries[:5]:  # upstream-shaped: no status, no cost, no token split (enriched on read)
+        for k in ("cost", "status", "inputTokens", "outputTokens"):
+            e.pop(k, None)
+    entries.append(_entry(old, bot="Gone"))
+    _write(tmp_path, entries)
+    store = make_store(tmp_path)
+    store.add_external([{"traceId": f"c2{i:030x}", "timestamp": _iso(T0 + 99 + i * 900), "channelId": "20",
+                         "botName": "em", "success": i % 2 == 0, "durationMs": 10 * i} for i in range(6)])
+    _marker(tmp_path, "a" * 32, T0 + 500, os.getpid())  # running: not counted
+    store.list_traces(limit=200)
+    store.remove_external([f"c2{2:030x}"])
+    prune_store(store, timedelta(days=365))
+
+    def exact(since: float, until: float) -> dict[tuple[str, str], tuple[int, int, int, int, float, list[int]]]:
+        out: dict[tuple[str, str], Any] = {}
+        for r in store.query("SELECT COALESCE(bot, '') AS b, framework AS f, success, duration_ms AS d, "
+                             "COALESCE(input_tokens, total_tokens, 0) AS i, COALESCE(output_tokens, 0) AS o, "
+                             "COALESCE(cost, 0) AS c FROM traces WHERE ts >= ? AND ts < ? "
+                             "AND COALESCE(status, '') <> 'running'", (since, until)):
+            g = out.setdefault((r["b"], r["f"]), [0, 0, 0, 0, 0.0, []])
+            g[0] += 1
+            g[1] += 0 if r["success"] else 1
+            g[2] += r["i"]
+            g[3] += r["o"]
+            g[4] += r["c"]
+            if r["d"] is not None:
+                g[5].append(r["d"])
+        return out
+
+    until = T0 + 12 * HOUR
+    want = exact(T0, until)
+    got = ag.bucket_stats(store, since=T0, until=until, bucket_seconds=12 * HOUR)
+    assert {(b.bot, b.framework) for b in got} == set(want)
+    for b in got:
+        n, fail, tin, tout, cost, durations = want[(b.bot, b.framework)]
+        assert (b.activations, b.failures, b.input_tokens, b.output_tokens) == (n, fail, tin, tout)
+        assert b.cost_usd == pytest.approx(cost, abs=1e-6)
+        d = sorted(durations)
+        assert b.p50_ms == d[max(1, -(-len(d) // 2)) - 1]
+        assert b.p95_ms == d[max(1, -(-len(d) * 95 // 100)) - 1]
+    summaries = {(s.bot, s.framework): s for s in ag.bot_summaries(store, since=T0 + 1234.5, until=until - 77)}
+    part = exact(T0 + 1234.5, until - 77)
+    for key, (n, fail, _i, _o, cost, _d) in part.items():
+        s = summaries[key]
+        assert (s.activations, s.failures) == (n, fail) and s.cost_usd == pytest.approx(cost, abs=1e-6)
+    # a database whose roll-ups were never kept (an upgrade) rebuilds them once
+    store.conn.execute("DELETE FROM hourly")
+    store.conn.execute("UPDATE meta SET value='1' WHERE key='counts_dirty'")
+    store._cache.clear()
+    again = ag.bucket_stats(store, since=T0, until=until, bucket_seconds=12 * HOUR)
+    assert again == got

@@ -41,7 +41,8 @@ def test_readers_answer_while_a_build_runs(tmp_path: Path, monkeypatch: pytest.M
         blocker.execute("BEGIN IMMEDIATE")
         with open(idx, "ab") as fh:
             fh.write(b"".join(lines[300:]))
-        _wait_for(lambda: store.index_progress().building)
+        # the worker's next pass (the first one was a "build" too, and may just be ending at 100%)
+        _wait_for(lambda: store.index_progress().building and store.index_progress().percent < 100)
         page = store.list_traces(limit=10)  # answered from what is committed, not waiting for the worker
         assert page["total"] == 300
         assert page["indexing"] == {"building": True, "percent": store.index_progress().percent}
@@ -86,3 +87,21 @@ def test_reindex_draws_a_progress_bar(tmp_path: Path, capsys: Any) -> None:
     captured = capsys.readouterr()
     assert "building index: [" in captured.err and "100%" in captured.err
     assert "reindexed 200 lines" in captured.out
+
+
+def test_a_dead_worker_falls_back_to_inline_catch_up(tmp_path: Path) -> None:
+    idx = tmp_path / "traces" / "index.jsonl"
+    idx.parent.mkdir(parents=True)
+    idx.write_text("")
+    store = TraceStore([tmp_path], index_path=tmp_path / "i.sqlite", auto_refresh_interval=0.0, background=True)
+    try:
+        proc = store._worker._proc  # type: ignore[union-attr]
+        proc.kill()
+        proc.join(10)
+        with open(idx, "a") as fh:
+            fh.write(json.dumps({"traceId": "ab" * 16, "timestamp": "2026-01-01T00:00:00.000Z",
+                                 "channelId": "1", "botName": "B", "success": True}) + "\n")
+        assert store.list_traces(limit=1)["total"] == 1
+        assert store._worker is None
+    finally:
+        store.close()
