@@ -1,4 +1,4 @@
-"""discord.py behind the chapter2 runtime's port (`compat.chapter2.runtime.port.Chapter2Port`).
+"""discord.py behind the chapter2 runtime's port (`chapterx_compat.chapter2.runtime.port.Chapter2Port`).
 
 A second, small connector: chapter2's Discord interface runs its own client with chapter2's intents
 (the defaults plus message content and members, DMs included), hands every incoming message to
@@ -16,7 +16,7 @@ from typing import Any
 
 import discord
 
-from compat.chapter2.runtime.port import C2Attachment, C2Channel, C2Message, C2User
+from chapterx_compat.chapter2.runtime.port import C2Attachment, C2Channel, C2Message, C2User
 
 log = logging.getLogger(__name__)
 

@@ -64,12 +64,13 @@ def _emoji_name(emoji: Any) -> str:
     return str(getattr(emoji, "name", None) or emoji)
 
 
-def connection_failure_message(exc: BaseException) -> str | None:
-    """One operator-facing line for discord.py's login/intent refusals (None: not one of those)."""
+def connection_failure_message(exc: BaseException, intents: str = "Message Content intent") -> str | None:
+    """One operator-facing line for discord.py's login/intent refusals (None: not one of those);
+    `intents` names the privileged intents this kind of bot asks for."""
     if isinstance(exc, discord.LoginFailure):
         return "Discord rejected the token (login failed)"
     if isinstance(exc, discord.PrivilegedIntentsRequired):
-        return ("Discord refused the Message Content intent: enable it for this bot in the "
+        return (f"Discord refused the {intents}: enable it for this bot in the "
                 "Discord developer portal (Bot > Privileged Gateway Intents)")
     return None
 

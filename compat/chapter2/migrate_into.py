@@ -26,7 +26,7 @@ from typing import Any
 
 from chapterx.errors import UsageError, UserError
 from chapterx.fleet.units import token_path
-from compat.chapter2.migrate import SECRET_MODE, Plan, dump_yaml
+from chapterx_compat.chapter2.migrate import SECRET_MODE, Plan, dump_yaml
 
 SHARED = "config/shared.yaml"
 
