@@ -30,10 +30,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.gen_traces import generate_tree  # noqa: E402
-from chapterx.trace import aggregates  # noqa: E402
-from chapterx.trace.store import TraceStore  # noqa: E402
-from chapterx.viewer import fleet  # noqa: E402
+from bench.gen_traces import generate_tree
+from chapterx.trace import aggregates
+from chapterx.trace.store import TraceStore
+from chapterx.viewer import fleet
 
 
 def _time(fn: Callable[[], Any], runs: int) -> tuple[float, float]:

@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.gen_traces import BOTS, generate_tree  # noqa: E402
-from chapterx.fleet.status import StatusOptions, collect  # noqa: E402
-from chapterx.trace.store import TraceStore  # noqa: E402
+from bench.gen_traces import BOTS, generate_tree
+from chapterx.fleet.status import StatusOptions, collect
+from chapterx.trace.store import TraceStore
 
 
 def main() -> int:

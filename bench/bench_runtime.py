@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chapterx.agent.queue import Event  # noqa: E402
-from chapterx.agent.runtime import BotRuntime, RuntimeOptions  # noqa: E402
-from chapterx.discord.memory import MemoryDiscord  # noqa: E402
+from chapterx.agent.queue import Event
+from chapterx.agent.runtime import BotRuntime, RuntimeOptions
+from chapterx.discord.memory import MemoryDiscord
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "MTIzNDU2Nzg5.bench-token.value"

@@ -30,6 +30,7 @@ from chapterx.agent.plugins import PluginHost
 from chapterx.agent.runtime import BotRuntime, RuntimeOptions
 from chapterx.config.env import Settings
 from chapterx.config.load import resolve_bot_config
+from chapterx.config.model import BotConfig
 from chapterx.config.secrets import register_secrets
 from chapterx.discord.connector import ConnectorApiBackend, DiscordConnector, connection_failure_message
 from chapterx.errors import UserError
@@ -150,7 +151,7 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
         token_path = token_file if token_file.is_absolute() else Path.cwd() / token_file
     token = _read_token(token_path)
     register_secrets([token])  # scrubbed from every Discord post and provider request
-    model = str(resolved.config.get("continuation_model") or "")
+    model = resolved.typed.continuation_model
     router = Router(resolved.vendors, env=environ)
     # NoVendorError (a UserError) names the model and the vendors tried. Only the adapter is resolved:
     # the vendor SDK is imported once Discord is ready (see `serve`), not on the start-up path.
@@ -175,7 +176,7 @@ class CachedConfigLoader:
 
     def __init__(self, plan: BotPlan) -> None:
         self.plan = plan
-        self._cache: dict[tuple[str, tuple[str, ...]], tuple[tuple[float, ...], Mapping[str, Any]]] = {}
+        self._cache: dict[tuple[str, tuple[str, ...]], tuple[tuple[float, ...], BotConfig]] = {}
         self._paths: dict[tuple[str, tuple[str, ...]], list[Path]] = {}
         self.secrets: list[str] = []
         self._logged: set[str] = set()  # warnings already logged (start-up ones included)
@@ -207,7 +208,8 @@ class CachedConfigLoader:
                 out.append(-1.0)
         return tuple(out)
 
-    def __call__(self, guild_id: str, texts: list[str]) -> Mapping[str, Any]:
+    def __call__(self, guild_id: str, texts: list[str]) -> BotConfig:
+        """The typed config, built once per resolution and shared by every activation until a file changes."""
         key = (guild_id, tuple(texts))
         hit = self._cache.get(key)
         if hit is not None and self._stamp(list(self._paths[key])) == hit[0]:
@@ -224,8 +226,8 @@ class CachedConfigLoader:
         if len(self._cache) > 512:
             self._cache.clear()
             self._paths = {key: watched}
-        self._cache[key] = (self._stamp(watched), resolved.config)
-        return resolved.config
+        self._cache[key] = (self._stamp(watched), resolved.typed)
+        return resolved.typed
 
 
 def _tool_system(plan: BotPlan, runtime_for: Callable[[str], Any]) -> Any:
@@ -261,7 +263,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_sign
 
     cached_loader = CachedConfigLoader(plan)
 
-    def load_config(guild_id: str, texts: list[str]) -> Mapping[str, Any]:
+    def load_config(guild_id: str, texts: list[str]) -> BotConfig:
         config = cached_loader(guild_id, texts)
         redactor.add_secrets(cached_loader.secrets)
         return config
@@ -296,7 +298,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_sign
     log.info("starting bot %s from %s%s: model %s, traces in %s", plan.bot_id or "(Discord username)", plan.source,
              " (chapter2 em, translated in place, with ChapterX activation rules)" if plan.chapter2 else "", plan.model, plan.settings.trace_dir)
     try:
-        allow_dms = load_config("", []).get("allow_dms") is True
+        allow_dms = load_config("", []).allow_dms is True
     except Exception as config_error:  # noqa: BLE001 - checked by prepare_bot; later edits show per activation
         log.warning("config: %s", config_error)
         allow_dms = False

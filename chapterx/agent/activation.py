@@ -29,7 +29,9 @@ from chapterx.agent.inline_tools import find_call_block, result_text, results_bl
 from chapterx.agent.plugins import PluginHost
 from chapterx.agent.state import ChannelState
 from chapterx.agent.toollog import append_entries, load_entries
+from chapterx.config.model import BotConfig
 from chapterx.config.pins import BotIdentity, extract_config_pins
+from chapterx.config.typed import ConfigLike, as_bot_config
 from chapterx.context import options as opt
 from chapterx.context.build import (
     BuildInput,
@@ -65,8 +67,9 @@ _M_COMMAND = re.compile(r"^m\s+", re.I)
 _REPLY_TAG = re.compile(r"^<reply:@[^>]*>\s*")
 FUNCTION_CALLS_CLOSE = "</function_calls>"
 MAX_MEMBER_LOOKUPS = 10  # guild member searches per post-processing pass
+RECENCY_FETCH_DEFAULT = 200  # messages fetched beyond the roll threshold when recency_window_messages is unset
 
-ConfigSource = Mapping[str, Any] | Callable[[list[str]], Mapping[str, Any]]
+ConfigSource = ConfigLike | Callable[[list[str]], ConfigLike]
 ProviderFactory = Callable[[str], Any] | Callable[[str], Awaitable[Any]]
 
 
@@ -96,7 +99,7 @@ class ActivationContext:
     tool_cache: Sequence[Mapping[str, Any]] = ()
     plugins: PluginHost | None = None
     # Builds the plugin host from the resolved config when `plugins` is None (tool plugins hook here).
-    plugin_factory: Callable[[Mapping[str, Any]], PluginHost] | None = None
+    plugin_factory: Callable[[BotConfig], PluginHost] | None = None
     clock: Callable[[], float] | None = None
     base_dir: Path | None = None
     tool_log_dir: Path | None = None
@@ -127,7 +130,7 @@ class _Turn:
     """One activation's resolved inputs, shared by the three run modes (inline, native, chapter2)."""
 
     ctx: ActivationContext
-    config: Mapping[str, Any]
+    config: BotConfig
     built: BuiltContext
     route: RouteLike
     plugins: PluginHost
@@ -244,12 +247,12 @@ async def _postprocess_context(turn: _Turn, mode: str, stops: Sequence[str], rep
         records = [MemberRecord(u.id, u.username, u.global_name, m.nickname, u.bot, m.joined_at) for u, m in found]
         resolved[name] = pick_member(name, records)
     return PostprocessContext(
-        bot_name=opt.bot_name(config),
+        bot_name=config.name,
         participants=participants,
         stop_sequences=list(stops),
         mode=mode,  # type: ignore[arg-type]
-        prefill_thinking=config.get("prefill_thinking") is True,
-        debug_thinking=config.get("debug_thinking") is True,
+        prefill_thinking=config.prefill_thinking is True,
+        debug_thinking=config.debug_thinking is True,
         human_usernames=humans,
         member_search=resolved.get,
         emoji_lookup=emoji_lookup_from_port(port),
@@ -301,10 +304,10 @@ async def _call(provider: Any, request: ProviderRequest, result: ActivationResul
 
 
 async def _tool_webhook(
-    port: DiscordPort, channel_id: str, config: Mapping[str, Any], name: str, tool_input: Any, output: str
+    port: DiscordPort, channel_id: str, config: BotConfig, name: str, tool_input: Any, output: str
 ) -> None:
     """`tool_output_visible`: one webhook post per call, both lines dot-prefixed (§5.4)."""
-    bot = opt.bot_name(config)
+    bot = config.name
     flat = re.sub(r"\s+", " ", output.replace("\n", " ")).strip()
     if len(flat) > 200:
         flat = f"{flat[:200]}... ({len(output)} chars)"
@@ -354,10 +357,10 @@ def _images_turn(tool: str, images: Sequence[Mapping[str, str]]) -> Any:
     return ParticipantMessage(f"System<[{tool}]", blocks)
 
 
-async def _tool_images(port: DiscordPort, channel_id: str, config: Mapping[str, Any], tool: str,
+async def _tool_images(port: DiscordPort, channel_id: str, config: BotConfig, tool: str,
                        images: Sequence[Mapping[str, str]], clock: Callable[[], float] | None) -> None:
     """§5.4: MCP images of a visible tool call are posted as attachments, `.<Name><[tool] image i/n`."""
-    bot = opt.bot_name(config)
+    bot = config.name
     for i, img in enumerate(images, 1):
         ext = str(img.get("mimeType", "image/png")).split("/")[-1]
         name = f"generated_{int((clock or time.time)() * 1000)}.{ext}"
@@ -378,18 +381,18 @@ async def _run_inline(turn: _Turn) -> None:
     config, built, result, plugins = turn.config, turn.built, turn.result, turn.plugins
     tools = plugins.tools()
     stops = [*built.stop_sequences, FUNCTION_CALLS_CLOSE]
-    streaming = config.get("streaming") is not False
+    streaming = config.streaming is not False
     sender = _Sender(turn.port, turn.channel_id, turn.trigger_id)
     accumulated = ""
     sent_upto = 0
     depth = 0
-    max_depth = int(opt.get_or(config, "max_tool_depth", 100))
+    max_depth = opt.max_tool_depth(config)
     max_depth_hit = False
     tool_images: list[Any] = []  # §5.2: MCP images are shown to the model before the continuation
     while True:
         request = render(
             "prefill", [*built.messages, *tool_images], config, stop_sequences=stops, tools=tools,
-            model=str(config.get("continuation_model")), continuation=accumulated or None,
+            model=config.continuation_model, continuation=accumulated or None,
             continue_last=turn.continue_last,
         )
         resp = await _call(turn.route.provider, request, result)
@@ -415,11 +418,11 @@ async def _run_inline(turn: _Turn) -> None:
             took_ms = int((time.monotonic() - started) * 1000)
             text = result_text(call.name, outcome.output, outcome.error, outcome.images)
             outputs.append(text)
-            if config.get("tool_output_visible") is True:
+            if config.tool_output_visible:
                 await _tool_webhook(turn.port, turn.channel_id, config, call.name, call.input,
                                     _visible_output(outcome, text))
                 await _tool_images(turn.port, turn.channel_id, config, call.name, outcome.images, result.clock)
-            limit = int(opt.get_or(config, "max_mcp_images", 3))
+            limit = opt.max_mcp_images(config)
             if outcome.images and limit > 0:
                 tool_images.append(_images_turn(call.name, outcome.images[:limit]))
             result.tool_log.append({
@@ -429,7 +432,7 @@ async def _run_inline(turn: _Turn) -> None:
             tr = _trace()
             if tr is not None:
                 tr.record_tool(call.id, call.name, call.input, outcome.output, duration_ms=took_ms, error=outcome.error,
-                               sent_to_discord=config.get("tool_output_visible") is True)
+                               sent_to_discord=config.tool_output_visible)
         accumulated += results_block(outputs)
         sent_upto = len(accumulated)
         depth += 1
@@ -452,23 +455,23 @@ async def _run_native(turn: _Turn, mode: str) -> None:
     """Chat / base-model: native tool calls (chat), one request per tool round."""
     config, built, result, plugins = turn.config, turn.built, turn.result, turn.plugins
     tools = plugins.tools() if mode == "chat" else []
-    streaming = config.get("streaming") is not False
+    streaming = config.streaming is not False
     sender = _Sender(turn.port, turn.channel_id, turn.trigger_id)
     extra: list[ChatMessage] = []
     depth = 0
-    max_depth = int(opt.get_or(config, "max_tool_depth", 100))
+    max_depth = opt.max_tool_depth(config)
     vendor = _vendor_for(turn.route)
     pp_mode = "base-model" if mode == "base-model" else "chat"
     while True:
         if mode == "chat":
             request = render_chat(
-                built.messages, config, model=str(config.get("continuation_model")),
+                built.messages, config, model=config.continuation_model,
                 stop_sequences=built.stop_sequences, tools=tools, extra_turns=extra,
             )
         else:
             request = render(
                 "base-model", built.messages, config, stop_sequences=built.stop_sequences,
-                model=str(config.get("continuation_model")), vendor=vendor, continue_last=turn.continue_last,
+                model=config.continuation_model, vendor=vendor, continue_last=turn.continue_last,
             )
         resp = await _call(turn.route.provider, request, result)
         uses = [b for b in resp.content if b.get("type") == "tool_use"]
@@ -492,7 +495,7 @@ async def _run_native(turn: _Turn, mode: str) -> None:
             text = result_text(str(use.get("name")), outcome.output, outcome.error, outcome.images)
             results.append({"type": "tool_result", "tool_use_id": use.get("id"), "content": text,
                             "is_error": outcome.error is not None})
-            if config.get("tool_output_visible") is True:
+            if config.tool_output_visible:
                 await _tool_webhook(turn.port, turn.channel_id, config, str(use.get("name")), use.get("input") or {},
                                     _visible_output(outcome, text))
             result.tool_log.append({
@@ -504,7 +507,7 @@ async def _run_native(turn: _Turn, mode: str) -> None:
             if tr is not None:
                 tr.record_tool(str(use.get("id")), str(use.get("name")), use.get("input") or {}, outcome.output,
                                duration_ms=took_ms, error=outcome.error,
-                               sent_to_discord=config.get("tool_output_visible") is True)
+                               sent_to_discord=config.tool_output_visible)
         extra.append(ChatMessage("assistant", assistant_blocks))
         extra.append(ChatMessage("user", results))
         depth += 1
@@ -526,14 +529,14 @@ async def _run_chapter2(turn: _Turn) -> None:
     from chapterx_compat.chapter2.formats.prompt import chapter2_prompt_from_bot_config, messages_from_turns
 
     config, result = turn.config, turn.result
-    name = opt.bot_name(config)
+    name = config.name
     now = datetime.fromtimestamp((result.clock or time.time)(), tz=UTC)
-    prep = prepare_request(chapter2_prompt_from_bot_config(dict(config)), messages_from_turns(turn.built.messages),
+    prep = prepare_request(chapter2_prompt_from_bot_config(dict(config.raw)), messages_from_turns(turn.built.messages),
                            em_name=name, now=now, base_dir=turn.ctx.base_dir or Path.cwd())
     result.warnings.extend(prep.warnings)
 
     async def complete() -> tuple[str, str | None]:
-        request = base_request(config, str(config.get("continuation_model")))
+        request = base_request(config, config.continuation_model)
         request.formatter = "completions"
         request.prompt = prep.prompt
         request.stop_sequences = list(prep.stop_sequences)
@@ -607,10 +610,11 @@ def _vendor_for(route: Any) -> object:
     return _RouteVendor(getattr(route, "kind", None), {"eot_token": eot} if eot is not None else {})
 
 
-async def _resolve_config(ctx: ActivationContext) -> Mapping[str, Any]:
+async def _resolve_config(ctx: ActivationContext) -> BotConfig:
+    """The activation's typed config, built once here and passed to every stage."""
     if callable(ctx.config):
-        return ctx.config(await channel_config_texts(ctx.port, ctx.channel_id))
-    return ctx.config
+        return as_bot_config(ctx.config(await channel_config_texts(ctx.port, ctx.channel_id)))
+    return as_bot_config(ctx.config)
 
 
 async def _resolve_route(ctx: ActivationContext, model: str) -> RouteLike:
@@ -631,10 +635,10 @@ async def run_activation(ctx: ActivationContext) -> ActivationResult:
         await port.typing(channel_id)
         cfg = await _resolve_config(ctx)
         if tr is not None:
-            tr.set_config(cfg)
-        caching = opt.prompt_caching(cfg)
+            tr.set_config(cfg.raw)  # the trace records the resolved mapping as the loader gave it
+        caching = cfg.prompt_caching
         _phase(tr, "fetch")
-        depth = int(opt.get_or(cfg, "recency_window_messages", 200)) + int(opt.get_or(cfg, "rolling_threshold", 50)) + 50
+        depth = (cfg.recency_window_messages or RECENCY_FETCH_DEFAULT) + opt.rolling_threshold(cfg) + 50
         max_fetch_images = max(opt.max_images(cfg) * 2, 10)
         fetched = await fetch_context(
             port, channel_id, depth=depth,
@@ -648,7 +652,7 @@ async def run_activation(ctx: ActivationContext) -> ActivationResult:
         _update_anchor(state, fetched, caching)
         _drop_m_commands(fetched)
         existing = {m.id for m in fetched.messages}
-        owner = ctx.bot_id or opt.bot_name(cfg)
+        owner = ctx.bot_id or cfg.name
         tool_cache = ctx.tool_cache
         if ctx.tool_log_dir is not None and not tool_cache:
             tool_cache = load_entries(ctx.tool_log_dir, owner, channel_id)
@@ -664,14 +668,14 @@ async def run_activation(ctx: ActivationContext) -> ActivationResult:
             now=ctx.clock, port=port, base_dir=ctx.base_dir, images=_context_images(fetched),
             messages=context_messages)
         _phase(tr, "context")
-        keep_thinking = ctx.thinking_dir is not None and opt.flag(cfg, "preserve_thinking_blocks", True)
+        keep_thinking = ctx.thinking_dir is not None and cfg.preserve_thinking_blocks
         stored_thinking: dict[str, list[dict[str, Any]]] = {}
         if keep_thinking and ctx.thinking_dir is not None:
             stored_thinking = thinking_store.load(ctx.thinking_dir, owner, channel_id)
         bot_user = port.user(port.bot_user_id)
         built = build_context(BuildInput(
             messages=context_messages, config=cfg, bot_user_id=port.bot_user_id,
-            bot_username=bot_user.username if bot_user else opt.bot_name(cfg),
+            bot_username=bot_user.username if bot_user else cfg.name,
             images=fetched.images, documents=fetched.documents, tool_cache=entries,
             injections=plugins.injections(), last_cache_marker=state.last_cache_marker,
             messages_since_roll=state.messages_since_roll, thinking_blocks=stored_thinking,
@@ -680,16 +684,16 @@ async def run_activation(ctx: ActivationContext) -> ActivationResult:
         result.warnings.extend(built.warnings)
         if tr is not None:
             tr.record_context(context_build_record(built, len(context_messages)))
-        model = str(cfg.get("continuation_model") or "")
+        model = cfg.continuation_model
         _phase(tr, "llm")
         route = await _resolve_route(ctx, model)
         formatter_route = getattr(route, "formatter_route", None)
         mode = resolve_mode(cfg, formatter_route)
         tool_mode = resolve_tool_mode(cfg, formatter_route)
-        name = opt.bot_name(cfg)
+        name = cfg.name
         continue_last = bool(built.messages) and built.messages[-1].participant == name and built.messages[-1].is_bot
         turn = _Turn(ctx, cfg, built, route, plugins, fetched, result, continue_last)
-        if isinstance(cfg.get("chapter2_prompt"), Mapping):
+        if isinstance(cfg.chapter2_prompt, Mapping):
             await _run_chapter2(turn)
         elif mode == "prefill" or (tool_mode == "xml" and mode != "base-model"):
             await _run_inline(turn)

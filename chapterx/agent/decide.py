@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chapterx.agent.queue import Event
+from chapterx.config.model import BotConfig
 from chapterx.config.pins import BotIdentity, addresses_bot
+from chapterx.config.typed import ConfigLike, as_bot_config
 from chapterx.discord.port import DiscordPort, Message, Pin
 
 _LEADING_MENTIONS = re.compile(r"^(<@[!&]?\d+>\s*)+")
@@ -26,7 +28,6 @@ _DOT = re.compile(r"^\.(?!\.)")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _MAY_SPEAK_WRAPPER = re.compile(r"^<@!?([^>]*)>$")
 EYE_REACTIONS = frozenset({"👁‍🗨", "👁️‍🗨️", "eye_in_speech_bubble"})
-DEFAULT_CONTINUATION_EMOJI = "▶️"
 
 
 # ---------------------------------------------------------------------------------------- sleep pins
@@ -154,7 +155,7 @@ async def reply_chain_depth(port: DiscordPort, message: Message) -> int:
 @dataclass
 class DecideContext:
     port: DiscordPort
-    config: Mapping[str, Any] | None  # None: loading the config failed
+    config: ConfigLike | None  # None: loading the config failed
     bot_id: str
     sleep_pins: Sequence[SleepPin] = ()
     sleep_counters: dict[str, int] = field(default_factory=dict)  # "<channel>/<pin>" -> count
@@ -173,11 +174,11 @@ class Decision:
     random_rolls: list[float] = field(default_factory=list)
 
 
-def _may_speak_allows(config: Mapping[str, Any], bot_id: str) -> bool:
-    allowed = config.get("may_speak")
-    if not isinstance(allowed, list):
+def _may_speak_allows(config: BotConfig, bot_id: str) -> bool:
+    allowed = config.may_speak
+    if not isinstance(allowed, tuple):
         return True
-    names = {bot_id.lower(), str(config.get("name") or "").lower()}
+    names = {bot_id.lower(), config.name.lower()}
     for entry in allowed:
         text = str(entry).strip()
         m = _MAY_SPEAK_WRAPPER.match(text)
@@ -193,18 +194,14 @@ def is_dot_message(content: str) -> bool:
     return bool(_DOT.match(rest))
 
 
-def _num(config: Mapping[str, Any], key: str, default: float) -> float:
-    value = config.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return default
-    return float(value)
-
-
 async def should_activate(events: Sequence[Event], ctx: DecideContext, channel_id: str) -> Decision:
     """§1.4 in order. `channel_id` is the batch's first event's channel (whose sleep pins count)."""
     d = Decision()
-    cfg = ctx.config
-    if cfg is None or cfg.get("api_only"):
+    if ctx.config is None:
+        return d
+    cfg = as_bot_config(ctx.config)
+    # `api_only` is no longer a bot-config key (the resolver drops it); a hand-written config may set it.
+    if cfg.raw.get("api_only"):
         return d
     if not _may_speak_allows(cfg, ctx.bot_id):
         d.trail.append({"msg": "may_speak does not include this bot"})
@@ -218,7 +215,7 @@ async def should_activate(events: Sequence[Event], ctx: DecideContext, channel_i
     def sleeping() -> bool:
         return any(sleep_active(p, now, ctx.sleep_counters.get(key(p), 0)) for p in ctx.sleep_pins)
 
-    continuation = cfg.get("continuation_emoji", DEFAULT_CONTINUATION_EMOJI)
+    continuation = cfg.continuation_emoji
     for ev in events:
         if ev.type in ("self_activation", "timer"):
             if sleeping():
@@ -251,7 +248,7 @@ async def should_activate(events: Sequence[Event], ctx: DecideContext, channel_i
             continue
         if msg.author_id == bot:
             continue
-        if dot and cfg.get("ignore_dotted_messages") is not False and not any(
+        if dot and cfg.ignore_dotted_messages and not any(
             r.emoji in EYE_REACTIONS for r in msg.reactions
         ):
             continue
@@ -265,9 +262,9 @@ async def should_activate(events: Sequence[Event], ctx: DecideContext, channel_i
             return d
         if ev.mentions_bot:
             depth = await reply_chain_depth(ctx.port, msg)
-            limit = _num(cfg, "max_bot_reply_chain_depth", 2)
+            limit = float(cfg.max_bot_reply_chain_depth)  # a float, as the decision trail always recorded it
             if depth >= limit:
-                emote = str(cfg.get("bot_reply_chain_depth_emote") or "🔁")
+                emote = cfg.bot_reply_chain_depth_emote
                 d.reactions.append((msg.channel_id, msg.id, emote))
                 d.trail.append({"msg": "Bot reply chain depth limit reached, blocking activation",
                                 "message_id": msg.id, "chain_depth": depth, "limit": limit})
@@ -275,7 +272,7 @@ async def should_activate(events: Sequence[Event], ctx: DecideContext, channel_i
             d.trail.append({"msg": "Activated by mention", "message_id": msg.id, "chain_depth": depth})
             d.activate = True
             return d
-        threshold = _num(cfg, "reply_on_random", 500)
+        threshold = float(cfg.reply_on_random)
         if threshold > 0:
             roll = ctx.random()
             d.random_rolls.append(roll)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chapterx.config.model import BotConfig
+from chapterx.config.typed import as_bot_config
 from chapterx.context.build import Injection
 from chapterx.tools import plugins as registry
 from chapterx.tools.base import CallContext, Plugin, ToolFailure, ToolOutcome
@@ -45,23 +47,26 @@ def _recent_lines(messages: Sequence[Any]) -> list[str]:
 class PluginHost:
     """Enabled plugins for one bot config, bound to one activation by `open()`."""
 
-    config: Mapping[str, Any]
+    config: BotConfig  # a mapping passed here is converted once, in __post_init__
     system: Any = None  # chapterx.tools.system.ToolSystem; None: no persistent state, timers or MCP
     warnings: list[str] = field(default_factory=list)
     _ctx: dict[str, Any] = field(default_factory=dict)
     _injections: list[Injection] = field(default_factory=list)
     _memory: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.config = as_bot_config(self.config)
+
     # -- configuration -----------------------------------------------------------------------
     def _pconf(self, name: str) -> Mapping[str, Any]:
-        pconf = self.config.get("plugin_config")
+        pconf = self.config.plugin_config
         item = pconf.get(name) if isinstance(pconf, Mapping) else None
         return item if isinstance(item, Mapping) else {}
 
     def loaded(self) -> list[tuple[str, Plugin]]:
         """Every configured plugin we know (unknown names are warned about once per activation)."""
         out: list[tuple[str, Plugin]] = []
-        for raw in self.config.get("tool_plugins") or []:
+        for raw in self.config.tool_plugins or ():
             name = str(raw)
             plugin = registry.load(name)
             if plugin is None:
@@ -120,7 +125,7 @@ class PluginHost:
                      "base_dir": self.system.base_dir if self.system is not None and self.system.base_dir else base_dir}
         if self.system is not None:
             self._memory["http_client_factory"] = self.system.http_client
-        if self.system is not None and self.config.get("mcp_servers"):
+        if self.system is not None and self.config.mcp_servers:
             await self.system.ensure_mcp(self.config)
         self._injections = []
         for name, plugin in self.loaded():
@@ -156,7 +161,7 @@ class PluginHost:
 
     # -- what the activation uses --------------------------------------------------------------
     def tools(self) -> list[dict[str, Any]]:
-        if self.config.get("tools_enabled") is False:
+        if not self.config.tools_enabled:
             return []
         mcp = self.system.mcp if self.system is not None else None
         # MCP tools first, then plugins' (upstream's catalogue order)
@@ -170,7 +175,7 @@ class PluginHost:
 
     def handles_calls(self) -> bool:
         """Whether a tool call is answered at all (a disabled plugin's tools still answer)."""
-        if self.config.get("tools_enabled") is False:
+        if not self.config.tools_enabled:
             return False
         return bool(self.loaded()) or (self.system is not None and self.system.mcp is not None)
 
@@ -180,8 +185,8 @@ class PluginHost:
             if inject is not None and "inject" in self.enabled():
                 from chapterx.tools.plugins.inject import InjectPlugin
 
-                assert isinstance(inject, InjectPlugin)
-                return inject.static(self._pconf("inject"))
+                if isinstance(inject, InjectPlugin):
+                    return inject.static(self._pconf("inject"))
         return list(self._injections)
 
     async def execute(self, name: str, tool_input: Mapping[str, Any]) -> ToolOutcome:
@@ -195,7 +200,7 @@ class PluginHost:
                 except ToolFailure as exc:
                     self._warn("error: Plugin tool execution failed")
                     return ToolOutcome("", str(exc))
-                except Exception as exc:  # noqa: BLE001 - a failing tool is a tool error, never a crash
+                except Exception as exc:  # a failing tool is a tool error, never a crash
                     log.exception("plugin tool %s failed", name)
                     self._warn("error: Plugin tool execution failed")
                     return ToolOutcome("", str(exc) or type(exc).__name__)

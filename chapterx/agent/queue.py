@@ -110,7 +110,7 @@ class PendingRetry:
 
     @property
     def delay_ms(self) -> int:
-        return int(round((self.due_at - self.created_at) * 1000))
+        return round((self.due_at - self.created_at) * 1000)
 
 
 class DeferredQueue:

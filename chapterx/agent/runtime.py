@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import json
 import logging
 import random as _random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,8 @@ from chapterx.agent.plugins import PluginHost
 from chapterx.agent.queue import DeferredQueue, Event, EventQueue, transient_error_type
 from chapterx.agent.state import ChannelStateStore
 from chapterx.agent.toollog import remove_by_bot_message
+from chapterx.config.model import BotConfig
+from chapterx.config.typed import ConfigLike, as_bot_config
 from chapterx.context import options as opt
 from chapterx.context.build import BuildInput, build_context
 from chapterx.context.fetch import fetch_context
@@ -48,7 +51,7 @@ from chapterx.trace.collector import current, start_activation
 log = logging.getLogger(__name__)
 
 _GET_CONTEXT = re.compile(r"^m\s+get_context(?:\s+(\d+))?", re.I)
-ConfigLoader = Callable[[list[str]], Mapping[str, Any]]
+ConfigLoader = Callable[[list[str]], ConfigLike]
 MAX_WAITING = 20  # queued triggers per channel, `m` commands included
 
 
@@ -153,7 +156,7 @@ class RuntimeOptions:
     bot_id: str
     provider_factory: Callable[[str], Any]
     load_config: ConfigLoader
-    guild_config_loader: Callable[[str, list[str]], Mapping[str, Any]] | None = None
+    guild_config_loader: Callable[[str, list[str]], ConfigLike] | None = None
     random: Callable[[], float] = _random.random
     now: Callable[[], float] = time.time
     clock: Callable[[], float] | None = None
@@ -162,7 +165,7 @@ class RuntimeOptions:
     thinking_dir: Path | None = None
     trace_writer: Any = None  # chapterx.trace.writer.TraceWriter; None: no traces
     # (config, channel_id) -> the activation's plugin host; None: `PluginHost(config)`.
-    plugin_factory: Callable[[Mapping[str, Any], str], PluginHost] | None = None
+    plugin_factory: Callable[[BotConfig, str], PluginHost] | None = None
     tools: Any = None  # chapterx.tools.system.ToolSystem: Soma credit checks before an activation
     on_activation: Callable[[ActivationResult], Awaitable[None] | None] | None = None
     typing_interval: float = 8.0
@@ -185,12 +188,13 @@ class BotRuntime:
         self.waiting: dict[str, list[_Pending]] = {}
 
     # ------------------------------------------------------------------ config
-    def _config_for(self, guild_id: str, texts: list[str]) -> Mapping[str, Any]:
+    def _config_for(self, guild_id: str, texts: list[str]) -> BotConfig:
+        """The typed config (the app's loader already returns one; a test's mapping is converted here)."""
         if self.opts.guild_config_loader is not None:
-            return self.opts.guild_config_loader(guild_id, texts)
-        return self.opts.load_config(texts)
+            return as_bot_config(self.opts.guild_config_loader(guild_id, texts))
+        return as_bot_config(self.opts.load_config(texts))
 
-    def cached_config(self, channel_id: str, guild_id: str) -> Mapping[str, Any] | None:
+    def cached_config(self, channel_id: str, guild_id: str) -> BotConfig | None:
         """The config from the channel's cached pins only (never an API call); None if it fails."""
         try:
             return self._config_for(guild_id, pin_config_texts(self.port.cached_pins(channel_id),
@@ -229,7 +233,7 @@ class BotRuntime:
             self.port.bootstrap.discard(channel_id)
             await self._safe(self.port.fetch_pins(channel_id), "pins bootstrap")
         config = self.cached_config(channel_id, guild_id)
-        name = str(config.get("name")) if config and config.get("name") else None
+        name = (config.name or None) if config is not None else None
         ctx = DecideContext(
             port=self.port, config=config, bot_id=self.opts.bot_id,
             sleep_pins=applicable_sleep_pins(self.port.cached_pins(channel_id), bot_identity(self.port),
@@ -258,8 +262,7 @@ class BotRuntime:
                 except Exception as exc:  # noqa: BLE001 - reported in the channel, as upstream
                     await self._safe(self.port.send(channel_id, f".error: get_context failed — {exc}"), "send")
                 return outcome
-            cfg = config or {}
-            if cfg.get("supports_continuation") is False:
+            if config is not None and not config.supports_continuation:
                 before = await self.port.fetch_messages(channel_id, before=cmd.id, limit=1)
                 if before and before[0].author_id == self.port.bot_user_id:
                     await self._safe(self.port.delete(cmd.channel_id, cmd.id), "delete m command")
@@ -269,7 +272,7 @@ class BotRuntime:
                     return outcome
             await self._safe(self.port.delete(cmd.channel_id, cmd.id), "delete m command")
             outcome.decision_trail.append({"msg": "Deleted m command message", "message_id": cmd.id})
-        if decision.reaction_continue is not None and (config or {}).get("supports_continuation") is False:
+        if decision.reaction_continue is not None and config is not None and not config.supports_continuation:
             return outcome
         if self.deferred.cancel(channel_id) is not None:
             outcome.decision_trail.append({"msg": "Cancelled pending deferred retry (new activity)"})
@@ -298,11 +301,10 @@ class BotRuntime:
         task.add_done_callback(self.tasks.discard)
         return task
 
-    def _enqueue(self, channel_id: str, pending: _Pending, config: Mapping[str, Any] | None) -> bool:
+    def _enqueue(self, channel_id: str, pending: _Pending, config: BotConfig | None) -> bool:
         """Queue a trigger for a busy channel: `m` commands always, others up to `max_queued_replies`
         (the oldest plain trigger makes room). False: not queued (limit 0)."""
-        limit = (config or {}).get("max_queued_replies")
-        limit = 1 if limit is None else int(limit)
+        limit = (config or opt.DEFAULTS).max_queued_replies
         if not pending.command and limit <= 0:
             return False
         queue = self.waiting.setdefault(channel_id, [])
@@ -330,9 +332,9 @@ class BotRuntime:
     async def _maybe_defer(self, channel_id: str, guild_id: str, trigger_id: str | None,
                            error: BaseException) -> bool:
         """`deferred_retries: true`: a transient failure is retried later (⏳ on the trigger)."""
-        cfg = self.cached_config(channel_id, guild_id) or {}
+        cfg = self.cached_config(channel_id, guild_id) or opt.DEFAULTS
         kind = transient_error_type(error)
-        if cfg.get("deferred_retries") is not True or kind is None:
+        if cfg.deferred_retries is not True or kind is None:
             return False
         retry = self.deferred.schedule(channel_id, guild_id, trigger_id, error, kind, self.opts.now())
         if retry is None:
@@ -380,7 +382,7 @@ class BotRuntime:
         soma = None
         if self.opts.tools is not None:  # Soma credit check (§1.3 step 11), only when configured
             soma = await self.opts.tools.soma_gate(
-                self.port, self.cached_config(channel_id, guild_id) or {}, reason=reason, channel_id=channel_id,
+                self.port, self.cached_config(channel_id, guild_id) or opt.DEFAULTS, reason=reason, channel_id=channel_id,
                 guild_id=guild_id, trigger_id=trigger_id, bot_id=self.port.bot_user_id)
             if not soma.allowed:
                 self.active_channels.discard(channel_id)
@@ -408,7 +410,7 @@ class BotRuntime:
                 if maybe is not None:
                     await maybe
             return result
-        except Exception:  # noqa: BLE001 - one activation must never end the loop
+        except Exception:  # one activation must never end the loop
             log.exception("activation in channel %s crashed", channel_id)
             return None
         finally:
@@ -420,7 +422,7 @@ class BotRuntime:
         if result.error is not None:
             log.error("activation in channel %s failed: %s", channel_id, result.error)
             deferred = await self._maybe_defer(channel_id, guild_id, trigger_id, result.error)
-            emoji = error_reaction(self.cached_config(channel_id, guild_id) or {})
+            emoji = error_reaction(self.cached_config(channel_id, guild_id) or opt.DEFAULTS)
             # A deleted `m` command cannot carry a reaction (Discord answers 404).
             if not deferred and emoji and trigger_id is not None and trigger_id not in self.port.deleted_ids:
                 await self._safe(self.port.react(channel_id, trigger_id, emoji), "react")
@@ -439,18 +441,18 @@ class BotRuntime:
 
     async def get_context_dump(self, channel_id: str, guild_id: str, requested: int | None) -> str:
         """`m get_context [N]` (§1.7): the context without character limits, sent as a text file."""
-        cfg = dict(self._config_for(guild_id, await channel_config_texts(self.port, channel_id)))
-        limit = int(requested or opt.get_or(cfg, "recency_window_messages", None) or 200)
+        cfg = self._config_for(guild_id, await channel_config_texts(self.port, channel_id))
+        limit = int(requested or cfg.recency_window_messages or 200)
         built, _fetched = await unlimited_context(self.port, cfg, channel_id, limit)
         msgs = [m for m in built.messages if m.content]
-        name = opt.bot_name(cfg)
+        name = cfg.name
         lines = [f"# Context for {name} in #{channel_id}", f"# Messages: {len(msgs)} (requested: {limit})",
-                 f"# Model: {cfg.get('continuation_model') or ''}", f"# Mode: {cfg.get('mode') or 'auto'}",
+                 f"# Model: {cfg.continuation_model}", f"# Mode: {cfg.mode or 'auto'}",
                  f"# Stop sequences: {json.dumps(built.stop_sequences, ensure_ascii=False)}"]
-        if cfg.get("system_prompt"):
-            lines += ["# === SYSTEM PROMPT ===", str(cfg["system_prompt"])]
-        if cfg.get("context_prefix"):
-            lines += ["# === CONTEXT PREFIX ===", str(cfg["context_prefix"])]
+        if cfg.system_prompt:
+            lines += ["# === SYSTEM PROMPT ===", cfg.system_prompt]
+        if cfg.context_prefix:
+            lines += ["# === CONTEXT PREFIX ===", cfg.context_prefix]
         lines.append("# === MESSAGES ===")
         for m in msgs:
             images = sum(1 for b in m.content if b.get("type") == "image")
@@ -481,7 +483,7 @@ class BotRuntime:
                     await self.process_batch(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("batch processing failed")
                 await asyncio.sleep(1)
 
@@ -497,7 +499,7 @@ class BotRuntime:
         """Wait for running activations (graceful shutdown); cancel what is left after `timeout`."""
         if not self.tasks:
             return
-        done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
+        _done, pending = await asyncio.wait(set(self.tasks), timeout=timeout)
         for t in pending:
             t.cancel()
         for t in pending:
@@ -505,11 +507,11 @@ class BotRuntime:
                 await t
 
 
-def error_reaction(config: Mapping[str, Any]) -> str | None:
-    """The reaction for a failed activation (`error_reaction`, default ⚠️; false or "" turn it off)."""
-    value = config.get("error_reaction")
-    if value is None or value is True:
-        return "⚠️"
+def error_reaction(config: ConfigLike) -> str | None:
+    """The reaction for a failed activation (`error_reaction`, schema default ⚠️; "" turns it off)."""
+    value: object = as_bot_config(config).error_reaction
+    if value is True:  # a hand-written `true` means "the default reaction"
+        return opt.DEFAULTS.error_reaction
     return value if isinstance(value, str) and value else None
 
 
@@ -552,16 +554,17 @@ def _event_summary(e: Event) -> dict[str, Any]:
     return out
 
 
-async def unlimited_context(port: DiscordPort, config: Mapping[str, Any], channel_id: str, limit: int) -> tuple[Any, int]:
+async def unlimited_context(port: DiscordPort, config: ConfigLike, channel_id: str, limit: int) -> tuple[Any, int]:
     """The last `limit` context messages with character limits, rolling and tool cache off
     (`m get_context`, the API's context build); returns (BuiltContext, Discord messages fetched)."""
-    unlimited = {**config, "recency_window_messages": limit, "recency_window_characters": 10**15,
-                 "hard_max_characters": 10**15, "prompt_caching": False}
+    config = as_bot_config(config)
+    unlimited = dataclasses.replace(config, recency_window_messages=limit, recency_window_characters=10**15,
+                                    hard_max_characters=10**15, prompt_caching=False)
     fetched = await fetch_context(port, channel_id, depth=limit + 50, max_images=max(opt.max_images(config) * 2, 10))
     _drop_m_commands(fetched)
     bot_user = port.user(port.bot_user_id)
     built = build_context(BuildInput(
         messages=fetched.messages, config=unlimited, bot_user_id=port.bot_user_id,
-        bot_username=bot_user.username if bot_user else opt.bot_name(config),
+        bot_username=bot_user.username if bot_user else config.name,
         images=fetched.images, documents=fetched.documents))
     return built, len(fetched.messages)

@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from chapterx.config.typed import ConfigLike, as_bot_config
 from chapterx.discord.port import DiscordPort
 from chapterx.viewer.security import LoginLimiter, client_address
 
@@ -38,7 +39,7 @@ class ApiBackend(Protocol):
         """id, username, displayName, discriminator, bot, avatarUrl (128 px), roles? (with a guild)."""
         ...
 
-    def config_for(self, guild_id: str) -> Mapping[str, Any]:
+    def config_for(self, guild_id: str) -> ConfigLike:
         """The bot's resolved config for a guild, without channel pins."""
         ...
 
@@ -222,7 +223,6 @@ def create_app(backend: ApiBackend, bearer_token: str, *, cors_origin: str | Non
 
     async def context_build(request: web.Request) -> web.Response:
         from chapterx.agent.runtime import unlimited_context
-        from chapterx.context import options as opt
 
         try:
             body = await request.json()
@@ -242,19 +242,19 @@ def create_app(backend: ApiBackend, bearer_token: str, *, cors_origin: str | Non
         port = backend.port_for_channel(channel_id)
         if port is None:
             return problem(404, "Not Found", "channel not found or not visible to the bot", channel_id)
-        cfg = backend.config_for(port.guild_id)
-        configured = int(opt.get_or(cfg, "recency_window_messages", None) or 200)
+        cfg = as_bot_config(backend.config_for(port.guild_id))
+        configured = int(cfg.recency_window_messages or 200)
         limit = requested or min(configured, MAX_MESSAGES)
         built, fetched_count = await unlimited_context(port, cfg, channel_id, limit)
         msgs = [x for x in built.messages if x.content]
         return web.json_response({"messages": [
             {"participant": x.participant, "content": x.text(), "hasImages": x.has_images(),
              "imageCount": sum(1 for b in x.content if b.get("type") == "image")} for x in msgs],
-            "metadata": {"botName": opt.bot_name(cfg), "channelId": channel_id, "messageCount": len(msgs),
+            "metadata": {"botName": cfg.name, "channelId": channel_id, "messageCount": len(msgs),
                          "discordMessagesFetched": fetched_count, "configuredLimit": configured,
-                         "requestedLimit": requested, "model": cfg.get("continuation_model"),
-                         "mode": cfg.get("mode"), "systemPrompt": str(cfg.get("system_prompt") or "")[:200],
-                         "contextPrefix": str(cfg.get("context_prefix") or "")[:200],
+                         "requestedLimit": requested, "model": cfg.continuation_model,
+                         "mode": cfg.mode, "systemPrompt": (cfg.system_prompt or "")[:200],
+                         "contextPrefix": (cfg.context_prefix or "")[:200],
                          "stopSequences": built.stop_sequences}})
 
     app = web.Application(middlewares=[auth])

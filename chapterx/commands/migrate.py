@@ -70,7 +70,8 @@ def _handle(args: argparse.Namespace) -> int:
     plan = _plan_with_progress(plan_fn, ems_dir, bots, args.chapter2_home, err, show=not args.json)
     aside = None
     if not args.dry_run:
-        assert out is not None  # checked above: --out is required without --dry-run
+        if out is None:  # checked above: --out is required without --dry-run
+            raise RuntimeError("--out is required without --dry-run")
         aside = write_plan(plan, out, force=args.force)
     if args.json:
         sys.stdout.write(json.dumps(plan.report, indent=2, ensure_ascii=False) + "\n")

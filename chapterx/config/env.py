@@ -84,7 +84,8 @@ class Settings:
             f = self.discord_token_file
             return f if f.is_absolute() else base / f
         if self.layout == "ems":
-            assert self.ems_path is not None and self.bot_name
+            if self.ems_path is None or not self.bot_name:
+                raise RuntimeError("the ems layout needs an ems path and a bot name")
             return self.ems_path / self.bot_name / "discord_token"
         if self.layout == "bot_name":
             return self.config_path / "bots" / f"{self.bot_name}_discord_token"

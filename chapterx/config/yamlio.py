@@ -8,6 +8,7 @@ resolver is replaced by a strict core one because ruamel still resolves 1.1-styl
 
 from __future__ import annotations
 
+import contextlib
 import re
 import stat
 from dataclasses import dataclass, field
@@ -236,20 +237,16 @@ def _plain(node: Any, path: str, lines: dict[str, int], source: str) -> Any:
                 raise ConfigError("complex (non-scalar) mapping keys are not allowed", path=source)
             skey = _key_text(key)
             child = f"{path}.{skey}" if path else skey
-            try:
+            with contextlib.suppress(Exception):  # line info is best effort
                 lines[child] = node.lc.key(key)[0] + 1
-            except Exception:  # noqa: BLE001 - line info is best effort
-                pass
             out[skey] = _plain(value, child, lines, source)
         return out
     if isinstance(node, CommentedSeq):
         items = []
         for i, value in enumerate(node):
             child = f"{path}.{i}" if path else str(i)
-            try:
+            with contextlib.suppress(Exception):  # line info is best effort
                 lines[child] = node.lc.item(i)[0] + 1
-            except Exception:  # noqa: BLE001
-                pass
             items.append(_plain(value, child, lines, source))
         return items
     if node is None or isinstance(node, bool):

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from chapterx.config.model import BotConfig
+from chapterx.config.typed import ConfigLike, as_bot_config
 from chapterx.context import options as opt
 from chapterx.context.types import (
     BuiltContext,
@@ -67,7 +69,7 @@ class Injection:
 @dataclass
 class BuildInput:
     messages: list[ContextMessage]
-    config: Mapping[str, Any]
+    config: BotConfig  # a mapping passed here is converted once, in __post_init__
     bot_user_id: str
     bot_username: str
     images: Mapping[str, ImageData] = field(default_factory=dict)
@@ -77,6 +79,9 @@ class BuildInput:
     last_cache_marker: str | None = None
     messages_since_roll: int = 0
     thinking_blocks: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.config = as_bot_config(self.config)
 
 
 # -- stage helpers ---------------------------------------------------------------------------
@@ -125,11 +130,12 @@ def is_dot_message(content: str) -> bool:
     return bool(_DOT.match(rest))
 
 
-def filter_dot_messages(messages: list[ContextMessage], config: Mapping[str, Any]) -> list[ContextMessage]:
+def filter_dot_messages(messages: list[ContextMessage], config: ConfigLike) -> list[ContextMessage]:
     """Stage 2: hide dot messages and 🫥-reacted ones unless 👁️‍🗨️ un-hides them."""
-    if not opt.flag(config, "ignore_dotted_messages", True):
+    cfg = as_bot_config(config)
+    if not cfg.ignore_dotted_messages:
         return messages
-    steer_visible = config.get("steer_visible") is True
+    steer_visible = cfg.steer_visible is True
     out = []
     for msg in messages:
         if msg.reactions:
@@ -189,20 +195,21 @@ def truncate_by_chars(messages: list[ParticipantMessage], limit: int) -> list[Pa
 
 
 def apply_limits(
-    messages: list[ParticipantMessage], config: Mapping[str, Any], messages_since_roll: int
+    messages: list[ParticipantMessage], config: ConfigLike, messages_since_roll: int
 ) -> tuple[list[ParticipantMessage], bool, list[str]]:
     """Recency windows with rolling (§2.5): grow between rolls, snap back when a roll is due."""
+    cfg = as_bot_config(config)
     warnings: list[str] = []
     chars = sum(_message_chars(m) for m in messages)
-    normal = int(opt.get_or(config, "recency_window_characters", 100000))
-    msg_limit = opt.get_or(config, "recency_window_messages", None)
-    hard = int(opt.get_or(config, "hard_max_characters", 500000))
-    threshold = int(opt.get_or(config, "rolling_threshold", 50))
+    normal = int(cfg.recency_window_characters or opt.RECENCY_WINDOW_CHARACTERS)
+    msg_limit = cfg.recency_window_messages or None
+    hard = int(cfg.hard_max_characters or opt.HARD_MAX_CHARACTERS)
+    threshold = opt.rolling_threshold(cfg)
     if chars > hard:
         warnings.append("warn: Hard character limit exceeded")
         return truncate_by_chars(messages, normal), True, warnings
     should_roll = messages_since_roll >= threshold
-    if not should_roll and opt.prompt_caching(config) and chars <= normal:
+    if not should_roll and cfg.prompt_caching and chars <= normal:
         return messages, False, warnings
     if chars > normal:
         return truncate_by_chars(messages, normal), True, warnings
@@ -232,13 +239,13 @@ def recover_orphan_marker(messages: list[ParticipantMessage], bot_name: str) -> 
 
 
 def _display_maps(
-    messages: Iterable[ContextMessage], config: Mapping[str, Any], bot_user_id: str
+    messages: Iterable[ContextMessage], config: BotConfig, bot_user_id: str
 ) -> dict[str, str]:
     """username -> display name for mention rewriting (every author when `mention_format` is set,
     else only authors whose class is shown by display name)."""
-    bots_dn = opt.use_display_names_bots(config)
-    humans_dn = opt.use_display_names_humans(config)
-    every = bool(config.get("mention_format"))
+    bots_dn = config.use_display_names_bots
+    humans_dn = config.use_display_names_humans
+    every = bool(config.mention_format)
     mapping: dict[str, str] = {}
     for m in messages:
         if m.author.id == bot_user_id:
@@ -249,25 +256,27 @@ def _display_maps(
     return mapping
 
 
-def participant_name(msg: ContextMessage, config: Mapping[str, Any], bot_user_id: str) -> str:
+def participant_name(msg: ContextMessage, config: ConfigLike, bot_user_id: str) -> str:
+    cfg = as_bot_config(config)
     if msg.author.id == bot_user_id:
-        return opt.bot_name(config)
-    uses = opt.use_display_names_bots(config) if msg.author.bot else opt.use_display_names_humans(config)
+        return cfg.name
+    uses = cfg.use_display_names_bots if msg.author.bot else cfg.use_display_names_humans
     return msg.author.display_name if uses else msg.author.username
 
 
 def normalize_mentions(
-    text: str, config: Mapping[str, Any], bot_username: str, display: Mapping[str, str]
+    text: str, config: ConfigLike, bot_username: str, display: Mapping[str, str]
 ) -> str:
     """Rewrite `<@user>` / `<reply:@user>` the way the model should read them (§2.4 step 4)."""
     if "<" not in text:
         return text
-    name = opt.bot_name(config)
+    cfg = as_bot_config(config)
+    name = cfg.name
     if bot_username and bot_username != name:
         text = text.replace(f"<@{bot_username}>", f"<@{name}>").replace(
             f"<reply:@{bot_username}>", f"<reply:@{name}>"
         )
-    template = config.get("mention_format")
+    template = cfg.mention_format
     if template:
         tpl = str(template)
 
@@ -277,7 +286,7 @@ def normalize_mentions(
 
         text = _REPLY_MENTION.sub(lambda m: f"(replying to {fmt(m.group(1))})", text)
         return _MENTION.sub(lambda m: fmt(m.group(1)), text)
-    if opt.use_display_names_bots(config) or opt.use_display_names_humans(config):
+    if cfg.use_display_names_bots or cfg.use_display_names_humans:
         for user, shown in display.items():
             text = text.replace(f"<@{user}>", f"@{shown}").replace(
                 f"<reply:@{user}>", f"(replying to @{shown})"
@@ -286,16 +295,17 @@ def normalize_mentions(
     return text
 
 
-def document_blocks(doc: Document, config: Mapping[str, Any]) -> list[ContentBlock]:
+def document_blocks(doc: Document, config: ConfigLike) -> list[ContentBlock]:
     """One text block per text attachment.
 
     Upstream renders every attachment twice (a `📎` block plus an `<attachment>` block); we emit
     the `<attachment>` block when it fits `max_text_attachment_kb`, the `📎` form otherwise, and
     nothing when `include_text_attachments` is false.
     """
-    if not opt.flag(config, "include_text_attachments", True):
+    cfg = as_bot_config(config)
+    if not cfg.include_text_attachments:
         return []
-    limit_kb = float(opt.get_or(config, "max_text_attachment_kb", 100))
+    limit_kb = opt.max_text_attachment_kb(cfg)
     if doc.size <= limit_kb * 1024:
         trunc = " [truncated]" if doc.truncated else ""
         return [{"type": "text", "text": f'<attachment filename="{doc.filename}"{trunc}>\n{doc.text}\n</attachment>'}]
@@ -356,13 +366,13 @@ def format_messages(
 ) -> list[ParticipantMessage]:
     config = inp.config
     display = _display_maps(messages, config, inp.bot_user_id)
-    include_images = opt.flag(config, "include_images", True)
+    include_images = config.include_images
     limit = opt.max_images(config)
     chosen = select_image_messages(messages, inp.images, image_marker, limit) if include_images else set()
-    include_tags = config.get("include_reply_tags") is True
-    bot = opt.bot_name(config)
-    dn_bots = opt.use_display_names_bots(config)
-    dn_humans = opt.use_display_names_humans(config)
+    include_tags = config.include_reply_tags is True
+    bot = config.name
+    dn_bots = config.use_display_names_bots
+    dn_humans = config.use_display_names_humans
     speaker = bot
     out: list[ParticipantMessage] = []
     for msg in messages:
@@ -542,9 +552,10 @@ def merge_bot_turns(messages: list[ParticipantMessage]) -> list[ParticipantMessa
 # -- stop sequences ---------------------------------------------------------------------------
 
 
-def build_stop_sequences(messages: Sequence[ParticipantMessage], config: Mapping[str, Any]) -> list[str]:
+def build_stop_sequences(messages: Sequence[ParticipantMessage], config: ConfigLike) -> list[str]:
     """§3.3: recent speakers (bot first) and mentioned names, then configured and fixed stops."""
-    limit = max(int(opt.get_or(config, "recent_participant_count", 10)), 10)
+    cfg = as_bot_config(config)
+    limit = max(opt.recent_participant_count(cfg), 10)
     names: list[str] = []
     for m in reversed(messages):
         if len(names) >= limit:
@@ -557,18 +568,18 @@ def build_stop_sequences(messages: Sequence[ParticipantMessage], config: Mapping
             if c and c not in names and len(names) < limit:
                 names.append(c)
     stops: list[str] = []
-    if config.get("turn_end_token"):
-        stops.append(str(config["turn_end_token"]))
-    if config.get("message_delimiter"):
-        stops.append(str(config["message_delimiter"]))
-    bot = opt.bot_name(config)
-    thinking = config.get("prefill_thinking") is True
+    if cfg.turn_end_token:
+        stops.append(str(cfg.turn_end_token))
+    if cfg.message_delimiter:
+        stops.append(str(cfg.message_delimiter))
+    bot = cfg.name
+    thinking = cfg.prefill_thinking is True
     for n in names:
         if n.isdigit() or (thinking and n == bot):
             continue
         stops.append(f"\n{n}:")
-    configured = config.get("stop_sequences") or []
-    if isinstance(configured, str):
+    configured: Sequence[str] = cfg.stop_sequences or ()
+    if isinstance(configured, str):  # a hand-written config may give one string
         configured = [configured]
     stops.extend(str(s) for s in configured)
     stops.extend(["\nSystem:", "<<HUMAN_CONVERSATION_END>>"])
@@ -580,7 +591,7 @@ def build_stop_sequences(messages: Sequence[ParticipantMessage], config: Mapping
 
 def build_context(inp: BuildInput) -> BuiltContext:
     config = inp.config
-    name = opt.bot_name(config)
+    name = config.name
     warnings: list[str] = []
     msgs = merge_own_messages(inp.messages, inp.bot_user_id)
     msgs = filter_dot_messages(msgs, config)
@@ -588,7 +599,7 @@ def build_context(inp: BuildInput) -> BuiltContext:
     bot_ids = {m.id for m in msgs if _is_own(m, inp.bot_user_id)}
     image_marker = inp.last_cache_marker or determine_cache_marker(discord_ids, None, True, bot_ids)
     pms = format_messages(msgs, inp, image_marker)
-    pms = interleave_tools(pms, inp.tool_cache, name, int(opt.get_or(config, "max_mcp_images", 3)))
+    pms = interleave_tools(pms, inp.tool_cache, name, opt.max_mcp_images(config))
     pms = apply_injections(pms, inp.injections)
     reattach_thinking(pms, inp.thinking_blocks, name)
     pms = merge_bot_turns(pms)
@@ -597,7 +608,7 @@ def build_context(inp: BuildInput) -> BuiltContext:
     if lw:
         warnings.append("warn: HARD LIMIT EXCEEDED - Truncating to normal limit and forcing roll")
     marker: str | None = None
-    if opt.prompt_caching(config):
+    if config.prompt_caching:
         marker = determine_cache_marker(discord_ids, inp.last_cache_marker, did_roll, bot_ids)
         if marker is not None and not any(m.message_id == marker for m in pms):
             warnings.append("warn: Cache marker orphaned - using fallback")

@@ -7,6 +7,7 @@ pure. `.history` handling follows upstream: the newest command wins, a bare one 
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 
@@ -15,6 +16,8 @@ from chapterx.context.images import default_cache as image_cache
 from chapterx.context.images import image_for_attachment
 from chapterx.context.types import Document, FetchedContext, ImageData
 from chapterx.discord.port import MESSAGE_TYPE_DEFAULT, MESSAGE_TYPE_REPLY, DiscordPort, Message
+
+log = logging.getLogger(__name__)
 
 MAX_HISTORY_DEPTH = 5
 PAGE = 100
@@ -136,7 +139,7 @@ async def _history_command(
     if not last_val:
         return _Fetched(newer, did_clear=True)
     link = _MESSAGE_LINK.search(last_val)
-    if link is None or port.channel(link.group(2)) is None and not await _channel_exists(port, link.group(2)):
+    if link is None or (port.channel(link.group(2)) is None and not await _channel_exists(port, link.group(2))):
         return _Fetched(newer, did_clear=True)
     target_channel, last_id = link.group(2), link.group(3)
     first_id: str | None = None
@@ -197,7 +200,7 @@ async def fetch_context(
         starter = await port.fetch_message(parent_id, channel_id)
         parent_msgs = parent.messages
         if starter is not None and starter.id not in ids and _keep(starter):
-            parent_msgs = parent_msgs + [starter]
+            parent_msgs = [*parent_msgs, starter]
         messages = parent_msgs + messages
     anchor_trimmed = False
     if first_message_id and not fetched.did_clear and messages:
@@ -223,7 +226,8 @@ async def fetch_context(
                 if image is None:
                     try:
                         data = await port.fetch_attachment(att.url)
-                    except Exception:  # noqa: BLE001 - a missing image must not fail the activation
+                    except Exception as exc:  # noqa: BLE001 - a missing image must not fail the activation
+                        log.info("image attachment %s skipped: %s", att.filename, exc)
                         continue
                     sniffed = sniff_image_type(data)
                     if sniffed is None:
@@ -239,7 +243,8 @@ async def fetch_context(
                     continue
                 try:
                     raw = await port.fetch_attachment(att.url)
-                except Exception:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - a missing attachment must not fail the activation
+                    log.info("text attachment %s skipped: %s", att.filename, exc)
                     continue
                 truncated = len(raw) > TEXT_KEEP
                 text = raw[:TEXT_KEEP].decode("utf-8", errors="replace")

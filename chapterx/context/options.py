@@ -1,61 +1,43 @@
-"""Reading bot-config keys with upstream's defaults (reference §2.3), in one place.
+"""Upstream's `||` readings of bot-config keys (reference §2.3), in one place.
 
-The config loader normally applies defaults already; these accessors repeat them so the pure
-stages also work on a hand-written dict (tests, benchmarks). `||`-style defaults (0 counts as
-unset) and `??`-style ones (only missing/None is unset) are kept distinct, as upstream has both.
+Defaults themselves come from the schema through `BotConfig` (`DEFAULTS` is the all-defaults
+instance); what stays here is upstream's habit of treating 0 as unset for some numeric keys whose
+schema default applies only to null (`config.max_images || 5`), and the effective limits of keys
+the schema leaves unset.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from chapterx.config.model import BotConfig
 
-Config = Mapping[str, Any]
+DEFAULTS = BotConfig()
 
-
-def get(config: Config, key: str, default: Any = None) -> Any:
-    """`config[key] ?? default`."""
-    value = config.get(key)
-    return default if value is None else value
+# Effective values of keys that have no schema default (upstream hard-codes them at the use site).
+RECENCY_WINDOW_CHARACTERS = 100000
+HARD_MAX_CHARACTERS = 500000
+THINKING_BUDGET = 10000
 
 
-def get_or(config: Config, key: str, default: Any) -> Any:
-    """`config[key] || default`: falsy values (0, "", False) fall back like upstream's `||`."""
-    value = config.get(key)
-    return value if value else default
+def max_images(cfg: BotConfig) -> int:
+    """`max_images || 5`: 0 falls back to the default like upstream."""
+    return int(cfg.max_images or DEFAULTS.max_images)
 
 
-def flag(config: Config, key: str, default: bool) -> bool:
-    """A boolean key with upstream's strict semantics: only the literal `false` turns it off."""
-    value = config.get(key)
-    if value is None:
-        return default
-    if default:
-        return value is not False
-    return value is True
+def max_tool_depth(cfg: BotConfig) -> int:
+    return int(cfg.max_tool_depth or DEFAULTS.max_tool_depth)
 
 
-def bot_name(config: Config) -> str:
-    return str(config.get("name") or "")
+def max_mcp_images(cfg: BotConfig) -> int:
+    return int(cfg.max_mcp_images or DEFAULTS.max_mcp_images)
 
 
-def use_display_names_bots(config: Config) -> bool:
-    value = config.get("use_display_names_bots")
-    if value is None:
-        value = config.get("use_display_names")
-    return True if value is None else bool(value)
+def rolling_threshold(cfg: BotConfig) -> int:
+    return int(cfg.rolling_threshold or DEFAULTS.rolling_threshold)
 
 
-def use_display_names_humans(config: Config) -> bool:
-    value = config.get("use_display_names_humans")
-    if value is None:
-        value = config.get("use_display_names")
-    return False if value is None else bool(value)
+def recent_participant_count(cfg: BotConfig) -> int:
+    return int(cfg.recent_participant_count or DEFAULTS.recent_participant_count)
 
 
-def prompt_caching(config: Config) -> bool:
-    return flag(config, "prompt_caching", True)
-
-
-def max_images(config: Config) -> int:
-    return int(get_or(config, "max_images", 5))
+def max_text_attachment_kb(cfg: BotConfig) -> float:
+    return float(cfg.max_text_attachment_kb or DEFAULTS.max_text_attachment_kb)

@@ -9,6 +9,7 @@ A second, small connector: chapter2's Discord interface runs its own client with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -200,10 +201,8 @@ class Chapter2Connector:
         await self._messageable(channel_id).get_partial_message(message_id).add_reaction(emoji)
 
     async def delete(self, channel_id: int, message_id: int) -> None:
-        try:
+        with contextlib.suppress(discord.NotFound):
             await self._messageable(channel_id).get_partial_message(message_id).delete()
-        except discord.NotFound:
-            pass
 
     async def typing(self, channel_id: int) -> None:
         await self._messageable(channel_id).typing()

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import discord
 
 from chapterx.agent.queue import Event
 from chapterx.config.secrets import scrub_outbound
+from chapterx.config.typed import ConfigLike
 from chapterx.discord.port import (
     Attachment,
     Channel,
@@ -80,14 +81,14 @@ async def connect_client(client: discord.Client, token: str, api_base: str | Non
     if api_base:
         from discord.http import Route
 
-        Route.BASE = api_base  # type: ignore[misc]
+        Route.BASE = api_base
     await client.login(token)
     if api_base:
         import yarl
         from discord.gateway import DiscordWebSocket
 
         _shards, url, _limits = await client.http.get_bot_gateway()
-        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)  # type: ignore[misc]
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
     await client.connect(reconnect=True)
 
 
@@ -410,11 +411,11 @@ class ConnectorApiBackend:
     """What the REST API (`chapterx.api.server`) reads from discord.py's cache."""
 
     def __init__(self, connector: DiscordConnector,
-                 config_for: Callable[[str], Mapping[str, Any]] | None = None) -> None:
+                 config_for: Callable[[str], ConfigLike] | None = None) -> None:
         self.c = connector
         self._config_for = config_for
 
-    def config_for(self, guild_id: str) -> Mapping[str, Any]:
+    def config_for(self, guild_id: str) -> ConfigLike:
         return self._config_for(guild_id) if self._config_for is not None else {}
 
     def channels(self) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from chapterx.agent.queue import Event
 from chapterx.agent.replay import RECORDED_HEADERS, _request_host, _write_files
 from chapterx.agent.runtime import BotRuntime, RuntimeOptions
 from chapterx.config.load import resolve_bot_config
+from chapterx.config.model import BotConfig
 from chapterx.errors import UserError
 from chapterx.llm.fake import FakeLLMServer
 from chapterx.llm.providers.base import ProviderOptions
@@ -57,7 +58,7 @@ class CaseOptions:
     after each batch (e.g. Discord's echo of the bot's own messages) and may add to its record.
     """
 
-    plugin_factory: Callable[[CaseRun, Mapping[str, Any], str], Any] | None = None
+    plugin_factory: Callable[[CaseRun, BotConfig, str], Any] | None = None
     on_setup: Callable[[CaseRun], Awaitable[None]] | None = None
     on_event: Callable[[CaseRun, int, Mapping[str, Any]], Awaitable[list[Event] | None]] | None = None
     extra_outputs: Callable[[CaseRun], Awaitable[None]] | None = None
@@ -116,7 +117,7 @@ async def run_case(inp: Mapping[str, Any], options: CaseOptions | None = None) -
             if opts.plugin_factory is not None:
                 hook = opts.plugin_factory
 
-                def plugin_factory(cfg: Mapping[str, Any], channel_id: str) -> Any:
+                def plugin_factory(cfg: BotConfig, channel_id: str) -> Any:
                     return hook(run, cfg, channel_id)
 
             rt = BotRuntime(world, RuntimeOptions(on_activation=on_activation,

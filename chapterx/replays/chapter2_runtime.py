@@ -146,7 +146,8 @@ async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
             for msg in events:
                 tasks.append(asyncio.create_task(iface.on_message(msg)))
                 await asyncio.sleep(0.05)
-            assert release is not None
+            if release is None:
+                raise RuntimeError("the replay's release event was never created")
             release.set()
             records = list(await asyncio.gather(*tasks))
         else:

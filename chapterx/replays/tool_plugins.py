@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from chapterx.config.model import BotConfig
 from chapterx.replays import CaseShape
 from chapterx.replays.recording import RecordingWorld
 
@@ -97,7 +98,7 @@ class ToolHooks:
         self.world_obj = ToolWorld(discord, self.inp.get("http_files"), self.http_requests)
         return self.world_obj
 
-    def plugin_host(self, _run: Any, config: Mapping[str, Any], _channel_id: str) -> Any:
+    def plugin_host(self, _run: Any, config: BotConfig, _channel_id: str) -> Any:
         from chapterx.agent.plugins import PluginHost
 
         return PluginHost(config, self.tools)

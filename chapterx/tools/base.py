@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from chapterx.config.model import BotConfig
 from chapterx.context.build import Injection
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class CallContext:
     channel_id: str
     guild_id: str
     trigger_id: str
-    config: Mapping[str, Any]
+    config: BotConfig
     plugin_config: Mapping[str, Any]
     state: ScopedState | None = None
     context_message_ids: Sequence[str] = ()

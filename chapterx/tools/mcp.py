@@ -37,7 +37,7 @@ def parse_servers(raw: Any, *, cwd: str | None = None) -> tuple[list[McpServerCo
     """`mcp_servers` from a config: the usable entries and one warning per unusable one."""
     out: list[McpServerConfig] = []
     warnings: list[str] = []
-    for i, item in enumerate(raw if isinstance(raw, list) else []):
+    for i, item in enumerate(raw if isinstance(raw, list | tuple) else []):
         if not isinstance(item, Mapping) or not item.get("command"):
             warnings.append(f"mcp_servers[{i}]: needs at least a command; skipped")
             continue
@@ -130,7 +130,7 @@ class McpManager:
                 continue
             params = StdioServerParameters(command=cfg.command, args=list(cfg.args), env=env, cwd=cfg.cwd)
             try:
-                with open(os.devnull, "w") as errlog:
+                with open(os.devnull, "w") as errlog:  # noqa: ASYNC230 - opening /dev/null never blocks
                     async with stdio_client(params, errlog=errlog) as (read, write), \
                             ClientSession(read, write) as session:
                         await asyncio.wait_for(session.initialize(), self.start_timeout)
@@ -143,7 +143,7 @@ class McpManager:
                         srv.ready.set()
                         srv.restart.clear()
                         await self._watch(session, srv)
-            except BaseException as exc:  # noqa: BLE001 - isolate every failure of the server
+            except BaseException as exc:  # isolate every failure of the server
                 if isinstance(exc, asyncio.CancelledError) and self._stopping.is_set():
                     raise
                 srv.last_error = _describe(exc)

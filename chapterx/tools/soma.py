@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chapterx.config.typed import ConfigLike, as_bot_config
+
 log = logging.getLogger(__name__)
 
 CHARGED = frozenset({"mention", "reply", "m_command", "reaction"})
@@ -27,9 +29,9 @@ class SomaDecision:
     transaction_id: str | None = None
 
 
-def soma_settings(config: Mapping[str, Any], env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+def soma_settings(config: ConfigLike, env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
     """(base url, token) when Soma is on for this config, else None."""
-    soma = config.get("soma")
+    soma = as_bot_config(config).soma
     if not isinstance(soma, Mapping) or soma.get("enabled") is not True or not soma.get("url"):
         return None
     token = str(soma.get("token") or (env if env is not None else os.environ).get("SOMA_TOKEN") or "")

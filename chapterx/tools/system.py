@@ -10,10 +10,11 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from chapterx.config.typed import ConfigLike, as_bot_config
 from chapterx.tools.mcp import McpManager, McpServerConfig, parse_servers
 from chapterx.tools.timers import Timer, TimerScheduler
 
@@ -47,7 +48,7 @@ class ToolSystem:
         self.warnings.append(message)
         log.warning("%s", message)
 
-    async def ensure_mcp(self, config: Mapping[str, Any]) -> McpManager | None:
+    async def ensure_mcp(self, config: ConfigLike) -> McpManager | None:
         """Start the configured MCP servers once per process (from the first config that names them)."""
         if self.mcp is not None:
             return self.mcp
@@ -56,8 +57,8 @@ class ToolSystem:
                 return self.mcp
             return await self._start_mcp(config)
 
-    async def _start_mcp(self, config: Mapping[str, Any]) -> McpManager | None:
-        servers, problems = parse_servers(config.get("mcp_servers"),
+    async def _start_mcp(self, config: ConfigLike) -> McpManager | None:
+        servers, problems = parse_servers(as_bot_config(config).mcp_servers,
                                           cwd=str(self.base_dir) if self.base_dir else None)
         for p in problems:
             self.warn(p)
@@ -67,7 +68,7 @@ class ToolSystem:
         await self.mcp.start()
         return self.mcp
 
-    def soma(self, config: Mapping[str, Any]) -> Any:
+    def soma(self, config: ConfigLike) -> Any:
         """The Soma client, created once from the first config that enables Soma (None: off)."""
         from chapterx.tools.soma import SomaClient, soma_settings
 
@@ -80,7 +81,7 @@ class ToolSystem:
             return None
         return self._soma
 
-    async def soma_gate(self, port: Any, config: Mapping[str, Any], *, reason: str, channel_id: str,
+    async def soma_gate(self, port: Any, config: ConfigLike, *, reason: str, channel_id: str,
                         guild_id: str, trigger_id: str | None, bot_id: str) -> Any:
         """Runtime hook before an activation (§1.3 step 11): a `SomaDecision`, allowed when Soma is off."""
         from chapterx.tools.soma import SomaDecision, gate
@@ -97,7 +98,7 @@ class ToolSystem:
         if client is not None and decision.transaction_id:
             await client.refund(decision.transaction_id, reason)
 
-    def speak(self, config: Mapping[str, Any], bot_id: str, channel_id: str, text: str) -> None:
+    def speak(self, config: ConfigLike, bot_id: str, channel_id: str, text: str) -> None:
         """Hand an activation's visible text to the TTS relay (never waits; no-op unless enabled).
 
         The relay starts with the first config that enables it. Text arrives as one chunk per
@@ -130,7 +131,7 @@ class ToolSystem:
         while not stop.is_set():
             try:
                 self.timers.check_due()
-            except Exception:  # noqa: BLE001 - a bad timer must not end the loop
+            except Exception:  # a bad timer must not end the loop
                 log.exception("timer check failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)

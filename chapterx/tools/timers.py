@@ -33,14 +33,14 @@ def base36(n: int) -> str:
 
 @dataclass
 class Timer:
-    botId: str  # noqa: N815 - the on-disk key names are upstream's
-    channelId: str  # noqa: N815
-    guildId: str  # noqa: N815
-    createdByMessageId: str  # noqa: N815
-    createdAt: int  # noqa: N815
+    botId: str  # the on-disk key names are upstream's
+    channelId: str
+    guildId: str
+    createdByMessageId: str
+    createdAt: int
     id: str
-    triggerAt: float  # noqa: N815
-    contextNote: str  # noqa: N815
+    triggerAt: float
+    contextNote: str
 
 
 def _timer(raw: Any) -> Timer | None:

@@ -17,11 +17,13 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from chapterx.config.typed import ConfigLike, as_bot_config
+
 log = logging.getLogger(__name__)
 
 
-def tts_settings(config: Mapping[str, Any]) -> dict[str, Any] | None:
-    relay = config.get("tts_relay")
+def tts_settings(config: ConfigLike) -> dict[str, Any] | None:
+    relay = as_bot_config(config).tts_relay
     if not isinstance(relay, Mapping) or relay.get("enabled") is not True or not relay.get("url"):
         return None
     interval = relay.get("reconnect_interval_ms")

@@ -323,10 +323,7 @@ async def guard(
     except ApiError as exc:
         resp = error_response(request, exc.status, exc.message)
     except web.HTTPException as exc:
-        if exc.status >= 400:
-            resp = error_response(request, exc.status, exc.reason or "Error")
-        else:
-            resp = exc
+        resp = error_response(request, exc.status, exc.reason or "Error") if exc.status >= 400 else exc
     except asyncio.CancelledError:
         raise
     except Exception:
@@ -740,7 +737,7 @@ async def warm_fleet(viewer: Viewer) -> None:
     a first index build runs (its rows would dirty the hours again)."""
     try:
         await asyncio.sleep(FLEET_WARM_DELAY_S)
-        while viewer.store.index_progress().building:
+        while viewer.store.index_progress().building:  # noqa: ASYNC110 - another thread's build; no event to await
             await asyncio.sleep(5.0)
         last = int(time.time() // fleet.HOUR) + 1
         for day in range(FLEET_WARM_DAYS):

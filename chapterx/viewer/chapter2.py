@@ -119,7 +119,7 @@ class Chapter2Source:
         Returns the changed replies; `with_details` turns a batch of them into store entries."""
         with self._lock:
             state = self._files.get(path)
-            if state is None and start == 0 or state is not None and state.offset == start:
+            if (state is None and start == 0) or (state is not None and state.offset == start):
                 try:
                     st = path.stat()
                 except OSError:
@@ -224,6 +224,7 @@ def decode_body(body: bytes, content_type: str, content_encoding: str) -> dict[s
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
             raise IngestError("body is not valid gzip") from exc
     ctype = content_type.split(";")[0].strip().lower()
+    doc: dict[str, Any]
     if ctype == "application/json":
         try:
             doc = json.loads(body)
@@ -277,7 +278,8 @@ def _protobuf_to_dict(body: bytes) -> dict[str, Any]:
         msg = ExportTraceServiceRequest.FromString(body)
     except DecodeError as exc:
         raise IngestError("body is not a valid protobuf ExportTraceServiceRequest") from exc
-    return MessageToDict(msg, use_integers_for_enums=True)
+    doc: dict[str, Any] = MessageToDict(msg, use_integers_for_enums=True)
+    return doc
 
 
 def _hex_id(value: Any) -> Any:

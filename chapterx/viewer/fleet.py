@@ -87,7 +87,7 @@ class Rollup:
 
     def _snapshot(self) -> Any:
         return self.store.query(
-            "SELECT (SELECT value FROM meta WHERE key = 'generation') AS gen, "
+            "SELECT (SELECT value FROM meta WHERE key = 'generation') AS gen, "  # noqa: S608 - only integer source-id constants are interpolated
             "(SELECT COALESCE(MAX(id), 0) FROM traces) AS maxid, "
             "(SELECT COALESCE(SUM(n), 0) FROM counts WHERE kind = 'bot') AS nbot, "
             "(SELECT COUNT(*) FROM traces WHERE bot IS NULL) AS nnull, "
@@ -95,7 +95,7 @@ class Rollup:
 
     def _marker_hour_set(self) -> set[int]:
         rows = self.store.query(
-            f"SELECT ts FROM traces WHERE source_id < 0 AND source_id = {MARKER_SOURCE} AND ts IS NOT NULL")
+            f"SELECT ts FROM traces WHERE source_id < 0 AND source_id = {MARKER_SOURCE} AND ts IS NOT NULL")  # noqa: S608 - only integer source-id constants are interpolated
         return {int(r["ts"] // HOUR) for r in rows}
 
     def _reset(self, snap: Any) -> None:
@@ -103,7 +103,7 @@ class Rollup:
         self._wm = int(snap["maxid"])
         self._rows = int(snap["nbot"]) + int(snap["nnull"]) - int(snap["nmark"])
         self._ext = {r["trace_id"]: int(r["ts"] // HOUR) for r in self.store.query(
-            f"SELECT trace_id, ts FROM traces WHERE source_id < 0 AND source_id = {EXTERNAL_SOURCE} "
+            f"SELECT trace_id, ts FROM traces WHERE source_id < 0 AND source_id = {EXTERNAL_SOURCE} "  # noqa: S608 - only integer source-id constants are interpolated
             "AND ts IS NOT NULL")}
         self._marker_hours = self._marker_hour_set()
 
@@ -117,7 +117,7 @@ class Rollup:
             self._gen = snap["gen"]
             return
         new = self.store.query(
-            "SELECT id, trace_id, source_id, ts FROM traces WHERE id > :wm AND id <= :maxid "
+            "SELECT id, trace_id, source_id, ts FROM traces WHERE id > :wm AND id <= :maxid "  # noqa: S608 - only integer source-id constants are interpolated
             f"AND source_id <> {MARKER_SOURCE}", {"wm": self._wm, "maxid": snap["maxid"]})
         total = int(snap["nbot"]) + int(snap["nnull"]) - int(snap["nmark"])
         dirty: set[int] = set()

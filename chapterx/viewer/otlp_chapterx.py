@@ -269,7 +269,7 @@ class ChapterxReceiver:
     def _expire(self) -> None:
         cut = time.monotonic() - PENDING_TTL_S
         while self._pending:
-            tid, (stamp, spans) = next(iter(self._pending.items()))
+            _tid, (stamp, spans) = next(iter(self._pending.items()))
             if stamp >= cut:
                 break
             self._pending.popitem(last=False)
@@ -280,7 +280,7 @@ class ChapterxReceiver:
             return True
         try:
             return bool(self.exists and self.exists(trace_id))
-        except Exception:  # noqa: BLE001 - a lookup failure must not lose the trace
+        except Exception:  # a lookup failure must not lose the trace
             log.debug("trace lookup failed for %s", trace_id, exc_info=True)
             return False
 

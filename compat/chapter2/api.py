@@ -73,9 +73,7 @@ def looks_like_chapter2(path: Path) -> bool:
             keys |= _top_keys(f)
     if keys & _CHAPTERX_ONLY and not keys & _CHAPTER2_ONLY:
         return False  # a ChapterX EMS-layout folder
-    if (root / "guilds").is_dir() and not keys & _CHAPTER2_ONLY:
-        return False
-    return True
+    return not ((root / "guilds").is_dir() and not keys & _CHAPTER2_ONLY)
 
 
 def _split_target(path: Path) -> tuple[Path, list[str]]:

@@ -92,7 +92,7 @@ def _check_difference(how: str, case: dict[str, Any], tmp_path: Path, kwargs: di
         first_key = files["config/bots/aria.yaml"].splitlines()[2].split(":")[0]
         assert first_key in msg
     elif how == "broken-file-error":
-        bad = [p for p, text in files.items() if "@" in text or text.count("temperature") > 1][0]
+        bad = next(p for p, text in files.items() if "@" in text or text.count("temperature") > 1)
         with pytest.raises(ConfigError) as info:
             resolve_bot_config(**kwargs)
         assert Path(bad).name in str(info.value)

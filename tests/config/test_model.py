@@ -59,3 +59,16 @@ def test_typed_view_carries_every_resolved_value(tmp_path: Path) -> None:
         if key in KEYS:
             assert getattr(typed, key) == (tuple(value) if isinstance(value, list) else value), key
     assert typed.raw is resolved.config
+
+
+def test_hand_written_mapping_converts_like_the_resolver() -> None:
+    """Pure stages accept a hand-written mapping (tests, replays): null is unset, and `use_display_names`
+    is the default of the per-class keys, as the resolver does; a typed value passes through untouched."""
+    from chapterx.config.typed import as_bot_config
+
+    raw = {"name": "Aria", "max_images": None, "use_display_names": True, "use_display_names_humans": False}
+    cfg = as_bot_config(raw)
+    assert (cfg.max_images, cfg.use_display_names_bots, cfg.use_display_names_humans) == (5, True, False)
+    assert cfg.raw is raw and as_bot_config(cfg) is cfg
+    assert as_bot_config({}).reply_on_random == BotConfig().reply_on_random == 500
+

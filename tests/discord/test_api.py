@@ -63,7 +63,7 @@ async def api() -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
 
 
 async def test_auth_and_health(api: tuple[str, aiohttp.ClientSession]) -> None:
-    base, http = api
+    base, _http = api
     async with aiohttp.ClientSession() as anon:
         async with anon.get(base + "/health") as r:
             assert r.status == 200 and (await r.json())["status"] == "ok"

@@ -95,16 +95,16 @@ def test_config_cache_follows_file_changes(tmp_path: Path) -> None:
     loader = CachedConfigLoader(prepare_bot(bot_file=bot, env={"DISCORD_TOKEN_FILE": str(tmp_path / "tok")}))
     first = loader("1", [])
     assert loader("1", []) is first  # cached
-    assert loader("1", ["max_tokens: 77"])["max_tokens"] == 77  # pins are part of the key
+    assert loader("1", ["max_tokens: 77"]).max_tokens == 77  # pins are part of the key
     bot.write_text(bot.read_text() + "max_tokens: 55\n")
     st = bot.stat()
     os.utime(bot, (st.st_atime, st.st_mtime + 5))
-    assert loader("1", [])["max_tokens"] == 55
+    assert loader("1", []).max_tokens == 55
     guild = root / "config" / "guilds" / "1.yaml"
     guild.parent.mkdir(exist_ok=True)
     guild.write_text("temperature: 0.3\n")
     os.utime(guild.parent, (st.st_atime, st.st_mtime + 10))
-    assert loader("1", [])["temperature"] == 0.3
+    assert loader("1", []).temperature == 0.3
 
 
 def test_a_refused_pin_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -119,7 +119,7 @@ def test_a_refused_pin_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureF
     with caplog.at_level("WARNING", logger="chapterx.run"):
         config = loader("1", [pin])
         loader("1", [pin, "max_tokens: 9"])
-    assert not config.get("system_prompt") and TOKEN not in repr(dict(config))
+    assert not config.system_prompt and TOKEN not in repr(config) and TOKEN not in repr(dict(config.raw))
     refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert len(refused) == 1 and "pinned .config" in refused[0] and "system_prompt_file" in refused[0]
     assert TOKEN not in caplog.text

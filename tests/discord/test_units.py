@@ -122,6 +122,17 @@ async def test_decision_order() -> None:
     assert d.activate
 
 
+async def test_decision_reads_reply_on_random_default_from_the_schema() -> None:
+    """Without `reply_on_random` the schema's default (1/500) applies; no second copy in the decider."""
+    from chapterx.config.model import BotConfig
+
+    w = _world()
+    plain = Event("message", "10", "1", _msg("23", HUMAN, "chat"))
+    chance = 1 / BotConfig().reply_on_random
+    assert (await _decide([plain], {"name": "Aria"}, w, [chance * 0.99])).activate
+    assert not (await _decide([plain], {"name": "Aria"}, w, [chance])).activate
+
+
 @pytest.mark.parametrize(("limit", "answered"), [(None, ["30", "32"]), (2, ["30", "31", "32"]), (0, ["30"])])
 async def test_runtime_queues_busy_channel_triggers(limit: int | None, answered: list[str]) -> None:
     """Past upstream (runtime.md): a trigger for a busy channel is answered afterwards, up to

@@ -58,7 +58,7 @@ def test_activation_succeeds_after_retries_and_posts_once(vendor: str, tmp_path:
 
 @pytest.mark.parametrize("vendor", list(MODELS))
 def test_mid_stream_failure_is_retried_when_nothing_was_posted(vendor: str, tmp_path: Path) -> None:
-    out, trace = _run(vendor, [{"text": REPLY, "fault": "reset_mid_stream", "fault_after_deltas": 2},
+    out, _trace = _run(vendor, [{"text": REPLY, "fault": "reset_mid_stream", "fault_after_deltas": 2},
                                {"text": REPLY}], tmp_path)
     assert _sends(out) == [REPLY]
 

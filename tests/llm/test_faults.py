@@ -110,7 +110,7 @@ def test_persistent_errors_fail_with_one_clear_error(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_reset_connection_is_retried(kind: str) -> None:
-    srv, result, pieces, _ = asyncio.run(_call(kind, [{"fault": "reset"}, {"text": TEXT}]))
+    _srv, result, pieces, _ = asyncio.run(_call(kind, [{"fault": "reset"}, {"text": TEXT}]))
     assert not isinstance(result, ProviderError), result
     assert "".join(pieces) == TEXT
 

@@ -92,7 +92,7 @@ def _check_request(case_id: str, real_base: str, got: dict[str, Any], want: dict
 def test_provider_request_vector(case_id: str) -> None:
     case = next(c for c in _cases() if c["id"] == case_id)
     exp = case["expected"]
-    srv, router, route, results = asyncio.run(_run_case(case))
+    srv, _router, route, results = asyncio.run(_run_case(case))
     real_base = route.base_url
     if case_id in DIFFERENT:
         # we retry a 529 once more and succeed where upstream gave up after one request

@@ -177,9 +177,7 @@ def strip_images(obj: Any) -> Any:
         for k, v in obj.items():
             if k == "url" and isinstance(v, str) and v.startswith("data:"):
                 out[k] = v.split(",", 1)[0] + ",<bytes>"
-            elif k == "inlineData" and isinstance(v, dict):
-                out[k] = {**v, "data": "<bytes>"}
-            elif k == "source" and isinstance(v, dict) and v.get("type") == "base64":
+            elif (k == "inlineData" and isinstance(v, dict)) or (k == "source" and isinstance(v, dict) and v.get("type") == "base64"):
                 out[k] = {**v, "data": "<bytes>"}
             else:
                 out[k] = strip_images(v)

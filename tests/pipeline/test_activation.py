@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -173,7 +173,7 @@ async def test_tool_log_round_trip_hides_covered_bot_message(tmp_path: Path) -> 
     seen = []
 
     class Echo:
-        async def complete(self, request, on_text=None):  # noqa: ANN001, ANN201
+        async def complete(self, request, on_text=None):
             seen.append(request)
             return ProviderResponse(text=" ok", stop_reason="end_turn")
 
@@ -229,7 +229,7 @@ async def test_native_thinking_blocks_return_in_the_next_context(tmp_path: Path)
     ]
 
     class Scripted:
-        async def complete(self, request, on_text=None):  # noqa: ANN001, ANN201
+        async def complete(self, request, on_text=None):
             seen.append(request)
             return answers[len(seen) - 1]
 
@@ -250,7 +250,7 @@ async def test_native_thinking_blocks_return_in_the_next_context(tmp_path: Path)
         world, cfg, lambda m: Route(), "910000000000000001", trigger_message_id="1410000000000000005",
         thinking_dir=tmp_path, bot_id="gull"))
     assert second.error is None
-    assistant = [m for m in seen[1].messages if m.role == "assistant"][0]
+    assistant = next(m for m in seen[1].messages if m.role == "assistant")
     assert assistant.content == [{"type": "thinking", "thinking": "17*23", "signature": "sig-1"},
                                  {"type": "text", "text": "391"}]
 
@@ -266,7 +266,7 @@ async def test_member_lookups_are_bounded_per_reply() -> None:
     text = " ".join(f"<@{n}>" for n in names)
 
     class Echo:
-        async def complete(self, request, on_text=None):  # noqa: ANN001, ANN201
+        async def complete(self, request, on_text=None):
             return ProviderResponse(text=" " + text, stop_reason="end_turn")
 
     class Route:
@@ -274,7 +274,7 @@ async def test_member_lookups_are_bounded_per_reply() -> None:
         formatter_route = None
 
     class Counting(MemoryDiscord):
-        queries: list[str] = []
+        queries: ClassVar[list[str]] = []
 
         async def search_members(self, query: str, limit: int = 10) -> list[Any]:
             self.queries.append(query)

@@ -6,6 +6,7 @@ nothing outside the roots read. Examples are bounded so the whole file stays wit
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import string
@@ -117,10 +118,8 @@ def test_otlp_json_decodes_or_is_an_ingest_error(doc: object) -> None:
        gz=st.booleans())
 def test_otlp_bytes_decode_or_are_an_ingest_error(raw: bytes, ctype: str, gz: bool) -> None:
     body = (b"\x1f\x8b" + raw) if gz else raw
-    try:
+    with contextlib.suppress(IngestError):
         decode_request(body, ctype, "gzip" if gz else "")
-    except IngestError:
-        pass
 
 
 @FAST

@@ -187,7 +187,7 @@ def test_kill_9_at_every_step_loses_nothing(tmp_path: Path) -> None:
         proc = subprocess.run([sys.executable, "-c", _STEP_HOOK, str(kill_at), str(HARBOUR), str(out)],
                               cwd=REPO_DIR, capture_output=True, timeout=120)
         assert proc.returncode == -signal.SIGKILL, kill_at
-        survivors = [out] + sorted(p for p in tmp_path.glob("out.previous-*"))
+        survivors = [out, *sorted(p for p in tmp_path.glob("out.previous-*"))]
         assert any(d.is_dir() and _snapshot(d) == before for d in survivors), f"previous output lost at step {kill_at}"
         # the next run cleans up what the kill left and succeeds
         code = main(["migrate", str(HARBOUR), "--out", str(out), "--force"]) if out.exists() else \

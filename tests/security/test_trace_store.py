@@ -4,6 +4,7 @@ orphan temporary files, and kill -9 / ENOSPC while writing (nothing written may 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -202,10 +203,8 @@ def test_temp_files_are_removed_on_failure_and_at_next_start(tmp_path: Path) -> 
 def _all_trace_files(logs: Path) -> dict[str, Path]:
     out = {}
     for p in (logs / "traces").glob("*/*.json"):
-        try:
+        with contextlib.suppress(ValueError, KeyError):
             out[json.loads(p.read_text())["traceId"]] = p
-        except (ValueError, KeyError):
-            pass
     return out
 
 

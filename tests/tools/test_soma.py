@@ -64,7 +64,7 @@ async def test_charged_mention_is_checked_then_answered(soma: tuple[FakeSoma, st
     fake, url = soma
     got = await run_case(_input(url))
     assert [c[0] for c in fake.calls] == ["/api/v1/check-and-deduct"]
-    path, body, auth = fake.calls[0]
+    _path, body, auth = fake.calls[0]
     assert auth == "Bearer tok-1"
     assert body["triggerType"] == "mention" and body["userId"] == "750000000000000001"
     assert body["messageId"] == "1310000000000000010" and body["userRoles"] == ["740000000000000002"]

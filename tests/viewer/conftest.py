@@ -49,7 +49,7 @@ class RunningViewer:
         asyncio.set_event_loop(self._loop)
         try:
             self._runner, self.port = self._loop.run_until_complete(start(self.settings))
-        except BaseException as exc:  # surfaced in start()
+        except BaseException as exc:  # noqa: BLE001 - surfaced in start()
             self._error = exc
             self._ready.set()
             return

@@ -117,7 +117,7 @@ def test_pagination_in_url(page: Any, ch2_viewer: RunningViewer) -> None:
     page.wait_for_function(
         f"() => document.querySelectorAll('[data-testid=trace-card]').length === {total - 50}"
     )
-    assert page.locator("[data-testid=count]").inner_text() == f"Showing 51–{total} of {total}"
+    assert page.locator("[data-testid=count]").inner_text() == f"Showing 51–{total} of {total}"  # noqa: RUF001 - the page's en dash
 
 
 def test_search_by_link_and_deep_link(page: Any, viewer: RunningViewer) -> None:

@@ -55,7 +55,7 @@ def setup(tmp_path: Path, sample_logs: Path) -> tuple[Path, Path, Any]:
 
 def test_deleted_otlp_file_leaves_list_search_and_stays_gone(setup: tuple[Path, Path, Any],
                                                             sample_logs: Path) -> None:
-    tmp, ch2, settings = setup
+    _tmp, ch2, settings = setup
     quill = {r.trace_id for r in _replies(QUILL)}
     wren = {r.trace_id for r in _replies(WREN)}
     assert quill and wren and not quill & wren
@@ -100,7 +100,7 @@ def test_deleted_otlp_file_leaves_list_search_and_stays_gone(setup: tuple[Path, 
 
 
 def test_file_deleted_while_viewer_stopped(setup: tuple[Path, Path, Any]) -> None:
-    tmp, ch2, settings = setup
+    _tmp, ch2, settings = setup
     quill = {r.trace_id for r in _replies(QUILL)}
     wren = {r.trace_id for r in _replies(WREN)}
     v = RunningViewer(settings).start()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import time
@@ -76,7 +77,8 @@ class FakeLLMServer:
         site = web.TCPSite(self._runner, self._host, 0)
         await site.start()
         sockets = getattr(site._server, "sockets", None)
-        assert sockets, "fake server did not bind"
+        if not sockets:
+            raise RuntimeError("fake server did not bind")
         self.port = int(sockets[0].getsockname()[1])
         self.base_url = f"http://{self._host}:{self.port}"
         return self
@@ -178,10 +180,8 @@ class FakeLLMServer:
         for i, frame in enumerate(frames):
             if fault in ("stall", "reset_mid_stream", "malformed") and i == cut:
                 if fault == "stall":
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._closing.wait(), timeout=3600)
-                    except TimeoutError:
-                        pass
                     return resp
                 if fault == "reset_mid_stream":
                     self._abort(request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from chapterx.config.typed import ConfigLike, as_bot_config
 from chapterx.context.types import ParticipantMessage
 from chapterx.llm.formatters.chat import render_chat
 from chapterx.llm.formatters.completions import render_completions
@@ -19,9 +20,10 @@ from chapterx.llm.types import ProviderRequest
 __all__ = ["render", "render_chat", "render_completions", "render_prefill", "resolve_mode", "resolve_tool_mode"]
 
 
-def resolve_mode(config: Mapping[str, Any], formatter_route: str | None = None) -> str:
+def resolve_mode(config: ConfigLike, formatter_route: str | None = None) -> str:
     """"prefill" | "chat" | "base-model" for this request (§3.1 formatter choice)."""
-    mode = config.get("mode")
+    cfg = as_bot_config(config)
+    mode = cfg.mode
     if mode in ("prefill", "chat", "base-model"):
         return str(mode)
     if formatter_route == "completions":
@@ -30,22 +32,23 @@ def resolve_mode(config: Mapping[str, Any], formatter_route: str | None = None) 
         return "chat"
     if formatter_route == "anthropic-xml":
         return "prefill"
-    model = str(config.get("continuation_model") or "")
+    model = cfg.continuation_model
     if model.startswith("claude-") or "anthropic.claude" in model:
         return "prefill"
     return "chat"
 
 
-def resolve_tool_mode(config: Mapping[str, Any], formatter_route: str | None = None) -> str:
+def resolve_tool_mode(config: ConfigLike, formatter_route: str | None = None) -> str:
     """"xml" (inline tools in the prefill) or "native" (§1.5 step 15)."""
-    mode = config.get("mode")
+    cfg = as_bot_config(config)
+    mode = cfg.mode
     if mode == "prefill":
         return "xml"
     if mode in ("chat", "base-model"):
         return "native"
     if formatter_route in ("native", "completions"):
         return "native"
-    model = str(config.get("continuation_model") or "")
+    model = cfg.continuation_model
     if "/" in model:
         return "native"
     if model.startswith("claude-") or model.startswith("anthropic."):
@@ -56,7 +59,7 @@ def resolve_tool_mode(config: Mapping[str, Any], formatter_route: str | None = N
 def render(
     mode: str,
     participant_messages: Sequence[ParticipantMessage],
-    config: Mapping[str, Any],
+    config: ConfigLike,
     *,
     stop_sequences: Sequence[str] = (),
     tools: Sequence[Mapping[str, Any]] = (),
@@ -65,7 +68,8 @@ def render(
     continuation: str | None = None,
     continue_last: bool = False,
 ) -> ProviderRequest:
-    model_name = model or str(config.get("continuation_model") or "")
+    config = as_bot_config(config)
+    model_name = model or config.continuation_model
     if mode == "chat":
         return render_chat(participant_messages, config, model=model_name, stop_sequences=stop_sequences, tools=tools)
     if mode == "base-model":

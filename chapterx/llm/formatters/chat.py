@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chapterx.context import options as opt
+from chapterx.config.typed import ConfigLike, as_bot_config
 from chapterx.context.types import ContentBlock, ParticipantMessage
 from chapterx.llm.formatters.common import (
     base_request,
@@ -20,7 +20,7 @@ from chapterx.llm.types import ChatMessage, ProviderRequest
 
 def render_chat(
     messages: Sequence[ParticipantMessage],
-    config: Mapping[str, Any],
+    config: ConfigLike,
     *,
     model: str,
     stop_sequences: Sequence[str],
@@ -28,8 +28,9 @@ def render_chat(
     extra_turns: Sequence[ChatMessage] = (),
 ) -> ProviderRequest:
     """Build the chat request; `extra_turns` are this activation's tool-use / tool-result turns."""
-    name = opt.bot_name(config)
-    caching = opt.prompt_caching(config)
+    config = as_bot_config(config)
+    name = config.name
+    caching = config.prompt_caching
     cc = cache_control(config)
     req = base_request(config, model)
     req.formatter = "chat"
@@ -59,7 +60,7 @@ def render_chat(
             out.append(ChatMessage(turn.role, list(turn.content) if isinstance(turn.content, list) else turn.content))
     if out and out[0].role == "assistant":
         out.insert(0, ChatMessage("user", [{"type": "text", "text": "[continuing]"}]))
-    system_prompt = config.get("system_prompt")
+    system_prompt = config.system_prompt
     if system_prompt:
         if caching and not marked:
             req.system = [{"type": "text", "text": str(system_prompt), "cache_control": dict(cc)}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from chapterx.config.typed import ConfigLike, as_bot_config
 from chapterx.context import options as opt
 from chapterx.context.types import ContentBlock, ParticipantMessage
 from chapterx.llm.types import ChatMessage, ProviderRequest
@@ -17,18 +18,18 @@ CLI_FIRST_USER = "<cmd>cat untitled.txt</cmd>"
 START_USER = "[Start]"
 
 
-def cache_control(config: Mapping[str, Any]) -> dict[str, str]:
+def cache_control(config: ConfigLike) -> dict[str, str]:
     """`{"type": "ephemeral"}`, with `ttl` when `cache_ttl` is set (e.g. "1h")."""
     cc = {"type": "ephemeral"}
-    ttl = config.get("cache_ttl")
+    ttl = as_bot_config(config).cache_ttl
     if ttl:
         cc["ttl"] = str(ttl)
     return cc
 
 
-def context_prefix_turns(config: Mapping[str, Any], cc: Mapping[str, str] | None) -> list[ChatMessage]:
+def context_prefix_turns(config: ConfigLike, cc: Mapping[str, str] | None) -> list[ChatMessage]:
     """`context_prefix` as the opening assistant turn (chat and prefill); `cc` marks it cached."""
-    prefix = config.get("context_prefix")
+    prefix = as_bot_config(config).context_prefix
     if not prefix:
         return []
     block: ContentBlock = {"type": "text", "text": str(prefix)}
@@ -42,24 +43,29 @@ def has_content(message: ParticipantMessage) -> bool:
     return any(b.get("type") != "text" or b.get("text") for b in message.content)
 
 
-def base_request(config: Mapping[str, Any], model: str) -> ProviderRequest:
+def base_request(config: ConfigLike, model: str) -> ProviderRequest:
     """Sampling parameters and pass-through options common to every mode (§3.1)."""
+    cfg = as_bot_config(config)
     req = ProviderRequest(model=model)
-    req.max_tokens = int(opt.get_or(config, "max_tokens", 4096))
-    temp = config.get("temperature")
-    req.temperature = _number(1 if temp is None else temp)
-    for key in ("top_p", "top_k", "presence_penalty", "frequency_penalty"):
-        if config.get(key) is not None:
-            setattr(req, key, config[key])
-    if config.get("repetition_penalty") is not None:
-        req.repetition_penalty = float(config["repetition_penalty"])
-    req.stream = config.get("streaming") is not False
-    if config.get("llm_retries") is not None:
-        req.llm_retries = int(config["llm_retries"])
-    params = config.get("provider_params")
+    req.max_tokens = int(cfg.max_tokens or opt.DEFAULTS.max_tokens)
+    req.temperature = _number(cfg.temperature)
+    req.top_p = cfg.top_p
+    req.presence_penalty = cfg.presence_penalty
+    req.frequency_penalty = cfg.frequency_penalty
+    # `top_k` is no bot-config key (the resolver drops it); a hand-written config in the vectors sets it.
+    if cfg.raw.get("top_k") is not None:
+        req.top_k = cfg.raw["top_k"]
+    if cfg.repetition_penalty is not None:
+        req.repetition_penalty = float(cfg.repetition_penalty)
+    req.stream = cfg.streaming is not False
+    # Absent and 0 differ here: absent leaves the provider's own retry default (hand-written configs),
+    # while the resolver always fills the schema's 0; so read the mapping as given.
+    if cfg.raw.get("llm_retries") is not None:
+        req.llm_retries = int(cfg.raw["llm_retries"])
+    params = cfg.provider_params
     if isinstance(params, Mapping):
         req.extra = dict(params)
-    gen = config.get("generate_images")
+    gen = cfg.generate_images
     if gen is not None:
         req.response_modalities = ["TEXT", "IMAGE"] if gen is True else ["TEXT"]
     return req
@@ -71,22 +77,23 @@ def _number(value: Any) -> float:
     return int(f) if f.is_integer() else f
 
 
-def thinking_param(config: Mapping[str, Any], mode: str) -> dict[str, Any] | None:
+def thinking_param(config: ConfigLike, mode: str) -> dict[str, Any] | None:
     """The API thinking request (§3.1): chat mode with prefill_thinking/debug_thinking/thinking_type.
 
     Prefill requests never carry it (they end in a prefill; membrane drops it there).
     """
     if mode != "chat":
         return None
-    if not (config.get("prefill_thinking") is True or config.get("debug_thinking") is True or config.get("thinking_type")):
+    cfg = as_bot_config(config)
+    if not (cfg.prefill_thinking is True or cfg.debug_thinking is True or cfg.thinking_type):
         return None
-    kind = str(config.get("thinking_type") or "enabled")
+    kind = str(cfg.thinking_type or "enabled")
     out: dict[str, Any] = {"type": kind}
     if kind == "adaptive":
-        if config.get("debug_thinking") is True:
+        if cfg.debug_thinking is True:
             out["display"] = "summarized"
     else:
-        out["budget_tokens"] = int(opt.get_or(config, "thinking_budget", 10000))
+        out["budget_tokens"] = int(cfg.thinking_budget or opt.THINKING_BUDGET)
     return out
 
 

@@ -7,10 +7,11 @@ byte-identical for migrated bots; see docs/differences.md#pipeline for the quirk
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from chapterx.context import options as opt
+from chapterx.config.model import BotConfig
+from chapterx.config.typed import ConfigLike, as_bot_config
 from chapterx.context.types import ParticipantMessage
 from chapterx.llm.formatters.common import base_request
 from chapterx.llm.types import ProviderRequest
@@ -20,7 +21,7 @@ DEFAULT_EOT = "<|eot|>"
 
 def render_completions(
     messages: Sequence[ParticipantMessage],
-    config: Mapping[str, Any],
+    config: ConfigLike,
     *,
     model: str,
     stop_sequences: Sequence[str],
@@ -28,10 +29,11 @@ def render_completions(
     continue_last: bool = False,
     continuation: str | None = None,
 ) -> ProviderRequest:
-    name = opt.bot_name(config)
+    config = as_bot_config(config)
+    name = config.name
     req = base_request(config, model)
     req.formatter = "completions"
-    formatter_eot = str(config.get("turn_end_token") or DEFAULT_EOT)
+    formatter_eot = str(config.turn_end_token or DEFAULT_EOT)
     msgs = [m for m in messages if m.text()]
     adapter = vendor is not None and getattr(vendor, "kind", None) == "openai-completions"
     if adapter:
@@ -54,7 +56,7 @@ def render_completions(
             stops.append(eot)
         stops += [formatter_eot, *stop_sequences]
     else:
-        head = [str(config["system_prompt"])] if config.get("system_prompt") else []
+        head = [str(config.system_prompt)] if config.system_prompt else []
         prompt = _transcript(head, msgs, config, name, formatter_eot, continue_last, continuation)
         stops = [formatter_eot, *stop_sequences]
     req.prompt = prompt
@@ -62,13 +64,13 @@ def render_completions(
     return req
 
 
-def _transcript(head: list[str], msgs: Sequence[ParticipantMessage], config: Mapping[str, Any], name: str,
+def _transcript(head: list[str], msgs: Sequence[ParticipantMessage], config: BotConfig, name: str,
                 eot: str, continue_last: bool, continuation: str | None) -> str:
     """`head`, then `Name: text<eot>` turns (context prefix first) and the bot's open turn label,
     separated by blank lines; a continued last bot message gets neither end token nor new label."""
     parts = list(head)
-    if config.get("context_prefix"):
-        parts.append(f"{name}: {config['context_prefix']}{eot}")
+    if config.context_prefix:
+        parts.append(f"{name}: {config.context_prefix}{eot}")
     for i, m in enumerate(msgs):
         last_raw = continue_last and i == len(msgs) - 1 and m.participant == name
         parts.append(f"{m.participant}: {m.text()}" + ("" if last_raw else eot))

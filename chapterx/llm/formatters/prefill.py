@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chapterx.context import options as opt
+from chapterx.config.typed import ConfigLike, as_bot_config
 from chapterx.context.types import ContentBlock, ParticipantMessage
 from chapterx.llm.formatters.common import (
     CLI_FIRST_USER,
@@ -29,7 +29,7 @@ TOOL_INJECTION_WINDOW = 10
 
 def render_prefill(
     messages: Sequence[ParticipantMessage],
-    config: Mapping[str, Any],
+    config: ConfigLike,
     *,
     model: str,
     stop_sequences: Sequence[str],
@@ -43,12 +43,13 @@ def render_prefill(
     bot's turn label verbatim. `continue_last`: the newest message is the bot's own and is continued
     raw (no new label), as the spec asks for `m continue` / ▶️.
     """
-    name = opt.bot_name(config)
-    caching = opt.prompt_caching(config)
+    config = as_bot_config(config)
+    name = config.name
+    caching = config.prompt_caching
     cc = cache_control(config)
     req = base_request(config, model)
     req.formatter = "prefill"
-    system_prompt = config.get("system_prompt")
+    system_prompt = config.system_prompt
     out = context_prefix_turns(config, cc if caching else None)
 
     msgs = [m for m in messages]
@@ -102,7 +103,7 @@ def render_prefill(
             else:
                 buffer.append(continuation)
     else:
-        label = f"{name}: <thinking>" if config.get("prefill_thinking") is True else f"{name}:"
+        label = f"{name}: <thinking>" if config.prefill_thinking is True else f"{name}:"
         tail = label + (continuation or "")
     if tail is not None:
         buffer.append(tail)
@@ -113,8 +114,8 @@ def render_prefill(
     if system_prompt:
         system = [{"type": "text", "text": str(system_prompt)}]
     if out and out[0].role != "user":
-        if config.get("prefill_user_message"):
-            out.insert(0, ChatMessage("user", str(config["prefill_user_message"])))
+        if config.prefill_user_message:
+            out.insert(0, ChatMessage("user", str(config.prefill_user_message)))
         elif not system_prompt:
             system = [{"type": "text", "text": CLI_SYSTEM_PROMPT}]
             out.insert(0, ChatMessage("user", CLI_FIRST_USER))

@@ -47,7 +47,9 @@ class ConfigPlugin(Plugin):
     async def call(self, tool_name: str, args: Mapping[str, Any], ctx: CallContext) -> ToolOutcome:
         if tool_name == "list_config":
             needle = str(args.get("filter") or "").lower()
-            rows = [f"{k}: {_show(str(k), v)}" for k, v in ctx.config.items() if not needle or needle in str(k).lower()]
+            # The tool result lists the resolved mapping exactly as upstream's (its keys, order and values).
+            rows = [f"{k}: {_show(str(k), v)}" for k, v in ctx.config.raw.items()
+                    if not needle or needle in str(k).lower()]
             return ToolOutcome("\n".join(rows))
         if tool_name == "set_config":
             key, value = args.get("key"), args.get("value")

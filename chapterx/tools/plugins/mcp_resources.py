@@ -59,7 +59,8 @@ class McpResourcesPlugin(Plugin):
 
     @staticmethod
     async def _read(ctx: CallContext, server: str, uri: str) -> ToolOutcome:
-        assert ctx.mcp is not None
+        if ctx.mcp is None:
+            raise RuntimeError("MCP resources read without an MCP manager")
         try:
             result = await ctx.mcp.read_resource(server, uri)
         except Exception:  # noqa: BLE001 - an unreadable resource is an answer, not a crash

@@ -68,7 +68,7 @@ class SleepPlugin(Plugin):
         if isinstance(reason, str) and reason:
             clean = re.sub(r"[\n\r]", " ", reason).strip()
             lines.append(f"reason: {json.dumps(clean, ensure_ascii=False)}")
-        name = ctx.config.get("name") or ctx.bot_id
+        name = ctx.config.name or ctx.bot_id
         try:
             ids = await ctx.send(f".sleep {name}\n---\n" + "\n".join(lines))
         except Exception as exc:  # noqa: BLE001 - reported to the model

@@ -20,7 +20,7 @@ MAX_PER_CHANNEL = 5
 
 
 def duration(ms: float) -> str:
-    total = int(math.floor(ms / 1000 + 0.5))
+    total = math.floor(ms / 1000 + 0.5)
     minutes, seconds = divmod(total, 60)
     hours, rem = divmod(minutes, 60)
     if hours > 0:

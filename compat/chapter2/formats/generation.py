@@ -45,7 +45,7 @@ def trim_final_incomplete_sentence(text: str) -> str:
     chapter2 uses NLTK's punkt tokenizer; this cuts after the last sentence-ending punctuation (with any
     closing quotes or brackets) and keeps the text unchanged when there is none.
     """
-    matches = list(re.finditer(r"[.!?…][\"'”’)\]]*(?=\s|$)", text))
+    matches = list(re.finditer(r"[.!?…][\"'”’)\]]*(?=\s|$)", text))  # noqa: RUF001 - typographic quotes
     if not matches:
         return text
     return text[: matches[-1].end()]

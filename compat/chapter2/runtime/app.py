@@ -141,8 +141,8 @@ def rules_of(plan: Any) -> str:
         return "chapterx"
     from chapterx.config.load import resolve_bot_config
 
-    config = resolve_bot_config(bot_file=plan.bot_file, env=plan.env).config
-    return "chapter2" if config.get("activation_rules") == "chapter2" else "chapterx"
+    config = resolve_bot_config(bot_file=plan.bot_file, env=plan.env).typed
+    return "chapter2" if config.activation_rules == "chapter2" else "chapterx"
 
 
 def run_plan(plan: Any, *, home: bool = False) -> int:

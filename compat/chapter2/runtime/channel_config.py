@@ -8,6 +8,7 @@ A value that fails validation raises pydantic's `ValidationError` (the caller re
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,8 @@ from chapterx_compat.chapter2.load import Chapter2Error, overlay, rename_keys
 from chapterx_compat.chapter2.runtime.convert import mentioned_in, parse_command
 from chapterx_compat.chapter2.runtime.port import MAX_ATTACHMENT_BYTES, C2Message
 from chapterx_compat.chapter2.yaml11 import YAML11Error, load_yaml11
+
+log = logging.getLogger(__name__)
 
 _CONFIG_FILE_RE = re.compile(r"^\.?config(?:[-\s|.]+(.*?))?\.ya?ml$")
 _KEY_FILE_RE = re.compile(r"^(\w+)\.\w+$")
@@ -84,7 +87,8 @@ async def pin_kv(
                 continue
             try:
                 value, _ = load_yaml11((await download(att.url)).decode("utf-8", errors="replace"))
-            except Exception:  # noqa: BLE001 - an unreadable key file is skipped like bad YAML
+            except Exception as exc:  # noqa: BLE001 - an unreadable key file is skipped like bad YAML
+                log.info("channel key file %s skipped: %s", att.filename, exc)
                 continue
             kv[km.group(1)] = value
     return kv
@@ -150,7 +154,8 @@ def effective_config(base: m.Config, kv: dict[str, Any], iface_index: int = 0) -
     iface_data = {**base_iface, **iface_updates}
     cfg = m.Config.model_validate({"em": em_data, "interfaces": [iface_data]})
     iface = cfg.interfaces[0]
-    assert isinstance(iface, m.DiscordInterfaceConfig)
+    if not isinstance(iface, m.DiscordInterfaceConfig):
+        raise TypeError(f"expected a Discord interface, got {type(iface).__name__}")
     for faculty in cfg.em.ensembles:
         if not isinstance(faculty, m.CharacterFacultyConfig):
             continue

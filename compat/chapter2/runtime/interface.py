@@ -96,15 +96,15 @@ def classify_error(exc: BaseException) -> list[str]:
         import aiohttp
 
         if isinstance(exc, aiohttp.ClientConnectionError):
-            return out + ["🌩️"]
+            return [*out, "🌩️"]
     except ImportError:  # pragma: no cover - aiohttp is a dependency
         pass
     if isinstance(exc, ConnectionError):
-        return out + ["📵"]
+        return [*out, "📵"]
     from chapterx.llm.errors import ProviderError
 
     if isinstance(exc, ProviderError) and "connection error" in str(exc):
-        return out + ["📵"]
+        return [*out, "📵"]
     return out
 
 
@@ -245,7 +245,7 @@ class Chapter2Interface:
         if self.options.on_record is not None and not rec.ignored:
             try:
                 self.options.on_record(rec)
-            except Exception:  # noqa: BLE001 - tracing never breaks a reply
+            except Exception:  # tracing never breaks a reply
                 log.exception("chapter2 trace failed")
         return rec
 
@@ -316,7 +316,8 @@ class Chapter2Interface:
 
     async def _sim(self, rec: EventRecord, target: C2Message, channel: C2Channel, eff: Effective) -> bool:
         """`reply_on_sim`: the small model's first predicted message is the em's."""
-        assert eff.iface.reply_on_sim is not False
+        if eff.iface.reply_on_sim is False:
+            raise RuntimeError("reply_on_sim is off")
         small = sim_em(eff.em, eff.iface.reply_on_sim)
         self._span(rec, "generate_response", "get_prompt", SPAN_HISTORY, SPAN_HISTORY)
         _raw, history = await self._history(target, channel, eff)

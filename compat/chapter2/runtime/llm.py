@@ -104,7 +104,8 @@ async def generate_response(
     on_request: Callable[[C2Request], None] | None = None,
 ) -> list[Message]:
     """The replies of one `generate_response` (muffled completions are retried, 3 tries in all)."""
-    assert request.settings is not None
+    if request.settings is None:
+        raise RuntimeError("a chapter2 request without generation settings")
     replies: list[Message] = []
     for attempt in range(1, MUFFLER_TRIES + 1):
         if on_request is not None:
