@@ -28,13 +28,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_pipeline import BOT, CONFIGS, world  # noqa: E402
+from bench_pipeline import BOT, CONFIGS, world
 
-from chapterx.context import images as img_mod  # noqa: E402
-from chapterx.context.build import BuildInput, build_context  # noqa: E402
-from chapterx.context.fetch import fetch_context  # noqa: E402
-from chapterx.discord.memory import MemoryDiscord  # noqa: E402
-from chapterx.llm.formatters import render  # noqa: E402
+from chapterx.context import images as img_mod
+from chapterx.context.build import BuildInput, build_context
+from chapterx.context.fetch import fetch_context
+from chapterx.discord.memory import MemoryDiscord
+from chapterx.llm.formatters import render
 
 
 def _photo(w: int, h: int, seed: int) -> bytes:

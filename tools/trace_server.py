@@ -7,7 +7,7 @@ from pathlib import Path
 # From a checkout without `pip install`: import the package next to this folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chapterx.cli import main  # noqa: E402
+from chapterx.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["traces", "serve", *sys.argv[1:]]))

@@ -342,9 +342,9 @@ class Router:
         bk = self._by_kind
         if "/" in model and bk[OPENROUTER]:
             return bk[OPENROUTER][0]
-        if model.startswith(("anthropic.", "bedrock:")) or re.match(r"^(us|eu|apac)\.anthropic\.", model):
-            if bk[BEDROCK]:
-                return bk[BEDROCK][0]
+        bedrock_id = model.startswith(("anthropic.", "bedrock:")) or re.match(r"^(us|eu|apac)\.anthropic\.", model)
+        if bedrock_id and bk[BEDROCK]:
+            return bk[BEDROCK][0]
         if model.startswith(_GEMINI_MODELS) and bk[GEMINI]:
             return bk[GEMINI][0]
         if model.startswith("claude-") and "anthropic" in self.adapters:

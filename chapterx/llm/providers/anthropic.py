@@ -176,7 +176,7 @@ class AnthropicProvider(Provider):
         system = request.system or extra.get("system")
         prompt = request.prompt or ""
         images = _prompt_images(prompt)
-        content: Any = prompt if not images else images
+        content: Any = images or prompt
         if system:
             return system, [{"role": "assistant", "content": content}]
         return CLI_SYSTEM, [{"role": "user", "content": CLI_COMMAND}, {"role": "assistant", "content": content}]

@@ -232,10 +232,7 @@ class Provider:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 - classified below
-                if isinstance(exc, ProviderError):
-                    err = exc
-                else:
-                    err = self._classify(exc)
+                err = exc if isinstance(exc, ProviderError) else self._classify(exc)
                 err.message = scrub(err.message, self.secrets())
                 err.args = (err.message,)
                 err.partial_text = cutter.text
