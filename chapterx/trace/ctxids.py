@@ -25,9 +25,12 @@ def _le(arr: array) -> bytes:  # type: ignore[type-arg]
 
 
 def encode_ids(ids: list[int]) -> bytes:
-    raw = _le(array("q", ids))
-    n = len(ids)
-    shuffled = b"".join(raw[i::8] for i in range(8)) if n else b""
+    return encode_array(array("q", ids))
+
+
+def encode_array(ids: array) -> bytes:  # type: ignore[type-arg]
+    raw = _le(ids)
+    shuffled = b"".join(raw[i::8] for i in range(8)) if ids else b""
     return zlib.compress(shuffled, 1)
 
 
@@ -62,9 +65,13 @@ def find_id(blob: bytes, key: int) -> int:
 def encode_positions(positions: list[int | None] | None) -> bytes | None:
     if positions is None or all(p is None for p in positions):
         return None
-    if all(p == i for i, p in enumerate(positions)):
+    if positions == list(range(len(positions))):
         return b""
-    return zlib.compress(_le(array("q", [_NONE if p is None else p for p in positions])), 1)
+    try:
+        arr = array("q", [_NONE if p is None else p for p in positions])
+    except OverflowError:  # a position no int64 holds: unknown, like any other non-position
+        arr = array("q", [p if isinstance(p, int) and _NONE < p < 2 ** 63 else _NONE for p in positions])
+    return zlib.compress(_le(arr), 1)
 
 
 def position_at(blob: bytes | None, index: int) -> int | None:

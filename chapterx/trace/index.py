@@ -24,6 +24,7 @@ import os
 import sqlite3
 import stat
 import time
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,8 +92,9 @@ CREATE TABLE IF NOT EXISTS messages(
   key NOT NULL, trace_row INTEGER NOT NULL, role INTEGER NOT NULL, position INTEGER,
   PRIMARY KEY(key, trace_row, role)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ctx(
-  trace_row INTEGER PRIMARY KEY, lvl INTEGER NOT NULL, min_id INTEGER NOT NULL, max_id INTEGER NOT NULL,
+  trace_row INTEGER PRIMARY KEY, chan TEXT NOT NULL, lvl INTEGER NOT NULL, min_id INTEGER NOT NULL, max_id INTEGER NOT NULL,
   n INTEGER NOT NULL, ids BLOB NOT NULL, pos BLOB);
+CREATE TABLE IF NOT EXISTS msgchan(key INTEGER NOT NULL, chan TEXT NOT NULL, PRIMARY KEY(key, chan)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counts(kind TEXT NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL,
   PRIMARY KEY(kind, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channel_names(channel_id TEXT PRIMARY KEY, name TEXT NOT NULL, seq INTEGER);
@@ -115,9 +117,9 @@ _INDEXES = (
     "input_tokens, output_tokens, total_tokens, cost)",
     # markers and external rows are few: a partial index keeps replacing them cheap at 1M rows
     "CREATE INDEX IF NOT EXISTS traces_special ON traces(source_id, trace_id) WHERE source_id < 0",
-    # a trace's context ids as one id range: a search reads the ranges of each span class (lvl)
-    # that can contain the id, then checks the id list of each candidate
-    "CREATE INDEX IF NOT EXISTS ctx_range ON ctx(lvl, min_id, max_id)",
+    # a trace's context ids as one id range: a search reads, in each channel the id was seen in,
+    # the ranges of each span class (lvl) that can contain it, then checks each candidate's id list
+    "CREATE INDEX IF NOT EXISTS ctx_range ON ctx(chan, lvl, min_id, max_id)",
 )
 
 _INDEX_NAMES = tuple(stmt.split()[5] for stmt in _INDEXES)
@@ -137,7 +139,8 @@ COUNTS_VERSION = "3"
 _INSERT_TRACE = (f"INSERT INTO traces(id,{','.join(TRACE_COLUMNS)}) "
                  f"VALUES ({','.join('?' * (len(TRACE_COLUMNS) + 1))})")
 _INSERT_MSG = "INSERT OR IGNORE INTO messages(key, trace_row, role, position) VALUES (?,?,?,?)"
-_INSERT_CTX = "INSERT INTO ctx(trace_row, lvl, min_id, max_id, n, ids, pos) VALUES (?,?,?,?,?,?,?)"
+_INSERT_CTX = "INSERT INTO ctx(trace_row, chan, lvl, min_id, max_id, n, ids, pos) VALUES (?,?,?,?,?,?,?,?)"
+_INSERT_MSGCHAN = "INSERT OR IGNORE INTO msgchan(key, chan) VALUES (?,?)"
 # above this many context rows an old index is re-read from index.jsonl rather than converted in memory
 UPGRADE_IN_PLACE_MAX = 1_000_000
 
@@ -271,12 +274,17 @@ def _upgrade_context(conn: sqlite3.Connection) -> None:
     for key, trace_row, position in conn.execute(sql):
         by_row.setdefault(trace_row, {})[key] = position
     rows = []
+    pairs: set[tuple[int, str]] = set()
+    chans = dict(conn.execute("SELECT id, COALESCE(channel_id, '') FROM traces").fetchall()) if by_row else {}
     for trace_row, seen in by_row.items():
         ids = sorted(seen)
-        rows.append((trace_row, ctxids.span_level(ids[0], ids[-1]), ids[0], ids[-1], len(ids),
+        chan = chans.get(trace_row, "")
+        pairs.update((k, chan) for k in ids)
+        rows.append((trace_row, chan, ctxids.span_level(ids[0], ids[-1]), ids[0], ids[-1], len(ids),
                      ctxids.encode_ids(ids), ctxids.encode_positions([seen[k] for k in ids])))
     conn.execute("DELETE FROM ctx")
     conn.executemany(_INSERT_CTX, rows)
+    conn.executemany(_INSERT_MSGCHAN, sorted(pairs))
     if n > UPGRADE_IN_PLACE_MAX:
         conn.execute("CREATE TEMP TABLE keep_msgs AS SELECT * FROM messages WHERE (role<>1 OR "
                      "typeof(key)<>'integer') AND " + keep)
@@ -445,10 +453,36 @@ def message_rows(entry: dict[str, Any], row_id: int) -> list[tuple[Any, ...]]:
     return out
 
 
-def split_rows(entry: dict[str, Any], row_id: int) -> tuple[list[tuple[Any, ...]], tuple[Any, ...] | None]:
+def split_rows(entry: dict[str, Any], row_id: int,
+               chan: str = "") -> tuple[list[tuple[Any, ...]], tuple[Any, ...] | None]:
     """`message_rows` as stored: context ids that are snowflakes go into one `ctx` row (id range +
-    compact id list, first position per id); trigger, sent and non-numeric ids stay message rows."""
-    out: list[tuple[Any, ...]] = []
+    compact id list, first position per id); trigger, sent and non-numeric ids stay message rows.
+    A build runs this for every line: the common shape (all ids strings, all snowflakes) takes a
+    path of C-level calls, anything else the general loop."""
+    raw = entry.get("contextMessageIds")
+    if isinstance(raw, list) and raw and set(map(type, raw)) == {str}:
+        keys: list[Any] = list(map(message_key, raw))
+        try:
+            arr: array[int] | None = array("q", keys)  # TypeError unless every key is an int snowflake
+        except TypeError:
+            arr = None
+        if arr is not None:
+            out = message_rows({**entry, "contextMessageIds": None}, row_id)
+            positions = entry.get("contextPositions")
+            if not (isinstance(positions, list) and len(positions) == len(raw)):
+                pos: list[Any] = [None] * len(raw)
+            elif set(map(type, positions)) == {int}:
+                pos = positions
+            else:
+                pos = [_pos_or_none(p) for p in positions]
+            if len(set(keys)) != len(keys):  # repeated ids: the first position of each wins
+                first = dict(zip(reversed(keys), reversed(pos), strict=True))
+                keys, pos = list(first), list(first.values())
+                arr = array("q", keys)
+            lo, hi = int(min(arr)), int(max(arr))
+            return out, (row_id, chan, ctxids.span_level(lo, hi), lo, hi, len(keys), ctxids.encode_array(arr),
+                         ctxids.encode_positions(pos), keys)
+    out = []
     ctx: tuple[Any, ...] | None = None
     seen: dict[int, int | None] = {}
     for row in message_rows(entry, row_id):
@@ -461,13 +495,13 @@ def split_rows(entry: dict[str, Any], row_id: int) -> tuple[list[tuple[Any, ...]
     if seen:
         ids = list(seen)
         lo, hi = min(ids), max(ids)
-        positions = [p if p is None or -(2 ** 63) < p < 2 ** 63 else None for p in seen.values()]
-        ctx = (row_id, ctxids.span_level(lo, hi), lo, hi, len(ids), ctxids.encode_ids(ids),
-               ctxids.encode_positions(positions))
+        ctx = (row_id, chan, ctxids.span_level(lo, hi), lo, hi, len(ids), ctxids.encode_ids(ids),
+               ctxids.encode_positions([_pos_or_none(p) for p in seen.values()]), ids)
     return out, ctx
 
 
-Prepared = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, str], list[tuple[Any, ...]]]
+Prepared = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, str], list[tuple[Any, ...]],
+                 list[tuple[int, str]]]
 
 
 def prepare_entries(entries: Iterable[dict[str, Any]], source_id: int, first_id: int, *,
@@ -477,6 +511,10 @@ def prepare_entries(entries: Iterable[dict[str, Any]], source_id: int, first_id:
     rows: list[tuple[Any, ...]] = []
     msgs: list[tuple[Any, ...]] = []
     ctxs: list[tuple[Any, ...]] = []
+    pairs: list[tuple[int, str]] = []
+    # (id, channel) pairs for `msgchan`: each channel's previous context is mostly the same ids,
+    # so only ids new since it are written (the rest were written by this call already)
+    prev: dict[str, set[int]] = {}
     names: dict[str, str] = {}
     next_id = first_id
     extra_iter = iter(extras) if extras is not None else None
@@ -486,15 +524,19 @@ def prepare_entries(entries: Iterable[dict[str, Any]], source_id: int, first_id:
         if row is None:
             continue
         rows.append((next_id, *row))
-        m, c = split_rows(entry, next_id)
+        chan = row[4] or ""
+        m, c = split_rows(entry, next_id, chan)
         msgs.extend(m)
         if c is not None:
-            ctxs.append(c)
+            ctxs.append(c[:8])
+            keys = set(c[8])
+            pairs.extend((k, chan) for k in keys - prev.get(chan, set()))
+            prev[chan] = keys
         next_id += 1
         name = entry.get("channelName")
         if name and entry.get("channelId"):
             names[str(entry["channelId"])] = str(name)
-    return rows, msgs, names, ctxs
+    return rows, msgs, names, ctxs, pairs
 
 
 def _next_row(conn: sqlite3.Connection) -> int:
@@ -507,7 +549,7 @@ def _next_row(conn: sqlite3.Connection) -> int:
 
 def insert_prepared(conn: sqlite3.Connection, prepared: Prepared, next_row: int) -> int:
     """Write prepared rows (inside the caller's transaction); `next_row` = first unused id after."""
-    rows, msgs, names, ctxs = prepared
+    rows, msgs, names, ctxs, pairs = prepared
     cur = conn.cursor()
     conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_row', ?)", (str(next_row),))
     # counts kept up to date so /api/channels, /api/bots and `stats` stay O(channels), not O(rows)
@@ -519,8 +561,9 @@ def insert_prepared(conn: sqlite3.Connection, prepared: Prepared, next_row: int)
                        r[c["cost"]]) for r in rows], 1)
     cur.executemany(_INSERT_TRACE, rows)
     cur.executemany(_INSERT_MSG, msgs)
-    tally[("total", "messages")] = max(0, cur.rowcount) + sum(c[4] for c in ctxs)
+    tally[("total", "messages")] = max(0, cur.rowcount) + sum(c[5] for c in ctxs)
     cur.executemany(_INSERT_CTX, ctxs)
+    cur.executemany(_INSERT_MSGCHAN, pairs)
     add_counts(conn, tally)
     if names:
         seq = time.time_ns()
@@ -687,23 +730,27 @@ def counts_ready(conn: sqlite3.Connection) -> None:
 
 
 def context_hits(conn: sqlite3.Connection, key: int) -> dict[int, int | None]:
-    """{trace row: position or None} of the traces whose context holds message id `key`: per span
-    class present, the ranges that can contain it (an index range scan), each checked against
-    its id list. Rows of deleted traces may remain until a sweep: callers join with `traces`."""
+    """{trace row: position or None} of the traces whose context holds message id `key`: in each
+    channel whose traces had it in context (`msgchan`), per span class present, the ranges that can
+    contain it (an index range scan), each checked against its id list. Rows of deleted traces
+    may remain until a sweep: callers join with `traces`."""
     hits: dict[int, int | None] = {}
-    lvl = -1
-    while True:
-        row = conn.execute("SELECT lvl FROM ctx WHERE lvl > ? ORDER BY lvl LIMIT 1", (lvl,)).fetchone()
-        if row is None:
-            return hits
-        lvl = int(row[0])
-        lower = key - (1 << lvl) + 1
-        for trace_row, ids, pos in conn.execute(
-                "SELECT trace_row, ids, pos FROM ctx WHERE lvl = ? AND min_id BETWEEN ? AND ? AND max_id >= ?",
-                (lvl, max(lower, -(2 ** 63)), key, key)):
-            at = ctxids.find_id(ids, key)
-            if at >= 0:
-                hits[trace_row] = ctxids.position_at(pos, at)
+    for (chan,) in conn.execute("SELECT chan FROM msgchan WHERE key = ?", (key,)).fetchall():
+        lvl = -1
+        while True:
+            row = conn.execute("SELECT lvl FROM ctx WHERE chan = ? AND lvl > ? ORDER BY lvl LIMIT 1",
+                               (chan, lvl)).fetchone()
+            if row is None:
+                break
+            lvl = int(row[0])
+            lower = max(key - (1 << lvl) + 1, -(2 ** 63))
+            for trace_row, ids, pos in conn.execute(
+                    "SELECT trace_row, ids, pos FROM ctx WHERE chan = ? AND lvl = ? AND min_id BETWEEN ? AND ? "
+                    "AND max_id >= ?", (chan, lvl, lower, key, key)):
+                at = ctxids.find_id(ids, key)
+                if at >= 0:
+                    hits[trace_row] = ctxids.position_at(pos, at)
+    return hits
 
 
 def set_context_positions(conn: sqlite3.Connection, trace_row: int, positions: dict[Any, Any]) -> None:

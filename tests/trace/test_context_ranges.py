@@ -138,6 +138,7 @@ def _to_schema_2(path: Path) -> None:
             rows.append((k, trace_row, 1, p))
     conn.executemany("INSERT INTO messages VALUES (?,?,?,?)", rows)
     conn.execute("DROP TABLE ctx")
+    conn.execute("DROP TABLE msgchan")
     conn.execute("UPDATE meta SET value='2' WHERE key='schema'")
     conn.commit()
     conn.close()
