@@ -778,6 +778,12 @@ def sweep_orphans(conn: sqlite3.Connection) -> int:
     n += int(conn.execute("SELECT COALESCE(SUM(n), 0) FROM ctx WHERE NOT EXISTS "
                           "(SELECT 1 FROM traces t WHERE t.id = trace_row)").fetchone()[0])
     conn.execute("DELETE FROM ctx WHERE NOT EXISTS (SELECT 1 FROM traces t WHERE t.id = trace_row)")
+    # (id, channel) pairs below every remaining context can no longer lead anywhere
+    floor = conn.execute("SELECT MIN(min_id) FROM ctx").fetchone()[0]
+    if floor is None:
+        conn.execute("DELETE FROM msgchan")
+    else:
+        conn.execute("DELETE FROM msgchan WHERE key < ?", (floor,))
     add_counts(conn, {("total", "messages"): -n})
     return n
 

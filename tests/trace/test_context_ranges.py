@@ -195,3 +195,26 @@ def test_deletes_leave_no_context_rows(tmp_path: Path, make_store: Any) -> None:
     store.reindex()
     assert store.conn.execute(orphans).fetchone()[0] == 0
     assert store.conn.execute("SELECT COUNT(*) FROM ctx").fetchone()[0] == 10
+
+
+def test_prune_sweeps_context_rows_and_unreachable_pairs(tmp_path: Path, make_store: Any) -> None:
+    entries = _entries(seed=9, n=30)
+    for e in entries[:20]:  # old traces whose contexts sit below every newer one
+        e["contextMessageIds"] = [str(BASE - 10_000 - int(c) % 1000) for c in e["contextMessageIds"]
+                                  if str(c).isdigit()]
+    for e in entries[20:]:
+        e["contextMessageIds"] = [c for c in e["contextMessageIds"] if str(c) != "0"]
+    logs = tmp_path / "logs"
+    _write(logs, entries)
+    store = make_store(logs)
+    store.refresh()
+    old_key = str(entries[0]["contextMessageIds"][0])
+    assert _answers(store, old_key)
+    with store.write_transaction() as conn:
+        ix.delete_rows(conn, "ts < ?", (ix.parse_iso(entries[20]["timestamp"]),), sweep=True)
+    c = store.conn
+    assert c.execute("SELECT COUNT(*) FROM ctx").fetchone()[0] == 10
+    assert c.execute("SELECT COUNT(*) FROM msgchan WHERE key < ?", (BASE,)).fetchone()[0] == 0
+    assert _answers(store, old_key) == []
+    for q in _queries(entries[20:]):
+        assert _answers(store, q) == _reference(entries[20:], q.rsplit("/", 1)[-1]), q
