@@ -1,7 +1,7 @@
 """Per-message cost of the chapter2 runtime (rules, channel config rebuilt per message, history, prompt).
 
 `python bench/bench_chapter2_runtime.py [--messages 2000] [--pins 3] [--window 35]` builds an in-memory
-Discord (`compat.chapter2.runtime.memory`) with one channel of `--messages` messages, a topic config and
+Discord (`chapterx_compat.chapter2.runtime.memory`) with one channel of `--messages` messages, a topic config and
 `--pins` pinned `.config` messages, then times `Chapter2Interface.on_message`:
 - for messages that do not trigger (gates + config + should_reply: what every message in a busy guild costs);
 - for messages that trigger (plus history walk of `--window` messages, conversion, prompt assembly and
@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from compat.chapter2.load import load
-from compat.chapter2.runtime.interface import Chapter2Interface, InterfaceOptions
-from compat.chapter2.runtime.memory import MemoryWorld
+from chapterx_compat.chapter2.load import load
+from chapterx_compat.chapter2.runtime.interface import Chapter2Interface, InterfaceOptions
+from chapterx_compat.chapter2.runtime.memory import MemoryWorld
 
 BOT = 1100000000000000001
 ALICE = 1100000000000000011

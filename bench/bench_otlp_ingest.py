@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from compat.chapter2 import otlp  # noqa: E402
+from chapterx_compat.chapter2 import otlp  # noqa: E402
 from tests.security.otlpgen import linked_spans, request  # noqa: E402
 
 TOKEN = "bench-token-0123456789abcdef"

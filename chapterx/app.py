@@ -94,7 +94,7 @@ def _read_token(path: Path) -> str:
 
 def _chapter2_in_place(ems: Path, name: str, home: bool) -> tuple[Path, Path | None, tempfile.TemporaryDirectory[str]]:
     """Translate a chapter2 em into a private temporary ChapterX tree (the em folder is not touched)."""
-    from compat.chapter2.migrate import (  # chapter2 ems only (compat imports chapterx)
+    from chapterx_compat.chapter2.migrate import (  # chapter2 ems only (compat imports chapterx)
         plan_migration,
         write_plan,
     )
@@ -124,7 +124,7 @@ def prepare_bot(*, bot_file: Path | None = None, ems: Path | None = None, bot: s
     source = ""
     token_file: Path | None = settings.discord_token_file
     if ems is not None:
-        from compat.chapter2.api import looks_like_chapter2
+        from chapterx_compat.chapter2.api import looks_like_chapter2
 
         if not bot_name:
             raise UserError("--ems needs a bot name (--bot or BOT_NAME)", 2)
@@ -178,6 +178,19 @@ class CachedConfigLoader:
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[tuple[float, ...], Mapping[str, Any]]] = {}
         self._paths: dict[tuple[str, tuple[str, ...]], list[Path]] = {}
         self.secrets: list[str] = []
+        self._logged: set[str] = set()  # warnings already logged (start-up ones included)
+
+    def _log_new_warnings(self, guild_id: str, texts: list[str], warnings: list[Any]) -> None:
+        """Log what a pinned `.config` got refused or ignored for, once per message: a pin whose
+        `system_prompt_file` is refused used to leave no line anywhere (issue 9, item 1)."""
+        if len(self._logged) > 1000:
+            self._logged.clear()
+        for w in warnings:
+            if w.message in self._logged:
+                continue
+            self._logged.add(w.message)
+            if texts:  # warnings without pins were logged at start-up
+                log.warning("config (pinned .config, guild %s): %s", guild_id or "-", w.message)
 
     def _watched(self, resolved: Any) -> list[Path]:
         paths = [Path(p) for p in resolved.paths]
@@ -199,10 +212,13 @@ class CachedConfigLoader:
         hit = self._cache.get(key)
         if hit is not None and self._stamp(list(self._paths[key])) == hit[0]:
             return hit[1]
+        if texts and (guild_id, ()) not in self._cache:
+            self(guild_id, [])  # the pin-less warnings were logged at start-up: mark them as seen
         plan = self.plan
         resolved = resolve_bot_config(bot_file=plan.bot_file, ems_path=plan.ems_path, bot_name=plan.bot_name,
                                       guild_id=guild_id or None, channel_configs=texts, env=plan.env)
         self.secrets = secrets_in(resolved.config)
+        self._log_new_warnings(guild_id, texts, resolved.warnings)
         watched = self._watched(resolved)
         self._paths[key] = watched
         if len(self._cache) > 512:
@@ -278,7 +294,7 @@ async def serve(plan: BotPlan, *, stop: asyncio.Event | None = None, handle_sign
 
     tasks: list[asyncio.Task[Any]] = []
     log.info("starting bot %s from %s%s: model %s, traces in %s", plan.bot_id or "(Discord username)", plan.source,
-             " (chapter2 em, translated in place)" if plan.chapter2 else "", plan.model, plan.settings.trace_dir)
+             " (chapter2 em, translated in place, with ChapterX activation rules)" if plan.chapter2 else "", plan.model, plan.settings.trace_dir)
     try:
         allow_dms = load_config("", []).get("allow_dms") is True
     except Exception as config_error:  # noqa: BLE001 - checked by prepare_bot; later edits show per activation

@@ -19,6 +19,7 @@ from chapterx.errors import UserError
 
 # Order here is the order in `chapterx --help`.
 COMMAND_MODULES = (
+    "demo",
     "run",
     "validate",
     "config_cmd",

@@ -2,8 +2,12 @@
 """Thin entry point: `python tools/trace_server.py` == `chapterx traces serve`."""
 
 import sys
+from pathlib import Path
 
-from chapterx.cli import main
+# From a checkout without `pip install`: import the package next to this folder.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from chapterx.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["traces", "serve", *sys.argv[1:]]))

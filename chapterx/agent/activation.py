@@ -323,7 +323,8 @@ def _context_images(fetched: FetchedContext) -> list[dict[str, Any]]:
         for att in m.attachments:
             img = fetched.images.get(att.url)
             if img is not None:
-                out.append({"filename": att.filename, "mime": img.media_type, "data": img.data, "url": att.url})
+                out.append({"filename": att.filename, "mime": img.original_media_type or img.media_type,
+                            "data": img.original if img.original is not None else img.data, "url": att.url})
     return out
 
 
@@ -520,9 +521,9 @@ async def _run_native(turn: _Turn, mode: str) -> None:
 
 async def _run_chapter2(turn: _Turn) -> None:
     """A migrated chapter2 em (`chapter2_prompt`): chapter2's prompt, stops and reply parsing."""
-    # compat.chapter2 imports chapterx (config, formats): imported here so chapterx never needs it at import.
-    from compat.chapter2.formats.generation import generate_replies, prepare_request
-    from compat.chapter2.formats.prompt import chapter2_prompt_from_bot_config, messages_from_turns
+    # chapterx_compat.chapter2 imports chapterx (config, formats): imported here so chapterx never needs it at import.
+    from chapterx_compat.chapter2.formats.generation import generate_replies, prepare_request
+    from chapterx_compat.chapter2.formats.prompt import chapter2_prompt_from_bot_config, messages_from_turns
 
     config, result = turn.config, turn.result
     name = opt.bot_name(config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
@@ -57,7 +58,7 @@ def _handle_show(args: argparse.Namespace) -> int:
 
     if args.ems:
         ems = Path(args.ems)
-        from compat.chapter2 import api
+        from chapterx_compat.chapter2 import api
 
         looks = False
         try:
@@ -101,11 +102,23 @@ def _handle_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_safe(value: Any) -> Any:
+    """JSON has no infinity (chapter2's `.inf` token limits): write it as the string "Infinity",
+    as the JSON Schemas do, instead of the bare `Infinity` token strict parsers reject."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def _print(out: dict[str, Any], as_json: bool) -> None:
     import json
 
     if as_json:
-        print(json.dumps(out, indent=2, ensure_ascii=False))
+        print(json.dumps(_json_safe(out), indent=2, ensure_ascii=False, allow_nan=False))
         return
     from io import StringIO
 

@@ -79,7 +79,7 @@ def _status(args: argparse.Namespace) -> int:
                 raise UsageError(f"{flag} {d}: no such folder")
     if not roots and not ems:
         raise UsageError("no bots to look at: pass --config-root DIR and/or --ems DIR")
-    from compat.chapter2.api import looks_like_chapter2
+    from chapterx_compat.chapter2.api import looks_like_chapter2
 
     for d in ems:
         if not looks_like_chapter2(d):

@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _handle(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from compat.chapter2.migrate import check_output, plan_migration, write_plan
+    from chapterx_compat.chapter2.migrate import check_output, plan_migration, write_plan
 
     if args.into or args.force_bot:
         from chapterx.commands.migrate_into import handle_into
@@ -92,7 +92,7 @@ def _plan_with_progress(plan_fn: Any, ems_dir: Path, bots: list[str] | None, hom
     if not (show and err.is_terminal):
         return plan_fn(ems_dir, bots=bots, home=home)
     try:
-        from compat.chapter2.load import list_ems
+        from chapterx_compat.chapter2.load import list_ems
 
         total = len(bots) if bots else len(list_ems(ems_dir))
     except OSError:

@@ -16,8 +16,8 @@ from chapterx.errors import UsageError
 
 
 def handle_into(args: argparse.Namespace) -> int:
-    from compat.chapter2.migrate import plan_migration
-    from compat.chapter2.migrate_into import plan_into, render_text, write_into
+    from chapterx_compat.chapter2.migrate import plan_migration
+    from chapterx_compat.chapter2.migrate_into import plan_into, render_text, write_into
 
     if not args.into:
         raise UsageError("--force-bot only applies with --into CONFIG_ROOT")

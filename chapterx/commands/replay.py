@@ -48,6 +48,11 @@ def _load(path: Path, case_id: str | None) -> dict[str, Any]:
             raise UsageError(f"{path} holds {len(data['cases'])} cases; choose one with --case-id")
         for case in data["cases"]:
             if case.get("id") == case_id:
+                inp = case.get("input", case) if isinstance(case, dict) else None
+                if not isinstance(inp, dict) or "discord" not in inp or "files" not in inp:
+                    raise UserError(f"{path}: case {case_id!r} is not an activation case (no `discord` and `files`): "
+                                    "replay runs the activation, prompt, provider-request, postprocess, history, "
+                                    "tool-plugin and chapter2 discord-runtime vectors")
                 return dict(case)
         raise UserError(f"{path}: no case with id {case_id!r}")
     if not isinstance(data, dict):

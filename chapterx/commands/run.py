@@ -33,7 +33,7 @@ def _handle(args: argparse.Namespace) -> int:
         raise UsageError("give either --config or --ems, not both")
     plan = prepare_bot(bot_file=args.config, ems=args.ems, bot=args.bot, chapter2_home=args.chapter2_home)
     if args.rules != "chapterx":
-        from compat.chapter2.runtime.app import rules_of, run_plan
+        from chapterx_compat.chapter2.runtime.app import rules_of, run_plan
 
         if rules_of(plan) == "chapter2":
             return run_plan(plan, home=args.chapter2_home)

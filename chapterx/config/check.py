@@ -77,6 +77,7 @@ def check_document(doc: Document, schema_name: str, *, strict: bool = False, rol
     table = sch.key_table(schema_name)
     known = table.known
     unknown_bucket = out.errors if strict else out.warnings
+    ignored = "" if strict else "; it is ignored"  # under --strict an unknown key is refused, not ignored
     normalised: dict[str, Any] = {}
     renamed: dict[str, str] = {}
     for key, value in data.items():
@@ -99,10 +100,10 @@ def check_document(doc: Document, schema_name: str, *, strict: bool = False, rol
             continue
         if _SECRET_SHAPE.search(key):  # an API key pasted as a line of its own: never echo it
             unknown_bucket.append(Problem("unknown key that looks like an API key or token (pasted on its own "
-                                          "line?); it is ignored", "<redacted>", line))
+                                          f"line?){ignored}", "<redacted>", line))
             continue
         hint = nearest(key, known)
-        msg = f"unknown key {key}" + (f" (did you mean {hint}?)" if hint else "") + "; it is ignored"
+        msg = f"unknown key {key}" + (f" (did you mean {hint}?)" if hint else "") + ignored
         unknown_bucket.append(Problem(msg, key, line))
     for target, original in renamed.items():  # errors on renamed keys point at the original spelling
         if original in doc.lines:
@@ -118,7 +119,7 @@ def check_document(doc: Document, schema_name: str, *, strict: bool = False, rol
             out.warnings.append(Problem(f"{key} is accepted but has no effect", key, out.lines.get(key)))
     for key, value in normalised.items():
         if key in table.properties:
-            _nested_unknown(value, table.properties[key], key, out, unknown_bucket)
+            _nested_unknown(value, table.properties[key], key, out, unknown_bucket, ignored)
     out.errors.extend(schema_problems(normalised, schema_name, out.lines))
     out.errors.sort(key=lambda p: p.line or 0)
     out.warnings.sort(key=lambda p: p.line or 0)
@@ -140,11 +141,12 @@ def _rename(key: str, table: sch.KeyTable) -> tuple[str, str, str] | None:
     return None
 
 
-def _nested_unknown(value: Any, spec: dict[str, Any], path: str, out: Checked, bucket: list[Problem]) -> None:
+def _nested_unknown(value: Any, spec: dict[str, Any], path: str, out: Checked, bucket: list[Problem],
+                    ignored: str) -> None:
     """Unknown keys inside closed sub-mappings (soma, tts_relay, mcp_servers[], vendor entries...)."""
     if isinstance(value, list) and isinstance(spec.get("items"), dict):
         for i, item in enumerate(value):
-            _nested_unknown(item, spec["items"], f"{path}.{i}", out, bucket)
+            _nested_unknown(item, spec["items"], f"{path}.{i}", out, bucket, ignored)
         return
     if not isinstance(value, dict):
         return
@@ -154,14 +156,14 @@ def _nested_unknown(value: Any, spec: dict[str, Any], path: str, out: Checked, b
         for k, v in value.items():
             child = f"{path}.{k}"
             if k in props:
-                _nested_unknown(v, props[k], child, out, bucket)
+                _nested_unknown(v, props[k], child, out, bucket, ignored)
             elif not spec.get("x-open") and not isinstance(extra, dict) and extra is not True:
                 hint = nearest(str(k), list(props))
-                msg = f"unknown key {child}" + (f" (did you mean {hint}?)" if hint else "") + "; it is ignored"
+                msg = f"unknown key {child}" + (f" (did you mean {hint}?)" if hint else "") + ignored
                 bucket.append(Problem(msg, child, out.lines.get(child)))
     elif isinstance(extra, dict):
         for k, v in value.items():
-            _nested_unknown(v, extra, f"{path}.{k}", out, bucket)
+            _nested_unknown(v, extra, f"{path}.{k}", out, bucket, ignored)
 
 
 def _dotted(path: Any) -> str:

@@ -17,6 +17,8 @@ class Problem:
     message: str
     key: str | None = None
     line: int | None = None
+    unknown_key: bool = False
+    """An unknown key (the one warning `--strict` turns into an error); not part of the JSON form."""
 
     def to_json(self) -> dict[str, Any]:
         return {"message": self.message, "key": self.key, "line": self.line}

@@ -36,7 +36,7 @@ def validate_paths(
 
 
 def _chapter2(path: Path, strict: bool, home: bool) -> list[FileReport]:
-    from compat.chapter2 import api
+    from chapterx_compat.chapter2 import api
 
     try:
         return list(api.validate_deployment(path, strict=strict, home=home))
@@ -47,7 +47,7 @@ def _chapter2(path: Path, strict: bool, home: bool) -> list[FileReport]:
 
 def _looks_like_chapter2(path: Path) -> bool:
     try:
-        from compat.chapter2 import api
+        from chapterx_compat.chapter2 import api
 
         return bool(api.looks_like_chapter2(path))
     except Exception:  # noqa: BLE001 - a broken probe must not break ChapterX validation
@@ -59,6 +59,9 @@ def _validate_one(path: Path, dialect: str, strict: bool, chapter2_home: bool = 
         return [FileReport(str(path), "chapterx", errors=[Problem("path not found")], unreadable=True)]
     if dialect == "chapter2" or (dialect == "auto" and _looks_like_chapter2(path)):
         return _chapter2(path, strict, chapter2_home)
+    em_folder = _chapter2_folder_of(path, dialect)
+    if em_folder is not None:  # ems/<em>/config.yaml (or ems/config.yaml): that em (those ems) as chapter2 loads it
+        return _chapter2(em_folder, strict, chapter2_home)
     if path.is_dir():
         if (path / "shared.yaml").is_file() or (path / "bots").is_dir():
             return validate_config_root(path, strict)
@@ -66,6 +69,19 @@ def _validate_one(path: Path, dialect: str, strict: bool, chapter2_home: bool = 
             return validate_ems_root(path, strict)
         return _validate_loose_dir(path, dialect, strict)
     return [validate_file(path, strict=strict)]
+
+
+def _chapter2_folder_of(path: Path, dialect: str) -> Path | None:
+    """The em (or ems) folder when `path` is a chapter2 `config.yaml` / `vendors.yaml` file.
+
+    Such a file only means something merged with its `ems/` tree, and read as a ChapterX bot file it
+    would get a list of bogus errors; its place in the tree tells which it is.
+    """
+    if dialect not in ("auto", "chapter2") or not path.is_file() or path.name not in ("config.yaml", "vendors.yaml"):
+        return None
+    if dialect == "chapter2" or _looks_like_chapter2(path.parent):
+        return path.parent
+    return None
 
 
 def _subdirs(path: Path) -> list[Path]:

@@ -80,12 +80,13 @@ def vendor_kind(name: str, config: Mapping[str, Any]) -> str | None:
 
 
 def glob_to_regex(pattern: str) -> re.Pattern[str]:
-    """Upstream's matcher: escape . + ^ $ { } ( ) | [ ] \\, `*` -> `.*`, anchored, case-sensitive."""
-    escaped = re.sub(r"([.+^${}()|\[\]\\])", r"\\\1", pattern).replace("*", ".*")
-    try:
-        return re.compile(f"^{escaped}$")
-    except re.error:
-        return re.compile(r"(?!)")  # a pattern upstream could not compile either never matches
+    """ChapterX `provides` semantics: `*` is the only wildcard, anchored, case-sensitive.
+
+    Upstream escaped only `. + ^ $ { } ( ) | [ ] \\`, so `?` acted as a regex quantifier; here it is
+    literal, like every character but `*` (docs/differences.md). The one matcher for config, routing
+    and migrate.
+    """
+    return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$")
 
 
 def glob_matches(pattern: str, model: str) -> bool:

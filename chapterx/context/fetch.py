@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 
 from chapterx.context.convert import convert_message
+from chapterx.context.images import default_cache as image_cache
+from chapterx.context.images import image_for_attachment
 from chapterx.context.types import Document, FetchedContext, ImageData
 from chapterx.discord.port import MESSAGE_TYPE_DEFAULT, MESSAGE_TYPE_REPLY, DiscordPort, Message
 
@@ -217,15 +219,20 @@ async def fetch_context(
             if att.content_type.startswith("image/"):
                 if image_count >= max_images or att.url in images:
                     continue
-                try:
-                    data = await port.fetch_attachment(att.url)
-                except Exception:  # noqa: BLE001 - a missing image must not fail the activation
-                    continue
-                mtype = sniff_image_type(data)
-                if mtype is None or (len(data) * 4 + 2) // 3 > MAX_IMAGE_BASE64:
-                    # not an image we recognise, or too large for the APIs (no resampling here yet)
-                    continue
-                images[att.url] = ImageData(data, mtype, att.width, att.height)
+                image = image_cache().by_url(port, att.url)  # upstream's memory tier: URL -> image
+                if image is None:
+                    try:
+                        data = await port.fetch_attachment(att.url)
+                    except Exception:  # noqa: BLE001 - a missing image must not fail the activation
+                        continue
+                    sniffed = sniff_image_type(data)
+                    if sniffed is None:
+                        continue  # upstream accepts PNG / JPEG / GIF / WEBP magic bytes only
+                    # resized / re-encoded as upstream (context/images.py); the download kept as `original`
+                    image = await image_for_attachment(data, sniffed, url=att.url, scope=port)
+                    if image is None:
+                        continue
+                images[att.url] = image
                 image_count += 1
             elif _is_text_attachment(att.content_type, att.filename):
                 if att.size > MAX_TEXT_FETCH or att.url in documents:

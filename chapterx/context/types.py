@@ -36,10 +36,15 @@ class ContextMessage:
 
 @dataclass
 class ImageData:
+    """An image for the provider (`data`: re-encoded as upstream, context/images.py) and, for tools that
+    post it back to Discord unchanged (`share-image`), the attachment as downloaded."""
+
     data: bytes
     media_type: str
     width: int | None = None
     height: int | None = None
+    original: bytes | None = None
+    original_media_type: str | None = None
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""discord.py behind the chapter2 runtime's port (`compat.chapter2.runtime.port.Chapter2Port`).
+"""discord.py behind the chapter2 runtime's port (`chapterx_compat.chapter2.runtime.port.Chapter2Port`).
 
 A second, small connector: chapter2's Discord interface runs its own client with chapter2's intents
 (the defaults plus message content and members, DMs included), hands every incoming message to
@@ -15,7 +15,8 @@ from typing import Any
 
 import discord
 
-from compat.chapter2.runtime.port import C2Attachment, C2Channel, C2Message, C2User
+from chapterx.discord.connector import connect_client
+from chapterx_compat.chapter2.runtime.port import C2Attachment, C2Channel, C2Message, C2User
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +46,7 @@ class Chapter2Connector:
         self._register()
 
     async def start(self, token: str) -> None:
-        if self.api_base:
-            from discord.http import Route
-
-            Route.BASE = self.api_base  # type: ignore[misc]
-        await self.client.login(token)
-        if self.api_base:
-            import yarl
-            from discord.gateway import DiscordWebSocket
-
-            _shards, url, _limits = await self.client.http.get_bot_gateway()
-            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)  # type: ignore[misc]
-        await self.client.connect(reconnect=True)
+        await connect_client(self.client, token, self.api_base)
 
     async def close(self) -> None:
         await self.client.close()

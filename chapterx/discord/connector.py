@@ -63,14 +63,32 @@ def _emoji_name(emoji: Any) -> str:
     return str(getattr(emoji, "name", None) or emoji)
 
 
-def connection_failure_message(exc: BaseException) -> str | None:
-    """One operator-facing line for discord.py's login/intent refusals (None: not one of those)."""
+def connection_failure_message(exc: BaseException, intents: str = "Message Content intent") -> str | None:
+    """One operator-facing line for discord.py's login/intent refusals (None: not one of those);
+    `intents` names the privileged intents this kind of bot asks for."""
     if isinstance(exc, discord.LoginFailure):
         return "Discord rejected the token (login failed)"
     if isinstance(exc, discord.PrivilegedIntentsRequired):
-        return ("Discord refused the Message Content intent: enable it for this bot in the "
+        return (f"Discord refused the {intents}: enable it for this bot in the "
                 "Discord developer portal (Bot > Privileged Gateway Intents)")
     return None
+
+
+async def connect_client(client: discord.Client, token: str, api_base: str | None) -> None:
+    """Log in and connect `client`, against `api_base` (CHAPTERX_DISCORD_API: another Discord-compatible
+    REST base whose `/gateway/bot` names the gateway) when given; returns when the connection ends."""
+    if api_base:
+        from discord.http import Route
+
+        Route.BASE = api_base  # type: ignore[misc]
+    await client.login(token)
+    if api_base:
+        import yarl
+        from discord.gateway import DiscordWebSocket
+
+        _shards, url, _limits = await client.http.get_bot_gateway()
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)  # type: ignore[misc]
+    await client.connect(reconnect=True)
 
 
 class DiscordConnector:
@@ -96,18 +114,7 @@ class DiscordConnector:
     # ------------------------------------------------------------------ lifecycle
     async def start(self, token: str) -> None:
         """Log in and connect (returns when the connection ends)."""
-        if self.api_base:
-            from discord.http import Route
-
-            Route.BASE = self.api_base  # type: ignore[misc]
-        await self.client.login(token)
-        if self.api_base:
-            import yarl
-            from discord.gateway import DiscordWebSocket
-
-            _shards, url, _limits = await self.client.http.get_bot_gateway()
-            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)  # type: ignore[misc]
-        await self.client.connect(reconnect=True)
+        await connect_client(self.client, token, self.api_base)
 
     async def close(self) -> None:
         await self.client.close()

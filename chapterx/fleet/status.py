@@ -98,7 +98,7 @@ class BotStatus:
 def discover(config_roots: Iterable[Path], ems_dirs: Iterable[Path]) -> list[BotEntry]:
     """Bots of each ChapterX config root (`bots/<bot>.yaml`, not `<bot>-<guild>.yaml`) and ems of
     each chapter2 ems folder."""
-    from compat.chapter2.load import list_ems
+    from chapterx_compat.chapter2.load import list_ems
 
     out: list[BotEntry] = []
     for root in config_roots:

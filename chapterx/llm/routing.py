@@ -14,12 +14,24 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
+from chapterx.config.vendors import glob_matches, vendor_kind
 from chapterx.llm.errors import NoAdaptersError, NoVendorError
+from chapterx.llm.kinds import (  # noqa: F401 - re-exported: routing.ANTHROPIC etc. are used by callers
+    ANTHROPIC,
+    BEDROCK,
+    GEMINI,
+    OPENAI,
+    OPENAI_COMPATIBLE,
+    OPENAI_COMPLETIONS,
+    OPENAI_RESPONSES,
+    OPENROUTER,
+    override_base_url,
+)
+from chapterx.llm.providers import make_provider
 
 if TYPE_CHECKING:
     from chapterx.llm.providers.base import Provider, ProviderOptions
@@ -36,16 +48,6 @@ NO_ADAPTERS_MESSAGE = (
     "openrouterApiKey, openaiApiKey, bedrock, openaiCompatible, openaiCompatibleProviders, "
     "openaiCompletionsProviders, openaiResponsesProviders"
 )
-
-# adapter kinds
-ANTHROPIC = "anthropic"
-BEDROCK = "bedrock"
-GEMINI = "gemini"
-OPENROUTER = "openrouter"
-OPENAI = "openai"
-OPENAI_COMPATIBLE = "openai-compatible"
-OPENAI_COMPLETIONS = "openai-completions"
-OPENAI_RESPONSES = "openai-responses"
 
 _CLASS_NAMES = {
     ANTHROPIC: "AnthropicAdapter",
@@ -177,16 +179,6 @@ class Route:
     provider: Provider
 
 
-def glob_matches(pattern: str, model: str) -> bool:
-    """ChapterX `provides` semantics: `*` is the only wildcard, anchored, case-sensitive.
-
-    Upstream leaves `?` unescaped (a regex quantifier); we treat it literally, like every other
-    character except `*`.
-    """
-    regex = "^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$"
-    return re.match(regex, model) is not None
-
-
 def regex_fullmatch(pattern: str, model: str) -> bool:
     """chapter2 `provides` semantics: Python regex, `re.fullmatch`. A bad regex matches nothing."""
     try:
@@ -205,15 +197,6 @@ def _first(config: Mapping[str, Any], *keys: str) -> Any:
 
 def _s(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def override_base_url(real: str, override: str | None) -> str:
-    """Swap scheme and host of `real` for those of `override`, keeping the path (tests, replay)."""
-    if not override:
-        return real
-    parts = urlsplit(real)
-    over = urlsplit(override)
-    return urlunsplit((over.scheme, over.netloc, parts.path, parts.query, parts.fragment))
 
 
 class Router:
@@ -246,120 +229,16 @@ class Router:
     # -- adapter construction (ChapterX) -------------------------------------------------------
     def _build(self) -> None:
         env = self.env
-        by_kind: dict[str, list[Adapter]] = {k: [] for k in _CREATION_ORDER}
-        anthropic_keyed: dict[str, Adapter] = {}
-        anthropic_vendor_keys: list[tuple[str, str]] = []  # (vendor name, adapter key), duplicates kept
-        openai_keyed: dict[str, Adapter] = {}
-        have_openrouter = False
-        have_gemini = False
-        bedrock_count = 0
+        st = _BuildState(by_kind={k: [] for k in _CREATION_ORDER})
         for v in self.vendors:
-            name, cfg = v.name, v.config
-            key: str | None
-            base: str | None
-            if name.startswith("anthropic"):
-                key = _s(cfg.get("anthropic_api_key"))
-                if not key:
-                    continue
-                akey = "anthropic" if (name == "anthropic" or not anthropic_keyed) else f"anthropic-{name}"
-                anthropic_vendor_keys.append((name, akey))
-                anthropic_keyed[akey] = Adapter(
-                    akey, ANTHROPIC, "anthropic", name, {"api_key": key, "base_url": ANTHROPIC_BASE}, list(v.provides)
-                )
-            elif name.startswith("bedrock"):
-                access = _s(_first(cfg, "aws_access_key_id", "aws_access_key") or env.get("AWS_ACCESS_KEY_ID"))
-                secret = _s(_first(cfg, "aws_secret_access_key", "aws_secret_key") or env.get("AWS_SECRET_ACCESS_KEY"))
-                if not access or not secret or "YOUR_" in access or "YOUR_" in secret:
-                    continue
-                region = _s(_first(cfg, "aws_region", "region") or env.get("AWS_REGION") or "us-east-1")
-                token = _s(_first(cfg, "aws_session_token", "session_token") or env.get("AWS_SESSION_TOKEN"))
-                key = "bedrock" if bedrock_count == 0 else f"bedrock-{bedrock_count}"
-                bedrock_count += 1
-                by_kind[BEDROCK].append(
-                    Adapter(
-                        key,
-                        BEDROCK,
-                        "bedrock",
-                        name,
-                        {
-                            "aws_access_key": access,
-                            "aws_secret_key": secret,
-                            "aws_region": region,
-                            "aws_session_token": token,
-                            "base_url": f"https://bedrock-runtime.{region}.amazonaws.com",
-                        },
-                        list(v.provides),
-                    )
-                )
-            elif name.startswith("gemini"):
-                key = _s(_first(cfg, "google_api_key", "api_key"))
-                if not key or have_gemini:
-                    continue
-                have_gemini = True
-                by_kind[GEMINI].append(
-                    Adapter("gemini", GEMINI, "gemini", name, {"api_key": key, "base_url": GEMINI_BASE}, list(v.provides))
-                )
-            elif name.startswith("openrouter"):
-                key = _s(cfg.get("openrouter_api_key"))
-                if not key or have_openrouter:
-                    continue
-                have_openrouter = True
-                by_kind[OPENROUTER].append(
-                    Adapter(
-                        "openrouter", OPENROUTER, "openrouter", name, {"api_key": key, "base_url": OPENROUTER_BASE},
-                        [], register_patterns=False,
-                    )
-                )
-            elif name.startswith("openairesponses"):
-                key = _s(_first(cfg, "openai_api_key", "api_key"))
-                if not key:
-                    continue
-                base = _s(_first(cfg, "api_base", "openai_compatible_base_url", "openai_completions_base_url")) or OPENAI_BASE
-                by_kind[OPENAI_RESPONSES].append(
-                    Adapter(f"openai-responses-{name}", OPENAI_RESPONSES, "openai-responses", name,
-                            {"api_key": key, "base_url": base}, list(v.provides))
-                )
-            elif name.startswith("openaicompletion"):
-                base = _s(_first(cfg, "api_base", "openai_compatible_base_url", "openai_completions_base_url"))
-                if not base:
-                    continue
-                key = _s(_first(cfg, "openai_api_key", "open_api_key", "api_key")) or "not-needed"
-                if "eot_token" in cfg and cfg["eot_token"] is not None:
-                    eot = str(cfg["eot_token"])
-                elif v.completions_config and v.completions_config.get("eot_token") is not None:
-                    eot = str(v.completions_config["eot_token"])
-                else:
-                    eot = DEFAULT_EOT
-                by_kind[OPENAI_COMPLETIONS].append(
-                    Adapter(f"openai-completions-{name}", OPENAI_COMPLETIONS, "openai-completions", name,
-                            {"api_key": key, "base_url": base, "eot_token": eot}, list(v.provides))
-                )
-            elif name.startswith("openai"):
-                base = _s(_first(cfg, "api_base", "openai_compatible_base_url", "openai_completions_base_url"))
-                if not base or "api.openai.com" in base:
-                    key = _s(_first(cfg, "openai_api_key", "api_key"))
-                    if not key:
-                        continue
-                    okey = "openai" if not openai_keyed else f"openai-{name}"
-                    openai_keyed[okey] = Adapter(okey, OPENAI, "openai", name,
-                                                 {"api_key": key, "base_url": base or OPENAI_BASE}, list(v.provides))
-                else:
-                    key = _s(_first(cfg, "openai_api_key", "open_api_key", "api_key")) or "not-needed"
-                    by_kind[OPENAI_COMPATIBLE].append(
-                        Adapter(f"openai-compatible-{name}", OPENAI_COMPATIBLE, name, name,
-                                {"api_key": key, "base_url": base}, list(v.provides))
-                    )
-            elif cfg.get("openai_compatible_base_url"):
-                key = (
-                    _s(_first(cfg, "openai_compatible_api_key", "openai_api_key", "open_api_key", "api_key"))
-                    or "not-needed"
-                )
-                by_kind[OPENAI_COMPATIBLE].append(
-                    Adapter(f"openai-compatible-{name}", OPENAI_COMPATIBLE, name, name,
-                            {"api_key": key, "base_url": str(cfg["openai_compatible_base_url"])}, list(v.provides))
-                )
-            else:
+            kind = vendor_kind(v.name, v.config)  # the one prefix table (chapterx/config/vendors.py)
+            builder = _BUILDERS.get(kind) if kind is not None else None
+            if builder is None:
                 self.warnings.append(UNKNOWN_PREFIX_WARNING)
+                continue
+            builder(v, env, st)
+        by_kind, anthropic_keyed, openai_keyed = st.by_kind, st.anthropic_keyed, st.openai_keyed
+        anthropic_vendor_keys = st.anthropic_vendor_keys
 
         anthropic_list = list(anthropic_keyed.values())
         # env fallbacks (config reference 5.7)
@@ -530,8 +409,6 @@ class Router:
     def provider(self, adapter: Adapter) -> Provider:
         """One provider object per adapter, created on first use."""
         if adapter.key not in self._providers:
-            from chapterx.llm.providers import make_provider
-
             self._providers[adapter.key] = make_provider(
                 adapter, base_url_override=self.base_url_override, options=self.options
             )
@@ -556,3 +433,119 @@ class Router:
             entry["tool_mode_when_mode_unset"] = self.tool_mode_when_mode_unset(model)
             routes[model] = entry
         return {"adapters": [a.describe() for a in self.adapters.values()], "routes": routes, "warnings": self.warnings}
+
+
+# -- one builder per adapter kind: vendor entry -> adapter (ChapterX's createAdapters) ----------------
+@dataclass
+class _BuildState:
+    """What building adapters from the vendor list accumulates (dedup of keyed kinds, counters)."""
+
+    by_kind: dict[str, list[Adapter]]
+    anthropic_keyed: dict[str, Adapter] = field(default_factory=dict)
+    anthropic_vendor_keys: list[tuple[str, str]] = field(default_factory=list)  # (vendor, adapter key)
+    openai_keyed: dict[str, Adapter] = field(default_factory=dict)
+    bedrock_count: int = 0
+
+
+def _openai_base(cfg: Mapping[str, Any]) -> str | None:
+    return _s(_first(cfg, "api_base", "openai_compatible_base_url", "openai_completions_base_url"))
+
+
+def _build_anthropic(v: VendorSpec, env: Mapping[str, str], st: _BuildState) -> None:
+    key = _s(v.config.get("anthropic_api_key"))
+    if not key:
+        return
+    akey = "anthropic" if (v.name == "anthropic" or not st.anthropic_keyed) else f"anthropic-{v.name}"
+    st.anthropic_vendor_keys.append((v.name, akey))
+    st.anthropic_keyed[akey] = Adapter(akey, ANTHROPIC, "anthropic", v.name,
+                                       {"api_key": key, "base_url": ANTHROPIC_BASE}, list(v.provides))
+
+
+def _build_bedrock(v: VendorSpec, env: Mapping[str, str], st: _BuildState) -> None:
+    cfg = v.config
+    access = _s(_first(cfg, "aws_access_key_id", "aws_access_key") or env.get("AWS_ACCESS_KEY_ID"))
+    secret = _s(_first(cfg, "aws_secret_access_key", "aws_secret_key") or env.get("AWS_SECRET_ACCESS_KEY"))
+    if not access or not secret or "YOUR_" in access or "YOUR_" in secret:
+        return
+    region = _s(_first(cfg, "aws_region", "region") or env.get("AWS_REGION") or "us-east-1")
+    token = _s(_first(cfg, "aws_session_token", "session_token") or env.get("AWS_SESSION_TOKEN"))
+    key = "bedrock" if st.bedrock_count == 0 else f"bedrock-{st.bedrock_count}"
+    st.bedrock_count += 1
+    st.by_kind[BEDROCK].append(Adapter(key, BEDROCK, "bedrock", v.name, {
+        "aws_access_key": access, "aws_secret_key": secret, "aws_region": region, "aws_session_token": token,
+        "base_url": f"https://bedrock-runtime.{region}.amazonaws.com"}, list(v.provides)))
+
+
+def _build_gemini(v: VendorSpec, env: Mapping[str, str], st: _BuildState) -> None:
+    key = _s(_first(v.config, "google_api_key", "api_key"))
+    if key and not st.by_kind[GEMINI]:  # the first keyed gemini vendor only
+        st.by_kind[GEMINI].append(Adapter("gemini", GEMINI, "gemini", v.name,
+                                          {"api_key": key, "base_url": GEMINI_BASE}, list(v.provides)))
+
+
+def _build_openrouter(v: VendorSpec, env: Mapping[str, str], st: _BuildState) -> None:
+    key = _s(v.config.get("openrouter_api_key"))
+    if key and not st.by_kind[OPENROUTER]:  # the first keyed openrouter vendor only
+        st.by_kind[OPENROUTER].append(Adapter("openrouter", OPENROUTER, "openrouter", v.name,
+                                              {"api_key": key, "base_url": OPENROUTER_BASE}, [],
+                                              register_patterns=False))
+
+
+def _build_openai_responses(v: VendorSpec, env: Mapping[str, str], st: _BuildState) -> None:
+    key = _s(_first(v.config, "openai_api_key", "api_key"))
+    if key:
+        st.by_kind[OPENAI_RESPONSES].append(Adapter(
+            f"openai-responses-{v.name}", OPENAI_RESPONSES, "openai-responses", v.name,
+            {"api_key": key, "base_url": _openai_base(v.config) or OPENAI_BASE}, list(v.provides)))
+
+
+def _build_openai_completions(v: VendorSpec, env: Mapping[str, str], st: _BuildState) -> None:
+    cfg = v.config
+    base = _openai_base(cfg)
+    if not base:
+        return
+    key = _s(_first(cfg, "openai_api_key", "open_api_key", "api_key")) or "not-needed"
+    if "eot_token" in cfg and cfg["eot_token"] is not None:
+        eot = str(cfg["eot_token"])
+    elif v.completions_config and v.completions_config.get("eot_token") is not None:
+        eot = str(v.completions_config["eot_token"])
+    else:
+        eot = DEFAULT_EOT
+    st.by_kind[OPENAI_COMPLETIONS].append(Adapter(
+        f"openai-completions-{v.name}", OPENAI_COMPLETIONS, "openai-completions", v.name,
+        {"api_key": key, "base_url": base, "eot_token": eot}, list(v.provides)))
+
+
+def _build_openai(v: VendorSpec, env: Mapping[str, str], st: _BuildState) -> None:
+    key = _s(_first(v.config, "openai_api_key", "api_key"))
+    if key:
+        okey = "openai" if not st.openai_keyed else f"openai-{v.name}"
+        st.openai_keyed[okey] = Adapter(okey, OPENAI, "openai", v.name,
+                                        {"api_key": key, "base_url": _openai_base(v.config) or OPENAI_BASE},
+                                        list(v.provides))
+
+
+def _build_openai_compatible(v: VendorSpec, env: Mapping[str, str], st: _BuildState) -> None:
+    cfg = v.config
+    if v.name.startswith("openai"):  # an openai* vendor whose base URL is not OpenAI's
+        base = _openai_base(cfg)
+        key = _s(_first(cfg, "openai_api_key", "open_api_key", "api_key")) or "not-needed"
+    else:  # any other name with openai_compatible_base_url
+        base = str(cfg["openai_compatible_base_url"])
+        key = _s(_first(cfg, "openai_compatible_api_key", "openai_api_key", "open_api_key", "api_key")) or "not-needed"
+    st.by_kind[OPENAI_COMPATIBLE].append(Adapter(f"openai-compatible-{v.name}", OPENAI_COMPATIBLE, v.name, v.name,
+                                                 {"api_key": key, "base_url": base}, list(v.provides)))
+
+
+_BUILDERS: dict[str, Callable[[VendorSpec, Mapping[str, str], _BuildState], None]] = {
+    ANTHROPIC: _build_anthropic,
+    BEDROCK: _build_bedrock,
+    GEMINI: _build_gemini,
+    OPENROUTER: _build_openrouter,
+    OPENAI_RESPONSES: _build_openai_responses,
+    OPENAI_COMPLETIONS: _build_openai_completions,
+    OPENAI: _build_openai,
+    OPENAI_COMPATIBLE: _build_openai_compatible,
+}
+"""A new vendor kind: its prefix row in chapterx/config/vendors.py `_PREFIXES`, its builder here, its
+provider module (docs/providers.md)."""

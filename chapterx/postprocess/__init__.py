@@ -27,7 +27,7 @@ Stages, in order (reference §3.7, with the fixes listed in docs/differences.md#
    was sent.
 
 For bots with `chapter2_prompt`, `plan_reply_texts(replies, ctx)` sends each parsed chapter2 reply as
-its own message(s) through the same stages 6-7 (see `compat.chapter2.formats.generation`).
+its own message(s) through the same stages 6-7 (see `chapterx_compat.chapter2.formats.generation`).
 
 The tool loops (inline XML and native) live in the pipeline; they call `plan_discord_actions` for the
 text before a tool call (with `reply_to` set) and again for the rest (with `reply_to=None` once a reply

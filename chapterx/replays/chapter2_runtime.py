@@ -1,5 +1,5 @@
 """The chapter2 Discord runtime case shape (`discord-runtime.json`): incoming messages handled by
-`compat.chapter2.runtime.Chapter2Interface` against an in-memory Discord built from the case.
+`chapterx_compat.chapter2.runtime.Chapter2Interface` against an in-memory Discord built from the case.
 
 `run_case(input)` returns `{"events": [...], "span_names": [...]}` in the case's `expected` shape.
 The LLM is the case's script at the completer boundary (the layer the vectors stubbed: texts in
@@ -62,8 +62,8 @@ def _write(root: Path, files: Mapping[str, str]) -> None:
 
 async def _ablation(iface: Any, rec: Any, world: Any, sim_completion: str | None) -> list[str]:
     """Which triggers alone make `should_reply` true after the event (same roll, the scripted sim text)."""
-    from compat.chapter2.runtime.activation import TRIGGERS, first_trigger
-    from compat.chapter2.runtime.llm import build_request, generate_response, sim_em
+    from chapterx_compat.chapter2.runtime.activation import TRIGGERS, first_trigger
+    from chapterx_compat.chapter2.runtime.llm import build_request, generate_response, sim_em
 
     if rec.effective is None or rec.facts is None:
         return []
@@ -117,9 +117,9 @@ def event_view(rec: Any, triggers: list[str]) -> dict[str, Any]:
 
 
 async def run_case(inp: Mapping[str, Any]) -> dict[str, Any]:
-    from compat.chapter2.load import load
-    from compat.chapter2.runtime.interface import Chapter2Interface, InterfaceOptions
-    from compat.chapter2.runtime.memory import MemoryWorld
+    from chapterx_compat.chapter2.load import load
+    from chapterx_compat.chapter2.runtime.interface import Chapter2Interface, InterfaceOptions
+    from chapterx_compat.chapter2.runtime.memory import MemoryWorld
 
     world = MemoryWorld(inp)
     rolls = iter(list(inp.get("random_rolls") or []))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from chapterx.viewer.otlp_chapterx import split_request
-from compat.chapter2 import otlp
+from chapterx_compat.chapter2 import otlp
 
 log = logging.getLogger(__name__)
 

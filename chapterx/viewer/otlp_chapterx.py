@@ -31,7 +31,7 @@ from typing import Any
 from chapterx.trace.ids import iso_now
 from chapterx.trace.otel_export import CONTEXT_SPAN, LLM_SPAN, ROOT_SPAN, SCOPE_NAME, SEND_SPAN, TOOL_SPAN
 from chapterx.trace.writer import TraceWriter
-from compat.chapter2 import otlp
+from chapterx_compat.chapter2 import otlp
 
 log = logging.getLogger(__name__)
 

@@ -129,7 +129,7 @@ def is_chapter2_logs_dir(path: Path) -> bool:
         return True
     if not path.is_dir():
         return False
-    from compat.chapter2.otlp import iter_files, looks_like_otlp_file
+    from chapterx_compat.chapter2.otlp import iter_files, looks_like_otlp_file
 
     return any(looks_like_otlp_file(p) for p in list(iter_files(path))[:5])
 

@@ -5,6 +5,7 @@ The CLI (`validate`, `config show --ems`, `migrate`) and the runtime call only t
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ _CHAPTERX_ONLY = frozenset(
 
 def _top_keys(path: Path) -> set[str]:
     try:
-        from compat.chapter2.yaml11 import load_yaml11
+        from chapterx_compat.chapter2.yaml11 import load_yaml11
 
         data, _ = load_yaml11(path.read_text(encoding="utf-8"))
     except Exception:  # noqa: BLE001 - a probe: unreadable means "no evidence"
@@ -79,7 +80,7 @@ def looks_like_chapter2(path: Path) -> bool:
 
 def _split_target(path: Path) -> tuple[Path, list[str]]:
     """(ems folder, em names) for either an ems folder or a single em folder."""
-    from compat.chapter2.load import list_ems
+    from chapterx_compat.chapter2.load import list_ems
 
     names = [n for n in list_ems(path) if _em_like(path / n)]
     if names:
@@ -89,7 +90,7 @@ def _split_target(path: Path) -> tuple[Path, list[str]]:
 
 def validate_deployment(path: Path, *, strict: bool = False, home: bool = False) -> list[FileReport]:
     """One report per em, each em resolved through its layers (dialect "chapter2")."""
-    from compat.chapter2.load import Chapter2Error, load
+    from chapterx_compat.chapter2.load import IGNORED_BY_CHAPTER2, Chapter2Error, load
 
     path = Path(path)
     if not path.is_dir():
@@ -106,7 +107,11 @@ def validate_deployment(path: Path, *, strict: bool = False, home: bool = False)
         except Chapter2Error as exc:
             report.errors.append(Problem(exc.message, exc.key))
         else:
-            (report.errors if strict else report.warnings).extend(result.warnings)
+            for w in result.warnings:  # --strict makes unknown keys errors, as the ChapterX dialect does
+                if strict and w.unknown_key:
+                    report.errors.append(dataclasses.replace(w, message=w.message.replace(IGNORED_BY_CHAPTER2, "")))
+                else:
+                    report.warnings.append(w)
         reports.append(report)
     return reports
 
@@ -116,7 +121,7 @@ def translate_em(ems_dir: Path, name: str, *, home: bool = False) -> dict[str, A
 
     This is the bot file's content (no vendors: those go to shared.yaml; no token: a file).
     """
-    from compat.chapter2.load import load
-    from compat.chapter2.translate import translate
+    from chapterx_compat.chapter2.load import load
+    from chapterx_compat.chapter2.translate import translate
 
     return translate(load(Path(ems_dir), name, home=home)).bot

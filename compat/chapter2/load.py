@@ -22,8 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from chapterx.config.report import Problem
 from chapterx.errors import UserError
-from compat.chapter2 import models as m
-from compat.chapter2.yaml11 import YAML11Error, load_yaml11_lines
+from chapterx_compat.chapter2 import models as m
+from chapterx_compat.chapter2.yaml11 import YAML11Error, load_yaml11_lines
 
 # Raw-text key-files whose trailing newline is part of the value (prompt text); every other raw
 # key-file is stripped (chapter2 keeps the newline, which breaks booleans and names).
@@ -378,6 +378,10 @@ def _line_of(src: Path, dotted: str) -> int | None:
     return lines.get(dotted) or lines.get(f"em.{dotted}")
 
 
+IGNORED_BY_CHAPTER2 = " is ignored by chapter2"
+"""Said of an unknown key; dropped from the message when `validate --strict` makes it an error."""
+
+
 def _unknown_key_warnings(transposed: dict[str, Any], renamed: dict[str, str], origins: dict[str, Path]) -> list[Problem]:
     """chapter2 silently ignores unknown keys everywhere; we say where they are."""
     out: list[Problem] = []
@@ -385,7 +389,7 @@ def _unknown_key_warnings(transposed: dict[str, Any], renamed: dict[str, str], o
     def warn(path: str, src: Path | None, extra: str = "") -> None:
         line = _line_of(src, path) if src else None
         where = (f"{src}:{line}: " if line else f"{src}: ") if src else ""
-        out.append(Problem(f"{where}unknown key '{path}' is ignored by chapter2{extra}", path))
+        out.append(Problem(f"{where}unknown key '{path}'{IGNORED_BY_CHAPTER2}{extra}", path, unknown_key=True))
 
     for key in transposed:
         if key not in ("em", "interfaces") and key not in ("lookup_msg_cache", "character_faculty_recent_message_attention"):
@@ -526,7 +530,7 @@ def load(ems_dir: Path, name: str, *, home: bool = False, home_dir: Path | None 
     kv, origins, warnings, files = read_kv(ems_dir, name, home=home, home_dir=home_dir)
     config, more, renamed, configured = validate_kv(name, kv, origins)
     data = dump(config)
-    from compat.chapter2.schema import check_loaded  # local: builds a validator once
+    from chapterx_compat.chapter2.schema import check_loaded  # local: builds a validator once
 
     for problem in check_loaded(data):
         raise Chapter2Error(name, None, f"loaded config does not match the chapter2 schema: {problem}")

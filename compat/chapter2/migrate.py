@@ -23,11 +23,11 @@ from typing import Any
 from chapterx.config.secrets import mask_secrets
 from chapterx.config.vendors import glob_matches
 from chapterx.errors import UsageError, UserError
-from compat.chapter2.load import Chapter2Error, list_ems, load
-from compat.chapter2.runtime.rules import bot_keys as rules_bot_keys
-from compat.chapter2.runtime.rules import describe as describe_rules
-from compat.chapter2.translate import CHAPTER2_PROMPT_KEY, Outcome, Translation, translate
-from compat.chapter2.vendors import VendorTranslation, translate_vendor
+from chapterx_compat.chapter2.load import Chapter2Error, list_ems, load
+from chapterx_compat.chapter2.runtime.rules import bot_keys as rules_bot_keys
+from chapterx_compat.chapter2.runtime.rules import describe as describe_rules
+from chapterx_compat.chapter2.translate import CHAPTER2_PROMPT_KEY, Outcome, Translation, translate
+from chapterx_compat.chapter2.vendors import VendorTranslation, translate_vendor
 
 REPORT_VERSION = 1
 SECRET_MODE = 0o600
@@ -129,11 +129,22 @@ class VendorRow:
     notes: list[str] = field(default_factory=list)
     untranslated: list[str] = field(default_factory=list)
 
+    @property
+    def chapterx_kind(self) -> str | None:
+        """The adapter kind ChapterX picks for the written vendor (what `config show` prints)."""
+        if self.name is None or self.entry is None:
+            return None
+        from chapterx.config.vendors import vendor_kind
+
+        return vendor_kind(self.name, self.entry.get("config") or {})
+
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "source_name": self.source_name,
-            "kind": self.kind,
+            # ChapterX's kind for a carried vendor (as `config show` names it), else chapter2's
+            "kind": self.chapterx_kind or self.kind,
+            "source_kind": self.kind,
             "provides": list((self.entry or {}).get("provides") or []),
             "untranslated_provides": self.untranslated,
             "ems": self.ems,
@@ -205,6 +216,8 @@ def _bot_file(t: Translation, source_label: str) -> str:
             "# ---------------------------------------------------------------------------",
             "# chapter2 settings with no chapterx equivalent (inactive, kept for reference):",
         ]
+        if t.bot.get("activation_rules") == "chapter2":
+            lines.append("# (with `activation_rules: chapter2`, those also in `chapter2_em` above are read from there)")
         for o in unsupported:
             # Kept for reference in a 0644 file: API keys inside must not be copied along.
             lines.append(f"#   {o.key}: {_flow(mask_secrets(o.value, str(o.key)))}")
@@ -245,6 +258,10 @@ def plan_migration(
             )
         wanted = set(bots)
         names = [n for n in names if n in wanted]
+    else:  # `<ems>/logs/` holds chapter2's OTLP spans (deployment.md, fleet status): not an em
+        from chapterx_compat.chapter2.api import _em_like
+
+        names = [n for n in names if n != "logs" or _em_like(ems_dir / n)]
     if not names:
         if (ems_dir / "config.yaml").is_file() or (ems_dir / "discord_token").exists():
             raise UsageError(
@@ -263,6 +280,10 @@ def plan_migration(
                                     "missing: the em folder has no config.yaml and no key-files (nothing to migrate)")
             t = translate(res)
             t.bot.update(rules_bot_keys(res.kv, activation_rules))
+            if activation_rules == "chapter2":
+                # chapter2's rules read it from `chapter2_em`; at the top level it only drew a
+                # "has no effect" warning on every validate and every in-place start
+                t.bot.pop("reply_on_name", None)
         except Chapter2Error as exc:
             errors.append(exc)
         else:

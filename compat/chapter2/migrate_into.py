@@ -26,7 +26,7 @@ from typing import Any
 
 from chapterx.errors import UsageError, UserError
 from chapterx.fleet.units import token_path
-from compat.chapter2.migrate import SECRET_MODE, Plan, dump_yaml
+from chapterx_compat.chapter2.migrate import SECRET_MODE, Plan, dump_yaml
 
 SHARED = "config/shared.yaml"
 
@@ -178,6 +178,10 @@ def plan_into(plan: Plan, config_root: Path, *, force_bots: set[str] | None = No
 
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     report_dir = root.parent / "migrations" / f"{stamp}-{plan.ems_dir.name}"
+    n = 1
+    while report_dir.exists():  # two runs in one second must not share (or claim to replace) a report
+        n += 1
+        report_dir = root.parent / "migrations" / f"{stamp}-{plan.ems_dir.name}-{n}"
     out.writes[report_dir / "MIGRATION_REPORT.md"] = (plan.files["MIGRATION_REPORT.md"], 0o644)
     out.writes[report_dir / "migration-report.json"] = (plan.files["migration-report.json"], 0o644)
     changes = [{"path": str(p), "action": _action(p, shared_path)}

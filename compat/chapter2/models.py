@@ -3,9 +3,9 @@
 chapter2 validates with pydantic v2 in lax mode, so we do too: the same coercions ("200\\n" -> 200,
 "31_000" -> 31000), the same defaults, discriminated unions and error locations. These models are
 written from the reference's description of each field (not from upstream code). They are also the
-source of `schemas/chapter2-em.schema.json` (see `compat.chapter2.schema`).
+source of `schemas/chapter2-em.schema.json` (see `chapterx_compat.chapter2.schema`).
 
-Secrets are plain strings here (chapter2 wraps them in SecretStr); `compat.chapter2.load` knows
+Secrets are plain strings here (chapter2 wraps them in SecretStr); `chapterx_compat.chapter2.load` knows
 which paths are secret and masks them whenever a config is shown.
 """
 

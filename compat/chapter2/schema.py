@@ -1,8 +1,8 @@
 """`schemas/chapter2-em.schema.json`: the JSON Schema (draft 2020-12) of a chapter2 em after loading.
 
-Generated from the pydantic models in `compat.chapter2.models` (their field descriptions become
+Generated from the pydantic models in `chapterx_compat.chapter2.models` (their field descriptions become
 the schema's descriptions) so the schema and the loader cannot drift apart; a test checks that the
-committed file equals `build_schema()`. Regenerate with `python -m compat.chapter2.schema`.
+committed file equals `build_schema()`. Regenerate with `python -m chapterx_compat.chapter2.schema`.
 Loading checks every loaded em against the committed file (`check_loaded`).
 """
 
@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import math
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "chapter2-em.schema.json"
+from chapterx import paths
+
+SCHEMA_FILE = "chapter2-em.schema.json"
+SCHEMA_PATH = paths.SCHEMAS_DIR / SCHEMA_FILE
+"""The schema as installed (in a checkout: the top-level `schemas/` file)."""
 SCHEMA_ID = "https://chapterx.invalid/schemas/chapter2-em.schema.json"
 
 
@@ -30,7 +33,7 @@ def _fix_inf(value: Any) -> Any:
 
 
 def build_schema() -> dict[str, Any]:
-    from compat.chapter2.models import Config
+    from chapterx_compat.chapter2.models import Config
 
     body = Config.model_json_schema(mode="validation")
     schema: dict[str, Any] = {
@@ -112,6 +115,7 @@ def check_loaded(data: dict[str, Any]) -> list[str]:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    SCHEMA_PATH.parent.mkdir(parents=True, exist_ok=True)
-    SCHEMA_PATH.write_text(render_schema(), encoding="utf-8")
-    print(f"wrote {SCHEMA_PATH}")
+    target = paths.SOURCE_SCHEMAS_DIR / SCHEMA_FILE  # the source the wheel is built from
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(render_schema(), encoding="utf-8")
+    print(f"wrote {target}")

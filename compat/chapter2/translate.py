@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from compat.chapter2 import models as m
-from compat.chapter2.load import LoadResult
-from compat.chapter2.vendors import chapter2_kind, pick_vendor
+from chapterx_compat.chapter2 import models as m
+from chapterx_compat.chapter2.load import LoadResult
+from chapterx_compat.chapter2.vendors import chapter2_kind, pick_vendor
 
 Status = Literal["mapped", "approximated", "unsupported"]
 

@@ -8,7 +8,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from compat.chapter2.formats import Message, load_format
+from chapterx_compat.chapter2.formats import Message, load_format
 from tests.conftest import shared_path
 
 # Quirks not reproduced (docs/differences.md#postprocess): rendering a message without an author object

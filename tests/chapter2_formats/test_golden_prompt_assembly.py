@@ -2,7 +2,7 @@
 retrieval of each case, through `build_prompt` / `generation` from the em's prompt keys.
 
 The em's config files are merged shallowly here (shared `ems/config.yaml`, then the em's own file), which
-is all these cases need; the real loader is `compat.chapter2.load`.
+is all these cases need; the real loader is `chapterx_compat.chapter2.load`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from compat.chapter2.formats import Message
-from compat.chapter2.formats.generation import (
+from chapterx_compat.chapter2.formats import Message
+from chapterx_compat.chapter2.formats.generation import (
     build_logit_bias,
     build_stop_sequences,
     exa_query,
@@ -25,7 +25,7 @@ from compat.chapter2.formats.generation import (
     generate_replies,
     parse_replies,
 )
-from compat.chapter2.formats.prompt import PromptSettings, assemble_prompt, build_prompt
+from chapterx_compat.chapter2.formats.prompt import PromptSettings, assemble_prompt, build_prompt
 from tests.conftest import shared_path
 
 NOW = datetime(2025, 3, 14, 15, 9, 26)

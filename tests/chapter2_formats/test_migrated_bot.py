@@ -8,8 +8,8 @@ from datetime import datetime
 
 from ruamel.yaml import YAML
 
-from compat.chapter2.formats.generation import parse_replies, prepare_request
-from compat.chapter2.formats.prompt import chapter2_prompt_from_bot_config, messages_from_turns
+from chapterx_compat.chapter2.formats.generation import parse_replies, prepare_request
+from chapterx_compat.chapter2.formats.prompt import chapter2_prompt_from_bot_config, messages_from_turns
 from tests.conftest import FIXTURES_DIR
 
 BOT_DIR = FIXTURES_DIR / "postprocess" / "migrated"
@@ -64,9 +64,9 @@ def test_missing_corpus_is_a_warning_not_a_crash(tmp_path) -> None:
 
 
 def test_json_dumped_infinities_are_accepted() -> None:
-    from compat.chapter2.formats import Author, Message
-    from compat.chapter2.formats.generation import build_stop_sequences
-    from compat.chapter2.formats.prompt import PromptSettings, assemble_prompt
+    from chapterx_compat.chapter2.formats import Author, Message
+    from chapterx_compat.chapter2.formats.generation import build_stop_sequences
+    from chapterx_compat.chapter2.formats.prompt import PromptSettings, assemble_prompt
 
     keys = {"recency_window": "Infinity", "message_history_max_tokens": "Infinity",
             "ensembles": [{"faculty": "character", "recent_message_attention": "Infinity",

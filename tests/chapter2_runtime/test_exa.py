@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 
 from chapterx.replays.chapter2_runtime import HOST, NOW
-from compat.chapter2.formats.messages import Message
-from compat.chapter2.load import load
-from compat.chapter2.runtime.faculties import ExaClient, dehumanize, faculty_items_from, prefetch
-from compat.chapter2.runtime.llm import build_request
+from chapterx_compat.chapter2.formats.messages import Message
+from chapterx_compat.chapter2.load import load
+from chapterx_compat.chapter2.runtime.faculties import ExaClient, dehumanize, faculty_items_from, prefetch
+from chapterx_compat.chapter2.runtime.llm import build_request
 from tests.conftest import shared_path
 
 

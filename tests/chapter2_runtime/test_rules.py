@@ -11,9 +11,9 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from chapterx.cli import main
-from compat.chapter2.load import load
-from compat.chapter2.runtime.activation import name_matches
-from compat.chapter2.runtime.rules import config_from_bot
+from chapterx_compat.chapter2.load import load
+from chapterx_compat.chapter2.runtime.activation import name_matches
+from chapterx_compat.chapter2.runtime.rules import config_from_bot
 from tests.conftest import FIXTURES_DIR
 
 EMS = FIXTURES_DIR / "discord" / "chapter2" / "ems"
@@ -58,7 +58,7 @@ def test_migrate_rules_chapterx(tmp_path: Path) -> None:
 
 def test_run_dispatch_reads_activation_rules(tmp_path: Path) -> None:
     from chapterx.app import prepare_bot
-    from compat.chapter2.runtime.app import rules_of
+    from chapterx_compat.chapter2.runtime.app import rules_of
 
     _migrate(tmp_path)
     bot_file = tmp_path / "out" / "config" / "bots" / "wren.yaml"

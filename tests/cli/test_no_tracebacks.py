@@ -290,6 +290,9 @@ def _cases() -> dict[str, Case]:
     c["replay-messages-wrong-type"] = Case(
         ["replay", case], (1,), (case, "messages"), secret=True,
         setup=lambda t: _replay_case(t, lambda d: d["discord"].__setitem__("messages", {"a": 1})))
+    c["replay-vector-not-an-activation"] = Case(  # e.g. a config-resolution vector picked with --case-id
+        ["replay", case, "--case-id", "cfg-1"], (1,), (case, "cfg-1", "not an activation case"),
+        setup=lambda t: _replay_case(t, raw='{"cases": [{"id": "cfg-1", "input": {"files": {}}, "expected": {}}]}'))
     c["replay-now-not-a-time"] = Case(["replay", case], (1,), (case, "now", "garbage"),
                                       setup=lambda t: _replay_case(t, set_("now", "garbage")))
     c["replay-llm-responses-strings"] = Case(["replay", case], (1,), (case, "llm_responses"),

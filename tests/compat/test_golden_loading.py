@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from compat.chapter2.load import Chapter2Error, load, masked
+from chapterx_compat.chapter2.load import Chapter2Error, load, masked
 from tests.conftest import SHARED_DIR, shared_path
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from chapterx.cli import main
 from chapterx.config.validate import validate_paths
-from compat.chapter2.load import list_ems, load
+from chapterx_compat.chapter2.load import list_ems, load
 from tests.conftest import FIXTURES_DIR, SHARED_DIR, shared_path
 
 HARBOUR = FIXTURES_DIR / "chapter2" / "harbour" / "ems"
@@ -138,7 +138,7 @@ def test_bots_selection(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_every_configured_key_has_exactly_one_verdict() -> None:
-    from compat.chapter2.translate import translate
+    from chapterx_compat.chapter2.translate import translate
 
     res = load(HARBOUR, "gull")
     t = translate(res)
@@ -159,7 +159,7 @@ def test_every_configured_key_has_exactly_one_verdict() -> None:
     assert t.bot["max_tokens"] == 90 and t.bot["name"] == "Gull"
 
 
-def test_unsupported_keys_are_a_comment_block_in_the_bot_file(tmp_path: Path) -> None:
+def test_unsupported_keys_are_a_comment_block_in_the_bot_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     assert main(["migrate", str(HARBOUR), "--out", str(out)]) == 0
     text = (out / "config" / "bots" / "gull.yaml").read_text()
@@ -170,6 +170,12 @@ def test_unsupported_keys_are_a_comment_block_in_the_bot_file(tmp_path: Path) ->
 
     data = YAML(typ="safe").load(text)
     assert "nicknames" not in data
+    # chapter2 rules read reply_on_name/nicknames from chapter2_em: no top-level key that only warns
+    assert "reply_on_name" not in data and data["activation_rules"] == "chapter2"
+    assert "those also in `chapter2_em` above are read from there" in block
+    capsys.readouterr()
+    assert main(["validate", str(out / "config" / "bots" / "gull.yaml")]) == 0
+    assert "reply_on_name" not in "".join(capsys.readouterr())
     assert data["chapter2_prompt"]["ensembles"][0]["faculty"] == "character"
     assert data["chapter2_prompt"]["mufflers"] == ["has_url"]  # honoured by chapterx's chapter2 mode
     assert "#   mufflers:" not in block
@@ -180,7 +186,7 @@ def test_unsupported_keys_are_a_comment_block_in_the_bot_file(tmp_path: Path) ->
 
 
 def test_header_template_and_colon_format_are_preserved(tmp_path: Path) -> None:
-    from compat.chapter2.api import translate_em
+    from chapterx_compat.chapter2.api import translate_em
 
     bot = translate_em(HARBOUR, "tern")
     prompt = bot["chapter2_prompt"]
@@ -377,7 +383,7 @@ def test_single_em_folder_gets_a_hint(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_failure_while_writing_leaves_nothing_half_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    import compat.chapter2.migrate as mig
+    import chapterx_compat.chapter2.migrate as mig
 
     out = tmp_path / "out"
     assert main(["migrate", str(HARBOUR), "--out", str(out)]) == 0
@@ -403,9 +409,9 @@ def test_failure_while_writing_leaves_nothing_half_written(tmp_path: Path, monke
 
 def test_every_chapter2_key_gets_exactly_one_verdict(tmp_path: Path) -> None:
     """All 35 em keys and all discord/completions interface keys, set explicitly, flat."""
-    from compat.chapter2 import models as m
-    from compat.chapter2.migrate import dump_yaml
-    from compat.chapter2.translate import translate
+    from chapterx_compat.chapter2 import models as m
+    from chapterx_compat.chapter2.migrate import dump_yaml
+    from chapterx_compat.chapter2.translate import translate
 
     em = m.EmConfig(name="x", sysname="x", folder=Path("x")).model_dump(mode="python")
     flat: dict[str, object] = {k: v for k, v in em.items() if k not in ("sysname", "folder")}
@@ -435,8 +441,8 @@ def test_migrated_bot_builds_the_chapter2_prompt(tmp_path: Path) -> None:
 
     from ruamel.yaml import YAML
 
-    prompt_mod = pytest.importorskip("compat.chapter2.formats.prompt")
-    from compat.chapter2.formats.messages import Author, Message
+    prompt_mod = pytest.importorskip("chapterx_compat.chapter2.formats.prompt")
+    from chapterx_compat.chapter2.formats.messages import Author, Message
 
     out = tmp_path / "out"
     assert main(["migrate", str(HARBOUR), "--out", str(out)]) == 0
@@ -486,3 +492,16 @@ def test_chapter2_home_flag_applies_home_layers(tmp_path: Path, monkeypatch: pyt
 
     assert marker_warnings() == 0
     assert marker_warnings("--chapter2-home") > 0
+
+
+def test_an_otlp_logs_folder_beside_the_ems_is_not_an_em(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """deployment.md has the collector write chapter2 spans to `<ems>/logs/`; migrate must not
+    take that folder for an em (it stopped the whole migration)."""
+    ems = tmp_path / "ems"
+    shutil.copytree(HARBOUR, ems)
+    (ems / "logs").mkdir()
+    (ems / "logs" / "spans.jsonl").write_text("{}\n")
+    out = tmp_path / "out"
+    assert main(["migrate", str(ems), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert not (out / "config" / "bots" / "logs.yaml").exists()
+    assert {p.stem for p in (out / "config" / "bots").glob("*.yaml")} == set(list_ems(HARBOUR))

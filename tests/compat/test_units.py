@@ -12,12 +12,12 @@ from jsonschema import Draft202012Validator
 
 from chapterx.config.validate import validate_paths
 from chapterx.config.vendors import glob_matches
-from compat.chapter2 import api
-from compat.chapter2.load import load
-from compat.chapter2.migrate import dump_yaml
-from compat.chapter2.schema import SCHEMA_PATH, build_schema, check_loaded, render_schema
-from compat.chapter2.vendors import regex_to_globs
-from compat.chapter2.yaml11 import YAML11Error, load_yaml11
+from chapterx_compat.chapter2 import api
+from chapterx_compat.chapter2.load import load
+from chapterx_compat.chapter2.migrate import dump_yaml
+from chapterx_compat.chapter2.schema import SCHEMA_PATH, build_schema, check_loaded, render_schema
+from chapterx_compat.chapter2.vendors import regex_to_globs
+from chapterx_compat.chapter2.yaml11 import YAML11Error, load_yaml11
 from tests.conftest import FIXTURES_DIR, shared_path
 
 HARBOUR = FIXTURES_DIR / "chapter2" / "harbour" / "ems"
@@ -113,7 +113,7 @@ def test_emitter_round_trips_through_yaml11_and_yaml12_readers() -> None:
 
 
 def test_committed_schema_is_current_and_valid_2020_12() -> None:
-    assert SCHEMA_PATH.read_text() == render_schema(), "run: python -m compat.chapter2.schema"
+    assert SCHEMA_PATH.read_text() == render_schema(), "run: python -m chapterx_compat.chapter2.schema"
     schema = build_schema()
     Draft202012Validator.check_schema(schema)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
@@ -204,7 +204,7 @@ def test_progress_bar_for_large_deployments(tmp_path: Path) -> None:
     from rich.console import Console
 
     from chapterx.commands.migrate import PROGRESS_THRESHOLD, _plan_with_progress
-    from compat.chapter2.migrate import plan_migration
+    from chapterx_compat.chapter2.migrate import plan_migration
 
     ems = tmp_path / "ems"
     ems.mkdir()
@@ -222,7 +222,7 @@ def test_progress_bar_for_large_deployments(tmp_path: Path) -> None:
 
 
 def test_errors_point_at_file_and_line(tmp_path: Path) -> None:
-    from compat.chapter2.load import Chapter2Error
+    from chapterx_compat.chapter2.load import Chapter2Error
 
     ems = tmp_path / "ems"
     shutil.copytree(HARBOUR, ems)

@@ -207,7 +207,7 @@ def test_chapterx_ems_layout_validates(tmp_path: Path) -> None:
 def test_chapter2_dispatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A chapter2 ems folder goes to the chapter2 API, and its answers reach the output (secrets masked)."""
     from chapterx.config.report import FileReport, Problem
-    from compat.chapter2 import api
+    from chapterx_compat.chapter2 import api
 
     seen: list[tuple[Path, bool, bool]] = []
 

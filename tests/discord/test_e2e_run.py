@@ -214,6 +214,7 @@ async def test_run_chapter2_em_in_place(tmp_path: Path) -> None:
     assert "how is the harbour?" in json.dumps(llm.requests[0]["body"])
     assert {p: p.read_bytes() for p in ems.rglob("*") if p.is_file()} == before
     assert token not in stderr and "sk-ant-c2-SECRET-KEY-0002" not in stderr
+    assert "with ChapterX activation rules" in stderr  # the startup line says which rule set runs
 
 
 async def test_run_continuation_reaction_and_m_command(tmp_path: Path) -> None:

@@ -105,3 +105,21 @@ def test_config_cache_follows_file_changes(tmp_path: Path) -> None:
     guild.write_text("temperature: 0.3\n")
     os.utime(guild.parent, (st.st_atime, st.st_mtime + 10))
     assert loader("1", [])["temperature"] == 0.3
+
+
+def test_a_refused_pin_is_logged_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A pin whose `system_prompt_file` names the token is refused, and the running bot says so."""
+    from chapterx.app import CachedConfigLoader
+
+    root = _deploy(tmp_path)
+    bot = root / "config" / "bots" / "aria.yaml"
+    (bot.parent / "aria_discord_token").write_text(TOKEN)
+    loader = CachedConfigLoader(prepare_bot(bot_file=bot, env={}))
+    pin = "system_prompt: ''\nsystem_prompt_file: aria_discord_token"
+    with caplog.at_level("WARNING", logger="chapterx.run"):
+        config = loader("1", [pin])
+        loader("1", [pin, "max_tokens: 9"])
+    assert not config.get("system_prompt") and TOKEN not in repr(dict(config))
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1 and "pinned .config" in refused[0] and "system_prompt_file" in refused[0]
+    assert TOKEN not in caplog.text

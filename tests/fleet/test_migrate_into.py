@@ -263,3 +263,20 @@ def test_run_with_sudo_keeps_the_deployment_owner(tmp_path: Path) -> None:
               *(prefix / "migrations").rglob("*")]:
         st = p.stat()
         assert (st.st_uid, st.st_gid) == (4242, 4343), p
+
+
+def test_runs_in_the_same_second_keep_separate_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """The report folder is named to the second: a second run in that second gets its own folder, so
+    neither report is replaced or claimed by the other run."""
+    import chapterx_compat.chapter2.migrate_into as into
+
+    monkeypatch.setattr(into.time, "strftime", lambda *_a, **_k: "20261206-120000")
+    root = _deployment(tmp_path)
+    assert main(["migrate", str(HARBOUR), "--into", str(root), "--bots", "gull", "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)["into_report"]
+    assert main(["migrate", str(HARBOUR), "--into", str(root), "--bots", "skua", "--json"]) == 0
+    second = json.loads(capsys.readouterr().out)["into_report"]
+    assert first != second
+    assert json.loads(Path(first).read_text())["bots"][0]["em"] == "gull"
+    assert json.loads(Path(second).read_text())["bots"][0]["em"] == "skua"

@@ -22,8 +22,8 @@ from chapterx.config.load import resolve_bot_config
 from chapterx.config.pins import extract_config_pins
 from chapterx.viewer.app import ApiError, parse_time
 from chapterx.viewer.chapter2 import IngestError, decode_request
-from compat.chapter2 import otlp
-from compat.chapter2.load import Chapter2Error, load
+from chapterx_compat.chapter2 import otlp
+from chapterx_compat.chapter2.load import Chapter2Error, load
 from tests.viewer.conftest import RunningViewer, make_settings
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import compat.chapter2.migrate as mig
+import chapterx_compat.chapter2.migrate as mig
 from chapterx.cli import main
 from tests.conftest import FIXTURES_DIR, REPO_DIR
 
@@ -114,7 +114,7 @@ def test_stale_temp_copy_of_a_killed_run_is_removed(tmp_path: Path) -> None:
 
 
 def test_kill_9_mid_write_then_rerun_leaves_no_token_copy(tmp_path: Path) -> None:
-    code = ("import os, signal, compat.chapter2.migrate as m\n"
+    code = ("import os, signal, chapterx_compat.chapter2.migrate as m\n"
             "real = os.fdopen\n"
             "def boom(fd, *a, **k):\n"
             "    f = real(fd, *a, **k)\n"
@@ -144,7 +144,7 @@ def test_full_disk_is_one_line(tmp_path: Path) -> None:
 
 _STEP_HOOK = """
 import os, shutil, signal, sys
-import compat.chapter2.migrate as m
+import chapterx_compat.chapter2.migrate as m
 KILL_AT = int(sys.argv[1])
 count = [0]
 def step(real):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from compat.chapter2 import otlp
+from chapterx_compat.chapter2 import otlp
 from tests.security.otlpgen import linked_spans, request
 
 

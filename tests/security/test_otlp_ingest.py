@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from chapterx.viewer import app as viewer_app
-from compat.chapter2 import otlp
+from chapterx_compat.chapter2 import otlp
 from tests.security.otlpgen import linked_spans, request
 from tests.viewer.conftest import RunningViewer, make_settings
 

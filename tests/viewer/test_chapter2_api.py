@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from compat.chapter2 import otlp
+from chapterx_compat.chapter2 import otlp
 from tests.viewer.conftest import OTLP_DIR, RunningViewer, make_settings
 
 TOKEN = "ingest-token-1"

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 
 from chapterx.trace.store import TraceStore
-from compat.chapter2 import otlp
+from chapterx_compat.chapter2 import otlp
 from tests.viewer.conftest import OTLP_DIR, RunningViewer, make_settings
 
 QUILL = "ch2-quill-generate-response"

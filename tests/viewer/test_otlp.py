@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from compat.chapter2 import otlp
+from chapterx_compat.chapter2 import otlp
 from tests.conftest import shared_path
 
 GOLDEN = ("ch2-wren-discord", "ch2-quill-generate-response")

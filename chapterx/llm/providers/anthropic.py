@@ -375,13 +375,17 @@ def bedrock_model_id(model: str) -> str:
 
 class _ClockedSigV4:
     """SigV4 over exactly the headers upstream signed (accept, content-type, host, x-amz-date[,
-    x-amz-security-token]) with an injectable clock, so signatures are reproducible."""
+    x-amz-security-token]) with an injectable clock, so signatures are reproducible.
+
+    Built from botocore's public `SigV4Auth` methods (canonical request, string to sign, signature,
+    scope, signed headers); `add_auth` itself reads the wall clock, which replays cannot freeze."""
 
     def __init__(self, access: str, secret: str, token: str | None, region: str, now: Any) -> None:
         from botocore.auth import SigV4Auth
         from botocore.credentials import Credentials
 
         self._auth = SigV4Auth(Credentials(access, secret, token), "bedrock", region)
+        self._token = token
         self._now = now
 
     def sign(self, method: str, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
@@ -389,42 +393,43 @@ class _ClockedSigV4:
         from botocore.awsrequest import AWSRequest
 
         auth = self._auth
-        request = AWSRequest(method=method, url=url, headers=headers, data=body)
-        stamp = dt.datetime.fromtimestamp(self._now(), dt.UTC)
-        request.context["timestamp"] = stamp.strftime(SIGV4_TIMESTAMP)
-        auth._modify_request_before_signing(request)
-        canonical = auth.canonical_request(request)
-        signature = auth.signature(auth.string_to_sign(request, canonical), request)
-        auth._inject_signature_to_request(request, signature)
-        return {k: v for k, v in request.headers.items() if v is not None}
+        stamp = dt.datetime.fromtimestamp(self._now(), dt.UTC).strftime(SIGV4_TIMESTAMP)
+        signed = {**headers, "x-amz-date": stamp}
+        if self._token:
+            signed["x-amz-security-token"] = self._token
+        request = AWSRequest(method=method, url=url, headers=signed, data=body)
+        request.context["timestamp"] = stamp
+        signature = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+        signed["authorization"] = (
+            f"AWS4-HMAC-SHA256 Credential={auth.scope(request)}, "
+            f"SignedHeaders={auth.signed_headers(auth.headers_to_sign(request))}, Signature={signature}"
+        )
+        return signed
 
 
-class _SignedBedrock(anthropic.AsyncAnthropicBedrock):
-    """The SDK's Bedrock client with upstream's URL encoding and signing (see _ClockedSigV4)."""
+def _bedrock_request_hook(signer: _ClockedSigV4, real_base: str) -> Any:
+    """An httpx2 request event hook (public API of the SDK's `http_client`) that gives a Bedrock
+    request upstream's shape: the model id in the path percent-encoded as one segment (`:` -> %3A),
+    and upstream's SigV4 headers in place of the SDK's own signature."""
+    real = urllib.parse.urlsplit(real_base)
 
-    _chapterx_signer: _ClockedSigV4
-    _chapterx_real_base: str
-
-    async def _prepare_options(self, options: Any) -> Any:
-        options = await super()._prepare_options(options)
-        url = str(options.url)
-        if url.startswith("/model/"):
-            head, _, rest = url[len("/model/") :].rpartition("/")
-            options.url = "/model/" + urllib.parse.quote(urllib.parse.unquote(head), safe="") + "/" + rest
-        return options
-
-    async def _prepare_request(self, request: httpx2.Request) -> None:
-        data = request.read()
-        real = urllib.parse.urlsplit(self._chapterx_real_base)
+    async def hook(request: httpx2.Request) -> None:
         path = request.url.raw_path.decode()
+        if path.startswith("/model/"):
+            head, _, rest = path[len("/model/") :].rpartition("/")
+            path = "/model/" + urllib.parse.quote(urllib.parse.unquote(head), safe="") + "/" + rest
+            request.url = request.url.copy_with(raw_path=path.encode())
+        data = await request.aread()
         accept = "application/vnd.amazon.eventstream" if "invoke-with-response-stream" in path else "application/json"
         to_sign = {"accept": accept, "content-type": "application/json", "host": real.netloc}
-        signed = self._chapterx_signer.sign("POST", f"{real.scheme}://{real.netloc}{path}", to_sign, data)
+        signed = signer.sign("POST", f"{real.scheme}://{real.netloc}{path}", to_sign, data)
         for name in list(request.headers.keys()):
             if name.lower() in ("authorization", "x-amz-date", "x-amz-security-token", "accept", "host"):
                 del request.headers[name]
         for name, value in signed.items():
             request.headers[name] = value
+
+    return hook
 
 
 class BedrockProvider(AnthropicProvider):
@@ -434,7 +439,10 @@ class BedrockProvider(AnthropicProvider):
     def client(self) -> Any:
         if self._client is None:
             s = self.settings
-            client = _SignedBedrock(
+            signer = _ClockedSigV4(s["aws_access_key"], s["aws_secret_key"], s.get("aws_session_token"),
+                                   s["aws_region"], self.options.now or time.time)
+            hook = _bedrock_request_hook(signer, self.real_base_url)
+            self._client = anthropic.AsyncAnthropicBedrock(
                 aws_access_key=s["aws_access_key"],
                 aws_secret_key=s["aws_secret_key"],
                 aws_session_token=s.get("aws_session_token"),
@@ -442,13 +450,8 @@ class BedrockProvider(AnthropicProvider):
                 base_url=self.base_url,
                 max_retries=self.sdk_max_retries,
                 timeout=self.options.timeout,
+                http_client=anthropic.DefaultAsyncHttpxClient(event_hooks={"request": [hook]}),
             )
-            client._chapterx_signer = _ClockedSigV4(
-                s["aws_access_key"], s["aws_secret_key"], s.get("aws_session_token"), s["aws_region"],
-                self.options.now or time.time,
-            )
-            client._chapterx_real_base = self.real_base_url
-            self._client = client
         return self._client
 
     def model_id(self, model: str) -> str:

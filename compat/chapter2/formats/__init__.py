@@ -6,7 +6,7 @@
 - `generation`: stop sequences, completion → reply messages, mufflers, trim_final_incomplete_sentence.
 """
 
-from compat.chapter2.formats.formats import (
+from chapterx_compat.chapter2.formats.formats import (
     ChatMessageFormat,
     ColonMessageFormat,
     InfrastructMessageFormat,
@@ -16,7 +16,7 @@ from compat.chapter2.formats.formats import (
     WebDocumentMessageFormat,
     load_format,
 )
-from compat.chapter2.formats.messages import Author, Message
+from chapterx_compat.chapter2.formats.messages import Author, Message
 
 __all__ = [
     "Author",

@@ -15,8 +15,8 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from compat.chapter2.formats.formats import ColonMessageFormat, MessageFormat
-from compat.chapter2.formats.messages import Message
+from chapterx_compat.chapter2.formats.formats import ColonMessageFormat, MessageFormat
+from chapterx_compat.chapter2.formats.messages import Message
 
 # (query, representations) -> indices of representations, best first.
 Ranker = Callable[[str, Sequence[str]], list[int]]

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import pydantic
 
-from compat.chapter2.formats.messages import Author, Message
+from chapterx_compat.chapter2.formats.messages import Author, Message
 
 MERGE_MAX_LENGTH = 1900
 

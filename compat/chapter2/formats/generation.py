@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from compat.chapter2.formats.formats import MessageFormat, load_format
-from compat.chapter2.formats.messages import Author, Message
-from compat.chapter2.formats.prompt import PromptSettings, build_prompt
+from chapterx_compat.chapter2.formats.formats import MessageFormat, load_format
+from chapterx_compat.chapter2.formats.messages import Author, Message
+from chapterx_compat.chapter2.formats.prompt import PromptSettings, build_prompt
 
 MAX_STOP_SEQUENCES = 3
 MUFFLER_TRIES = 3

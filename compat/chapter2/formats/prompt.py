@@ -29,10 +29,10 @@ from typing import Any, Literal
 
 import pydantic
 
-from compat.chapter2.formats.character import Ranker, character_chunks, lexical_ranker
-from compat.chapter2.formats.formats import IRCMessageFormat, MessageFormat, load_format
-from compat.chapter2.formats.messages import Author, Message
-from compat.chapter2.formats.templating import render_template, template_context
+from chapterx_compat.chapter2.formats.character import Ranker, character_chunks, lexical_ranker
+from chapterx_compat.chapter2.formats.formats import IRCMessageFormat, MessageFormat, load_format
+from chapterx_compat.chapter2.formats.messages import Author, Message
+from chapterx_compat.chapter2.formats.templating import render_template, template_context
 
 INF = float("inf")
 DEFAULT_MUFFLERS = ["has_url", "has_pump_fun_ca", "has_img_url_token"]

@@ -11,8 +11,8 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from compat.chapter2 import models as m
-from compat.chapter2.runtime.convert import is_dotted
+from chapterx_compat.chapter2 import models as m
+from chapterx_compat.chapter2.runtime.convert import is_dotted
 
 TRIGGERS = ("ping", "random", "name", "sim", "regex")
 

@@ -49,9 +49,9 @@ def build_chapter2_bot(config: Any, name: str, completer: Any, *, env: Mapping[s
     from chapterx.discord.chapter2_port import Chapter2Connector
     from chapterx.trace.redact import Redactor
     from chapterx.trace.writer import TraceWriter
-    from compat.chapter2.runtime.faculties import EXA_BASE, ExaClient
-    from compat.chapter2.runtime.interface import Chapter2Interface, InterfaceOptions
-    from compat.chapter2.runtime.traces import trace_of
+    from chapterx_compat.chapter2.runtime.faculties import EXA_BASE, ExaClient
+    from chapterx_compat.chapter2.runtime.interface import Chapter2Interface, InterfaceOptions
+    from chapterx_compat.chapter2.runtime.traces import trace_of
 
     secrets = [*secrets, config.em.exa_search_api_key or "", env.get("EXA_API_KEY") or ""]
     redactor = Redactor([s for s in secrets if s], env=env)
@@ -94,8 +94,7 @@ async def serve_chapter2(bot: Chapter2Bot, token: str, *, stop: asyncio.Event | 
                          env: Mapping[str, str] | None = None) -> int:
     """Connect and answer with chapter2's rules until SIGTERM/SIGINT (or `stop`); under systemd, READY=1
     once connected and watchdog pings, as the ChapterX runtime does."""
-    import discord
-
+    from chapterx.discord.connector import connection_failure_message
     from chapterx.fleet.sdnotify import Notifier, run_notifier
 
     stop = stop or asyncio.Event()
@@ -109,13 +108,12 @@ async def serve_chapter2(bot: Chapter2Bot, token: str, *, stop: asyncio.Event | 
                                                      notifier=Notifier.from_env(env or {})))
     try:
         done, _ = await asyncio.wait({discord_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-        if discord_task in done and discord_task.exception() is not None:
-            exc = discord_task.exception()
-            if isinstance(exc, discord.LoginFailure):
-                raise UserError("Discord rejected the token (login failed)", 1)
-            if isinstance(exc, discord.PrivilegedIntentsRequired):
-                raise UserError("Discord refused the Message Content or Server Members intent: enable both for "
-                                "this bot in the Discord developer portal (chapter2 rules need members)", 1)
+        exc = discord_task.exception() if discord_task in done else None
+        if exc is not None:
+            known = connection_failure_message(
+                exc, "Message Content or Server Members intent (chapter2 rules need members)")
+            if known:
+                raise UserError(known, 1)
             raise UserError(f"Discord connection failed: {type(exc).__name__}", 1)
         if discord_task in done and not stop.is_set():
             raise UserError("the Discord connection closed unexpectedly", 1)
@@ -150,12 +148,12 @@ def rules_of(plan: Any) -> str:
 def run_plan(plan: Any, *, home: bool = False) -> int:
     """The run path's entry for chapter2 rules (`plan` from `prepare_bot`): an em in place, or a migrated
     bot file with `activation_rules: chapter2`."""
-    from compat.chapter2.runtime.llm import ProviderCompleter
+    from chapterx_compat.chapter2.runtime.llm import ProviderCompleter
 
     env = plan.env
     override = env.get("CHAPTERX_LLM_BASE_URL") or None
     if plan.chapter2:
-        from compat.chapter2.load import load
+        from chapterx_compat.chapter2.load import load
 
         source = Path(plan.source)
         loaded = load(source.parent, source.name, home=home)
@@ -166,7 +164,7 @@ def run_plan(plan: Any, *, home: bool = False) -> int:
         secrets = [plan.token, *_secret_strings(vendors)]
     else:
         from chapterx.config.load import resolve_bot_config
-        from compat.chapter2.runtime.rules import config_from_bot
+        from chapterx_compat.chapter2.runtime.rules import config_from_bot
 
         name = Path(plan.bot_file).stem
         bot = dict(resolve_bot_config(bot_file=plan.bot_file, env=env).config)

@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from compat.chapter2 import models as m
-from compat.chapter2.load import Chapter2Error, overlay, rename_keys
-from compat.chapter2.runtime.convert import mentioned_in, parse_command
-from compat.chapter2.runtime.port import MAX_ATTACHMENT_BYTES, C2Message
-from compat.chapter2.yaml11 import YAML11Error, load_yaml11
+from chapterx_compat.chapter2 import models as m
+from chapterx_compat.chapter2.load import Chapter2Error, overlay, rename_keys
+from chapterx_compat.chapter2.runtime.convert import mentioned_in, parse_command
+from chapterx_compat.chapter2.runtime.port import MAX_ATTACHMENT_BYTES, C2Message
+from chapterx_compat.chapter2.yaml11 import YAML11Error, load_yaml11
 
 _CONFIG_FILE_RE = re.compile(r"^\.?config(?:[-\s|.]+(.*?))?\.ya?ml$")
 _KEY_FILE_RE = re.compile(r"^(\w+)\.\w+$")

@@ -13,8 +13,14 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from compat.chapter2.formats.messages import Author, Message
-from compat.chapter2.runtime.port import MAX_ATTACHMENT_BYTES, C2Attachment, C2Channel, C2Message, C2User
+from chapterx_compat.chapter2.formats.messages import Author, Message
+from chapterx_compat.chapter2.runtime.port import (
+    MAX_ATTACHMENT_BYTES,
+    C2Attachment,
+    C2Channel,
+    C2Message,
+    C2User,
+)
 
 ZWSP = "\u200b"
 _USER_RE = re.compile(r"<@!?(\d+)>")

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from compat.chapter2 import models as m
-from compat.chapter2.formats.generation import exa_query, exa_results_to_messages
-from compat.chapter2.formats.messages import Message
+from chapterx_compat.chapter2 import models as m
+from chapterx_compat.chapter2.formats.generation import exa_query, exa_results_to_messages
+from chapterx_compat.chapter2.formats.messages import Message
 
 EXA_BASE = "https://api.exa.ai"
 REHEARSAL_KEY = "sk-rehearsal"

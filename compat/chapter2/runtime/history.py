@@ -11,9 +11,9 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from compat.chapter2.runtime.channel_config import yaml_window
-from compat.chapter2.runtime.convert import is_invisible, mentioned_in, parse_command
-from compat.chapter2.runtime.port import C2Message, Chapter2Port
+from chapterx_compat.chapter2.runtime.channel_config import yaml_window
+from chapterx_compat.chapter2.runtime.convert import is_invisible, mentioned_in, parse_command
+from chapterx_compat.chapter2.runtime.port import C2Message, Chapter2Port
 
 _LINK_RE = re.compile(r"/channels/(?:@me|\d+)/(\d+)/(\d+)")
 PAGE = 100

@@ -4,7 +4,7 @@ per reply line, error reactions (⚠ 📵 🌩️ ⚙️) and typing.
 
 Every handled message yields an `EventRecord`: what was decided and done, in the shape of the golden
 vectors' `expected.events[]`, plus the chapter2 span names. The record is what the trace writer stores
-(`compat.chapter2.runtime.traces`) and what `chapterx replay` prints.
+(`chapterx_compat.chapter2.runtime.traces`) and what `chapterx replay` prints.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from compat.chapter2 import models as m
-from compat.chapter2.formats.messages import Message
-from compat.chapter2.runtime.activation import Facts, first_trigger
-from compat.chapter2.runtime.channel_config import Effective, effective_config, pin_kv, topic_kv
-from compat.chapter2.runtime.convert import (
+from chapterx_compat.chapter2 import models as m
+from chapterx_compat.chapter2.formats.messages import Message
+from chapterx_compat.chapter2.runtime.activation import Facts, first_trigger
+from chapterx_compat.chapter2.runtime.channel_config import Effective, effective_config, pin_kv, topic_kv
+from chapterx_compat.chapter2.runtime.convert import (
     ConvertOptions,
     Naming,
     format_outgoing,
@@ -33,10 +33,16 @@ from compat.chapter2.runtime.convert import (
     mentioned_in,
     to_chapter2,
 )
-from compat.chapter2.runtime.faculties import ExaClient, faculty_items_from, prefetch
-from compat.chapter2.runtime.history import WalkOptions, message_history
-from compat.chapter2.runtime.llm import C2Request, Completer, build_request, generate_response, sim_em
-from compat.chapter2.runtime.port import C2Channel, C2Message, C2User, Chapter2Port
+from chapterx_compat.chapter2.runtime.faculties import ExaClient, faculty_items_from, prefetch
+from chapterx_compat.chapter2.runtime.history import WalkOptions, message_history
+from chapterx_compat.chapter2.runtime.llm import (
+    C2Request,
+    Completer,
+    build_request,
+    generate_response,
+    sim_em,
+)
+from chapterx_compat.chapter2.runtime.port import C2Channel, C2Message, C2User, Chapter2Port
 
 log = logging.getLogger("chapterx.chapter2")
 
@@ -81,7 +87,7 @@ class EventRecord:
 
 def classify_error(exc: BaseException) -> list[str]:
     """The reactions chapter2 puts on a failed message (validation errors only get ⚙️)."""
-    from compat.chapter2.runtime.channel_config import ChannelConfigError
+    from chapterx_compat.chapter2.runtime.channel_config import ChannelConfigError
 
     if isinstance(exc, (ValidationError, ChannelConfigError)):
         return ["⚙️"]

@@ -1,6 +1,6 @@
 """chapter2's generation on our provider layer: the request an em makes, and the completer that sends it.
 
-`build_request` is pure (prompt assembly from `compat.chapter2.formats`, stops, logit_bias, the vendor
+`build_request` is pure (prompt assembly from `chapterx_compat.chapter2.formats`, stops, logit_bias, the vendor
 chosen from the em's `vendors`); a `Completer` turns a `C2Request` into completion text.
 `ProviderCompleter` routes through `chapterx.llm.routing.Router(chapter2=True)`, i.e. the same SDK
 providers the ChapterX runtime uses.
@@ -15,17 +15,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from compat.chapter2 import models as m
-from compat.chapter2.formats.generation import (
+from chapterx_compat.chapter2 import models as m
+from chapterx_compat.chapter2.formats.generation import (
     build_logit_bias,
     build_stop_sequences,
     muffled_by,
     parse_replies,
 )
-from compat.chapter2.formats.messages import Message
-from compat.chapter2.formats.prompt import PromptSettings, build_prompt
-from compat.chapter2.load import overlay
-from compat.chapter2.vendors import pick_vendor
+from chapterx_compat.chapter2.formats.messages import Message
+from chapterx_compat.chapter2.formats.prompt import PromptSettings, build_prompt
+from chapterx_compat.chapter2.load import overlay
+from chapterx_compat.chapter2.vendors import pick_vendor
 
 MUFFLER_TRIES = 3
 

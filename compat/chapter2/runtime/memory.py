@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from compat.chapter2.runtime.port import C2Attachment, C2Channel, C2Message, C2User
+from chapterx_compat.chapter2.runtime.port import C2Attachment, C2Channel, C2Message, C2User
 
 FIRST_SENT_ID = 1350300000000000000
 _TYPES = {"default", "reply", "thread_starter_message", "pins_add", "channel_name_change", "thread_created"}

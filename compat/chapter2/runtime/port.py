@@ -2,7 +2,7 @@
 
 chapter2's Discord interface reads more than the ChapterX pipeline does (channel topics, thread names
 and parents, the send permission, pins in pin order with their attachments, the users a message
-mentions), so its port is this superset. `compat.chapter2.runtime.memory` implements it for the
+mentions), so its port is this superset. `chapterx_compat.chapter2.runtime.memory` implements it for the
 golden cases and `chapterx replay`; `chapterx.discord.chapter2_port` implements it over discord.py.
 Ids are ints, as Discord snowflakes are.
 """

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from compat.chapter2 import models as m
+from chapterx_compat.chapter2 import models as m
 
 RULES = ("chapter2", "chapterx")
 _SECRETS = frozenset({"vendors", "exa_search_api_key", "novelai_api_key", "discord_token", "discord_proxy_url",
@@ -55,7 +55,7 @@ def describe(rules: str) -> str:
 
 def config_from_bot(bot: dict[str, Any], bot_file: Path, sysname: str) -> m.Config:
     """The chapter2 config of a migrated bot (`chapter2_em`), validated as chapter2 loads it."""
-    from compat.chapter2.load import validate_kv
+    from chapterx_compat.chapter2.load import validate_kv
 
     kv = dict(bot.get("chapter2_em") or {})
     kv.setdefault("name", sysname)

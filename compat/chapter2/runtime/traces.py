@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chapterx.trace.ids import iso_now, new_trace_id
-from compat.chapter2.runtime.interface import EventRecord
+from chapterx_compat.chapter2.runtime.interface import EventRecord
 
 
 def _reason(rec: EventRecord) -> str:
