@@ -263,7 +263,9 @@ def _upgrade_context(conn: sqlite3.Connection) -> None:
             conn.execute(f"DROP TRIGGER IF EXISTS {name}")
         conn.execute("DROP TABLE IF EXISTS traces_fts")
         conn.execute("UPDATE meta SET value='0' WHERE key='fts'")
-        delete_rows(conn, "source_id <> ?", (EXTERNAL_SOURCE,))
+        # plain delete: the counts and hourly roll-ups are recounted below (counts_dirty), and
+        # RETURNING a million rows would hold them all in memory
+        conn.execute("DELETE FROM traces WHERE source_id <> ?", (EXTERNAL_SOURCE,))
         conn.execute("DELETE FROM sources")
         conn.execute("DELETE FROM channel_names")
         keep = "trace_row IN (SELECT id FROM traces)"
