@@ -24,15 +24,17 @@ import os
 import sqlite3
 import stat
 import time
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chapterx.trace import ctxids
 from chapterx.trace.ids import message_key, parse_iso
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # trigram tokenizer (substring matching) appeared in SQLite 3.34
 FTS_MIN_SQLITE = (3, 34, 0)
 FTS_MIN_CHARS = 3  # a trigram index cannot answer shorter substrings: those scan
@@ -89,6 +91,10 @@ CREATE TABLE IF NOT EXISTS traces(
 CREATE TABLE IF NOT EXISTS messages(
   key NOT NULL, trace_row INTEGER NOT NULL, role INTEGER NOT NULL, position INTEGER,
   PRIMARY KEY(key, trace_row, role)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ctx(
+  trace_row INTEGER PRIMARY KEY, chan TEXT NOT NULL, lvl INTEGER NOT NULL, min_id INTEGER NOT NULL, max_id INTEGER NOT NULL,
+  n INTEGER NOT NULL, ids BLOB NOT NULL, pos BLOB);
+CREATE TABLE IF NOT EXISTS msgchan(key INTEGER NOT NULL, chan TEXT NOT NULL, PRIMARY KEY(key, chan)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counts(kind TEXT NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL,
   PRIMARY KEY(kind, key)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS channel_names(channel_id TEXT PRIMARY KEY, name TEXT NOT NULL, seq INTEGER);
@@ -111,10 +117,13 @@ _INDEXES = (
     "input_tokens, output_tokens, total_tokens, cost)",
     # markers and external rows are few: a partial index keeps replacing them cheap at 1M rows
     "CREATE INDEX IF NOT EXISTS traces_special ON traces(source_id, trace_id) WHERE source_id < 0",
+    # a trace's context ids as one id range: a search reads, in each channel the id was seen in,
+    # the ranges of each span class (lvl) that can contain it, then checks each candidate's id list
+    "CREATE INDEX IF NOT EXISTS ctx_range ON ctx(chan, lvl, min_id, max_id)",
 )
 
 _INDEX_NAMES = tuple(stmt.split()[5] for stmt in _INDEXES)
-_KEPT_IN_BULK = ("traces_ts",)
+_KEPT_IN_BULK = ("traces_ts", "ctx_range")  # ctx_range: searches keep working during a first build
 
 TRACE_COLUMNS = (
     "source_id", "trace_id", "ts", "timestamp", "channel_id", "trigger_id", "bot", "channel_name",
@@ -130,6 +139,10 @@ COUNTS_VERSION = "3"
 _INSERT_TRACE = (f"INSERT INTO traces(id,{','.join(TRACE_COLUMNS)}) "
                  f"VALUES ({','.join('?' * (len(TRACE_COLUMNS) + 1))})")
 _INSERT_MSG = "INSERT OR IGNORE INTO messages(key, trace_row, role, position) VALUES (?,?,?,?)"
+_INSERT_CTX = "INSERT INTO ctx(trace_row, chan, lvl, min_id, max_id, n, ids, pos) VALUES (?,?,?,?,?,?,?,?)"
+_INSERT_MSGCHAN = "INSERT OR IGNORE INTO msgchan(key, chan) VALUES (?,?)"
+# above this many context rows an old index is re-read from index.jsonl rather than converted in memory
+UPGRADE_IN_PLACE_MAX = 1_000_000
 
 
 @dataclass
@@ -211,7 +224,7 @@ def connect(path: Path) -> sqlite3.Connection:
         _add_missing_columns(conn)
         row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         version = row[0] if row else None
-        if version is not None and version not in ("1", str(SCHEMA_VERSION)):
+        if version is not None and version not in ("1", "2", str(SCHEMA_VERSION)):
             # written by a version we do not know: derived data, so start over
             log.warning("trace index %s has schema %s; rebuilding it", path, version)
             _wipe(conn)
@@ -219,6 +232,8 @@ def connect(path: Path) -> sqlite3.Connection:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(time.time_ns()),))
         elif version is None:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', '0')")
+        if version in ("1", "2"):
+            _upgrade_context(conn)
         if version != str(SCHEMA_VERSION):
             fts = _create_fts(conn)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('fts', ?)", ("1" if fts else "0",))
@@ -235,6 +250,54 @@ def connect(path: Path) -> sqlite3.Connection:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('counts_dirty', '1')")
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('counts_version', ?)", (COUNTS_VERSION,))
     return conn
+
+
+def _upgrade_context(conn: sqlite3.Connection) -> None:
+    """Schema 2 kept one message row per context id. A small index is converted in place; a big
+    one drops the rows read from index.jsonl (and markers, re-read from their files) and reads
+    the files again from the start, by the background worker with its progress (a viewer shows
+    "building index"). chapter2 rows exist only here, so theirs are always converted."""
+    n = int(conn.execute("SELECT COUNT(*) FROM messages WHERE role=1 AND typeof(key)='integer'").fetchone()[0])
+    if n > UPGRADE_IN_PLACE_MAX:
+        for name in _FTS_TRIGGERS:
+            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+        conn.execute("DROP TABLE IF EXISTS traces_fts")
+        conn.execute("UPDATE meta SET value='0' WHERE key='fts'")
+        # plain delete: the counts and hourly roll-ups are recounted below (counts_dirty), and
+        # RETURNING a million rows would hold them all in memory
+        conn.execute("DELETE FROM traces WHERE source_id <> ?", (EXTERNAL_SOURCE,))
+        conn.execute("DELETE FROM sources")
+        conn.execute("DELETE FROM channel_names")
+        keep = "trace_row IN (SELECT id FROM traces)"
+        sql = "SELECT key, trace_row, position FROM messages WHERE role=1 AND typeof(key)='integer' AND " + keep
+    else:
+        sql = "SELECT key, trace_row, position FROM messages WHERE role=1 AND typeof(key)='integer'"
+    by_row: dict[int, dict[int, int | None]] = {}
+    for key, trace_row, position in conn.execute(sql):
+        by_row.setdefault(trace_row, {})[key] = position
+    rows = []
+    pairs: set[tuple[int, str]] = set()
+    chans = dict(conn.execute("SELECT id, COALESCE(channel_id, '') FROM traces").fetchall()) if by_row else {}
+    for trace_row, seen in by_row.items():
+        ids = sorted(seen)
+        chan = chans.get(trace_row, "")
+        pairs.update((k, chan) for k in ids)
+        rows.append((trace_row, chan, ctxids.span_level(ids[0], ids[-1]), ids[0], ids[-1], len(ids),
+                     ctxids.encode_ids(ids), ctxids.encode_positions([seen[k] for k in ids])))
+    conn.execute("DELETE FROM ctx")
+    conn.executemany(_INSERT_CTX, rows)
+    conn.executemany(_INSERT_MSGCHAN, sorted(pairs))
+    if n > UPGRADE_IN_PLACE_MAX:
+        conn.execute("CREATE TEMP TABLE keep_msgs AS SELECT * FROM messages WHERE (role<>1 OR "
+                     "typeof(key)<>'integer') AND " + keep)
+        conn.execute("DROP TABLE messages")
+        for stmt in _statements(_SCHEMA):
+            conn.execute(stmt)
+        conn.execute("INSERT INTO messages SELECT * FROM temp.keep_msgs")
+        conn.execute("DROP TABLE temp.keep_msgs")
+    else:
+        conn.execute("DELETE FROM messages WHERE role=1 AND typeof(key)='integer'")
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('counts_dirty', '1')")
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
@@ -392,15 +455,68 @@ def message_rows(entry: dict[str, Any], row_id: int) -> list[tuple[Any, ...]]:
     return out
 
 
-Prepared = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, str]]
+def split_rows(entry: dict[str, Any], row_id: int,
+               chan: str = "") -> tuple[list[tuple[Any, ...]], tuple[Any, ...] | None]:
+    """`message_rows` as stored: context ids that are snowflakes go into one `ctx` row (id range +
+    compact id list, first position per id); trigger, sent and non-numeric ids stay message rows.
+    A build runs this for every line: the common shape (all ids strings, all snowflakes) takes a
+    path of C-level calls, anything else the general loop."""
+    raw = entry.get("contextMessageIds")
+    if isinstance(raw, list) and raw and set(map(type, raw)) == {str}:
+        keys: list[Any] = list(map(message_key, raw))
+        try:
+            arr: array[int] | None = array("q", keys)  # TypeError unless every key is an int snowflake
+        except TypeError:
+            arr = None
+        if arr is not None:
+            out = message_rows({**entry, "contextMessageIds": None}, row_id)
+            positions = entry.get("contextPositions")
+            if not (isinstance(positions, list) and len(positions) == len(raw)):
+                pos: list[Any] = [None] * len(raw)
+            elif set(map(type, positions)) == {int}:
+                pos = positions
+            else:
+                pos = [_pos_or_none(p) for p in positions]
+            if len(set(keys)) != len(keys):  # repeated ids: the first position of each wins
+                first = dict(zip(reversed(keys), reversed(pos), strict=True))
+                keys, pos = list(first), list(first.values())
+                arr = array("q", keys)
+            lo, hi = int(min(arr)), int(max(arr))
+            return out, (row_id, chan, ctxids.span_level(lo, hi), lo, hi, len(keys), ctxids.encode_array(arr),
+                         ctxids.encode_positions(pos), keys)
+    out = []
+    ctx: tuple[Any, ...] | None = None
+    seen: dict[int, int | None] = {}
+    for row in message_rows(entry, row_id):
+        key = row[0]
+        if row[2] == 1 and isinstance(key, int):
+            if key not in seen:  # first position per id wins (as INSERT OR IGNORE did)
+                seen[key] = row[3]
+        else:
+            out.append(row)
+    if seen:
+        ids = list(seen)
+        lo, hi = min(ids), max(ids)
+        ctx = (row_id, chan, ctxids.span_level(lo, hi), lo, hi, len(ids), ctxids.encode_ids(ids),
+               ctxids.encode_positions([_pos_or_none(p) for p in seen.values()]), ids)
+    return out, ctx
+
+
+Prepared = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], dict[str, str], list[tuple[Any, ...]],
+                 list[tuple[int, str]]]
 
 
 def prepare_entries(entries: Iterable[dict[str, Any]], source_id: int, first_id: int, *,
                     framework: str = "chapterx", extras: Iterable[str | None] | None = None) -> Prepared:
-    """Rows for `traces` (ids from `first_id` on), for `messages`, and channel names. Pure, so a
-    big first build can run it in worker processes."""
+    """Rows for `traces` (ids from `first_id` on), for `messages`, channel names and `ctx` rows.
+    Pure, so a big first build can run it in worker processes."""
     rows: list[tuple[Any, ...]] = []
     msgs: list[tuple[Any, ...]] = []
+    ctxs: list[tuple[Any, ...]] = []
+    pairs: list[tuple[int, str]] = []
+    # (id, channel) pairs for `msgchan`: each channel's previous context is mostly the same ids,
+    # so only ids new since it are written (the rest were written by this call already)
+    prev: dict[str, set[int]] = {}
     names: dict[str, str] = {}
     next_id = first_id
     extra_iter = iter(extras) if extras is not None else None
@@ -410,12 +526,19 @@ def prepare_entries(entries: Iterable[dict[str, Any]], source_id: int, first_id:
         if row is None:
             continue
         rows.append((next_id, *row))
-        msgs.extend(message_rows(entry, next_id))
+        chan = row[4] or ""
+        m, c = split_rows(entry, next_id, chan)
+        msgs.extend(m)
+        if c is not None:
+            ctxs.append(c[:8])
+            keys = set(c[8])
+            pairs.extend((k, chan) for k in keys - prev.get(chan, set()))
+            prev[chan] = keys
         next_id += 1
         name = entry.get("channelName")
         if name and entry.get("channelId"):
             names[str(entry["channelId"])] = str(name)
-    return rows, msgs, names
+    return rows, msgs, names, ctxs, pairs
 
 
 def _next_row(conn: sqlite3.Connection) -> int:
@@ -428,7 +551,7 @@ def _next_row(conn: sqlite3.Connection) -> int:
 
 def insert_prepared(conn: sqlite3.Connection, prepared: Prepared, next_row: int) -> int:
     """Write prepared rows (inside the caller's transaction); `next_row` = first unused id after."""
-    rows, msgs, names = prepared
+    rows, msgs, names, ctxs, pairs = prepared
     cur = conn.cursor()
     conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_row', ?)", (str(next_row),))
     # counts kept up to date so /api/channels, /api/bots and `stats` stay O(channels), not O(rows)
@@ -440,7 +563,9 @@ def insert_prepared(conn: sqlite3.Connection, prepared: Prepared, next_row: int)
                        r[c["cost"]]) for r in rows], 1)
     cur.executemany(_INSERT_TRACE, rows)
     cur.executemany(_INSERT_MSG, msgs)
-    tally[("total", "messages")] = max(0, cur.rowcount)
+    tally[("total", "messages")] = max(0, cur.rowcount) + sum(c[5] for c in ctxs)
+    cur.executemany(_INSERT_CTX, ctxs)
+    cur.executemany(_INSERT_MSGCHAN, pairs)
     add_counts(conn, tally)
     if names:
         seq = time.time_ns()
@@ -488,11 +613,18 @@ def delete_rows(conn: sqlite3.Connection, where: str, params: tuple[Any, ...] = 
     longer join to any trace, so searches ignore them); `sweep=True` removes every such orphan,
     which scans the message table: prune and reindex do it, the hot paths do not."""
     gone = conn.execute(f"DELETE FROM traces WHERE {where} RETURNING channel_id, bot, framework, status, "
-                        "success, total_tokens, cost, ts, duration_ms, input_tokens, output_tokens",
+                        "success, total_tokens, cost, ts, duration_ms, input_tokens, output_tokens, id",
                         params).fetchall()
+    if not sweep:  # the context rows go now (a sweep takes every orphan at once)
+        ctx_gone = 0
+        for i in range(0, len(gone), 500):
+            ids = [g[11] for g in gone[i:i + 500]]
+            ctx_gone += sum(r[0] for r in conn.execute(
+                f"DELETE FROM ctx WHERE trace_row IN ({','.join('?' * len(ids))}) RETURNING n", ids).fetchall())
+        add_counts(conn, {("total", "messages"): -ctx_gone})
     add_counts(conn, {k: -n for k, n in _tally(g[:7] for g in gone).items()})
     add_hourly(conn, [(ts, bot, fw, status, success, dur, tin, tout, tot, cost)
-                      for _c, bot, fw, status, success, tot, cost, ts, dur, tin, tout in gone], -1)
+                      for _c, bot, fw, status, success, tot, cost, ts, dur, tin, tout, _id in gone], -1)
     if sweep:
         sweep_orphans(conn)
     return len(gone)
@@ -578,7 +710,8 @@ def counts(conn: sqlite3.Connection, kind: str) -> list[tuple[str, Any]]:
             conn.execute("INSERT INTO counts SELECT 'total', 'rows', COUNT(*) FROM traces")
             conn.execute("INSERT INTO counts SELECT 'total', 'tokens', COALESCE(SUM(total_tokens), 0) FROM traces")
             conn.execute("INSERT INTO counts SELECT 'total', 'cost', COALESCE(SUM(cost), 0.0) FROM traces")
-            conn.execute("INSERT INTO counts SELECT 'total', 'messages', COUNT(*) FROM messages")
+            conn.execute("INSERT INTO counts SELECT 'total', 'messages', (SELECT COUNT(*) FROM messages) + "
+                         "(SELECT COALESCE(SUM(n), 0) FROM ctx)")
             conn.execute("DELETE FROM hourly")
             for start in range(0, _max_id(conn) + 1, 50_000):
                 add_hourly(conn, conn.execute(
@@ -598,10 +731,63 @@ def counts_ready(conn: sqlite3.Connection) -> None:
     counts(conn, "total")
 
 
+def context_hits(conn: sqlite3.Connection, key: int) -> dict[int, int | None]:
+    """{trace row: position or None} of the traces whose context holds message id `key`: in each
+    channel whose traces had it in context (`msgchan`), per span class present, the ranges that can
+    contain it (an index range scan), each checked against its id list. Rows of deleted traces
+    may remain until a sweep: callers join with `traces`."""
+    hits: dict[int, int | None] = {}
+    for (chan,) in conn.execute("SELECT chan FROM msgchan WHERE key = ?", (key,)).fetchall():
+        lvl = -1
+        while True:
+            row = conn.execute("SELECT lvl FROM ctx WHERE chan = ? AND lvl > ? ORDER BY lvl LIMIT 1",
+                               (chan, lvl)).fetchone()
+            if row is None:
+                break
+            lvl = int(row[0])
+            lower = max(key - (1 << lvl) + 1, -(2 ** 63))
+            for trace_row, ids, pos in conn.execute(
+                    "SELECT trace_row, ids, pos FROM ctx WHERE chan = ? AND lvl = ? AND min_id BETWEEN ? AND ? "
+                    "AND max_id >= ?", (chan, lvl, lower, key, key)):
+                at = ctxids.find_id(ids, key)
+                if at >= 0:
+                    hits[trace_row] = ctxids.position_at(pos, at)
+    return hits
+
+
+def set_context_positions(conn: sqlite3.Connection, trace_row: int, positions: dict[Any, Any]) -> None:
+    """Fill the unknown context positions of one trace from {key: position} (read from its trace
+    file; upstream index lines carry none). Non-numeric ids are message rows."""
+    row = conn.execute("SELECT ids, pos FROM ctx WHERE trace_row=?", (trace_row,)).fetchone()
+    if row is not None:
+        ids = ctxids.decode_ids(row[0])
+        old = ctxids.decode_positions(row[1], len(ids))
+        # as the per-id rows did: an id found in the file takes the file's position
+        new = [_pos_or_none(positions[k]) if k in positions else o for k, o in zip(ids, old, strict=True)]
+        if new != old:
+            conn.execute("UPDATE ctx SET pos=? WHERE trace_row=?", (ctxids.encode_positions(new), trace_row))
+    conn.executemany("UPDATE messages SET position=? WHERE key=? AND trace_row=? AND role=1",
+                     [(p, k, trace_row) for k, p in positions.items() if not isinstance(k, int)])
+
+
+def _pos_or_none(p: Any) -> int | None:
+    return p if isinstance(p, int) and not isinstance(p, bool) and -(2 ** 63) < p < 2 ** 63 else None
+
+
 def sweep_orphans(conn: sqlite3.Connection) -> int:
     cur = conn.execute("DELETE FROM messages WHERE NOT EXISTS (SELECT 1 FROM traces t WHERE t.id = trace_row)")
-    add_counts(conn, {("total", "messages"): -cur.rowcount})
-    return cur.rowcount
+    n = cur.rowcount
+    n += int(conn.execute("SELECT COALESCE(SUM(n), 0) FROM ctx WHERE NOT EXISTS "
+                          "(SELECT 1 FROM traces t WHERE t.id = trace_row)").fetchone()[0])
+    conn.execute("DELETE FROM ctx WHERE NOT EXISTS (SELECT 1 FROM traces t WHERE t.id = trace_row)")
+    # (id, channel) pairs below every remaining context can no longer lead anywhere
+    floor = conn.execute("SELECT MIN(min_id) FROM ctx").fetchone()[0]
+    if floor is None:
+        conn.execute("DELETE FROM msgchan")
+    else:
+        conn.execute("DELETE FROM msgchan WHERE key < ?", (floor,))
+    add_counts(conn, {("total", "messages"): -n})
+    return n
 
 
 def file_head(path: Path) -> str:

@@ -627,16 +627,27 @@ class TraceStore:
         key = message_key(message_id)
         if key is None:
             return {"messageId": message_id, "results": [], "total": 0, "offset": offset, "limit": limit}
-        sql = (f"SELECT m.role, m.position, {', '.join('t.' + c.strip() for c in _SLIM_SQL.split(','))} "
-               "FROM messages m JOIN traces t ON t.id = m.trace_row WHERE m.key = ?")
+        cols = ', '.join('t.' + c.strip() for c in _SLIM_SQL.split(','))
+        sql = f"SELECT m.role, m.position, {cols} FROM messages m JOIN traces t ON t.id = m.trace_row WHERE m.key = ?"
         params: list[Any] = [key]
+        bot_sql = ""
         if bot:
-            sql += " AND t.bot = ?"
+            bot_sql = " AND t.bot = ?"
             params.append(bot)
-        sql += " ORDER BY t.ts DESC, t.id DESC, m.role"
         with self._lock:
-            rows = self._select(sql, params)
+            rows = self._select(sql + bot_sql, params)
+            if isinstance(key, int):
+                hits = ix.context_hits(self._conn, key)
+                found = list(hits)
+                for i in range(0, len(found), 500):
+                    part = found[i:i + 500]
+                    for r in self._select(f"SELECT 1 AS role, NULL AS position, {cols} FROM traces t "
+                                          f"WHERE t.id IN ({','.join('?' * len(part))}){bot_sql}",
+                                          [*part, *params[1:]]):
+                        r["position"] = hits[r["id"]]
+                        rows.append(r)
             names = self._channel_names()
+        rows.sort(key=lambda r: (-r["ts"], -r["id"], r["role"]))
         best: dict[int, Row] = {}
         order: list[int] = []
         for r in rows:
@@ -738,17 +749,15 @@ class TraceStore:
         if trace is None:
             return None
         found = None
-        updates = []
+        first: dict[Any, Any] = {}
         for m in (trace.get("contextBuild") or {}).get("messages") or []:
             k = message_key(m.get("discordMessageId"))
             if k is None:
                 continue  # null-safe: synthetic messages (tool results, plugin injections)
             if found is None and snowflake_of(m.get("discordMessageId")) == snowflake:
                 found = m.get("position")
-            updates.append((m.get("position"), k, rid))
-        # first position per id wins (same rule as the search)
-        self._cache_write(lambda c: c.executemany(
-            "UPDATE messages SET position=? WHERE key=? AND trace_row=? AND role=1", list(reversed(updates))))
+            first.setdefault(k, m.get("position"))  # first position per id wins (same rule as the search)
+        self._cache_write(lambda c: ix.set_context_positions(c, rid, first))
         return found if isinstance(found, int) else None
 
     # ------------------------------------------------------------------ API: one trace

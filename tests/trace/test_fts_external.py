@@ -172,29 +172,35 @@ def _ext(tid: str, trigger: str, context: list[str], sent: list[str], text: str)
             "detail": {"traceId": tid, "spans": []}}
 
 
+def _assoc(store: TraceStore) -> int:
+    """(message, trace, role) pairs stored: trigger/sent rows plus every trace's context ids."""
+    return int(store.conn.execute("SELECT (SELECT COUNT(*) FROM messages) + "
+                                  "(SELECT COALESCE(SUM(n), 0) FROM ctx)").fetchone()[0])
+
+
 def test_remove_external_rows_messages_and_reindex(tmp_path: Path, make_store: Callable[..., TraceStore]) -> None:
     logs = tmp_path / "logs"
     generate_tree(logs, 50, files=2, seed=5, context=10)
     store = make_store(logs)
     store.refresh()
-    rows_before = store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+    rows_before = _assoc(store)
     a = _ext("a" * 32, "111", ["110", "rm_x_109"], ["112"], "first chapter2 reply")
     b = _ext("b" * 32, "211", ["110"], [], "second chapter2 reply")
     assert store.add_external([a, b]) == 2
     assert store.external_ids() == {"a" * 32, "b" * 32}
     assert [r["traceId"] for r in store.search("110")["results"]] == ["b" * 32, "a" * 32] or \
         {r["traceId"] for r in store.search("110")["results"]} == {"a" * 32, "b" * 32}
-    assert store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == rows_before + 6
+    assert _assoc(store) == rows_before + 6
     # replacing an entry does not leave its old message rows behind
     store.add_external([a])
-    assert store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == rows_before + 6
+    assert _assoc(store) == rows_before + 6
 
     assert store.remove_external(["a" * 32, "not-there", "a" * 32]) == 1
     listed = {t["traceId"] for t in store.list_traces(framework="chapter2")["traces"]}
     assert listed == {"b" * 32}
     assert store.search("111")["total"] == 0 and store.search("109")["total"] == 0
     assert [r["traceId"] for r in store.search("110")["results"]] == ["b" * 32]
-    assert store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == rows_before + 2
+    assert _assoc(store) == rows_before + 2
     assert store.list_traces(text="first chapter2")["total"] == 0
     assert store.get_trace("a" * 32) is None
     assert {c["id"]: c["count"] for c in store.channels()["channels"]}["900"] == 1
@@ -217,7 +223,7 @@ def test_remove_external_of_rows_added_without_keys(tmp_path: Path, make_store: 
     store.conn.execute("UPDATE traces SET extra = json_remove(extra, '$.keys')")
     assert store.search("310")["total"] == 1
     assert store.remove_external(["c" * 32]) == 1
-    assert store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
+    assert _assoc(store) == 0
 
 
 def _downgrade_to_v1(path: Path) -> None:
