@@ -348,13 +348,9 @@ async def _main(work: Path, port: int, *, serve: bool) -> int:
 
     settings = ViewerSettings(host="127.0.0.1", port=port, logs_dirs=[result.logs],
                               index_path=work / "trace-index.sqlite")
-    # A terminal's Ctrl-C signals the whole process group: the viewer's index worker (spawned while the
-    # viewer starts) inherits SIGINT ignored, so only this process handles it and stops the worker.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        runner, bound = await start(settings)
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    # (A terminal's Ctrl-C reaches the viewer's index worker too; the worker ignores it and this process
+    # stops it.)
+    runner, bound = await start(settings)
     print(summary(result, f"http://127.0.0.1:{bound}/"), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -819,6 +819,15 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
         log.warning("%s is not a regular file; not reading it", index_file)
         return False
     row = conn.execute("SELECT id, dev, inode, offset, head FROM sources WHERE path=?", (key,)).fetchone()
+    if row is None and st is not None:
+        # the same file indexed under another spelling of its path (an index built before paths were
+        # canonical, or a moved logs folder): adopt that source instead of indexing the file twice
+        same = conn.execute("SELECT id FROM sources WHERE dev=? AND inode=? AND path<>?",
+                            (st.st_dev, st.st_ino, key)).fetchone()
+        if same is not None:
+            with transaction(conn):
+                conn.execute("UPDATE sources SET path=?, base=? WHERE id=?", (key, str(base), same[0]))
+            row = conn.execute("SELECT id, dev, inode, offset, head FROM sources WHERE path=?", (key,)).fetchone()
     if st is None:
         if row is None or row[2] is None:
             return False

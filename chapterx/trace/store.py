@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import socket
 import sqlite3
 import stat
@@ -207,6 +208,9 @@ def _worker_main(bases: list[str], index_path: str, interval: float, building_by
     """The worker process: a foreground store over the same files and database, one pass per wake
     or interval, its progress published in `state`."""
     global BUILDING_BYTES
+    # Ctrl-C in a terminal signals the whole process group: the parent stops this worker itself (a
+    # KeyboardInterrupt here would only print a traceback over the viewer's clean shutdown).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     BUILDING_BYTES = building_bytes
     store = TraceStore([Path(b) for b in bases], index_path=Path(index_path), auto_refresh_interval=interval)
 
@@ -243,7 +247,9 @@ class TraceStore:
 
     def __init__(self, logs_dirs: list[Path], *, index_path: Path | None = None,
                  auto_refresh_interval: float = 0.5, background: bool = False) -> None:
-        self.bases = [Path(b) for b in logs_dirs]
+        # One spelling per folder: `logs` and `/opt/chapterx/logs` are the same source, not two (every
+        # trace would be listed and counted twice).
+        self.bases = list(dict.fromkeys(Path(os.path.realpath(b)) for b in logs_dirs))
         self.index_path = index_path or _default_index_path(self.bases)
         try:
             self._conn = ix.connect(self.index_path)

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.trace.helpers import new_writer, write_activation
 
 
@@ -198,3 +200,34 @@ def test_bulk_first_build_gives_the_same_answers(tmp_path: Path, monkeypatch: An
         store.close()
     assert answers[0] == answers[1] == answers[2] == answers[3]
     assert answers[0][0]["total"] == 3000
+
+
+def test_one_logs_folder_under_two_spellings_is_indexed_once(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """`logs` (a cron job's relative path) and `/abs/logs` (the unit's) are one source: every trace
+    once, whichever spelling built the index (an index built before paths were canonical included)."""
+    import sqlite3
+
+    from chapterx.trace.store import TraceStore
+
+    logs = tmp_path / "logs"
+    writer = new_writer(logs, background=False)
+    for i in range(3):
+        write_activation(writer, trigger=str(7000 + i))
+    writer.flush()
+    index = tmp_path / "shared-index.sqlite"
+    monkeypatch.chdir(tmp_path)
+    for spelling in (Path("logs"), logs, Path("./logs/../logs")):
+        store = TraceStore([spelling, logs], index_path=index, auto_refresh_interval=0.0)
+        store.refresh()
+        assert store.list_traces()["total"] == 3, spelling
+        store.close()
+    # an index written by an older version under the relative spelling: adopted, not doubled
+    with sqlite3.connect(index) as conn:
+        conn.execute("UPDATE sources SET path='logs/traces/index.jsonl', base='logs'")
+    write_activation(writer, trigger="7100")
+    writer.flush()
+    store = TraceStore([logs], index_path=index, auto_refresh_interval=0.0)
+    store.refresh()
+    assert store.list_traces()["total"] == 4
+    store.close()
