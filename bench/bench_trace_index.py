@@ -32,8 +32,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.gen_traces import generate_tree  # noqa: E402
-from chapterx.trace.store import TraceStore  # noqa: E402
+from bench.gen_traces import generate_tree
+from chapterx.trace.store import TraceStore
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:

@@ -17,7 +17,7 @@ _NONE = -(2 ** 63)  # a position the line did not give
 _BIG = sys.byteorder == "big"
 
 
-def _le(arr: array) -> bytes:  # type: ignore[type-arg]
+def _le(arr: array[int]) -> bytes:
     if _BIG:
         arr = array("q", arr)
         arr.byteswap()
@@ -28,7 +28,7 @@ def encode_ids(ids: list[int]) -> bytes:
     return encode_array(array("q", ids))
 
 
-def encode_array(ids: array) -> bytes:  # type: ignore[type-arg]
+def encode_array(ids: array[int]) -> bytes:
     raw = _le(ids)
     shuffled = b"".join(raw[i::8] for i in range(8)) if ids else b""
     return zlib.compress(shuffled, 1)

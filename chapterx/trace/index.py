@@ -793,7 +793,7 @@ def sweep_orphans(conn: sqlite3.Connection) -> int:
 def file_head(path: Path) -> str:
     """Digest of a file's first bytes: tells a rewritten or replaced index.jsonl from a grown one."""
     with open(path, "rb") as fh:
-        return hashlib.sha1(fh.read(HEAD_BYTES)).hexdigest()
+        return hashlib.sha1(fh.read(HEAD_BYTES), usedforsecurity=False).hexdigest()
 
 
 def _parse_line(raw: bytes) -> dict[str, Any] | None:
@@ -859,7 +859,8 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
             if row is None:
                 cur = conn.execute("INSERT INTO sources(path, base, offset) VALUES (?,?,0)", (key, str(base)))
                 source_id = cur.lastrowid
-                assert source_id is not None
+                if source_id is None:  # an INSERT always yields a row id; never carry on without one
+                    raise sqlite3.DatabaseError("no row id for a new source")
                 offset = 0
             else:
                 source_id, dev, inode, offset, head = row

@@ -121,10 +121,8 @@ def _plan(trace: Mapping[str, Any]) -> SpanPlan | None:
     if start is None or not trace.get("traceId"):
         return None
     end = start + _ms(trace.get("durationMs"))
-    outcome = trace.get("outcome") if isinstance(trace.get("outcome"), Mapping) else {}
-    assert isinstance(outcome, Mapping)
-    activation = trace.get("activation") if isinstance(trace.get("activation"), Mapping) else {}
-    assert isinstance(activation, Mapping)
+    outcome = _mapping(trace.get("outcome"))
+    activation = _mapping(trace.get("activation"))
     calls = [c for c in trace.get("llmCalls") or [] if isinstance(c, Mapping)]
     tools = [t for t in trace.get("toolExecutions") or [] if isinstance(t, Mapping)]
     usage_in = sum(int((c.get("tokenUsage") or {}).get("inputTokens") or 0) for c in calls)
@@ -160,10 +158,8 @@ def _plan(trace: Mapping[str, Any]) -> SpanPlan | None:
     for c in calls:
         c_start = _ns(c.get("startedAt")) or cursor
         c_end = c_start + _ms(c.get("durationMs"))
-        usage = c.get("tokenUsage") if isinstance(c.get("tokenUsage"), Mapping) else {}
-        assert isinstance(usage, Mapping)
-        response = c.get("response") if isinstance(c.get("response"), Mapping) else {}
-        assert isinstance(response, Mapping)
+        usage = _mapping(c.get("tokenUsage"))
+        response = _mapping(c.get("response"))
         root.children.append(SpanPlan(
             LLM_SPAN, c_start, c_end,
             _attrs(
@@ -204,9 +200,13 @@ def _plan(trace: Mapping[str, Any]) -> SpanPlan | None:
     return root
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """A nested object of the trace, or an empty one (a trace file is outside input)."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _context_attrs(trace: Mapping[str, Any]) -> dict[str, Any]:
-    build = trace.get("contextBuild") if isinstance(trace.get("contextBuild"), Mapping) else {}
-    assert isinstance(build, Mapping)
+    build = _mapping(trace.get("contextBuild"))
     out: dict[str, Any] = {}
     messages = build.get("messages")
     if isinstance(messages, list):
@@ -327,7 +327,7 @@ def get_exporter() -> OtelExporter | None:
 
                     atexit.register(_exporter.shutdown)  # flush what is queued when the bot stops
                     log.info("OpenTelemetry export on (OTLP/HTTP)")
-                except Exception:  # noqa: BLE001 - a bad OTEL_* setting must not stop the bot
+                except Exception:
                     log.warning("OpenTelemetry export disabled: cannot set up the exporter", exc_info=True)
                     _exporter = None
     return _exporter
@@ -353,5 +353,5 @@ def export_trace(trace: Mapping[str, Any], redact: Callable[[str], str] | None =
         exporter = get_exporter()
         if exporter is not None:
             exporter.export(trace, redact)
-    except Exception:  # noqa: BLE001 - telemetry must never fail an activation
+    except Exception:
         log.debug("OpenTelemetry export of a trace failed", exc_info=True)

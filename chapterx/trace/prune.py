@@ -12,6 +12,7 @@ TODO, so its index grows forever and keeps pointing at deleted files. Here one p
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -146,10 +147,8 @@ def _prune(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict[str,
             report["indexLinesKept"] += kept
             if not dry_run:
                 for p in doomed:
-                    try:
+                    with contextlib.suppress(FileNotFoundError):
                         p.unlink()
-                    except FileNotFoundError:
-                        pass
                 if has_index:
                     _update_db(store, index_file, cutoff, fragment)
         finally:
@@ -170,7 +169,7 @@ def _rewrite_index(index_file: Path, cutoff: float, dry_run: bool) -> tuple[int,
     removed = kept = 0
     fragment = 0
     tmp = index_file.parent / f".{index_file.name}.prune.{os.getpid()}.tmp"
-    out = None if dry_run else open(tmp, "wb")
+    out = None if dry_run else open(tmp, "wb")  # noqa: SIM115 - closed (or removed) in the finally below
     try:
         with open(index_file, "rb") as fh:
             for raw in fh:

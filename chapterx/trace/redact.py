@@ -178,7 +178,7 @@ class Redactor:
         if hasattr(value, "isoformat"):
             try:
                 return str(value.isoformat())
-            except Exception:  # noqa: BLE001 - any odd object still becomes text
+            except Exception:  # noqa: BLE001, S110 - any odd object still becomes text (repr below)
                 pass
         if hasattr(value, "__dict__") and not isinstance(value, type):
             return self._walk({k: v for k, v in vars(value).items() if not k.startswith("_")},

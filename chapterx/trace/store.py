@@ -228,7 +228,7 @@ def _worker_main(bases: list[str], index_path: str, interval: float, building_by
             sizes = sum(_size(f) for f, _ in store.index_files())
             try:
                 store.refresh(progress=publish)
-            except Exception:  # noqa: BLE001 - keep serving what is indexed; try again next round
+            except Exception:
                 log.exception("trace index: catch-up failed")
                 time.sleep(1.0)
             with state.get_lock():
@@ -393,10 +393,8 @@ class TraceStore:
                 for e in entries:
                     # markers are regular files written by our writer: a symlink is not one
                     if e.name.endswith(".json") and not e.name.startswith(".") and e.is_file(follow_symlinks=False):
-                        try:
+                        with contextlib.suppress(OSError):
                             found.append((Path(e.path), base, e.stat().st_mtime))
-                        except OSError:
-                            pass
         return found
 
     def _read_marker(self, path: Path, mtime: float) -> Any:
@@ -422,7 +420,8 @@ class TraceStore:
                 continue
             markers.append((path, base, mtime, data, marker_state(data, mtime)))
         fp = hashlib.sha1(
-            "\n".join(f"{p}|{m}|{s}" for p, _, m, _, s in sorted(markers, key=lambda x: str(x[0]))).encode()
+            "\n".join(f"{p}|{m}|{s}" for p, _, m, _, s in sorted(markers, key=lambda x: str(x[0]))).encode(),
+            usedforsecurity=False,
         ).hexdigest()
         if fp == self._marker_fp:
             return
@@ -497,8 +496,9 @@ class TraceStore:
         return self._cache[key]
 
     def _channel_names(self) -> dict[str, str]:
-        return self._cached(("names",), lambda: dict(
-            self._conn.execute("SELECT channel_id, name FROM channel_names").fetchall()))
+        names: dict[str, str] = self._cached(("names",), lambda: {
+            str(c): str(n) for c, n in self._conn.execute("SELECT channel_id, name FROM channel_names")})
+        return names
 
     def _select(self, sql: str, params: Any = ()) -> list[Row]:
         """Rows as dicts keyed by column name (caller holds the lock)."""

@@ -17,6 +17,7 @@ show as `aborted`.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import functools
 import json
@@ -73,10 +74,8 @@ def atomic_write(path: Path, text: str, *, fsync: bool = False) -> None:
         os.replace(tmp, path)
     except BaseException:
         # a full disk or a bad string: no half-written temporary file stays behind
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
@@ -142,10 +141,8 @@ def append_line_locked(index_file: Path, line: str) -> None:
                     view = view[n:]
             except OSError:
                 # disk full part way: take the partial line back (we hold the lock), then report
-                try:
+                with contextlib.suppress(OSError):
                     os.ftruncate(fd, size)
-                except OSError:
-                    pass
                 raise
             return
         finally:
@@ -219,7 +216,7 @@ class TraceWriter:
     def _run(self, job: Callable[[], None]) -> None:
         try:
             job()
-        except Exception:  # noqa: BLE001 - a failed write is logged, never raised into the bot
+        except Exception:
             self.errors += 1
             log.exception("Failed to write trace data")
 
@@ -287,10 +284,8 @@ class TraceWriter:
                          fsync=self.fsync)
             entry = index_entry(clean, name)
             append_line_locked(self.index_file, self.redactor.dumps(entry))
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 marker.unlink()
-            except FileNotFoundError:
-                pass
 
         self._submit(job)
         return path

@@ -156,7 +156,7 @@ def test_schema_2_is_upgraded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, i
            "success": True}
     store.add_external([ext])
     store.refresh()
-    queries = _queries(entries) + ["76"]
+    queries = [*_queries(entries), "76"]
     before = {q: _answers(store, q) for q in queries}
     assert any(r[0] == "e" * 32 for r in before[str(BASE + 1)])
     stats_before = store.stats()["messageRows"]

@@ -93,7 +93,7 @@ def test_golden_cases_match(store: TraceStore) -> None:
         assert _strip(body) == case["expected"]["json"], cid
         checked += 1
     ids = [c["id"] for c in _cases()]
-    assert DIFFERENT <= set(ids), sorted(DIFFERENT - set(ids))  # a renamed case must not vanish silently
+    assert set(ids) >= DIFFERENT, sorted(DIFFERENT - set(ids))  # a renamed case must not vanish silently
     # every case not set aside (documented difference, or HTTP-level only) was compared
     assert checked == sum(1 for i in ids if i not in DIFFERENT and not i.startswith(HTTP_ONLY)) >= 30
 
@@ -115,7 +115,7 @@ def test_documented_differences(store: TraceStore) -> None:
     assert store.get_trace("../../index.jsonl") is None
     # the deleted trace keeps the preview from its index line
     res = store.search("1513457495878795279", limit=200)["results"]
-    deleted = [x for x in res if x["traceId"] == "36269438"][0]
+    deleted = next(x for x in res if x["traceId"] == "36269438")
     assert deleted["role"] == "trigger" and deleted["responsePreview"].startswith("Classic sugaring")
 
 
@@ -131,7 +131,7 @@ def test_edge_cases(store: TraceStore) -> None:
     # index line of a deleted file: listed, not loadable
     assert "36269438" in ids and store.get_trace("36269438") is None
     # legacy file outside a bot folder, with its legacy index line (no botName)
-    legacy = [t for t in listing["traces"] if t["traceId"] == "7c0ffee1"][0]
+    legacy = next(t for t in listing["traces"] if t["traceId"] == "7c0ffee1")
     assert "botName" not in legacy and legacy["channelName"] == "general"
     assert _must(store.get_trace("7c0ffee1"))["botId"] == "AlphaBot"
     assert store.body_path("request", "request-2025-11-24T20-14-03-982Z.json") is None
