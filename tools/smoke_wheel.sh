@@ -57,7 +57,9 @@ test ! -e "$work/migrated/config" || { echo "dry run wrote files" >&2; exit 1; }
 step "replay"
 "$cx" replay "$repo/examples/replay/aria-mention.json" --json | "$py" -c 'import json,sys; json.load(sys.stdin)'
 step "demo --no-serve (bundled examples from the wheel)"
-"$cx" demo --no-serve --dir "$work/demo" | grep -q "aria (chapterx): posted 1 message"
+"$cx" demo --no-serve --dir "$work/demo" >"$work/demo.out"
+grep -q "aria (chapterx, chapterx rules): posted 1 message" "$work/demo.out"
+grep -qE "traces: [0-9]+ \(chapter2: [1-9][0-9]*, chapterx: [1-9][0-9]*\)" "$work/demo.out"
 step "traces list"
 cp -r "$repo/tests/fixtures/traces/mini-logs/logs/." "$LOGS_DIR/"
 "$cx" traces list --json | "$py" -c '
