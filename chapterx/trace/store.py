@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chapterx.procs import pid_alive
 from chapterx.trace import index as ix
 from chapterx.trace.cost import trace_cost
 from chapterx.trace.ids import (
@@ -72,13 +73,7 @@ def _default_index_path(bases: list[Path]) -> Path:
 
 
 def _pid_alive(pid: int, start: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
+    if not pid_alive(pid):
         return False
     if start is not None:
         now = proc_start(pid)

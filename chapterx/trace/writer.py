@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from chapterx.procs import pid_alive
 from chapterx.trace.ids import trace_file_name
 from chapterx.trace.model import index_entry
 from chapterx.trace.paths import BODY_DIRS, logs_dir_from_env, trace_dir_from_env
@@ -83,14 +84,6 @@ def atomic_write(path: Path, text: str, *, fsync: bool = False) -> None:
 _TMP_RE = re.compile(r"^\..+\.(?:prune\.(?P<prune_pid>\d+)|(?P<pid>\d+)\.\d+)\.tmp$")
 
 
-def _pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
 
 
 def remove_orphan_temp_files(folders: Iterable[Path]) -> int:
@@ -107,7 +100,7 @@ def remove_orphan_temp_files(folders: Iterable[Path]) -> int:
             if not m or not e.is_file(follow_symlinks=False):
                 continue
             pid = int(m.group("pid") or m.group("prune_pid"))
-            if pid != os.getpid() and _pid_gone(pid):
+            if pid != os.getpid() and not pid_alive(pid):
                 try:
                     os.unlink(e.path)
                     n += 1

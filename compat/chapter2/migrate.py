@@ -23,6 +23,7 @@ from typing import Any
 from chapterx.config.secrets import mask_secrets
 from chapterx.config.vendors import glob_matches
 from chapterx.errors import UsageError, UserError
+from chapterx.procs import pid_alive
 from chapterx_compat.chapter2.load import Chapter2Error, list_ems, load
 from chapterx_compat.chapter2.runtime.rules import bot_keys as rules_bot_keys
 from chapterx_compat.chapter2.runtime.rules import describe as describe_rules
@@ -552,14 +553,6 @@ def check_output(ems_dir: Path, out: Path, force: bool) -> None:
 _TMP_RE = re.compile(r"^\.(?P<name>.+)\.migrate-(?P<pid>\d+)-")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_stale_temps(out: Path) -> list[Path]:
@@ -571,7 +564,7 @@ def remove_stale_temps(out: Path) -> list[Path]:
         return removed
     for p in siblings:
         m = _TMP_RE.match(p.name)
-        if m and m.group("name") == out.name and p.is_dir() and not p.is_symlink() and not _pid_alive(int(m.group("pid"))):
+        if m and m.group("name") == out.name and p.is_dir() and not p.is_symlink() and not pid_alive(int(m.group("pid"))):
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
     return removed
