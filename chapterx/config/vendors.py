@@ -15,27 +15,69 @@ from typing import Any
 
 from chapterx.config.report import Problem
 
-# kind by prefix, in upstream's test order ("openai..." is refined below by base URL).
-_PREFIXES = (
-    ("anthropic", "anthropic"),
-    ("bedrock", "bedrock"),
-    ("gemini", "gemini"),
-    ("openrouter", "openrouter"),
-    ("openairesponses", "openai-responses"),
-    ("openaicompletion", "openai-completions"),
-    ("openai", "openai"),
+
+@dataclass(frozen=True)
+class VendorRow:
+    """One vendor kind: the name prefixes that select it, where its API key lives in the `providers:`
+    short form, and its provider as an import string (imported lazily, so only the SDK of a vendor in
+    use is loaded) with constructor keywords. Special kinds also have a builder in
+    `chapterx/llm/routing.py`; any other kind is routed by the generic builder from this row alone."""
+
+    kind: str
+    prefixes: tuple[str, ...] = ()
+    api_key_field: str | None = None
+    provider: str | None = None  # "package.module:Class"; None = the kind is recognised but unsupported
+    provider_kwargs: tuple[tuple[str, Any], ...] = ()
+    base_url: str | None = None  # default base URL for the generic routing builder
+    adapter_class: str | None = None  # upstream adapter class name (config-resolution vectors)
+
+
+# The vendor table. Row order is the prefix test order (upstream's: "openai..." last, refined by base URL).
+VENDOR_ROWS: tuple[VendorRow, ...] = (
+    VendorRow("anthropic", ("anthropic",), "anthropic_api_key",
+              "chapterx.llm.providers.anthropic:AnthropicProvider", adapter_class="AnthropicAdapter"),
+    VendorRow("bedrock", ("bedrock",), None,
+              "chapterx.llm.providers.anthropic:BedrockProvider", adapter_class="BedrockAdapter"),
+    VendorRow("gemini", ("gemini",), "google_api_key",
+              "chapterx.llm.providers.gemini:GeminiProvider", adapter_class="GeminiAdapter"),
+    VendorRow("openrouter", ("openrouter",), "openrouter_api_key",
+              "chapterx.llm.providers.openai_chat:OpenAIChatProvider", (("flavour", "openrouter"),),
+              adapter_class="OpenRouterAdapter"),
+    VendorRow("openai-responses", ("openairesponses",), "openai_api_key", None,
+              adapter_class="OpenAIResponsesAdapter"),
+    VendorRow("openai-completions", ("openaicompletion",), "openai_api_key",
+              "chapterx.llm.providers.openai_chat:CompletionsProvider", adapter_class="OpenAICompletionsAdapter"),
+    VendorRow("openai", ("openai",), "openai_api_key",
+              "chapterx.llm.providers.openai_chat:OpenAIChatProvider", (("flavour", "openai"),),
+              adapter_class="OpenAIAdapter"),
+    VendorRow("openai-compatible", (), "openai_api_key",
+              "chapterx.llm.providers.openai_chat:OpenAIChatProvider", (("flavour", "compatible"),),
+              adapter_class="OpenAICompatibleAdapter"),
 )
 
-# providers: short form -> the key name each kind reads its API key from.
-_API_KEY_FIELD = {
-    "anthropic": "anthropic_api_key",
-    "openrouter": "openrouter_api_key",
-    "gemini": "google_api_key",
-    "openai": "openai_api_key",
-    "openai-compatible": "openai_api_key",
-    "openai-responses": "openai_api_key",
-    "openai-completions": "openai_api_key",
-}
+
+def vendor_rows() -> tuple[VendorRow, ...]:
+    """The table as it is now (read at call time, so a test may monkeypatch `VENDOR_ROWS`)."""
+    return VENDOR_ROWS
+
+
+def vendor_row(kind: str | None) -> VendorRow | None:
+    return next((r for r in VENDOR_ROWS if r.kind == kind), None)
+
+
+def _prefixes() -> tuple[tuple[str, str], ...]:
+    """(name prefix, kind) in table order: the first matching prefix wins."""
+    return tuple((p, r.kind) for r in VENDOR_ROWS for p in r.prefixes)
+
+
+def _api_key_field() -> dict[str, str]:
+    """`providers:` short form: kind -> the key name its `api_key` is copied to."""
+    return {r.kind: r.api_key_field for r in VENDOR_ROWS if r.api_key_field}
+
+
+def _prefix_list() -> str:
+    return ", ".join(f"{p}*" for p, _ in _prefixes())
+
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -66,7 +108,7 @@ class VendorConfig:
 
 def vendor_kind(name: str, config: Mapping[str, Any]) -> str | None:
     """Adapter kind for a vendor name (first matching prefix wins)."""
-    for prefix, kind in _PREFIXES:
+    for prefix, kind in _prefixes():
         if name.startswith(prefix):
             if kind == "openai":
                 base = config.get("api_base") or config.get("openai_compatible_base_url") or config.get(
@@ -116,8 +158,8 @@ def normalise_vendors(shared: Mapping[str, Any], env: Mapping[str, str] | None =
             kind = vendor_kind(str(name), cfg)
             if kind is None:
                 warnings.append(Problem(
-                    f"vendors.{name}: unknown vendor name prefix (use anthropic*, bedrock*, gemini*, openrouter*, "
-                    "openai*, openairesponses*, openaicompletion*, or set openai_compatible_base_url); skipped",
+                    f"vendors.{name}: unknown vendor name prefix (use {_prefix_list()}, "
+                    "or set openai_compatible_base_url); skipped",
                     f"vendors.{name}"))
             out.append(VendorConfig(
                 name=str(name), kind=kind, config=cfg, provides=[str(p) for p in entry.get("provides") or []],
@@ -136,11 +178,12 @@ def normalise_vendors(shared: Mapping[str, Any], env: Mapping[str, str] | None =
             raw = {k: v for k, v in raw.items() if v not in (None, "")}
             kind = vendor_kind(str(name), raw)
             cfg = dict(raw)
-            if kind and "api_key" in cfg and kind in _API_KEY_FIELD:
-                cfg.setdefault(_API_KEY_FIELD[kind], cfg["api_key"])
+            key_field = _api_key_field().get(kind) if kind else None
+            if key_field and "api_key" in cfg:
+                cfg.setdefault(key_field, cfg["api_key"])
             if kind is None:
                 warnings.append(Problem(
-                    f"providers.{name}: unknown provider name (use anthropic, bedrock, gemini, openrouter, openai, "
+                    f"providers.{name}: unknown provider name (use {_prefix_list()}, "
                     "or an openai-compatible name with openai_compatible_base_url); skipped", f"providers.{name}"))
             out.append(VendorConfig(
                 name=str(name), kind=kind, config=cfg, provides=[str(p) for p in entry.get("provides") or []],

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from chapterx.config.vendors import glob_matches, vendor_kind
+from chapterx.config.vendors import VendorRow, glob_matches, vendor_kind, vendor_row, vendor_rows
 from chapterx.llm.errors import NoAdaptersError, NoVendorError
 from chapterx.llm.kinds import (  # noqa: F401 - re-exported: routing.ANTHROPIC etc. are used by callers
     ANTHROPIC,
@@ -49,16 +49,6 @@ NO_ADAPTERS_MESSAGE = (
     "openaiCompletionsProviders, openaiResponsesProviders"
 )
 
-_CLASS_NAMES = {
-    ANTHROPIC: "AnthropicAdapter",
-    BEDROCK: "BedrockAdapter",
-    GEMINI: "GeminiAdapter",
-    OPENROUTER: "OpenRouterAdapter",
-    OPENAI: "OpenAIAdapter",
-    OPENAI_COMPATIBLE: "OpenAICompatibleAdapter",
-    OPENAI_COMPLETIONS: "OpenAICompletionsAdapter",
-    OPENAI_RESPONSES: "OpenAIResponsesAdapter",
-}
 # pattern-route registration order by kind (config reference 5.5 step 1)
 _PATTERN_ORDER = [ANTHROPIC, OPENAI, BEDROCK, GEMINI, OPENAI_RESPONSES, OPENAI_COMPATIBLE, OPENAI_COMPLETIONS]
 # model-name prefixes the heuristics and the last-resort test both recognise
@@ -122,7 +112,8 @@ class Adapter:
 
     @property
     def class_name(self) -> str:
-        return _CLASS_NAMES[self.kind]
+        row = vendor_row(self.kind)
+        return (row.adapter_class if row else None) or self.kind
 
     def describe(self) -> dict[str, Any]:
         """The shape of the config-resolution vectors' `adapters` entries."""
@@ -229,14 +220,19 @@ class Router:
     # -- adapter construction (ChapterX) -------------------------------------------------------
     def _build(self) -> None:
         env = self.env
-        st = _BuildState(by_kind={k: [] for k in _CREATION_ORDER})
+        creation_order, pattern_order = _orders()
+        st = _BuildState(by_kind={k: [] for k in creation_order})
         for v in self.vendors:
-            kind = vendor_kind(v.name, v.config)  # the one prefix table (chapterx/config/vendors.py)
-            builder = _BUILDERS.get(kind) if kind is not None else None
-            if builder is None:
+            kind = vendor_kind(v.name, v.config)  # the one vendor table (chapterx/config/vendors.py)
+            row = vendor_row(kind)
+            if row is None:
                 self.warnings.append(UNKNOWN_PREFIX_WARNING)
                 continue
-            builder(v, env, st)
+            builder = _BUILDERS.get(row.kind)
+            if builder is None:
+                _build_generic(v, row, st)
+            else:
+                builder(v, env, st)
         by_kind, anthropic_keyed, openai_keyed = st.by_kind, st.anthropic_keyed, st.openai_keyed
         anthropic_vendor_keys = st.anthropic_vendor_keys
 
@@ -265,9 +261,9 @@ class Router:
         # pattern routes keep each vendor's own patterns but point at the adapter key (so a later
         # vendor named exactly "anthropic" takes over the earlier one's routes, as upstream)
         self._pattern_routes: list[tuple[str, str]] = []
-        for kind in _PATTERN_ORDER:
+        for kind in pattern_order:
             self._pattern_routes += self._pattern_sources(kind, by_kind, anthropic_vendor_keys)
-        for kind in _CREATION_ORDER:
+        for kind in creation_order:
             for a in by_kind[kind]:
                 self.adapters.setdefault(a.key, a)
         self._formatter_routes = [
@@ -435,6 +431,13 @@ class Router:
         return {"adapters": [a.describe() for a in self.adapters.values()], "routes": routes, "warnings": self.warnings}
 
 
+def _orders() -> tuple[list[str], list[str]]:
+    """Adapter creation and pattern-route orders: upstream's fixed kinds first, then any other
+    table kind in table order."""
+    extra = [r.kind for r in vendor_rows() if r.kind not in _CREATION_ORDER]
+    return _CREATION_ORDER + extra, _PATTERN_ORDER + extra
+
+
 # -- one builder per adapter kind: vendor entry -> adapter (ChapterX's createAdapters) ----------------
 @dataclass
 class _BuildState:
@@ -537,6 +540,18 @@ def _build_openai_compatible(v: VendorSpec, env: Mapping[str, str], st: _BuildSt
                                                  {"api_key": key, "base_url": base}, list(v.provides)))
 
 
+def _build_generic(v: VendorSpec, row: VendorRow, st: _BuildState) -> None:
+    """A kind with no builder of its own: API key from the row's field (or `api_key`), base URL from
+    `api_base`/`base_url` (or the row's default), patterns from `provides`. No key, no adapter."""
+    cfg = v.config
+    key = _s(_first(cfg, *(f for f in (row.api_key_field, "api_key") if f)))
+    if not key:
+        return
+    base = _s(_first(cfg, "api_base", "base_url")) or row.base_url
+    st.by_kind.setdefault(row.kind, []).append(Adapter(
+        f"{row.kind}-{v.name}", row.kind, row.kind, v.name, {"api_key": key, "base_url": base}, list(v.provides)))
+
+
 _BUILDERS: dict[str, Callable[[VendorSpec, Mapping[str, str], _BuildState], None]] = {
     ANTHROPIC: _build_anthropic,
     BEDROCK: _build_bedrock,
@@ -547,5 +562,5 @@ _BUILDERS: dict[str, Callable[[VendorSpec, Mapping[str, str], _BuildState], None
     OPENAI: _build_openai,
     OPENAI_COMPATIBLE: _build_openai_compatible,
 }
-"""A new vendor kind: its prefix row in chapterx/config/vendors.py `_PREFIXES`, its builder here, its
-provider module (docs/providers.md)."""
+"""A new vendor kind: its row in chapterx/config/vendors.py `VENDOR_ROWS` and its provider module; a
+builder here only when the generic one is not enough (docs/providers.md)."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from chapterx.config.vendors import vendor_row
 from chapterx.llm import kinds as k
 from chapterx.llm.errors import NoAdaptersError
 from chapterx.llm.providers.base import Provider, ProviderOptions
@@ -26,30 +28,16 @@ __all__ = ["Provider", "ProviderOptions", "make_provider"]
 
 def make_provider(adapter: Adapter, *, base_url_override: str | None = None,
                   options: ProviderOptions | None = None) -> Provider:
-    """Build the provider for an adapter; `base_url_override` swaps scheme+host (tests, replay)."""
+    """Build the provider for an adapter from its vendor-table row; `base_url_override` swaps scheme+host
+    (tests, replay)."""
     real = str(adapter.settings.get("base_url") or "")
     base = k.override_base_url(real, base_url_override)
     common = {"base_url": base, "options": options, "vendor_name": adapter.vendor_name, "real_base_url": real}
-    kind = adapter.kind
-    if kind == k.ANTHROPIC:
-        from chapterx.llm.providers.anthropic import AnthropicProvider
-
-        return AnthropicProvider(adapter.settings, **common)
-    if kind == k.BEDROCK:
-        from chapterx.llm.providers.anthropic import BedrockProvider
-
-        return BedrockProvider(adapter.settings, **common)
-    if kind in (k.OPENAI, k.OPENROUTER, k.OPENAI_COMPATIBLE):
-        from chapterx.llm.providers.openai_chat import OpenAIChatProvider
-
-        flavour = {k.OPENAI: "openai", k.OPENROUTER: "openrouter"}.get(kind, "compatible")
-        return OpenAIChatProvider(adapter.settings, flavour=flavour, **common)
-    if kind == k.OPENAI_COMPLETIONS:
-        from chapterx.llm.providers.openai_chat import CompletionsProvider
-
-        return CompletionsProvider(adapter.settings, **common)
-    if kind == k.GEMINI:
-        from chapterx.llm.providers.gemini import GeminiProvider
-
-        return GeminiProvider(adapter.settings, **common)
-    raise NoAdaptersError(f"vendor {adapter.vendor_name}: {kind} vendors are not supported by chapterx")
+    row = vendor_row(adapter.kind)
+    if row is None or row.provider is None:
+        raise NoAdaptersError(f"vendor {adapter.vendor_name}: {adapter.kind} vendors are not supported by chapterx")
+    module_name, _, class_name = row.provider.partition(":")
+    # imported here, not at the top: only the SDK of a vendor in use gets loaded (bench/bench_runtime.py)
+    provider_class = getattr(importlib.import_module(module_name), class_name)
+    provider: Provider = provider_class(adapter.settings, **dict(row.provider_kwargs), **common)
+    return provider
