@@ -1,7 +1,7 @@
 """chapter2 vendors -> ChapterX vendors: names that keep the adapter kind, regex `provides` -> globs.
 
 chapter2 (intermodel) picks a vendor by `re.fullmatch(pattern, model)` in mapping order; ChapterX
-matches anchored globs (`*` only, every other character literal, `?` left as a regex quantifier).
+matches anchored globs (`*` is the only wildcard; every other character, `?` included, is literal).
 A regex is translated only when the glob matches exactly the same model names; anything else is
 reported, never guessed.
 """

@@ -72,7 +72,8 @@ def test_chapter2_em_config_file_is_validated_as_chapter2(em: str, capsys: pytes
     assert code == 0
     assert [(r["dialect"], Path(r["path"]).name) for r in reports] == [("chapter2", em)]
     # resolved through its layers: the ems-level vendors were found (no "no vendors" complaint)
-    assert not any("vendors" in w["message"] for w in reports[0]["warnings"])
+    # (the message text only: the paths it names may contain "vendors" themselves)
+    assert not any("vendors" in w["message"].replace(str(HARBOUR.parent), "") for w in reports[0]["warnings"])
 
 
 def test_chapter2_root_config_file_validates_every_em(capsys: pytest.CaptureFixture[str]) -> None:
