@@ -66,10 +66,11 @@ def _append(idx: Path, lines: list[bytes]) -> None:
             fh.write(line)
 
 
-def _catch_up(logs: Path, index_path: Path, samples: list[str], n_lines: int) -> dict[str, object]:
-    idx = logs / "traces" / "index.jsonl"
-    with open(idx, "rb") as src:  # the last lines again, with new trace ids and one new message id
-        src.seek(max(0, idx.stat().st_size - 12_000 * 6_000))
+def fresh_lines(idx: Path, n_lines: int) -> tuple[list[bytes], str]:
+    """The last `n_lines` of `idx` again, with new trace ids, the last one carrying a new message id
+    (returned: a search for it tells when the appended lines are in)."""
+    with open(idx, "rb") as src:
+        src.seek(max(0, idx.stat().st_size - (n_lines + 10) * 12_000))
         tail = src.read().split(b"\n")[1:-1][-n_lines:]
     marker = str(random.randrange(10**17, 9 * 10**17))  # new every run (trees are reused)
     fresh = []
@@ -77,8 +78,14 @@ def _catch_up(logs: Path, index_path: Path, samples: list[str], n_lines: int) ->
         e = json.loads(raw)
         e["traceId"] = f"feed{random.getrandbits(64):016x}{i:012x}"
         if i == len(tail) - 1:
-            e["contextMessageIds"] = [*e["contextMessageIds"], marker]
+            e["contextMessageIds"] = [*e.get("contextMessageIds", []), marker]
         fresh.append((json.dumps(e, separators=(",", ":")) + "\n").encode())
+    return fresh, marker
+
+
+def _catch_up(logs: Path, index_path: Path, samples: list[str], n_lines: int) -> dict[str, object]:
+    idx = logs / "traces" / "index.jsonl"
+    fresh, marker = fresh_lines(idx, n_lines)
     store = TraceStore([logs], index_path=index_path, auto_refresh_interval=0.5, background=True)
     before = store.list_traces(limit=1)["total"]
     rng = random.Random(3)

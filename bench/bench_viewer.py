@@ -329,20 +329,10 @@ def catch_up(srv: Server, logs: Path, sample_ids: list[str], n_lines: int) -> No
     import multiprocessing as mp
 
     sys.path.insert(0, str(REPO))
-    from bench.bench_trace_index import _append
+    from bench.bench_trace_index import _append, fresh_lines
 
     idx = logs / "traces" / "index.jsonl"
-    with open(idx, "rb") as src:
-        src.seek(max(0, idx.stat().st_size - (n_lines + 10) * 7_000))
-        tail = src.read().split(b"\n")[1:-1][-n_lines:]
-    marker = str(random.randrange(10**17, 9 * 10**17))  # new every run (trees are reused)
-    fresh = []
-    for i, raw in enumerate(tail):
-        e = json.loads(raw)
-        e["traceId"] = f"feed{random.getrandbits(64):016x}{i:012x}"
-        if i == len(tail) - 1:
-            e["contextMessageIds"] = [*e.get("contextMessageIds", []), marker]
-        fresh.append((json.dumps(e, separators=(",", ":")) + "\n").encode())
+    fresh, marker = fresh_lines(idx, n_lines)
     writer = mp.get_context("spawn").Process(target=_append, args=(idx, fresh))
     lat: list[float] = []
     t0 = time.perf_counter()
