@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import shutil
@@ -140,3 +141,40 @@ def ch2_viewer(sample_logs: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     v = RunningViewer(make_settings(tmp, [sample_logs], chapter2_dirs=[ch2])).start()
     yield v
     v.stop()
+
+
+# --- headless Chromium (Debian's; never a downloaded browser) for the browser tests ------------------
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@contextlib.contextmanager
+def checked_page(browser: Any, *, height: int) -> Iterator[Any]:
+    """A page that fails its test on a script error or a CSP violation (which would mean the UI tried
+    inline script or style, or a foreign resource)."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": height})
+    pg = ctx.new_page()
+    pg.set_default_timeout(10000)
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+    pg.errors = errors
+    yield pg
+    ctx.close()
+    assert not errors, errors

@@ -11,46 +11,19 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.viewer.conftest import OTLP_DIR, RunningViewer, make_settings
+from tests.viewer.conftest import CHROMIUM, OTLP_DIR, RunningViewer, checked_page, make_settings
 from tests.viewer.treegen import XSS_PAYLOADS, xss_tree
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="/usr/bin/chromium not installed"),
 ]
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture()
 def page(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = ctx.new_page()
-    pg.set_default_timeout(10000)
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    # a CSP violation means the UI tried inline script/style or a foreign resource
-    pg.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
-    pg.errors = errors
-    yield pg
-    ctx.close()
-    assert not errors, errors
+    with checked_page(browser, height=900) as pg:
+        yield pg
 
 
 def cards(page: Any) -> Any:

@@ -18,9 +18,8 @@ import pytest
 
 from chapterx.trace.ids import iso_now
 from chapterx.trace.writer import TraceWriter
-from tests.viewer.conftest import RunningViewer, make_settings
+from tests.viewer.conftest import CHROMIUM, RunningViewer, checked_page, make_settings
 from tests.viewer.fleetgen import Fleet, make_fleet
-from tests.viewer.test_browser import ARGS, CHROMIUM
 
 pytestmark = [
     pytest.mark.browser,
@@ -28,26 +27,10 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture()
 def page(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 1400})
-    pg = ctx.new_page()
-    pg.set_default_timeout(10000)
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
-    yield pg
-    ctx.close()
-    assert not errors, errors
+    with checked_page(browser, height=1400) as pg:
+        yield pg
 
 
 @pytest.fixture(scope="module")
