@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true", help="reuse an existing generated tree")
     ap.add_argument("--context", type=int, default=200, help="context ids per generated line")
     ap.add_argument("--catch-up-lines", type=int, default=10_000)
+    ap.add_argument("--generate-only", action="store_true", help="only write the tree (reused with --reuse)")
     ap.add_argument("--catch-up-only", action="store_true",
                     help="with --reuse and a built index: only the catch-up measurement")
     args = ap.parse_args(argv)
@@ -148,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         meta_path.write_text(json.dumps(meta))
         results["generate_s"] = round(tree.seconds, 1)
     results["index_jsonl_mb"] = round((logs / "traces" / "index.jsonl").stat().st_size / 1e6, 1)
+    if args.generate_only:
+        print(json.dumps(results))
+        return 0
     if args.catch_up_only:
         print(json.dumps(_catch_up(logs, index_path, meta["samples"], args.catch_up_lines)))
         print("loadavg", os.getloadavg())

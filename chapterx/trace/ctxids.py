@@ -9,9 +9,12 @@ context) go in a second blob: NULL when the line carried none, empty when they a
 
 from __future__ import annotations
 
+import json
 import sys
 import zlib
 from array import array
+from dataclasses import dataclass
+from typing import Any
 
 _NONE = -(2 ** 63)  # a position the line did not give
 _BIG = sys.byteorder == "big"
@@ -95,3 +98,210 @@ def span_level(min_id: int, max_id: int) -> int:
     """The span class of a range: max - min < 2**lvl, so a range holding `key` has
     min_id > key - 2**lvl (what bounds a search's index scan per class)."""
     return (max_id - min_id).bit_length()
+
+
+# ---------------------------------------------------------------- index lines as bytes
+# A build reads millions of ~6 KB lines whose bulk is the context id array. Parsing it into 200
+# Python strings a line was most of the build time, so the common shape (every id a plain
+# snowflake string, or every id one relay spelling `rm_<container>_<snowflake>`) is cut out of the
+# bytes and handled with C-level bytes operations; the trace row keeps where its line is, and a
+# search checks candidates against the line itself. Anything else takes the full JSON parse.
+CTX_KEY = b'"contextMessageIds":'
+POS_KEY = b'"contextPositions":'
+POS_IN_LINE = b"@"  # `ctx.pos` of a row checked against its line: positions are in the line too
+IN_LINE = b""  # `ctx.ids` of such a row: no stored list
+_INT64_MAX = b'"9223372036854775807"'
+_IDENTITY: dict[int, bytes] = {}
+
+
+@dataclass(slots=True)
+class LineContext:
+    """A line's context ids as cut from its bytes: distinct count, id range, the ids new since the
+    previous context of the same channel (all of them when there was none to compare with) and
+    the positions kind (None, IDENTITY or POS_IN_LINE)."""
+
+    n: int
+    lo: int
+    hi: int
+    new: list[int]
+    count: int  # items in the line, repeats included
+    pos: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChanState:
+    """The last context of a channel, normalised (`"digits","digits",...`), with its item width
+    and last item, kept only when its ids are strictly increasing (the common case)."""
+
+    content: bytes
+    width: int
+    last: bytes
+
+
+def _array_span(raw: bytes, key: bytes) -> tuple[int, int, int] | None:
+    """(start of key, start of array content, index of its `]`) of the one `key: [` in `raw`;
+    None when absent or not in the plain shape. The key's quote follows `{`, `,` or a space, so
+    it is not inside a string (a quote inside a string is always escaped)."""
+    i = raw.find(key)
+    if i <= 0 or raw.find(key, i + 1) >= 0 or raw[i - 1] not in b"{, ":
+        return None
+    j = i + len(key)
+    while j < len(raw) and raw[j] == 0x20:
+        j += 1
+    if j >= len(raw) or raw[j] != 0x5B:  # [
+        return None
+    k = raw.find(b"]", j)
+    return None if k < 0 else (i, j + 1, k)
+
+
+def _normalise(content: bytes) -> bytes:
+    """JSON spacing dropped and the relay spelling `rm_<container>_` of the first id taken off
+    every id that has it (what `message_key` does). Nothing is checked here."""
+    if b" " in content:
+        content = content.replace(b", ", b",")
+    if content.startswith(b'"rm_'):
+        first = content[1:content.find(b'"', 1)]
+        u = first.rfind(b"_")
+        if u >= 3:
+            content = content.replace(b'"' + first[:u + 1], b'"')
+    return content
+
+
+def _plain_items(items: list[bytes], w: int) -> bool:
+    """Every item `"digits"` of width `w`, no leading zero (the key's own decimal spelling)."""
+    if any(len(s) != w for s in items):
+        return False
+    joined = b"".join(items)
+    return joined[::w] == joined[w - 1::w] == b'"' * len(items) and joined.count(b'"') == 2 * len(items) \
+        and joined.replace(b'"', b"").isdigit() and b'"0' not in joined
+
+
+def _analyse(content: bytes, prev: ChanState | None) -> tuple[LineContext, ChanState | None] | None:
+    """The context of one line given its channel's previous one; None when it is not plain
+    snowflakes of one width. Common path (ids strictly increasing, the previous context's tail is
+    this one's head): only the new ids are looked at; the rest was checked with the previous line
+    and compared as bytes, so no per-id object is made. Otherwise every item is split and checked."""
+    norm = _normalise(content)
+    w = norm.find(b'"', 1) + 1  # item width, quotes included
+    if w < 3 or w > 21 or (len(norm) + 1) % (w + 1):
+        return None  # mixed lengths do not sort as bytes; 20+ digits are not int64
+    n = (len(norm) + 1) // (w + 1)
+    if prev is not None and prev.width == w:
+        x = prev.content.find(norm[:w])
+        if x >= 0:
+            common = len(prev.content) - x
+            if norm[:common] == prev.content[x:] and (len(norm) == common or norm[common] == 0x2C):
+                suffix = norm[common + 1:]
+                new = suffix.split(b",") if suffix else []
+                if not new or (_plain_items(new, w) and new[0] > prev.last
+                               and all(a < b for a, b in zip(new, new[1:], strict=False))):
+                    last = new[-1] if new else prev.last
+                    if w < 21 or last <= _INT64_MAX:
+                        ctx = LineContext(n, int(norm[1:w - 1]), int(last[1:-1]), [int(s[1:-1]) for s in new], n)
+                        return ctx, ChanState(norm, w, last)
+    items = norm.split(b",")
+    if len(items) != n or not _plain_items(items, w):
+        return None
+    top = max(items)
+    if w == 21 and top > _INT64_MAX:
+        return None  # not an int64: a text key (general path)
+    distinct = set(items)
+    keys = sorted(int(s[1:-1]) for s in distinct)
+    ordered = len(distinct) == n and all(a < b for a, b in zip(items, items[1:], strict=False))
+    return LineContext(len(distinct), keys[0], keys[-1], keys, n), (ChanState(norm, w, items[-1]) if ordered else None)
+
+
+def _int_list(content: bytes, n: int) -> bool:
+    """A positions array of `n` plain integers (anything else takes the general path)."""
+    try:
+        values = json.loads(b"[" + content + b"]")
+    except ValueError:
+        return False
+    return len(values) == n and all(type(v) is int and _NONE < v < 2 ** 63 for v in values)
+
+
+def _identity(n: int) -> bytes:
+    got = _IDENTITY.get(n)
+    if got is None:
+        got = _IDENTITY[n] = ",".join(map(str, range(n))).encode()
+    return got
+
+
+IDENTITY = b""
+
+
+def cut_line(raw: bytes, prev: dict[str, ChanState]) -> tuple[dict[str, Any], LineContext | None] | None:
+    """The line's fields without its context arrays, and its context as bytes (`prev`: each
+    channel's last context, updated); None when the line is not in the plain shape (the caller
+    parses it fully, which also decides whether it is malformed)."""
+    span = _array_span(raw, CTX_KEY)
+    if span is None:
+        return None
+    i, a, b = span
+    content = raw[a:b]
+    rest = raw[:i] + b'"contextMessageIds":null' + raw[b + 1:]
+    ps = _array_span(rest, POS_KEY)
+    positions = None
+    if ps is not None:
+        pi, pa, pb = ps
+        positions = rest[pa:pb].replace(b" ", b"")
+        rest = rest[:pi] + b'"contextPositions":null' + rest[pb + 1:]
+    try:
+        entry = json.loads(rest)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(entry, dict) or (ps is None and entry.get("contextPositions") is not None):
+        return None  # positions in another shape (general path)
+    if not content.strip():
+        entry["contextMessageIds"] = []
+        return entry, None
+    chan = entry.get("channelId")
+    key = "" if chan is None else str(chan)  # as the trace row spells its channel
+    got = _analyse(content, prev.get(key))
+    if got is not None and positions is not None:
+        n = got[0].count
+        if positions == _identity(n):
+            got[0].pos = IDENTITY
+        elif _int_list(positions, n):
+            got[0].pos = POS_IN_LINE
+        else:
+            got = None  # a wrong length or odd values: the general path decides
+    if got is None:
+        prev.pop(key, None)
+        return None
+    ctx, state = got
+    if state is None:
+        prev.pop(key, None)
+    else:
+        prev[key] = state
+    return entry, ctx
+
+
+def line_find(line: bytes, key: int, pos: bytes | None) -> tuple[bool, int | None]:
+    """Check a candidate against its line: (holds `key` in its context, position or None), with
+    `pos` the positions kind stored at build time. The first occurrence wins, as for a list.
+    Raises ValueError when the line is no longer in the shape it was indexed from."""
+    span = _array_span(line, CTX_KEY)
+    if span is None:
+        raise ValueError("context array not found")
+    _i, a, b = span
+    k = str(key).encode()
+    at1 = line.find(b'"' + k + b'"', a, b)
+    at2 = line.find(b"_" + k + b'"', a, b)
+    at = min(x for x in (at1, at2, b) if x >= 0)
+    if at >= b:
+        return False, None
+    index = line.count(b",", a, at)
+    if pos is None or pos == IDENTITY:
+        return True, None if pos is None else index
+    ps = _array_span(line, POS_KEY)
+    if ps is None:
+        raise ValueError("positions not found")
+    _pi, pa, pb = ps
+    try:
+        positions = json.loads(b"[" + line[pa:pb] + b"]")
+    except ValueError:
+        return True, None
+    p = positions[index] if index < len(positions) else None
+    ok = isinstance(p, int) and not isinstance(p, bool) and _NONE < p < 2 ** 63
+    return True, p if ok else None

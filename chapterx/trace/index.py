@@ -34,7 +34,7 @@ from chapterx.trace import ctxids
 from chapterx.trace.ids import message_key, parse_iso
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # trigram tokenizer (substring matching) appeared in SQLite 3.34
 FTS_MIN_SQLITE = (3, 34, 0)
 FTS_MIN_CHARS = 3  # a trigram index cannot answer shorter substrings: those scan
@@ -43,6 +43,8 @@ CHUNK = 4 * 1024 * 1024
 HEAD_BYTES = 256
 BULK_BYTES = 64 * 1024 * 1024
 BULK_WORKERS = 2
+# a worker's block: each channel's first context in a block is written whole (see prepare_block)
+BULK_BLOCK = 16 * 1024 * 1024
 CACHE_KB = 65536  # page cache of a reader/tailer
 BULK_CACHE_KB = 131072  # first build: keeps the message b-tree in memory; bounded for the viewer's RSS
 ROLE_CODES = {"trigger": 0, "context": 1, "sent": 2}
@@ -93,7 +95,7 @@ CREATE TABLE IF NOT EXISTS messages(
   PRIMARY KEY(key, trace_row, role)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ctx(
   trace_row INTEGER PRIMARY KEY, chan TEXT NOT NULL, lvl INTEGER NOT NULL, min_id INTEGER NOT NULL, max_id INTEGER NOT NULL,
-  n INTEGER NOT NULL, ids BLOB NOT NULL, pos BLOB);
+  n INTEGER NOT NULL, ids BLOB NOT NULL, pos BLOB, src_off INTEGER, src_len INTEGER);
 CREATE TABLE IF NOT EXISTS msgchan(key INTEGER NOT NULL, chan TEXT NOT NULL, PRIMARY KEY(key, chan)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counts(kind TEXT NOT NULL, key TEXT NOT NULL, n INTEGER NOT NULL,
   PRIMARY KEY(kind, key)) WITHOUT ROWID;
@@ -133,13 +135,17 @@ TRACE_COLUMNS = (
 )
 # columns added after the first release: an older database gets them by ALTER TABLE on open
 _ADDED_COLUMNS = (("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"))
+# schema 4: where a context row's line is (its ids are checked there, not stored); schema 3 rows
+# keep their stored id lists and stay valid as they are
+_ADDED_CTX_COLUMNS = (("src_off", "INTEGER"), ("src_len", "INTEGER"))
 _ROW = {name: i + 1 for i, name in enumerate(TRACE_COLUMNS)}  # position in a prepared row (id first)
 # counts kept since this version: an older database recounts once (see `counts`)
 COUNTS_VERSION = "3"
 _INSERT_TRACE = (f"INSERT INTO traces(id,{','.join(TRACE_COLUMNS)}) "
                  f"VALUES ({','.join('?' * (len(TRACE_COLUMNS) + 1))})")
 _INSERT_MSG = "INSERT OR IGNORE INTO messages(key, trace_row, role, position) VALUES (?,?,?,?)"
-_INSERT_CTX = "INSERT INTO ctx(trace_row, chan, lvl, min_id, max_id, n, ids, pos) VALUES (?,?,?,?,?,?,?,?)"
+_INSERT_CTX = ("INSERT INTO ctx(trace_row, chan, lvl, min_id, max_id, n, ids, pos, src_off, src_len) "
+               "VALUES (?,?,?,?,?,?,?,?,?,?)")
 _INSERT_MSGCHAN = "INSERT OR IGNORE INTO msgchan(key, chan) VALUES (?,?)"
 # above this many context rows an old index is re-read from index.jsonl rather than converted in memory
 UPGRADE_IN_PLACE_MAX = 1_000_000
@@ -224,7 +230,7 @@ def connect(path: Path) -> sqlite3.Connection:
         _add_missing_columns(conn)
         row = conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         version = row[0] if row else None
-        if version is not None and version not in ("1", "2", str(SCHEMA_VERSION)):
+        if version is not None and version not in ("1", "2", "3", str(SCHEMA_VERSION)):
             # written by a version we do not know: derived data, so start over
             log.warning("trace index %s has schema %s; rebuilding it", path, version)
             _wipe(conn)
@@ -234,7 +240,11 @@ def connect(path: Path) -> sqlite3.Connection:
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('generation', '0')")
         if version in ("1", "2"):
             _upgrade_context(conn)
-        if version != str(SCHEMA_VERSION):
+        if version == "3":
+            # schema 3 rows (stored id lists) stay valid; new lines are indexed the schema 4 way
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            bump_generation(conn)
+        elif version != str(SCHEMA_VERSION):
             fts = _create_fts(conn)
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('fts', ?)", ("1" if fts else "0",))
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -283,7 +293,7 @@ def _upgrade_context(conn: sqlite3.Connection) -> None:
         chan = chans.get(trace_row, "")
         pairs.update((k, chan) for k in ids)
         rows.append((trace_row, chan, ctxids.span_level(ids[0], ids[-1]), ids[0], ids[-1], len(ids),
-                     ctxids.encode_ids(ids), ctxids.encode_positions([seen[k] for k in ids])))
+                     ctxids.encode_ids(ids), ctxids.encode_positions([seen[k] for k in ids]), None, None))
     conn.execute("DELETE FROM ctx")
     conn.executemany(_INSERT_CTX, rows)
     conn.executemany(_INSERT_MSGCHAN, sorted(pairs))
@@ -302,10 +312,11 @@ def _upgrade_context(conn: sqlite3.Connection) -> None:
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     """Columns added since a database was created (NULL in its old rows: read as unknown)."""
-    have = {r[1] for r in conn.execute("PRAGMA table_info(traces)")}
-    for name, decl in _ADDED_COLUMNS:
-        if name not in have:
-            conn.execute(f"ALTER TABLE traces ADD COLUMN {name} {decl}")
+    for table, added in (("traces", _ADDED_COLUMNS), ("ctx", _ADDED_CTX_COLUMNS)):
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        for name, decl in added:
+            if name not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
 
 def _wipe(conn: sqlite3.Connection) -> None:
@@ -530,7 +541,7 @@ def prepare_entries(entries: Iterable[dict[str, Any]], source_id: int, first_id:
         m, c = split_rows(entry, next_id, chan)
         msgs.extend(m)
         if c is not None:
-            ctxs.append(c[:8])
+            ctxs.append((*c[:8], None, None))
             keys = set(c[8])
             pairs.extend((k, chan) for k in keys - prev.get(chan, set()))
             prev[chan] = keys
@@ -585,26 +596,68 @@ def insert_entries(conn: sqlite3.Connection, entries: Iterable[dict[str, Any]], 
     return insert_prepared(conn, prepared, first + len(prepared[0]))
 
 
-def _parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
-    """The entries of complete index lines and how many lines were malformed (blank lines are neither)."""
-    entries = []
+def prepare_block(block: bytes, source_id: int, first_id: int, base_offset: int = 0) -> tuple[Prepared, int]:
+    """Rows of a block of complete index lines starting at file offset `base_offset`, and how
+    many lines were malformed (pure: a first build runs it in worker processes). Lines in the
+    plain shape are cut as bytes (`ctxids.cut_line`): their context row keeps the line's offset
+    and length instead of an id list, and only ids new to their channel get a `msgchan` pair.
+    Any other line is parsed fully and stored as `prepare_entries` does."""
+    rows: list[tuple[Any, ...]] = []
+    msgs: list[tuple[Any, ...]] = []
+    ctxs: list[tuple[Any, ...]] = []
+    pairs: list[tuple[int, str]] = []
+    names: dict[str, str] = {}
+    prev: dict[str, ctxids.ChanState] = {}
     malformed = 0
-    for raw in data.split(b"\n"):
-        if not raw.strip():
+    next_id = first_id
+    off = base_offset
+    span_level = ctxids.span_level
+    in_line = ctxids.IN_LINE
+    for raw in block.split(b"\n"):
+        start = off
+        off += len(raw) + 1
+        if not raw or raw.isspace():
             continue
-        obj = _parse_line(raw)
-        if obj is None:
-            malformed += 1
+        cut = ctxids.cut_line(raw, prev)
+        if cut is None:
+            entry = _parse_line(raw)
+            if entry is None:
+                malformed += 1
+                continue
+            lc = None
         else:
-            entries.append(obj)
-    return entries, malformed
+            entry, lc = cut
+        row = entry_row(entry, source_id)
+        if row is None:
+            malformed += 1
+            if lc is not None:  # its new ids are not written: the channel's next line starts over
+                prev.pop(row_chan(entry), None)
+            continue
+        rid = next_id
+        next_id += 1
+        rows.append((rid, *row))
+        chan = row[4] or ""
+        if cut is None:
+            m, c = split_rows(entry, rid, chan)
+            msgs.extend(m)
+            if c is not None:
+                ctxs.append((*c[:8], None, None))
+                pairs.extend((k, chan) for k in set(c[8]))
+        else:
+            msgs.extend(message_rows(entry, rid))
+            if lc is not None:
+                ctxs.append((rid, chan, span_level(lc.lo, lc.hi), lc.lo, lc.hi, lc.n, in_line, lc.pos,
+                             start, len(raw)))
+                pairs.extend((k, chan) for k in lc.new)
+        name = entry.get("channelName")
+        if name and entry.get("channelId"):
+            names[str(entry["channelId"])] = str(name)
+    return (rows, msgs, names, ctxs, pairs), malformed
 
 
-def prepare_block(block: bytes, source_id: int, first_id: int) -> tuple[Prepared, int]:
-    """Parse a block of complete lines and prepare its rows (run in a worker process)."""
-    entries, malformed = _parse_lines(block)
-    prepared = prepare_entries(entries, source_id, first_id)
-    return prepared, malformed + len(entries) - len(prepared[0])
+def row_chan(entry: dict[str, Any]) -> str:
+    """The channel a trace row and its context row are filed under."""
+    return _str_or_none(entry.get("channelId")) or ""
 
 
 def delete_rows(conn: sqlite3.Connection, where: str, params: tuple[Any, ...] = (),
@@ -731,41 +784,136 @@ def counts_ready(conn: sqlite3.Connection) -> None:
     counts(conn, "total")
 
 
-def context_hits(conn: sqlite3.Connection, key: int) -> dict[int, int | None]:
+def context_hits(conn: sqlite3.Connection, key: int, stale: set[int] | None = None) -> dict[int, int | None]:
     """{trace row: position or None} of the traces whose context holds message id `key`: in each
     channel whose traces had it in context (`msgchan`), per span class present, the ranges that can
-    contain it (an index range scan), each checked against its id list. Rows of deleted traces
-    may remain until a sweep: callers join with `traces`."""
+    contain it (an index range scan), each checked against its id list, or against its line in
+    `index.jsonl` (one read each). A line that is no longer the one indexed (its file rewritten
+    under the index) is not answered from: its source id goes into `stale` (the caller has it
+    read again). Only rows of existing traces are returned."""
     hits: dict[int, int | None] = {}
-    for (chan,) in conn.execute("SELECT chan FROM msgchan WHERE key = ?", (key,)).fetchall():
-        lvl = -1
-        while True:
-            row = conn.execute("SELECT lvl FROM ctx WHERE chan = ? AND lvl > ? ORDER BY lvl LIMIT 1",
-                               (chan, lvl)).fetchone()
-            if row is None:
-                break
-            lvl = int(row[0])
-            lower = max(key - (1 << lvl) + 1, -(2 ** 63))
-            for trace_row, ids, pos in conn.execute(
-                    "SELECT trace_row, ids, pos FROM ctx WHERE chan = ? AND lvl = ? AND min_id BETWEEN ? AND ? "
-                    "AND max_id >= ?", (chan, lvl, lower, key, key)):
-                at = ctxids.find_id(ids, key)
-                if at >= 0:
-                    hits[trace_row] = ctxids.position_at(pos, at)
+    lines = _LineReader(conn)
+    try:
+        for (chan,) in conn.execute("SELECT chan FROM msgchan WHERE key = ?", (key,)).fetchall():
+            lvl = -1
+            while True:
+                row = conn.execute("SELECT lvl FROM ctx WHERE chan = ? AND lvl > ? ORDER BY lvl LIMIT 1",
+                                   (chan, lvl)).fetchone()
+                if row is None:
+                    break
+                lvl = int(row[0])
+                lower = max(key - (1 << lvl) + 1, -(2 ** 63))
+                for trace_row, ids, pos, off, size, source_id, trace_id in conn.execute(
+                        "SELECT c.trace_row, c.ids, c.pos, c.src_off, c.src_len, t.source_id, t.trace_id "
+                        "FROM ctx c JOIN traces t ON t.id = c.trace_row WHERE c.chan = ? AND c.lvl = ? "
+                        "AND c.min_id BETWEEN ? AND ? AND c.max_id >= ?", (chan, lvl, lower, key, key)).fetchall():
+                    if ids != ctxids.IN_LINE:
+                        at = ctxids.find_id(ids, key)
+                        if at >= 0:
+                            hits[trace_row] = ctxids.position_at(pos, at)
+                        continue
+                    line = lines.read(source_id, off, size, trace_id)
+                    if line is None:
+                        if stale is not None:
+                            stale.add(source_id)
+                        continue
+                    try:
+                        found, position = ctxids.line_find(line, key, pos)
+                    except ValueError:
+                        if stale is not None:
+                            stale.add(source_id)
+                        continue
+                    if found:
+                        hits[trace_row] = position
+    finally:
+        lines.close()
     return hits
+
+
+class _LineReader:
+    """Reads indexed lines back from their `index.jsonl` (one pread each, files opened once)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.fds: dict[int, int | None] = {}
+
+    def read(self, source_id: int, off: int | None, size: int | None, trace_id: str) -> bytes | None:
+        """The line, or None when it is gone or is not the line of `trace_id` any more."""
+        if off is None or size is None:
+            return None
+        if source_id not in self.fds:
+            row = self.conn.execute("SELECT path FROM sources WHERE id=?", (source_id,)).fetchone()
+            fd = None
+            if row is not None:
+                try:
+                    fd = os.open(row[0], os.O_RDONLY)
+                except OSError:
+                    fd = None
+            self.fds[source_id] = fd
+        fd = self.fds[source_id]
+        if fd is None:
+            return None
+        try:
+            line = os.pread(fd, size, off)
+        except OSError:
+            return None
+        if len(line) != size:
+            return None
+        tid = json.dumps(trace_id).encode()
+        if b'"traceId":' + tid in line or b'"traceId": ' + tid in line:
+            return line
+        entry = _parse_line(line)  # spelt another way (escapes): compare the values
+        return line if entry is not None and entry.get("traceId") == trace_id else None
+
+    def close(self) -> None:
+        for fd in self.fds.values():
+            if fd is not None:
+                os.close(fd)
+
+
+def line_context(conn: sqlite3.Connection, trace_row: int) -> tuple[list[int], list[int | None]] | None:
+    """The snowflake context ids of a trace whose context row is checked against its line, with
+    their first positions, read from the line (None when the line is gone or changed)."""
+    row = conn.execute("SELECT c.src_off, c.src_len, t.source_id, t.trace_id, COALESCE(t.channel_id, '') "
+                       "FROM ctx c JOIN traces t ON t.id = c.trace_row WHERE c.trace_row = ?", (trace_row,)).fetchone()
+    if row is None:
+        return None
+    lines = _LineReader(conn)
+    try:
+        line = lines.read(row[2], row[0], row[1], row[3])
+    finally:
+        lines.close()
+    entry = _parse_line(line) if line is not None else None
+    if entry is None:
+        return None
+    _m, c = split_rows(entry, trace_row, row[4])
+    if c is None:
+        return None
+    ids = list(c[8])
+    return ids, ctxids.decode_positions(c[7], len(ids))
 
 
 def set_context_positions(conn: sqlite3.Connection, trace_row: int, positions: dict[Any, Any]) -> None:
     """Fill the unknown context positions of one trace from {key: position} (read from its trace
-    file; upstream index lines carry none). Non-numeric ids are message rows."""
+    file; upstream index lines carry none). Non-numeric ids are message rows. A row checked
+    against its line gets its id list stored, with the positions."""
     row = conn.execute("SELECT ids, pos FROM ctx WHERE trace_row=?", (trace_row,)).fetchone()
     if row is not None:
-        ids = ctxids.decode_ids(row[0])
-        old = ctxids.decode_positions(row[1], len(ids))
+        if row[0] == ctxids.IN_LINE:
+            got = line_context(conn, trace_row)
+            if got is None:
+                return
+            ids, old = got
+            blob = ctxids.encode_ids(ids)
+        else:
+            ids = ctxids.decode_ids(row[0])
+            old = ctxids.decode_positions(row[1], len(ids))
+            blob = row[0]
         # as the per-id rows did: an id found in the file takes the file's position
         new = [_pos_or_none(positions[k]) if k in positions else o for k, o in zip(ids, old, strict=True)]
-        if new != old:
-            conn.execute("UPDATE ctx SET pos=? WHERE trace_row=?", (ctxids.encode_positions(new), trace_row))
+        if new != old or blob != row[0]:
+            conn.execute("UPDATE ctx SET ids=?, pos=?, src_off=NULL, src_len=NULL WHERE trace_row=?",
+                         (blob, ctxids.encode_positions(new), trace_row))
     conn.executemany("UPDATE messages SET position=? WHERE key=? AND trace_row=? AND role=1",
                      [(p, k, trace_row) for k, p in positions.items() if not isinstance(k, int)])
 
@@ -947,11 +1095,12 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
     with open(index_file, "rb") as fh, cf.ProcessPoolExecutor(
             workers, mp_context=mp.get_context("spawn")) as pool:
         fh.seek(offset)
+        read_at = offset  # file offset of the next block
         carry = b""
         exhausted = False
         while True:
             while not exhausted and len(in_flight) < workers * 2:
-                data = fh.read(CHUNK)
+                data = fh.read(BULK_BLOCK)
                 if not data:
                     exhausted = True
                     break
@@ -962,7 +1111,9 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
                     continue
                 block, carry = data[: cut + 1], data[cut + 1:]
                 n = block.count(b"\n")
-                in_flight.append((pool.submit(prepare_block, block, source_id, next_id), len(block), next_id + n))
+                in_flight.append((pool.submit(prepare_block, block, source_id, next_id, read_at),
+                                  len(block), next_id + n))
+                read_at += len(block)
                 next_id += n
             if not in_flight:
                 break
@@ -1011,9 +1162,9 @@ def _read_chunk(conn: sqlite3.Connection, index_file: Path, offset: int,
     cut = data.rfind(b"\n")
     complete = data[: cut + 1] if cut >= 0 else b""
     rest = data[cut + 1:] if cut >= 0 else data
-    entries, malformed = _parse_lines(complete)
-    kept = insert_entries(conn, entries, source_id)
-    malformed += len(entries) - kept
+    first = _next_row(conn)
+    prepared, malformed = prepare_block(complete, source_id, first, offset)
+    kept = insert_prepared(conn, prepared, first + len(prepared[0]))
     pos = offset + len(complete)
     if eof and rest.strip():
         # A last piece without newline: accepted only if it is a whole JSON object (a writer that

@@ -638,7 +638,10 @@ class TraceStore:
         with self._lock:
             rows = self._select(sql + bot_sql, params)
             if isinstance(key, int):
-                hits = ix.context_hits(self._conn, key)
+                stale: set[int] = set()
+                hits = ix.context_hits(self._conn, key, stale)
+                if stale:
+                    self._source_changed(stale)
                 found = list(hits)
                 for i in range(0, len(found), 500):
                     part = found[i:i + 500]
@@ -689,6 +692,15 @@ class TraceStore:
             results.append(item)
         return {"messageId": message_id, "results": results, "total": len(order),
                 "offset": offset, "limit": limit}
+
+    def _source_changed(self, source_ids: set[int]) -> None:
+        """An index.jsonl no longer holds the lines indexed from it (rewritten in place): mark
+        it so the next refresh reads it again from the start (its rows are replaced then)."""
+        marks = [(i,) for i in source_ids]
+        self._cache_write(lambda c: c.executemany("UPDATE sources SET inode=-1 WHERE id=?", marks))
+        if self._worker is not None:
+            self._worker.wake()
+        log.warning("trace index: an index.jsonl changed under the index; reading it again")
 
     def _enrich(self, rows: list[Row]) -> list[Row]:
         """Upstream index lines carry no status and no cost: read them from the trace file the

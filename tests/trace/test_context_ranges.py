@@ -133,11 +133,17 @@ def _to_schema_2(path: Path) -> None:
     conn = sqlite3.connect(str(path))
     rows = []
     for trace_row, ids, pos in conn.execute("SELECT trace_row, ids, pos FROM ctx").fetchall():
-        keys = ctxids.decode_ids(ids)
-        for k, p in zip(keys, ctxids.decode_positions(pos, len(keys)), strict=True):
+        if ids == ctxids.IN_LINE:  # schema 4: read from the line
+            got = ix.line_context(conn, trace_row)
+            assert got is not None
+            keys, positions = got
+        else:
+            keys = ctxids.decode_ids(ids)
+            positions = ctxids.decode_positions(pos, len(keys))
+        for k, p in zip(keys, positions, strict=True):
             rows.append((k, trace_row, 1, p))
     conn.executemany("INSERT INTO messages VALUES (?,?,?,?)", rows)
-    conn.execute("DROP TABLE ctx")
+    conn.execute("DROP TABLE ctx")  # (schema 2 had no src columns either)
     conn.execute("DROP TABLE msgchan")
     conn.execute("UPDATE meta SET value='2' WHERE key='schema'")
     conn.commit()
