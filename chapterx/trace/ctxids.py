@@ -125,6 +125,7 @@ class LineContext:
     hi: int
     new: list[int]
     count: int  # items in the line, repeats included
+    whole: bool  # `new` is every id (nothing to compare with)
     pos: bytes | None = None
 
 
@@ -197,7 +198,7 @@ def _analyse(content: bytes, prev: ChanState | None) -> tuple[LineContext, ChanS
                                and all(a < b for a, b in zip(new, new[1:], strict=False))):
                     last = new[-1] if new else prev.last
                     if w < 21 or last <= _INT64_MAX:
-                        ctx = LineContext(n, int(norm[1:w - 1]), int(last[1:-1]), [int(s[1:-1]) for s in new], n)
+                        ctx = LineContext(n, int(norm[1:w - 1]), int(last[1:-1]), [int(s[1:-1]) for s in new], n, False)
                         return ctx, ChanState(norm, w, last)
     items = norm.split(b",")
     if len(items) != n or not _plain_items(items, w):
@@ -208,7 +209,7 @@ def _analyse(content: bytes, prev: ChanState | None) -> tuple[LineContext, ChanS
     distinct = set(items)
     keys = sorted(int(s[1:-1]) for s in distinct)
     ordered = len(distinct) == n and all(a < b for a, b in zip(items, items[1:], strict=False))
-    return LineContext(len(distinct), keys[0], keys[-1], keys, n), (ChanState(norm, w, items[-1]) if ordered else None)
+    return LineContext(len(distinct), keys[0], keys[-1], keys, n, True), (ChanState(norm, w, items[-1]) if ordered else None)
 
 
 def _int_list(content: bytes, n: int) -> bool:
@@ -218,6 +219,11 @@ def _int_list(content: bytes, n: int) -> bool:
     except ValueError:
         return False
     return len(values) == n and all(type(v) is int and _NONE < v < 2 ** 63 for v in values)
+
+
+def state_ids(state: ChanState) -> list[int]:
+    """The ids of a channel's last context."""
+    return [int(s[1:-1]) for s in state.content.split(b",")]
 
 
 def _identity(n: int) -> bytes:

@@ -44,7 +44,7 @@ HEAD_BYTES = 256
 BULK_BYTES = 64 * 1024 * 1024
 BULK_WORKERS = 2
 # a worker's block: each channel's first context in a block is written whole (see prepare_block)
-BULK_BLOCK = 16 * 1024 * 1024
+BULK_BLOCK = 8 * 1024 * 1024
 CACHE_KB = 65536  # page cache of a reader/tailer
 BULK_CACHE_KB = 131072  # first build: keeps the message b-tree in memory; bounded for the viewer's RSS
 ROLE_CODES = {"trigger": 0, "context": 1, "sent": 2}
@@ -560,18 +560,30 @@ def _next_row(conn: sqlite3.Connection) -> int:
                int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM traces").fetchone()[0]) + 1)
 
 
-def insert_prepared(conn: sqlite3.Connection, prepared: Prepared, next_row: int) -> int:
+Summary = tuple[dict[tuple[str, str], float], dict[tuple[int, str, str], list[float]]]
+
+
+def summarise(rows: list[tuple[Any, ...]]) -> Summary:
+    """Count deltas and hourly roll-up sums of prepared trace rows (pure: a build's workers do it)."""
+    c = _ROW
+    tally = _tally((r[c["channel_id"]], r[c["bot"]], r[c["framework"]], r[c["status"]], r[c["success"]],
+                    r[c["total_tokens"]], r[c["cost"]]) for r in rows)
+    sums = hourly_sums([(r[c["ts"]], r[c["bot"]], r[c["framework"]], r[c["status"]], r[c["success"]],
+                         r[c["duration_ms"]], r[c["input_tokens"]], r[c["output_tokens"]], r[c["total_tokens"]],
+                         r[c["cost"]]) for r in rows], 1)
+    return tally, sums
+
+
+def insert_prepared(conn: sqlite3.Connection, prepared: Prepared, next_row: int,
+                    summary: Summary | None = None) -> int:
     """Write prepared rows (inside the caller's transaction); `next_row` = first unused id after."""
     rows, msgs, names, ctxs, pairs = prepared
     cur = conn.cursor()
     conn.execute("INSERT OR REPLACE INTO meta VALUES ('next_row', ?)", (str(next_row),))
     # counts kept up to date so /api/channels, /api/bots and `stats` stay O(channels), not O(rows)
-    c = _ROW
-    tally = _tally((r[c["channel_id"]], r[c["bot"]], r[c["framework"]], r[c["status"]], r[c["success"]],
-                    r[c["total_tokens"]], r[c["cost"]]) for r in rows)
-    add_hourly(conn, [(r[c["ts"]], r[c["bot"]], r[c["framework"]], r[c["status"]], r[c["success"]],
-                       r[c["duration_ms"]], r[c["input_tokens"]], r[c["output_tokens"]], r[c["total_tokens"]],
-                       r[c["cost"]]) for r in rows], 1)
+    tally, sums = summary if summary is not None else summarise(rows)
+    tally = dict(tally)
+    apply_hourly(conn, sums)
     cur.executemany(_INSERT_TRACE, rows)
     cur.executemany(_INSERT_MSG, msgs)
     tally[("total", "messages")] = max(0, cur.rowcount) + sum(c[5] for c in ctxs)
@@ -596,12 +608,17 @@ def insert_entries(conn: sqlite3.Connection, entries: Iterable[dict[str, Any]], 
     return insert_prepared(conn, prepared, first + len(prepared[0]))
 
 
-def prepare_block(block: bytes, source_id: int, first_id: int, base_offset: int = 0) -> tuple[Prepared, int]:
+def prepare_block(block: bytes, source_id: int, first_id: int, base_offset: int = 0,
+                  heads: dict[str, list[int]] | None = None,
+                  tails: dict[str, list[int]] | None = None) -> tuple[Prepared, int]:
     """Rows of a block of complete index lines starting at file offset `base_offset`, and how
     many lines were malformed (pure: a first build runs it in worker processes). Lines in the
     plain shape are cut as bytes (`ctxids.cut_line`): their context row keeps the line's offset
     and length instead of an id list, and only ids new to their channel get a `msgchan` pair.
-    Any other line is parsed fully and stored as `prepare_entries` does."""
+    Any other line is parsed fully and stored as `prepare_entries` does. With `heads`, the ids of
+    each channel's first context in the block go there instead of into the pairs (the caller
+    filters them against the channel's context before the block), and `tails` gets each
+    channel's last context."""
     rows: list[tuple[Any, ...]] = []
     msgs: list[tuple[Any, ...]] = []
     ctxs: list[tuple[Any, ...]] = []
@@ -648,11 +665,29 @@ def prepare_block(block: bytes, source_id: int, first_id: int, base_offset: int 
             if lc is not None:
                 ctxs.append((rid, chan, span_level(lc.lo, lc.hi), lc.lo, lc.hi, lc.n, in_line, lc.pos,
                              start, len(raw)))
-                pairs.extend((k, chan) for k in lc.new)
+                if heads is not None and lc.whole and chan not in heads:
+                    heads[chan] = lc.new
+                else:
+                    pairs.extend((k, chan) for k in lc.new)
         name = entry.get("channelName")
         if name and entry.get("channelId"):
             names[str(entry["channelId"])] = str(name)
+    if tails is not None:
+        for chan, state in prev.items():
+            tails[chan] = ctxids.state_ids(state)
     return (rows, msgs, names, ctxs, pairs), malformed
+
+
+BulkResult = tuple[Prepared, int, "Summary", dict[str, list[int]], dict[str, list[int]]]
+
+
+def prepare_bulk(block: bytes, source_id: int, first_id: int, base_offset: int) -> BulkResult:
+    """`prepare_block` for a worker of a first build: also the rows' summary, and each channel's
+    first context (to filter) and last one (to filter the next block's against)."""
+    heads: dict[str, list[int]] = {}
+    tails: dict[str, list[int]] = {}
+    prepared, malformed = prepare_block(block, source_id, first_id, base_offset, heads, tails)
+    return prepared, malformed, summarise(prepared[0]), heads, tails
 
 
 def row_chan(entry: dict[str, Any]) -> str:
@@ -713,6 +748,10 @@ def add_hourly(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], sign: int)
     """Add (sign 1) or take back (-1) rows given as (ts, bot, framework, status, success,
     duration_ms, input_tokens, output_tokens, total_tokens, cost) in the hourly roll-ups that
     the fleet aggregates read. A running activation is not counted (see `chapterx.trace.aggregates`)."""
+    apply_hourly(conn, hourly_sums(rows, sign))
+
+
+def hourly_sums(rows: list[tuple[Any, ...]], sign: int) -> dict[tuple[int, str, str], list[float]]:
     sums: dict[tuple[int, str, str], list[float]] = {}
     for ts, bot, fw, status, success, _dur, tin, tout, tot, cost in rows:
         if status == "running":
@@ -724,6 +763,10 @@ def add_hourly(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], sign: int)
         acc[2] += sign * (tin if tin is not None else (tot or 0))
         acc[3] += sign * (tout or 0)
         acc[4] += sign * (cost or 0.0)
+    return sums
+
+
+def apply_hourly(conn: sqlite3.Connection, sums: dict[tuple[int, str, str], list[float]]) -> None:
     if sums:
         conn.executemany(
             "INSERT INTO hourly VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(hour, bot, framework) DO UPDATE SET "
@@ -1090,7 +1133,8 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
     from collections import deque
 
     added = 0
-    in_flight: deque[tuple[cf.Future[tuple[Prepared, int]], int, int]] = deque()
+    in_flight: deque[tuple[cf.Future[BulkResult], int, int]] = deque()
+    last: dict[str, set[int]] = {}  # each channel's last context so far: its ids have pairs
     # spawn, not fork: the caller may have threads (viewer, writer) that fork would copy mid-lock
     with open(index_file, "rb") as fh, cf.ProcessPoolExecutor(
             workers, mp_context=mp.get_context("spawn")) as pool:
@@ -1099,7 +1143,7 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
         carry = b""
         exhausted = False
         while True:
-            while not exhausted and len(in_flight) < workers * 2:
+            while not exhausted and len(in_flight) < workers + 1:
                 data = fh.read(BULK_BLOCK)
                 if not data:
                     exhausted = True
@@ -1111,16 +1155,21 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
                     continue
                 block, carry = data[: cut + 1], data[cut + 1:]
                 n = block.count(b"\n")
-                in_flight.append((pool.submit(prepare_block, block, source_id, next_id, read_at),
+                in_flight.append((pool.submit(prepare_bulk, block, source_id, next_id, read_at),
                                   len(block), next_id + n))
                 read_at += len(block)
                 next_id += n
             if not in_flight:
                 break
             future, size, next_after = in_flight.popleft()
-            prepared, bad = future.result()
+            prepared, bad, summary, heads, tails = future.result()
+            pairs = prepared[4]
+            for chan, keys in heads.items():
+                seen = last.get(chan, set())
+                pairs.extend((k, chan) for k in keys if k not in seen)
+            last.update((chan, set(keys)) for chan, keys in tails.items())
             with transaction(conn):
-                kept = insert_prepared(conn, prepared, next_after)
+                kept = insert_prepared(conn, prepared, next_after, summary)
                 offset += size
                 conn.execute("UPDATE sources SET offset=?, lines=lines+?, malformed=malformed+? WHERE id=?",
                              (offset, kept, bad, source_id))
