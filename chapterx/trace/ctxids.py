@@ -9,6 +9,7 @@ context) go in a second blob: NULL when the line carried none, empty when they a
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import zlib
@@ -195,7 +196,7 @@ def _analyse(content: bytes, prev: ChanState | None) -> tuple[LineContext, ChanS
                 suffix = norm[common + 1:]
                 new = suffix.split(b",") if suffix else []
                 if not new or (_plain_items(new, w) and new[0] > prev.last
-                               and all(a < b for a, b in zip(new, new[1:], strict=False))):
+                               and all(a < b for a, b in itertools.pairwise(new))):
                     last = new[-1] if new else prev.last
                     if w < 21 or last <= _INT64_MAX:
                         ctx = LineContext(n, int(norm[1:w - 1]), int(last[1:-1]), [int(s[1:-1]) for s in new], n, False)
@@ -208,17 +209,18 @@ def _analyse(content: bytes, prev: ChanState | None) -> tuple[LineContext, ChanS
         return None  # not an int64: a text key (general path)
     distinct = set(items)
     keys = sorted(int(s[1:-1]) for s in distinct)
-    ordered = len(distinct) == n and all(a < b for a, b in zip(items, items[1:], strict=False))
+    ordered = len(distinct) == n and all(a < b for a, b in itertools.pairwise(items))
     return LineContext(len(distinct), keys[0], keys[-1], keys, n, True), (ChanState(norm, w, items[-1]) if ordered else None)
 
 
-def _int_list(content: bytes, n: int) -> bool:
-    """A positions array of `n` plain integers (anything else takes the general path)."""
+def _int_list(content: bytes) -> int | None:
+    """The length of a positions array of plain integers; None for anything else."""
     try:
         values = json.loads(b"[" + content + b"]")
     except ValueError:
-        return False
-    return len(values) == n and all(type(v) is int and _NONE < v < 2 ** 63 for v in values)
+        return None
+    ok = all(type(v) is int and _NONE < v < 2 ** 63 for v in values)
+    return len(values) if ok else None
 
 
 def state_ids(state: ChanState) -> list[int]:
@@ -268,10 +270,12 @@ def cut_line(raw: bytes, prev: dict[str, ChanState]) -> tuple[dict[str, Any], Li
         n = got[0].count
         if positions == _identity(n):
             got[0].pos = IDENTITY
-        elif _int_list(positions, n):
-            got[0].pos = POS_IN_LINE
         else:
-            got = None  # a wrong length or odd values: the general path decides
+            size = _int_list(positions)
+            if size is None:
+                got = None  # odd values: the general path decides
+            else:  # of another length than the ids: no positions
+                got[0].pos = POS_IN_LINE if size == n else None
     if got is None:
         prev.pop(key, None)
         return None

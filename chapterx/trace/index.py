@@ -936,6 +936,22 @@ def line_context(conn: sqlite3.Connection, trace_row: int) -> tuple[list[int], l
     return ids, ctxids.decode_positions(c[7], len(ids))
 
 
+MOVE_RUNS_MAX = 64  # more runs of moved lines than this: the file is read again instead
+
+
+def move_lines(conn: sqlite3.Connection, source_id: int, moves: list[tuple[int, int, int]]) -> None:
+    """Lines of a source were moved back (a prune rewrote its file): context rows that point at
+    their line follow, given (start, end, bytes moved back) runs of old offsets. Too many runs:
+    the source is marked to be read again from the start (inside the caller's transaction)."""
+    moves = [m for m in moves if m[2]]
+    if len(moves) > MOVE_RUNS_MAX:
+        conn.execute("UPDATE sources SET inode=-1 WHERE id=?", (source_id,))
+        return
+    for start, end, back in moves:
+        conn.execute("UPDATE ctx SET src_off = src_off - ? WHERE src_off >= ? AND src_off < ? AND trace_row IN "
+                     "(SELECT id FROM traces WHERE source_id = ?)", (back, start, end, source_id))
+
+
 def set_context_positions(conn: sqlite3.Connection, trace_row: int, positions: dict[Any, Any]) -> None:
     """Fill the unknown context positions of one trace from {key: position} (read from its trace
     file; upstream index lines carry none). Non-numeric ids are message rows. A row checked

@@ -142,7 +142,8 @@ def _prune(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict[str,
                         doomed.append(p)
                         report["otherFiles"] += 1
             report["bytes"] += sum(_size(p) for p in doomed)
-            removed, kept, fragment = _rewrite_index(index_file, cutoff, dry_run) if has_index else (0, 0, 0)
+            moves: list[tuple[int, int, int]] = []
+            removed, kept, fragment = _rewrite_index(index_file, cutoff, dry_run, moves) if has_index else (0, 0, 0)
             report["indexLinesRemoved"] += removed
             report["indexLinesKept"] += kept
             if not dry_run:
@@ -150,7 +151,7 @@ def _prune(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict[str,
                     with contextlib.suppress(FileNotFoundError):
                         p.unlink()
                 if has_index:
-                    _update_db(store, index_file, cutoff, fragment)
+                    _update_db(store, index_file, cutoff, fragment, moves)
         finally:
             if lock_fd is not None:
                 os.close(lock_fd)
@@ -163,33 +164,47 @@ def _prune(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict[str,
     return report
 
 
-def _rewrite_index(index_file: Path, cutoff: float, dry_run: bool) -> tuple[int, int, int]:
+def _rewrite_index(index_file: Path, cutoff: float, dry_run: bool,
+                   moves: list[tuple[int, int, int]]) -> tuple[int, int, int]:
     """Copy the lines to keep into a temp file and rename it over the index (caller holds the
-    lock). Returns (lines removed, lines kept, bytes of a trailing unfinished fragment kept)."""
+    lock). Returns (lines removed, lines kept, bytes of a trailing unfinished fragment kept);
+    `moves` gets (start, end, bytes moved back) for each run of kept lines (the index keeps
+    where each line is)."""
     removed = kept = 0
     fragment = 0
+    at = 0  # offset in the old file
+    dropped = 0  # bytes dropped before `at`
     tmp = index_file.parent / f".{index_file.name}.prune.{os.getpid()}.tmp"
     out = None if dry_run else open(tmp, "wb")  # noqa: SIM115 - closed (or removed) in the finally below
     try:
         with open(index_file, "rb") as fh:
             for raw in fh:
+                start = at
+                at += len(raw)
                 if not raw.endswith(b"\n"):
                     fragment = len(raw)  # a line still being written by a writer that ignores our lock
                     if out:
                         out.write(raw)
                     continue
                 if not raw.strip():
+                    dropped += len(raw)
                     continue
                 try:
                     obj = json.loads(raw)
                     ts = parse_iso(obj.get("timestamp")) if isinstance(obj, dict) else None
                 except ValueError:
                     removed += 1  # malformed lines are dropped
+                    dropped += len(raw)
                     continue
                 if ts is not None and ts < cutoff:
                     removed += 1
+                    dropped += len(raw)
                     continue
                 kept += 1
+                if moves and moves[-1][1] == start and moves[-1][2] == dropped:
+                    moves[-1] = (moves[-1][0], at, dropped)
+                else:
+                    moves.append((start, at, dropped))
                 if out:
                     out.write(raw)
         if out:
@@ -206,7 +221,8 @@ def _rewrite_index(index_file: Path, cutoff: float, dry_run: bool) -> tuple[int,
     return removed, kept, fragment
 
 
-def _update_db(store: TraceStore, index_file: Path, cutoff: float, fragment: int) -> None:
+def _update_db(store: TraceStore, index_file: Path, cutoff: float, fragment: int,
+               moves: list[tuple[int, int, int]]) -> None:
     """Drop the pruned rows and point the tail state at the rewritten file (no full re-read)."""
     st = os.stat(index_file)
     with store.write_transaction() as conn:
@@ -217,4 +233,5 @@ def _update_db(store: TraceStore, index_file: Path, cutoff: float, fragment: int
                 "UPDATE sources SET dev=?, inode=?, offset=?, head=? WHERE id=?",
                 (st.st_dev, st.st_ino, st.st_size - fragment,
                  ix.file_head(index_file) if st.st_size - fragment > 0 else None, row[0]))
+            ix.move_lines(conn, row[0], moves)
             ix.bump_generation(conn)

@@ -618,7 +618,7 @@ class TraceStore:
 
     # ------------------------------------------------------------------ API: search
     def search(self, query: str, *, bot: str | None = None, limit: int = DEFAULT_LIMIT,
-               offset: int = 0) -> dict[str, Any]:
+               offset: int = 0, _again: bool = True) -> dict[str, Any]:
         """`/api/search`: traces that used a Discord message (link or id; relay ids match their
         snowflake), one role per trace (trigger, else context with position, else sent)."""
         self._auto_refresh()
@@ -642,6 +642,10 @@ class TraceStore:
                 hits = ix.context_hits(self._conn, key, stale)
                 if stale:
                     self._source_changed(stale)
+                    if _again and self._worker is None:
+                        # read the changed file again now and answer from it
+                        self.refresh()
+                        return self.search(query, bot=bot, limit=limit, offset=offset, _again=False)
                 found = list(hits)
                 for i in range(0, len(found), 500):
                     part = found[i:i + 500]
