@@ -624,7 +624,7 @@ def prepare_block(block: bytes, source_id: int, first_id: int, base_offset: int 
     ctxs: list[tuple[Any, ...]] = []
     pairs: list[tuple[int, str]] = []
     names: dict[str, str] = {}
-    prev: dict[str, ctxids.ChanState] = {}
+    prev: dict[tuple[str, bytes], ctxids.ChanState] = {}
     malformed = 0
     next_id = first_id
     off = base_offset
@@ -648,7 +648,9 @@ def prepare_block(block: bytes, source_id: int, first_id: int, base_offset: int 
         if row is None:
             malformed += 1
             if lc is not None:  # its new ids are not written: the channel's next line starts over
-                prev.pop(row_chan(entry), None)
+                chan = row_chan(entry)
+                for key in [k for k in prev if k[0] == chan]:
+                    del prev[key]
             continue
         rid = next_id
         next_id += 1
@@ -673,8 +675,8 @@ def prepare_block(block: bytes, source_id: int, first_id: int, base_offset: int 
         if name and entry.get("channelId"):
             names[str(entry["channelId"])] = str(name)
     if tails is not None:
-        for chan, state in prev.items():
-            tails[chan] = ctxids.state_ids(state)
+        for (chan, _p), state in prev.items():
+            tails.setdefault(chan, []).extend(ctxids.state_ids(state))
     return (rows, msgs, names, ctxs, pairs), malformed
 
 
@@ -1005,7 +1007,7 @@ def file_head(path: Path) -> str:
 
 def _parse_line(raw: bytes) -> dict[str, Any] | None:
     try:
-        obj = json.loads(raw)
+        obj = ctxids.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return None
     return obj if isinstance(obj, dict) else None

@@ -497,24 +497,22 @@ class TraceStore:
 
     def _select(self, sql: str, params: Any = ()) -> list[Row]:
         """Rows as dicts keyed by column name (caller holds the lock)."""
-        cur = self._conn.cursor()
-        cur.row_factory = sqlite3.Row
-        return [dict(r) for r in cur.execute(sql, params).fetchall()]
+        cur = self._conn.execute(sql, params)
+        rows = cur.fetchall()
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in rows]
 
     def _slim(self, row: Row, names: dict[str, str]) -> dict[str, Any]:
         channel_id, is_thread, success = row["channel_id"], row["is_thread"], row["success"]
-        values = {
-            "traceId": row["trace_id"], "timestamp": row["timestamp"], "channelId": channel_id,
-            "triggeringMessageId": row["trigger_id"], "botName": row["bot"],
+        values = (  # in SLIM_FIELDS order
+            row["trace_id"], row["timestamp"], channel_id, row["trigger_id"], row["bot"],
             # upstream resolves names through a cache filled from every line (latest wins)
-            "channelName": names.get(channel_id or "") or row["channel_name"] or channel_id,
-            "activationReason": row["reason"], "triggerPreview": row["trigger_preview"],
-            "responsePreview": row["response_preview"],
-            "isThread": None if is_thread is None else bool(is_thread), "parentChannelId": row["parent_channel_id"],
-            "success": bool(success), "durationMs": row["duration_ms"], "llmCallCount": row["llm_calls"],
-            "toolExecutionCount": row["tool_execs"], "totalTokens": row["total_tokens"],
-        }
-        out = {k: values[k] for k in SLIM_FIELDS if values[k] is not None}
+            names.get(channel_id or "") or row["channel_name"] or channel_id,
+            row["reason"], row["trigger_preview"], row["response_preview"],
+            None if is_thread is None else bool(is_thread), row["parent_channel_id"],
+            bool(success), row["duration_ms"], row["llm_calls"], row["tool_execs"], row["total_tokens"],
+        )
+        out = {k: v for k, v in zip(SLIM_FIELDS, values, strict=True) if v is not None}
         out["framework"] = row["framework"] or "chapterx"
         out["status"] = row["status"] or ("success" if success else "failed")
         out["cost"] = row["cost"]
