@@ -8,6 +8,10 @@ body of about --mb megabytes of linked chapter2 traces, and meanwhile reads `/ap
 20 ms; it prints the read latencies during the ingest (p50/p99/max) and the ingest time.
 Part 2 feeds --spans spans to `otlp.ReplyGrouper` in file-sized chunks and prints the rate per
 chunk (flat = linear; the old grouping got slower with every chunk).
+Part 3 (issue 14, `--fleet-spans 1000000`): posts that many spans to the viewer in file-sized
+bodies (`--per-post` spans, ~30k traces a file) one after another, while `/api/traces` and
+`/api/search` are read in turn every 20 ms; prints their p50/p99/max during the whole ingest, the
+ingest time and the index size.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from chapterx_compat.chapter2 import otlp
 from tests.security.otlpgen import linked_spans, request
 
 TOKEN = "bench-token-0123456789abcdef"
+_SLOW: list[tuple[float, float, str]] = []  # part 3: (ms, started at, which) of every read
 
 
 def _body(mb: float) -> tuple[bytes, int]:
@@ -39,17 +44,23 @@ def _body(mb: float) -> tuple[bytes, int]:
     return body, n
 
 
-async def _reads(port: int, stop: threading.Event, out: list[float]) -> None:
+async def _reads(port: int, stop: threading.Event, out: list[float], search: list[float] | None = None) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession() as http:
+        n = 0
         while not stop.is_set():
+            n += 1
             t = time.perf_counter()
-            async with http.get(f"http://127.0.0.1:{port}/api/traces?limit=50",
-                                headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            url = f"http://127.0.0.1:{port}/api/traces?limit=50"
+            if search is not None and n % 2 == 0:
+                url = f"http://127.0.0.1:{port}/api/search?q={1_300_000_000_000_000_000 + n}"
+            async with http.get(url, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
                 await r.read()
                 assert r.status == 200
-            out.append((time.perf_counter() - t) * 1000)
+            (search if search is not None and n % 2 == 0 else out).append((time.perf_counter() - t) * 1000)
+            if search is not None:
+                _SLOW.append(((time.perf_counter() - t) * 1000, t, url.split("?")[0].rsplit("/", 1)[1]))
             await asyncio.sleep(0.02)
 
 
@@ -124,6 +135,76 @@ async def part1(mb: float) -> None:
           f"p99 {q[-1]:.1f} ms, max {max(busy):.1f} ms")
 
 
+async def part3(total_spans: int, per_post: int) -> None:
+    """1M chapter2 spans ingested as a fleet writes them (file-sized bodies, one after another)
+    while the list and the search are read."""
+    import os
+    import socket
+    import subprocess
+
+    import aiohttp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    replies_per_post = max(1, int(per_post / 2.6))  # ~2.6 spans a reply in the generator
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = Path(tmp) / "logs"
+        logs.mkdir()
+        (Path(tmp) / "in").mkdir()
+        env = {**os.environ, "AUTH_TOKEN": TOKEN, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "chapterx", "traces", "serve", "--port", str(port), "--logs-dir", str(logs),
+            "--chapter2-logs-dir", str(Path(tmp) / "in"), "--index", str(Path(tmp) / "index.sqlite"),
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            await _wait_up(port, proc)
+            stop = threading.Event()
+            lat: list[float] = []
+            srch: list[float] = []
+            reader = asyncio.create_task(_reads(port, stop, lat, srch))
+            sent = posts = 0
+            base = time.time_ns() - 20 * 86400 * 10**9
+            t0 = time.perf_counter()
+            post_s: list[float] = []
+            marks: list[tuple[float, float]] = []
+            async with aiohttp.ClientSession() as http:
+                while sent < total_spans:
+                    posts += 1
+                    spans = linked_spans(replies_per_post, seed=posts, base=base + posts * 10**15 // 1000)
+                    body = json.dumps(request(spans)).encode()
+                    t = time.perf_counter()
+                    async with http.post(f"http://127.0.0.1:{port}/v1/traces", data=body,
+                                         headers={"Authorization": f"Bearer {TOKEN}",
+                                                  "Content-Type": "application/json"}) as r:
+                        assert r.status == 200, await r.text()
+                    post_s.append(time.perf_counter() - t)
+                    marks.append((t, time.perf_counter()))
+                    sent += len(spans)
+            ingest_s = time.perf_counter() - t0
+            stop.set()
+            await reader
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/api/traces?limit=1&framework=chapter2",
+                                    headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+                    total = (await r.json())["total"]
+            size = sum(p.stat().st_size for p in Path(tmp).glob("index.sqlite*"))
+        finally:
+            proc.terminate()
+            await proc.wait()
+    for name, xs in (("/api/traces", lat), ("/api/search", srch)):
+        xs.sort()
+        print(f"{name} during the ingest: {len(xs)} reads, p50 {statistics.median(xs):.1f} ms, "
+              f"p99 {xs[min(len(xs) - 1, int(len(xs) * 0.99))]:.1f} ms, max {xs[-1]:.1f} ms")
+    if "--verbose" in sys.argv:
+        print("posts (start, end) s:", [(round(a - t0, 2), round(b - t0, 2)) for a, b in marks])
+        print("slowest reads (ms, at s, which):",
+              [(round(ms), round(at - t0, 2), w) for ms, at, w in sorted(_SLOW, reverse=True)[:12]])
+    print(f"fleet ingest: {sent:,} spans in {posts} posts, {total:,} chapter2 traces listed, {ingest_s:.1f} s "
+          f"({sent / ingest_s:,.0f} spans/s; first post {post_s[0]:.2f} s, last {post_s[-1]:.2f} s); "
+          f"index {size / 1e6:.0f} MB")
+
+
 def part2(total: int) -> None:
     g = otlp.ReplyGrouper()
     done, chunk_no = 0, 0
@@ -146,8 +227,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=float, default=32)
     ap.add_argument("--spans", type=int, default=1_000_000)
+    ap.add_argument("--fleet-spans", type=int, default=0, help="part 3 only: spans to ingest into the viewer")
+    ap.add_argument("--per-post", type=int, default=80_000, help="part 3: spans a post (~30k traces)")
+    ap.add_argument("--verbose", action="store_true", help="part 3: the post times and the slowest reads")
     a = ap.parse_args()
     print("load average:", Path("/proc/loadavg").read_text().strip())
+    if a.fleet_spans:
+        asyncio.run(part3(a.fleet_spans, a.per_post))
+        print("load average:", Path("/proc/loadavg").read_text().strip())
+        return
     asyncio.run(part1(a.mb))
     part2(a.spans)
     print("load average:", Path("/proc/loadavg").read_text().strip())
