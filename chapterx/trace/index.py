@@ -1115,11 +1115,17 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
             if _bulk_parallel(conn, index_file, source_id, stats, progress):
                 changed = True
     if bulk:
-        with transaction(conn):
-            for stmt in _INDEXES:
-                conn.execute(stmt)
-            resume_fts(conn)
-            bump_generation(conn)
+        # the index sorts spill to temporary files: in memory they took the build's RSS to
+        # 1.1 GB at 10M lines
+        conn.execute("PRAGMA temp_store=FILE")
+        try:
+            with transaction(conn):
+                for stmt in _INDEXES:
+                    conn.execute(stmt)
+                resume_fts(conn)
+                bump_generation(conn)
+        finally:
+            conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
     return changed
