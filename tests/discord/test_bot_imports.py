@@ -3,8 +3,8 @@
 Every module a bot imports stays resident for its whole life (issue 10: RSS under 100 MiB). The bot
 answers a mention with a pinned `.config` (validated at run time) through the Anthropic SDK; then it
 must not hold jsonschema (our keyword validator checks the config schemas), Pillow (loaded with the
-first image only), the other vendors' SDKs, or built pydantic validators for the SDK's response
-types (responses are read as plain JSON). A later message with an image attachment loads Pillow.
+first image only), the other vendors' SDKs, the SDK's default HTTP stack (it uses its aiohttp
+transport), or built pydantic validators for the SDK's response types (read as plain JSON). A later message with an image attachment loads Pillow.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from chapterx.cli import main
 sys.exit(main(["run", "--config", sys.argv[1]]))
 """
 
-NOT_IN_A_PLAIN_BOT = ("jsonschema", "referencing", "rpds", "PIL", "openai", "google.genai", "botocore")
+# anyio._backends: the SDK's default httpx transport; the bot gives it the SDK's aiohttp transport instead
+NOT_IN_A_PLAIN_BOT = ("jsonschema", "referencing", "rpds", "PIL", "openai", "google.genai", "botocore",
+                      "anyio._backends")
 
 
 async def _report(proc: asyncio.subprocess.Process) -> dict[str, list[str]]:
