@@ -62,7 +62,8 @@ def _body(llm: FakeLLMServer, i: int) -> dict[str, Any]:
 async def test_chapter2_rules_end_to_end(tmp_path: Path) -> None:
     ems = _em(tmp_path)
     channels = [{"id": HARBOUR, "name": "harbour", "topic": "Harbour talk\n---\ncontinuation_max_tokens: 33\n---"}]
-    responses = [{"text": " high tide at nine\nlow tide at three"}, {"text": " nine fifteen"},
+    responses = [{"text": " high tide at nine\nlow tide at three", "stream_usage": True,
+                  "usage": {"input_tokens": 120}}, {"text": " nine fifteen"},
                  {"text": " thick until noon"}, {"http_status": 400, "error_body": {"error": {"message": "bad"}}},
                  {"text": " calm"}]
     async with FakeDiscord(token=TOKEN, bot=BOT, users=[ALICE], channels=channels,
@@ -144,6 +145,14 @@ async def test_chapter2_rules_end_to_end(tmp_path: Path) -> None:
         assert c2["channelConfig"] == {"continuation_max_tokens": 33, "temperature": 0.4}
         assert [m["content"] for m in c2["historyNewestFirst"]][:2] == ["wren, when is high tide?", "the fog rolls in"]
         assert c2["requests"][0]["max_tokens"] == 33 and [a["type"] for a in c2["actions"]] == ["send", "send"]
+        # the vendor's token counts reach the trace and the index (they were recorded as 0 before)
+        usage = ok["llmCalls"][0]["tokenUsage"]
+        assert usage["inputTokens"] == 120 and usage["outputTokens"] > 0
+        assert by_msg[first["id"]]["totalTokens"] == 120 + usage["outputTokens"]
+        # a vendor that reports nothing leaves the counts out: unknown is not zero
+        second = next(t for t in listed if t["traceId"] != ok["traceId"] and t.get("success"))
+        calls = (store.get_trace(second["traceId"]) or {})["llmCalls"]
+        assert calls and all("tokenUsage" not in c and "cost" not in c for c in calls)
         bad = store.get_trace(by_msg[failing["id"]]["traceId"])
         assert bad is not None and bad["outcome"]["success"] is False
         assert by_msg[failing["id"]].get("success") is False
