@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from chapterx.llm.fake import FakeLLMServer
-from tests.discord.test_e2e_run import ALICE, BOT, CHANNEL, TOKEN, _env, _stop, _tree
+from tests.discord.test_e2e_run import ALICE, BOT, CHANNEL, TOKEN, _env, _tree
 from tests.fakes.discord_server import FakeDiscord
+from tests.procs import stop
 
 # `chapterx run` itself (chapterx.cli.main), with a thread that reports the process's modules (ours, and others
 # to one dot) and
@@ -70,7 +71,7 @@ async def test_a_plain_bot_holds_only_what_it_uses(tmp_path: Path) -> None:
             await discord.wait_for("send", count=2, timeout=60)
             after_image = await _report(proc)
         finally:
-            code, stderr = await _stop(proc)
+            code, stderr = await stop(proc)
         assert code == 0, stderr
     assert llm.requests[0]["body"]["max_tokens"] == 321  # the pinned .config was read and checked
     modules = set(plain["modules"])
