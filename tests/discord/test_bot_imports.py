@@ -40,7 +40,7 @@ sys.exit(main(["run", "--config", sys.argv[1]]))
 
 # anyio._backends: the SDK's default httpx transport; the bot gives it the SDK's aiohttp transport instead
 NOT_IN_A_PLAIN_BOT = ("jsonschema", "referencing", "rpds", "PIL", "openai", "google.genai", "botocore",
-                      "anyio._backends")
+                      "anyio._backends", "regex")  # regex: chapter2 activation rules only
 
 
 async def _report(proc: asyncio.subprocess.Process) -> dict[str, list[str]]:
