@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from jsonschema.exceptions import ValidationError
+
 from chapterx.config import schema as sch
-from chapterx.config.keywords import SchemaError as ValidationError  # or jsonschema's, same fields
 from chapterx.config.report import Problem
 from chapterx.config.yamlio import Document, line_of
 

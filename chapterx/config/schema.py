@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
 
 from chapterx import paths
-from chapterx.config.keywords import KeywordValidator, SchemaError, Unsupported
 
 BOT_SCHEMA = "chapterx-bot"
 SHARED_SCHEMA = "chapterx-shared"
@@ -56,39 +57,19 @@ def _sibling_schemas() -> dict[str, dict[str, Any]]:
     return {p.name: json.loads(p.read_text(encoding="utf-8")) for p in schemas_dir().glob("chapterx-*.json")}
 
 
-class SchemaValidator(Protocol):
-    def iter_errors(self, instance: Any) -> Iterator[SchemaError]: ...  # or jsonschema's ValidationError
-
-
-def _resources(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The sibling files under their relative names, so "$ref": "chapterx-bot.schema.json" resolves
-    (and under the schema's own `$id` base when it has one)."""
+@cache
+def validator(name: str) -> Draft202012Validator:
+    schema = load_schema(name)
+    # Register the sibling files under their relative names so "$ref": "chapterx-bot.schema.json" resolves
+    # (and under the schema's own `$id` base when it has one).
     prefixes = [""]
     if base := schema.get("$id", ""):
         prefixes.append(base.rsplit("/", 1)[0] + "/")
-    return {prefix + file_name: contents for prefix in prefixes for file_name, contents in _sibling_schemas().items()}
-
-
-@cache
-def validator(name: str) -> SchemaValidator:
-    """Our keyword validator when the schema only uses what it checks (the config schemas), else
-    jsonschema: a bot then never loads jsonschema, and no schema is checked less (config/keywords.py)."""
-    schema = load_schema(name)
-    try:
-        return KeywordValidator(schema, _resources(schema))
-    except Unsupported:
-        fallback: SchemaValidator = jsonschema_validator(name)
-        return fallback
-
-
-@cache
-def jsonschema_validator(name: str) -> Any:
-    """jsonschema's Draft 2020-12 validator for a schema, with the same `$ref` registry."""
-    from jsonschema import Draft202012Validator
-    from referencing import Registry, Resource
-
-    schema = load_schema(name)
-    registry = Registry().with_resources((uri, Resource.from_contents(c)) for uri, c in _resources(schema).items())
+    registry = Registry().with_resources(
+        (prefix + file_name, Resource.from_contents(contents))
+        for prefix in prefixes
+        for file_name, contents in _sibling_schemas().items()
+    )
     return Draft202012Validator(schema, registry=registry)
 
 
