@@ -10,6 +10,8 @@ Run: .venv/bin/python bench/bench_runtime.py
    Discord" logged) and gateway READY -> ready, RSS (/proc VmRSS) at ready, 8 s later (the vendor
    SDK is imported in the background after ready) and after 50 activations, and which vendor SDKs
    a process wiring an Anthropic-only bot imports (only the bot's vendor should be).
+4. The floor: RSS of a fresh interpreter with only asyncio, aiohttp, discord.py and the Anthropic SDK
+   (what any Anthropic bot on discord.py holds, before a line of ChapterX).
 """
 
 from __future__ import annotations
@@ -163,11 +165,34 @@ def vendor_sdks_imported() -> list[str]:
     return done.stdout.split()
 
 
+def floor_mib() -> dict[str, float]:
+    """The RSS no Anthropic bot on discord.py can go below, in a fresh interpreter: bare Python, plus
+    asyncio + aiohttp + discord.py (the gateway), plus `import anthropic` and one async client."""
+    import subprocess
+
+    code = ("def rss():\n"
+            "    for line in open('/proc/self/status'):\n"
+            "        if line.startswith('VmRSS:'): return int(line.split()[1]) / 1024\n"
+            "bare = rss()\n"
+            "import asyncio, aiohttp, discord\n"
+            "gateway = rss()\n"
+            "import anthropic\n"
+            "anthropic.AsyncAnthropic(api_key='x', http_client=anthropic.DefaultAioHttpClient())\n"
+            "print(bare, gateway, rss())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    bare, gateway, sdk = (float(x) for x in done.stdout.split())
+    return {"bare_python": bare, "with_aiohttp_discord": gateway, "with_anthropic_sdk": sdk}
+
+
 async def main() -> None:
+    print("load average before:", Path("/proc/loadavg").read_text().strip())
     runs = [await process_run() for _ in range(3)]
     for key in runs[0]:
         values = sorted(r[key] for r in runs)
         print(f"{key}: median {statistics.median(values):.2f} (min {values[0]:.2f}, max {values[-1]:.2f})")
+    floors = [floor_mib() for _ in range(3)]
+    print("floor (fresh interpreter, MiB): " + ", ".join(
+        f"{key} {statistics.median(f[key] for f in floors):.1f}" for key in floors[0]))
     print("vendor SDKs imported for an Anthropic-only bot:", " ".join(vendor_sdks_imported()))
     print("load average:", Path("/proc/loadavg").read_text().strip())
     rate = await decisions()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,20 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared material not present: {path}")
     return path
+
+
+def golden_cases(*parts: str) -> dict[str, dict[str, Any]]:
+    """A golden file's cases by id (skips the test when ../shared/ is absent)."""
+    data = json.loads(shared_path("golden", *parts).read_text(encoding="utf-8"))
+    return {c["id"]: c for c in data["cases"]}
+
+
+def golden_ids(*parts: str) -> list[str]:
+    """Case ids to parametrize with; one placeholder id (whose test then skips) when ../shared/ is absent."""
+    try:
+        return list(golden_cases(*parts))
+    except pytest.skip.Exception:
+        return ["skipped"]
 
 
 @pytest.fixture

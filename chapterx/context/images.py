@@ -7,6 +7,8 @@ the same with Pillow (the JPEG bytes differ from mozjpeg's; the vectors compare 
 structure). Re-encoding costs tens of milliseconds, so results are cached by the input's SHA-256:
 in memory for the process and on disk under `CACHE_PATH/images/` (when CACHE_PATH is set) across
 restarts. An image Pillow cannot decode is skipped (None), like one whose bytes are not an image.
+Pillow is imported on the first image, not with the module: most bots never see one, and it costs
+~2.5 MiB of RSS in every bot process (bench/README.md, bot runtime).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from chapterx.context.types import ImageData
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ def _encode(img: Image.Image, as_png: bool, quality: int = JPEG_QUALITY) -> byte
 
 def reencode(data: bytes) -> PreparedImage | None:
     """Pure: the bytes upstream would send for `data` (None when it is not a decodable image)."""
-    from PIL import ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as opened:
@@ -87,6 +91,8 @@ def reencode(data: bytes) -> PreparedImage | None:
 
 def _shrink(img: Image.Image) -> tuple[bytes, bool, Image.Image]:
     """Upstream's resampling ladder for an image whose base64 is over 5 MB (always ends as JPEG)."""
+    from PIL import Image
+
     out = b""
     for q in RETRY_QUALITIES:
         out = _encode(img, False, q)
@@ -172,7 +178,7 @@ class ImageCache:
                 data = path.read_bytes()
             except OSError:
                 continue
-            from PIL import UnidentifiedImageError
+            from PIL import Image, UnidentifiedImageError
 
             try:
                 with Image.open(io.BytesIO(data)) as img:

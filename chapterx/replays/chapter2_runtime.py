@@ -42,7 +42,7 @@ class ScriptedCompleter:
         self.script = list(script)
         self.release = release
 
-    async def __call__(self, request: Any) -> tuple[str, str | None]:
+    async def __call__(self, request: Any, usage: dict[str, int] | None = None) -> tuple[str, str | None]:
         if self.release is not None:
             await self.release.wait()
         if not self.script:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,48 +188,48 @@ class Rollup:
         return out
 
 
-def hourly(rollup: Rollup, w: Window, *, bot: str | None = None, framework: str | None = None
-           ) -> dict[str, Any]:
-    """Activations, failures, failure rate and p50/p95 duration per bot and bucket."""
-    n = w.count
-    since, width = w.since, w.bucket_seconds
+def _per_bot(rollup: Rollup, w: Window, bot: str | None, framework: str | None, fields: dict[str, Any],
+             fill: Callable[[dict[str, Any], int, aggregates.BucketStats], None]) -> dict[str, Any]:
+    """One series per bot and framework (each field a list with one slot per bucket, starting at its
+    value in `fields`); `fill` puts one hour's stats into its slot."""
     series: dict[tuple[str, str], dict[str, Any]] = {}
     for b in rollup.stats(w, bot=bot, framework=framework):
         s = series.get((b.bot, b.framework))
         if s is None:
-            s = series[(b.bot, b.framework)] = {
-                "bot": b.bot, "framework": b.framework, "activations": [0] * n, "failures": [0] * n,
-                "failureRate": [None] * n, "p50Ms": [None] * n, "p95Ms": [None] * n}
-        k = int((b.bucket_start - since) // width)
+            s = series[(b.bot, b.framework)] = {"bot": b.bot, "framework": b.framework,
+                                                **{k: [v] * w.count for k, v in fields.items()}}
+        fill(s, int((b.bucket_start - w.since) // w.bucket_seconds), b)
+    return _doc(w, [series[k] for k in sorted(series)])
+
+
+def hourly(rollup: Rollup, w: Window, *, bot: str | None = None, framework: str | None = None
+           ) -> dict[str, Any]:
+    """Activations, failures, failure rate and p50/p95 duration per bot and bucket."""
+
+    def fill(s: dict[str, Any], k: int, b: aggregates.BucketStats) -> None:
         s["activations"][k] = b.activations
         s["failures"][k] = b.failures
         if b.activations:
             s["failureRate"][k] = b.failures / b.activations
         s["p50Ms"][k] = b.p50_ms
         s["p95Ms"][k] = b.p95_ms
-    return _doc(w, [series[k] for k in sorted(series)])
+
+    fields = {"activations": 0, "failures": 0, "failureRate": None, "p50Ms": None, "p95Ms": None}
+    return _per_bot(rollup, w, bot, framework, fields, fill)
 
 
 def daily(rollup: Rollup, w: Window, *, bot: str | None = None, framework: str | None = None
           ) -> dict[str, Any]:
     """Activations, input/output tokens and cost per bot and day (sums of its hours)."""
-    n = w.count
-    since, width = w.since, w.bucket_seconds
-    series: dict[tuple[str, str], dict[str, Any]] = {}
-    for b in rollup.stats(w, bot=bot, framework=framework):
-        s = series.get((b.bot, b.framework))
-        if s is None:
-            s = series[(b.bot, b.framework)] = {
-                "bot": b.bot, "framework": b.framework, "activations": [0] * n,
-                "inputTokens": [0] * n, "outputTokens": [0] * n, "costUsd": [0.0] * n}
-        k = int((b.bucket_start - since) // width)
+
+    def fill(s: dict[str, Any], k: int, b: aggregates.BucketStats) -> None:
         s["activations"][k] += b.activations
         s["inputTokens"][k] += b.input_tokens
         s["outputTokens"][k] += b.output_tokens
-        s["costUsd"][k] += b.cost_usd
-    for s in series.values():
-        s["costUsd"] = [round(c, 8) for c in s["costUsd"]]
-    return _doc(w, [series[k] for k in sorted(series)])
+        s["costUsd"][k] = round(s["costUsd"][k] + b.cost_usd, 8)
+
+    fields = {"activations": 0, "inputTokens": 0, "outputTokens": 0, "costUsd": 0.0}
+    return _per_bot(rollup, w, bot, framework, fields, fill)
 
 
 def _doc(w: Window, series: list[dict[str, Any]]) -> dict[str, Any]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pydantic
 import pytest
 
 from chapterx_compat.chapter2.formats import Message, load_format
-from tests.conftest import shared_path
+from tests.conftest import golden_cases, golden_ids
 
 # Quirks not reproduced (docs/differences.md#postprocess): rendering a message without an author object
 # crashes upstream in these formats; we render its raw content instead.
@@ -19,26 +18,15 @@ NO_CRASH = {
 }
 
 
-def _cases() -> list[dict[str, Any]]:
-    return list(json.loads(shared_path("golden", "chapter2", "message-formats.json").read_text())["cases"])
-
-
-def _ids() -> list[str]:
-    try:
-        return [c["id"] for c in _cases()]
-    except pytest.skip.Exception:
-        return ["skipped"]
-
-
 def _case(case_id: str) -> dict[str, Any]:
-    return next(c for c in _cases() if c["id"] == case_id)
+    return golden_cases("chapter2", "message-formats.json")[case_id]
 
 
 def _dump(fmt: Any) -> dict[str, Any]:
     return {"class": type(fmt).__name__, **fmt.model_dump()}
 
 
-@pytest.mark.parametrize("case_id", _ids())
+@pytest.mark.parametrize("case_id", golden_ids("chapter2", "message-formats.json"))
 def test_message_format_case(case_id: str) -> None:
     case = _case(case_id)
     inp, exp = case["input"], case["expected"]

@@ -26,22 +26,18 @@ from chapterx_compat.chapter2.formats.generation import (
     parse_replies,
 )
 from chapterx_compat.chapter2.formats.prompt import PromptSettings, assemble_prompt, build_prompt
-from tests.conftest import shared_path
+from tests.conftest import golden_cases, golden_ids
 
 NOW = datetime(2025, 3, 14, 15, 9, 26)
 HOST = "golden-host"
 
 
 def _cases() -> dict[str, dict[str, Any]]:
-    data = json.loads(shared_path("golden", "chapter2", "prompt-assembly.json").read_text())
-    return {c["id"]: c for c in data["cases"]}
+    return golden_cases("chapter2", "prompt-assembly.json")
 
 
 def _ids() -> list[str]:
-    try:
-        return list(_cases())
-    except pytest.skip.Exception:
-        return ["skipped"]
+    return golden_ids("chapter2", "prompt-assembly.json")
 
 
 def _write_tree(case: dict[str, Any], root: Path) -> tuple[dict[str, Any], Path]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 from chapterx.llm.fake import FakeLLMServer
 from tests.conftest import REPO_DIR
 from tests.fakes.discord_server import FakeDiscord
+from tests.procs import start_chapterx, stop
 
 TOKEN = "MTIzNDU2Nzg5.fake-chapter2-TOKEN.e2e-secret-value"
 KEY = "sk-c2rt-SECRET-KEY-0003"
@@ -44,17 +43,6 @@ def _em(tmp: Path) -> Path:
     return ems
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> str:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        _out, err = await asyncio.wait_for(proc.communicate(), 30)
-    except TimeoutError:
-        proc.kill()
-        _out, err = await proc.communicate()
-    return err.decode("utf-8", "replace")
-
-
 def _body(llm: FakeLLMServer, i: int) -> dict[str, Any]:
     return dict(llm.requests[i]["body"])
 
@@ -62,7 +50,8 @@ def _body(llm: FakeLLMServer, i: int) -> dict[str, Any]:
 async def test_chapter2_rules_end_to_end(tmp_path: Path) -> None:
     ems = _em(tmp_path)
     channels = [{"id": HARBOUR, "name": "harbour", "topic": "Harbour talk\n---\ncontinuation_max_tokens: 33\n---"}]
-    responses = [{"text": " high tide at nine\nlow tide at three"}, {"text": " nine fifteen"},
+    responses = [{"text": " high tide at nine\nlow tide at three", "stream_usage": True,
+                  "usage": {"input_tokens": 120}}, {"text": " nine fifteen"},
                  {"text": " thick until noon"}, {"http_status": 400, "error_body": {"error": {"message": "bad"}}},
                  {"text": " calm"}]
     async with FakeDiscord(token=TOKEN, bot=BOT, users=[ALICE], channels=channels,
@@ -78,9 +67,7 @@ async def test_chapter2_rules_end_to_end(tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         env.update({"LOGS_DIR": str(tmp_path / "logs"), "CHAPTERX_DISCORD_API": discord.api_base,
                     "CHAPTERX_LLM_BASE_URL": llm.base_url, "PYTHONPATH": str(REPO_DIR), "LOG_LEVEL": "info"})
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chapterx", "run", "--ems", str(ems), "--bot", "wren", env=env, cwd=str(tmp_path),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        proc = await start_chapterx(["run", "--ems", str(ems), "--bot", "wren"], env, tmp_path)
         try:
             await asyncio.wait_for(discord.identified.wait(), 60)
             await asyncio.sleep(0.5)
@@ -107,7 +94,7 @@ async def test_chapter2_rules_end_to_end(tmp_path: Path) -> None:
             await discord.wait_for("avatar", timeout=60)  # uploaded from discord_avatar once ready
             await asyncio.sleep(0.3)
         finally:
-            stderr = await _stop(proc)
+            _code, stderr = await stop(proc)
     assert proc.returncode == 0, stderr
     assert "chapter2 activation rules" in stderr
     assert TOKEN not in stderr and KEY not in stderr
@@ -144,6 +131,14 @@ async def test_chapter2_rules_end_to_end(tmp_path: Path) -> None:
         assert c2["channelConfig"] == {"continuation_max_tokens": 33, "temperature": 0.4}
         assert [m["content"] for m in c2["historyNewestFirst"]][:2] == ["wren, when is high tide?", "the fog rolls in"]
         assert c2["requests"][0]["max_tokens"] == 33 and [a["type"] for a in c2["actions"]] == ["send", "send"]
+        # the vendor's token counts reach the trace and the index (they were recorded as 0 before)
+        usage = ok["llmCalls"][0]["tokenUsage"]
+        assert usage["inputTokens"] == 120 and usage["outputTokens"] > 0
+        assert by_msg[first["id"]]["totalTokens"] == 120 + usage["outputTokens"]
+        # a vendor that reports nothing leaves the counts out: unknown is not zero
+        second = next(t for t in listed if t["traceId"] != ok["traceId"] and t.get("success"))
+        calls = (store.get_trace(second["traceId"]) or {})["llmCalls"]
+        assert calls and all("tokenUsage" not in c and "cost" not in c for c in calls)
         bad = store.get_trace(by_msg[failing["id"]]["traceId"])
         assert bad is not None and bad["outcome"]["success"] is False
         assert by_msg[failing["id"]].get("success") is False
@@ -187,16 +182,14 @@ async def test_migrated_bot_keeps_chapter2_rules(tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
         env.update({"LOGS_DIR": str(tmp_path / "logs"), "CHAPTERX_DISCORD_API": discord.api_base,
                     "CHAPTERX_LLM_BASE_URL": llm.base_url, "PYTHONPATH": str(REPO_DIR), "LOG_LEVEL": "info"})
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chapterx", "run", "--config", str(out / "config" / "bots" / "wren.yaml"),
-            env=env, cwd=str(tmp_path), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        proc = await start_chapterx(["run", "--config", str(out / "config" / "bots" / "wren.yaml")], env, tmp_path)
         try:
             await asyncio.wait_for(discord.identified.wait(), 60)
             await asyncio.sleep(0.5)
             await discord.user_message(HARBOUR, ALICE["id"], "wren, when does the tide turn?")
             sends = await discord.wait_for("send", timeout=60)
         finally:
-            stderr = await _stop(proc)
+            _code, stderr = await stop(proc)
     assert proc.returncode == 0, stderr
     assert "chapter2 activation rules" in stderr
     assert sends[0]["content"] == "the tide turns at nine" and sends[0]["reply_to"] is None

@@ -11,19 +11,15 @@ from typing import Any
 import pytest
 
 from chapterx.replays.chapter2_runtime import run_case
-from tests.conftest import shared_path
+from tests.conftest import golden_cases, golden_ids, shared_path
 
 
 def _cases() -> dict[str, dict[str, Any]]:
-    data = json.loads(shared_path("golden", "chapter2", "discord-runtime.json").read_text())
-    return {c["id"]: c for c in data["cases"]}
+    return golden_cases("chapter2", "discord-runtime.json")
 
 
 def _ids() -> list[str]:
-    try:
-        return list(_cases())
-    except pytest.skip.Exception:
-        return ["skipped"]
+    return golden_ids("chapter2", "discord-runtime.json")
 
 
 def _exception(e: dict[str, str] | None) -> Any:

@@ -46,3 +46,41 @@ def test_a_long_unbroken_message_is_answered_at_once() -> None:
     threading.Thread(target=check, daemon=True).start()
     assert done.wait(5.0), "name rule still backtracking after 5 s"
     assert result == [False, True]
+
+
+def test_reply_on_regex_agrees_with_re_on_ordinary_patterns() -> None:
+    """The pinned pattern is run by `regex` (it has a time limit); on what chapter2 users write, the
+    answers are `re.fullmatch`'s."""
+    from chapterx_compat.chapter2.runtime.activation import regex_matches
+
+    patterns = [r".*\bwren\b.*", r"(?i)hello.*", r"[A-Z][a-z]+!", r"\d{3}-\d{4}", r".*\?$", r"(foo|bar)+",
+                r"(?s).*tide.*", r"\w+", r"[^aeiou ]+", r"a{2,3}b?", r"(?P<x>ab)(?P=x)", r"\s*", "[unclosed"]
+    rng = random.Random(11)
+    alphabet = ["wren", "Hello", "a", "b", "foo", "bar", "?", "!", " ", "\n", "1", "-", "tide", "ab", "é"]
+    for _ in range(3_000):
+        content = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+        for p in patterns:
+            try:
+                expected = re.fullmatch(p, content) is not None
+            except re.error:
+                expected = False
+            assert regex_matches(p, content) is expected, (p, content)
+
+
+def test_a_backtracking_pinned_regex_cannot_stall_the_bot(caplog: object) -> None:
+    """Someone who may pin sets `(a|aa)+b`; someone who may post sends 4000 a's. `re` would run for
+    longer than the universe; the check gives up at its time limit and says so once."""
+    import logging
+    import time
+
+    from chapterx_compat.chapter2.runtime.activation import REGEX_TIMEOUT_S, regex_matches
+
+    assert re.fullmatch(r"(a|aa)+b", "aaab") and regex_matches(r"(a|aa)+b", "aaab")  # it still matches
+    with caplog.at_level(logging.WARNING):  # type: ignore[attr-defined]
+        t0 = time.perf_counter()
+        for _ in range(3):
+            assert regex_matches(r"(a|aa)+b", "a" * 4000) is False
+        elapsed = time.perf_counter() - t0
+    assert elapsed < 3 * REGEX_TIMEOUT_S + 1.0
+    warnings = [r for r in caplog.records if "reply_on_regex" in r.getMessage()]  # type: ignore[attr-defined]
+    assert len(warnings) == 1

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ import pytest
 from chapterx.llm.fake import FakeLLMServer
 from tests.conftest import FIXTURES_DIR, REPO_DIR
 from tests.fakes.discord_server import FakeDiscord
+from tests.procs import start_chapterx, stop
 
 TOKEN = "MTIzNDU2Nzg5.fake-discord-TOKEN.e2e-secret-value"
 API_KEY = "sk-ant-e2e-SECRET-KEY-0001"
@@ -81,21 +81,7 @@ def _env(tmp_path: Path, discord: FakeDiscord, llm_url: str, **extra: str) -> di
     return env
 
 
-async def _start(args: list[str], env: dict[str, str], cwd: Path) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chapterx", *args, env=env, cwd=str(cwd),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> tuple[int, str]:
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        _out, err = await asyncio.wait_for(proc.communicate(), 30)
-    except TimeoutError:
-        proc.kill()
-        _out, err = await proc.communicate()
-    return int(proc.returncode or 0), err.decode("utf-8", "replace")
+_start, _stop = start_chapterx, stop  # the names the other e2e modules import
 
 
 async def test_run_answers_a_mention_and_writes_a_trace(tmp_path: Path) -> None:

@@ -133,10 +133,8 @@ async def test_decision_reads_reply_on_random_default_from_the_schema() -> None:
     assert not (await _decide([plain], {"name": "Aria"}, w, [chance])).activate
 
 
-@pytest.mark.parametrize(("limit", "answered"), [(None, ["30", "32"]), (2, ["30", "31", "32"]), (0, ["30"])])
-async def test_runtime_queues_busy_channel_triggers(limit: int | None, answered: list[str]) -> None:
-    """Past upstream (runtime.md): a trigger for a busy channel is answered afterwards, up to
-    `max_queued_replies` (default 1: the newest waits, older ones make room); 0 drops it as upstream."""
+def _gated_runtime(cfg: dict[str, Any]) -> tuple[RecordingWorld, BotRuntime, asyncio.Event, list[str | None]]:
+    """A runtime whose activations record their trigger and then wait for the gate (a busy channel)."""
     from chapterx.agent.activation import ActivationResult
     from chapterx.agent.state import ChannelState
 
@@ -144,16 +142,24 @@ async def test_runtime_queues_busy_channel_triggers(limit: int | None, answered:
     gate = asyncio.Event()
     calls: list[str | None] = []
 
-    async def fake_run(channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
+    async def gated_run(channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
         calls.append(trigger_id)
         await gate.wait()
         return ActivationResult(state=ChannelState())
 
+    rt = BotRuntime(w, RuntimeOptions(bot_id="aria", provider_factory=lambda m: None, load_config=lambda texts: cfg))
+    rt._run = gated_run  # type: ignore[method-assign]
+    return w, rt, gate, calls
+
+
+@pytest.mark.parametrize(("limit", "answered"), [(None, ["30", "32"]), (2, ["30", "31", "32"]), (0, ["30"])])
+async def test_runtime_queues_busy_channel_triggers(limit: int | None, answered: list[str]) -> None:
+    """Past upstream (runtime.md): a trigger for a busy channel is answered afterwards, up to
+    `max_queued_replies` (default 1: the newest waits, older ones make room); 0 drops it as upstream."""
     cfg: dict[str, Any] = {"name": "Aria", "reply_on_random": 0}
     if limit is not None:
         cfg["max_queued_replies"] = limit
-    rt = BotRuntime(w, RuntimeOptions(bot_id="aria", provider_factory=lambda m: None, load_config=lambda texts: cfg))
-    rt._run = fake_run  # type: ignore[method-assign]
+    _w, rt, gate, calls = _gated_runtime(cfg)
     first = await rt.process_batch([Event("message", "10", "1", _msg("30", HUMAN, f"<@{BOT}> a"), mentions_bot=True)])
     second = await rt.process_batch([Event("message", "10", "1", _msg("31", HUMAN, f"<@{BOT}> b"), mentions_bot=True)])
     third = await rt.process_batch([Event("message", "10", "1", _msg("32", HUMAN, f"<@{BOT}> c"), mentions_bot=True)])
@@ -167,22 +173,7 @@ async def test_runtime_queues_busy_channel_triggers(limit: int | None, answered:
 
 async def test_m_command_is_queued_even_with_no_queue() -> None:
     """`m` commands are never lost: queued for a busy channel even with `max_queued_replies: 0`."""
-    from chapterx.agent.activation import ActivationResult
-    from chapterx.agent.state import ChannelState
-
-    w = _world([{"id": "5", "author_id": HUMAN, "content": "hello"}])
-    gate = asyncio.Event()
-    calls: list[str | None] = []
-
-    async def fake_run(channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
-        calls.append(trigger_id)
-        await gate.wait()
-        return ActivationResult(state=ChannelState())
-
-    rt = BotRuntime(w, RuntimeOptions(bot_id="aria", provider_factory=lambda m: None,
-                                      load_config=lambda texts: {"name": "Aria", "reply_on_random": 0,
-                                                                 "max_queued_replies": 0}))
-    rt._run = fake_run  # type: ignore[method-assign]
+    w, rt, gate, calls = _gated_runtime({"name": "Aria", "reply_on_random": 0, "max_queued_replies": 0})
     await rt.process_batch([Event("message", "10", "1", _msg("30", HUMAN, f"<@{BOT}> a"), mentions_bot=True)])
     cmd = w.add_message("10", {"id": "31", "author_id": HUMAN, "content": f"m continue <@{BOT}>"})
     out = await rt.process_batch([Event("message", "10", "1", cmd, mentions_bot=True)])
@@ -329,22 +320,9 @@ async def test_failed_activation_shows_error_reaction(setting: str | None, react
 
 async def test_queued_triggers_are_bounded_per_channel() -> None:
     """`m` commands are always queued, but a flood stops at MAX_WAITING per channel."""
-    from chapterx.agent.activation import ActivationResult
     from chapterx.agent.runtime import MAX_WAITING
-    from chapterx.agent.state import ChannelState
 
-    w = _world([{"id": "5", "author_id": HUMAN, "content": "hello"}])
-    gate = asyncio.Event()
-    calls: list[str | None] = []
-
-    async def fake_run(channel_id: str, guild_id: str, trigger_id: str | None) -> ActivationResult:
-        calls.append(trigger_id)
-        await gate.wait()
-        return ActivationResult(state=ChannelState())
-
-    rt = BotRuntime(w, RuntimeOptions(bot_id="aria", provider_factory=lambda m: None,
-                                      load_config=lambda texts: {"name": "Aria", "reply_on_random": 0}))
-    rt._run = fake_run  # type: ignore[method-assign]
+    w, rt, gate, calls = _gated_runtime({"name": "Aria", "reply_on_random": 0})
     await rt.process_batch([Event("message", "10", "1", _msg("30", HUMAN, f"<@{BOT}> a"), mentions_bot=True)])
     for i in range(MAX_WAITING + 5):
         cmd = w.add_message("10", {"id": str(100 + i), "author_id": HUMAN, "content": f"m continue <@{BOT}>"})

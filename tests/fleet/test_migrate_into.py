@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
 import stat
 import sys
@@ -23,6 +22,7 @@ from chapterx.fleet.units import BOT_UNIT, UnitOptions, render_units
 from chapterx.llm.fake import FakeLLMServer
 from tests.conftest import FIXTURES_DIR, REPO_DIR
 from tests.fakes.discord_server import FakeDiscord
+from tests.procs import start_argv, stop
 
 HARBOUR = FIXTURES_DIR / "chapter2" / "harbour" / "ems"
 EXISTING_SHARED = """\
@@ -217,9 +217,7 @@ async def test_migrated_bot_runs_from_the_unit_and_notifies_systemd(tmp_path: Pa
             env.update(NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="400000", PYTHONPATH=str(REPO_DIR),
                        CHAPTERX_DISCORD_API=discord.api_base, CHAPTERX_LLM_BASE_URL=llm.base_url)
             argv = _unit_exec(prefix, "tern")
-            proc = await asyncio.create_subprocess_exec(*argv, env=env, cwd=str(prefix),
-                                                        stdout=asyncio.subprocess.PIPE,
-                                                        stderr=asyncio.subprocess.PIPE)
+            proc = await start_argv(argv, env, prefix)
             try:
                 for _ in range(600):
                     if any(m.startswith("READY=1") for m in got) or proc.returncode is not None:
@@ -230,23 +228,17 @@ async def test_migrated_bot_runs_from_the_unit_and_notifies_systemd(tmp_path: Pa
                 sends = await discord.wait_for("send", timeout=60)
                 await asyncio.sleep(0.5)
             finally:
-                if proc.returncode is None:
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    _o, err = await asyncio.wait_for(proc.communicate(), 30)
-                except TimeoutError:
-                    proc.kill()
-                    _o, err = await proc.communicate()
+                code, err = await stop(proc)
             await asyncio.sleep(0.1)
     finally:
         loop.remove_reader(sock.fileno())
         sock.close()
-    assert proc.returncode == 0, err.decode()
+    assert code == 0, err
     assert "all clear" in sends[0]["content"]
     assert got[0].startswith("READY=1") and "WATCHDOG=1" in got and got[-1] == "STOPPING=1"
     # the trace sits where the viewer and `fleet status` look, under the unit's bot name
     assert list((prefix / "logs" / "traces" / "tern").glob("*.json"))
-    assert token not in err.decode()
+    assert token not in err
     shutil.rmtree(prefix / "cache", ignore_errors=True)
 
 

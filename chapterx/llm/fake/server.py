@@ -13,7 +13,8 @@ refusal | tool_use), `stop_sequence`, `thinking` (Anthropic thinking block, Open
 connection before answering), "reset_mid_stream", "stall" (send part of the stream, then go
 silent), "malformed" (a broken SSE/event frame after the first delta); `fault_after_deltas` (how
 many deltas before a mid-stream fault, default 1); `delay` (seconds before answering); `usage`
-{input_tokens, output_tokens, ...}; `headers` (extra response headers).
+{input_tokens, output_tokens, ...}; `stream_usage` (a streamed completion's last chunk carries `usage`
+even unasked, as OpenRouter and several OpenAI-compatible servers do); `headers` (extra response headers).
 """
 
 from __future__ import annotations
@@ -404,6 +405,8 @@ class FakeLLMServer:
         events = [chunk(part, None) for part in chunks(text)] or [chunk("", None)]
         events.insert(0, chunk("", None))
         events.append(chunk("", self._finish_reason(spec)))
+        if spec.get("stream_usage"):
+            events[-1]["usage"] = self._openai_usage(spec, text)
         frames = [_sse(ev) for ev in events]
         frames.append(b"data: [DONE]\n\n")
         return await self._stream(request, spec, frames, "text/event-stream")

@@ -20,7 +20,6 @@ from typing import Any
 import anthropic
 import httpx2
 from anthropic import AsyncStream
-from anthropic.types import Message, RawMessageStreamEvent
 
 from chapterx.llm.errors import ProviderError
 from chapterx.llm.providers.base import (
@@ -151,6 +150,9 @@ class AnthropicProvider(Provider):
                 "x-api-key": str(self.settings["api_key"]),
                 "Authorization": anthropic.omit,
             }
+            # The SDK's aiohttp transport (its public `DefaultAioHttpClient`): the bot already holds
+            # aiohttp for discord.py, so the SDK's default stack (httpcore, h11, anyio streams,
+            # truststore) is not loaded on top of it (bench/README.md, bot runtime)
             self._client = anthropic.AsyncAnthropic(
                 api_key=None,
                 auth_token=None,
@@ -158,6 +160,7 @@ class AnthropicProvider(Provider):
                 base_url=self.base_url,
                 max_retries=self.sdk_max_retries,
                 timeout=self.options.timeout,
+                http_client=anthropic.DefaultAioHttpClient(),
             )
         return self._client
 
@@ -233,12 +236,17 @@ class AnthropicProvider(Provider):
         if headers:
             options["headers"] = headers
         send = dict(body)
+        # `cast_to=object` (the SDK's generic-request form) hands back the decoded JSON as it came: the
+        # response is read as plain dicts here anyway, and typed SDK models would build their pydantic
+        # validators on first use (several MiB kept for the life of the bot; bench/README.md)
         if not request.stream:
-            msg = await client.post("/v1/messages", body=send, cast_to=Message, options=options)
-            return self._from_message(msg.model_dump(mode="json"), cutter, request)
+            msg = await client.post("/v1/messages", body=send, cast_to=object, options=options)
+            if not isinstance(msg, dict):
+                raise ProviderError(f"{self.error_prefix}response is not a JSON object", retryable=True)
+            return self._from_message(msg, cutter, request)
         stream = await client.post(
-            "/v1/messages", body=send, cast_to=Message, options=options, stream=True,
-            stream_cls=AsyncStream[RawMessageStreamEvent],
+            "/v1/messages", body=send, cast_to=object, options=options, stream=True,
+            stream_cls=AsyncStream[object],
         )
         return await self._consume(stream, cutter, request)
 
@@ -252,7 +260,9 @@ class AnthropicProvider(Provider):
         stop_details: Any = None
         try:
             async for event in with_stall_timeout(stream, self.options.stall_timeout):
-                ev = event.model_dump(mode="json") if hasattr(event, "model_dump") else dict(event)
+                if not isinstance(event, dict):
+                    raise ProviderError(f"{self.error_prefix}stream event is not a JSON object", retryable=True)
+                ev = event
                 et = ev.get("type")
                 if et == "message_start":
                     message = ev.get("message") or {}

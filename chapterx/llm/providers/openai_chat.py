@@ -18,8 +18,6 @@ from typing import Any
 
 import openai
 from openai import AsyncStream
-from openai.types import Completion
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from chapterx.llm.errors import ProviderError
 from chapterx.llm.providers.base import (
@@ -220,8 +218,8 @@ class OpenAIChatProvider(Provider):
     async def _attempt(self, request: ProviderRequest, body: dict[str, Any], cutter: StopCutter) -> ProviderResponse:
         client = self.client()
         if not body.get("stream"):
-            resp = await client.post("/chat/completions", body=dict(body), cast_to=ChatCompletion)
-            data = resp.model_dump(mode="json")
+            data = _json_object(await client.post("/chat/completions", body=dict(body), cast_to=object),
+                                self.error_prefix)
             choice = (data.get("choices") or [{}])[0]
             message = choice.get("message") or {}
             cutter.feed(message.get("content") or "")
@@ -230,8 +228,8 @@ class OpenAIChatProvider(Provider):
             return _response(cutter, choice.get("finish_reason"), tool_calls, data.get("usage"),
                              data.get("model") or request.model, self.error_prefix,
                              reasoning if isinstance(reasoning, str) else "")
-        stream = await client.post("/chat/completions", body=dict(body), cast_to=ChatCompletion, stream=True,
-                                   stream_cls=AsyncStream[ChatCompletionChunk])
+        stream = await client.post("/chat/completions", body=dict(body), cast_to=object, stream=True,
+                                   stream_cls=AsyncStream[object])
         calls: dict[int, dict[str, Any]] = {}
         reasoning_parts: list[str] = []
 
@@ -300,7 +298,7 @@ async def _read_stream(stream: AsyncStream[Any], stall_timeout: float, cutter: S
     model: str | None = None
     try:
         async for chunk in with_stall_timeout(stream, stall_timeout):
-            data = chunk.model_dump(mode="json")
+            data = _json_object(chunk, prefix)
             model = data.get("model") or model
             if data.get("usage"):
                 usage = data["usage"]
@@ -313,6 +311,15 @@ async def _read_stream(stream: AsyncStream[Any], stall_timeout: float, cutter: S
     finally:
         await close_quietly(stream)
     return stream_finish(cutter, finish, prefix), usage, model
+
+
+def _json_object(data: Any, prefix: str) -> dict[str, Any]:
+    """A response or stream chunk as the SDK decoded it. Requests pass `cast_to=object` (the SDK's
+    generic-request form): the JSON is read as dicts here anyway, and typed SDK models would build
+    their pydantic validators on first use and keep them for the life of the bot (bench/README.md)."""
+    if not isinstance(data, dict):
+        raise ProviderError(f"{prefix}response is not a JSON object", retryable=True)
+    return data
 
 
 def _response(cutter: StopCutter, finish: str | None, tool_calls: list[dict[str, Any]], usage: Any, model: str,
@@ -426,14 +433,13 @@ class CompletionsProvider(Provider):
         usage: Any = None
         model: str | None = None
         if not body.get("stream"):
-            resp = await client.post("/completions", body=dict(body), cast_to=Completion)
-            data = resp.model_dump(mode="json")
+            data = _json_object(await client.post("/completions", body=dict(body), cast_to=object), self.error_prefix)
             choice = (data.get("choices") or [{}])[0]
             cutter.feed(choice.get("text") or "")
             finish, usage, model = choice.get("finish_reason"), data.get("usage"), data.get("model")
         else:
-            stream = await client.post("/completions", body=dict(body), cast_to=Completion, stream=True,
-                                       stream_cls=AsyncStream[Completion])
+            stream = await client.post("/completions", body=dict(body), cast_to=object, stream=True,
+                                       stream_cls=AsyncStream[object])
 
             def on_choice(choice: dict[str, Any]) -> None:
                 if choice.get("text"):

@@ -7,13 +7,18 @@ model's prediction, an LLM call). `fix_name_punctuation` is our opt-in fix for t
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+import regex
+
 from chapterx_compat.chapter2 import models as m
 from chapterx_compat.chapter2.runtime.convert import is_dotted
 
+log = logging.getLogger(__name__)
 TRIGGERS = ("ping", "random", "name", "sim", "regex")
 
 
@@ -72,13 +77,37 @@ def name_matches(content: str, names: Sequence[str], *, fix_punctuation: bool = 
     return False
 
 
+# A pattern comes from a channel topic or a pinned `.config`; the content from anyone who can post. `re` has
+# no time limit, so a backtracking pattern plus a crafted message could stall every channel of the bot.
+REGEX_TIMEOUT_S = 0.05
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(pattern: str) -> regex.Pattern[str] | None:
+    try:
+        return regex.compile(pattern, flags=regex.VERSION0)  # VERSION0: `re`'s syntax and semantics
+    except (regex.error, ValueError, OverflowError):
+        return None
+
+
 def regex_matches(pattern: str | None, content: str) -> bool:
+    """chapter2's `re.fullmatch(reply_on_regex, content)`, given 50 ms: a match that takes longer is no match."""
     if not pattern:
         return False
-    try:
-        return re.fullmatch(pattern, content) is not None
-    except re.error:
+    compiled = _compiled(pattern)
+    if compiled is None:
         return False
+    try:
+        return compiled.fullmatch(content, timeout=REGEX_TIMEOUT_S) is not None
+    except TimeoutError:
+        if pattern not in _warned:
+            _warned.add(pattern)
+            log.warning("reply_on_regex %r took over %d ms on one message: treated as no match",
+                        pattern[:80], int(REGEX_TIMEOUT_S * 1000))
+        return False
+
+
+_warned: set[str] = set()
 
 
 async def first_trigger(

@@ -83,6 +83,7 @@ class EventRecord:
     effective: Effective | None = None
     duration_ms: int = 0
     completions: list[str] = field(default_factory=list)
+    usages: list[dict[str, int]] = field(default_factory=list)  # per completion; empty when the vendor gave none
 
 
 def classify_error(exc: BaseException) -> list[str]:
@@ -179,11 +180,15 @@ class Chapter2Interface:
             self.options.span_sink.extend(names)
 
     def _recording(self, rec: EventRecord) -> Completer:
-        """The completer, keeping each completion text in the record (for traces)."""
+        """The completer, keeping each completion text and its token counts in the record (for traces)."""
 
-        async def complete(request: C2Request) -> tuple[str, str | None]:
-            text, finish = await self.complete(request)
+        async def complete(request: C2Request, usage: dict[str, int] | None = None) -> tuple[str, str | None]:
+            counts: dict[str, int] = {}
+            text, finish = await self.complete(request, counts)
             rec.completions.append(text)
+            rec.usages.append(counts)
+            if usage is not None:
+                usage.update(counts)
             return text, finish
 
         return complete

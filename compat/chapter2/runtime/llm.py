@@ -56,8 +56,8 @@ class C2Request:
 
 
 class Completer(Protocol):
-    async def __call__(self, request: C2Request) -> tuple[str, str | None]:
-        """Completion text and finish reason."""
+    async def __call__(self, request: C2Request, usage: dict[str, int] | None = None) -> tuple[str, str | None]:
+        """Completion text and finish reason; fills `usage` with the vendor's token counts when it gives them."""
         ...
 
 
@@ -137,7 +137,7 @@ class ProviderCompleter:
         self.router = Router(vendors, env=env, chapter2=chapter2, base_url_override=base_url_override,
                              options=options)
 
-    async def __call__(self, request: C2Request) -> tuple[str, str | None]:
+    async def __call__(self, request: C2Request, usage: dict[str, int] | None = None) -> tuple[str, str | None]:
         from chapterx.llm.types import ProviderRequest
 
         route = self.router.route(request.model.split("@")[0].split("^")[0])
@@ -146,6 +146,8 @@ class ProviderCompleter:
             temperature=request.temperature, frequency_penalty=request.frequency_penalty,
             presence_penalty=request.presence_penalty, stop_sequences=list(request.stop),
         ))
+        if usage is not None:
+            usage.update(response.usage)
         return response.text, "length" if response.stop_reason in ("max_tokens", "length") else "stop"
 
     async def aclose(self) -> None:

@@ -14,6 +14,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from chapterx.trace.collector import normalize_usage
+from chapterx.trace.cost import call_cost, trace_cost
 from chapterx.trace.ids import iso_now, new_trace_id
 from chapterx_compat.chapter2.runtime.interface import EventRecord
 
@@ -69,8 +71,13 @@ def trace_of(rec: EventRecord, *, bot: str, channel_name: str, is_thread: bool, 
                                 "continuation": rec.completions[i] if i < len(rec.completions) else None}
         if i >= len(rec.completions) and rec.exception is not None:
             call["error"] = outcome["error"]["message"]
+        if i < len(rec.usages) and rec.usages[i]:  # only what the vendor reported: no counts is not zero
+            call["tokenUsage"] = normalize_usage(rec.usages[i])
+            cost = call_cost(r.model, call["tokenUsage"])
+            if cost is not None:
+                call["cost"] = cost
         calls.append(call)
-    return {
+    trace: dict[str, Any] = {
         "traceId": new_trace_id(int(started.timestamp() * 1000)),
         "timestamp": iso_now(started),
         "channelId": str(rec.channel_id),
@@ -110,3 +117,7 @@ def trace_of(rec: EventRecord, *, bot: str, channel_name: str, is_thread: bool, 
             "exception": rec.exception,
         },
     }
+    total = trace_cost(trace)
+    if total is not None:
+        trace["cost"] = total
+    return trace
