@@ -259,7 +259,8 @@ def connect(path: Path) -> sqlite3.Connection:
         if kinds is None or kinds[0] != COUNTS_VERSION:
             # a new (or wiped) database keeps its counts from the first row on: no recount (it
             # was ~3 s on the first list after a 1M-line build)
-            empty = conn.execute("SELECT 1 FROM traces LIMIT 1").fetchone() is None
+            empty = all(conn.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() is None
+                        for t in ("traces", "counts", "hourly"))
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('counts_dirty', ?)", ("0" if empty else "1",))
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('counts_version', ?)", (COUNTS_VERSION,))
     return conn
