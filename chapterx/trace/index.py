@@ -687,6 +687,17 @@ def prepare_block(block: bytes, source_id: int, first_id: int, base_offset: int 
 BulkResult = tuple[Prepared, int, "Summary", dict[str, list[int]], dict[str, list[int]]]
 
 
+def prepare_bulk_at(path: str, offset: int, size: int, lines: int, source_id: int,
+                    first_id: int) -> BulkResult | None:
+    """`prepare_bulk` of the `size` bytes at `offset` of a file, which the caller found to hold
+    `lines` complete lines; None when they are not there any more (the file was replaced)."""
+    with open(path, "rb") as fh:
+        block = os.pread(fh.fileno(), size, offset)
+    if len(block) != size or block.count(b"\n") != lines or not block.endswith(b"\n"):
+        return None
+    return prepare_bulk(block, source_id, first_id, offset)
+
+
 def prepare_bulk(block: bytes, source_id: int, first_id: int, base_offset: int) -> BulkResult:
     """`prepare_block` for a worker of a first build: also the rows' summary, and each channel's
     first context (to filter) and last one (to filter the next block's against)."""
@@ -1166,31 +1177,34 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
     # spawn, not fork: the caller may have threads (viewer, writer) that fork would copy mid-lock
     with open(index_file, "rb") as fh, cf.ProcessPoolExecutor(
             workers, mp_context=mp.get_context("spawn")) as pool:
-        fh.seek(offset)
         read_at = offset  # file offset of the next block
-        carry = b""
+        want = BULK_BLOCK
         exhausted = False
         while True:
             while not exhausted and len(in_flight) < workers + 1:
-                data = fh.read(BULK_BLOCK)
-                if not data:
-                    exhausted = True
-                    break
-                data = carry + data
+                # only the block's bounds and line count here: the worker reads the bytes itself
+                # (no copy of the block and no 8 MB through a pipe in the inserting process)
+                data = os.pread(fh.fileno(), want, read_at)
                 cut = data.rfind(b"\n")
                 if cut < 0:
-                    carry = data
+                    if len(data) < want:  # no complete line left: the tail loop takes the rest
+                        exhausted = True
+                    else:
+                        want *= 2  # a line longer than a block
                     continue
-                block, carry = data[: cut + 1], data[cut + 1:]
-                n = block.count(b"\n")
-                in_flight.append((pool.submit(prepare_bulk, block, source_id, next_id, read_at),
-                                  len(block), next_id + n))
-                read_at += len(block)
+                want = BULK_BLOCK
+                n = data.count(b"\n", 0, cut + 1)
+                in_flight.append((pool.submit(prepare_bulk_at, str(index_file), read_at, cut + 1, n, source_id,
+                                              next_id), cut + 1, next_id + n))
+                read_at += cut + 1
                 next_id += n
             if not in_flight:
                 break
             future, size, next_after = in_flight.popleft()
-            prepared, bad, summary, heads, tails = future.result()
+            result = future.result()
+            if result is None:
+                raise OSError(f"{index_file} changed while it was being indexed")
+            prepared, bad, summary, heads, tails = result
             pairs = prepared[4]
             for chan, keys in heads.items():
                 seen = last.get(chan, set())
