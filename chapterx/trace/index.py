@@ -1172,7 +1172,7 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
     from collections import deque
 
     added = 0
-    in_flight: deque[tuple[cf.Future[BulkResult], int, int]] = deque()
+    in_flight: deque[tuple[cf.Future[BulkResult | None], int, int]] = deque()
     last: dict[str, set[int]] = {}  # each channel's last context so far: its ids have pairs
     # spawn, not fork: the caller may have threads (viewer, writer) that fork would copy mid-lock
     with open(index_file, "rb") as fh, cf.ProcessPoolExecutor(
