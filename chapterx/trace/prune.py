@@ -144,6 +144,7 @@ def _prune(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict[str,
             report["bytes"] += sum(_size(p) for p in doomed)
             moves: list[tuple[int, int, int]] = []
             removed, kept, fragment = _rewrite_index(index_file, cutoff, dry_run, moves) if has_index else (0, 0, 0)
+            written = moves[-1][1] - moves[-1][2] if moves else 0  # bytes of whole lines in the new file
             report["indexLinesRemoved"] += removed
             report["indexLinesKept"] += kept
             if not dry_run:
@@ -151,7 +152,7 @@ def _prune(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict[str,
                     with contextlib.suppress(FileNotFoundError):
                         p.unlink()
                 if has_index:
-                    _update_db(store, index_file, cutoff, fragment, moves)
+                    _update_db(store, index_file, cutoff, written, moves)
         finally:
             if lock_fd is not None:
                 os.close(lock_fd)
@@ -221,9 +222,13 @@ def _rewrite_index(index_file: Path, cutoff: float, dry_run: bool,
     return removed, kept, fragment
 
 
-def _update_db(store: TraceStore, index_file: Path, cutoff: float, fragment: int,
+def _update_db(store: TraceStore, index_file: Path, cutoff: float, written: int,
                moves: list[tuple[int, int, int]]) -> None:
-    """Drop the pruned rows and point the tail state at the rewritten file (no full re-read)."""
+    """Drop the pruned rows and point the tail state at the rewritten file (no full re-read).
+
+    The tail resumes at the end of the whole lines prune wrote, not at the file's size now: a writer
+    that opened `index.jsonl` after the rename locks the new file, not the one prune holds locked,
+    and may already have appended a line, which the tail must still read."""
     st = os.stat(index_file)
     with store.write_transaction() as conn:
         row = conn.execute("SELECT id FROM sources WHERE path=?", (str(index_file),)).fetchone()
@@ -231,7 +236,6 @@ def _update_db(store: TraceStore, index_file: Path, cutoff: float, fragment: int
             ix.delete_rows(conn, "source_id=? AND ts < ?", (row[0], cutoff), sweep=True)
             conn.execute(
                 "UPDATE sources SET dev=?, inode=?, offset=?, head=? WHERE id=?",
-                (st.st_dev, st.st_ino, st.st_size - fragment,
-                 ix.file_head(index_file) if st.st_size - fragment > 0 else None, row[0]))
+                (st.st_dev, st.st_ino, written, ix.file_head(index_file) if written > 0 else None, row[0]))
             ix.move_lines(conn, row[0], moves)
             ix.bump_generation(conn)
