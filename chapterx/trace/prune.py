@@ -143,8 +143,7 @@ def _prune(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict[str,
                         report["otherFiles"] += 1
             report["bytes"] += sum(_size(p) for p in doomed)
             moves: list[tuple[int, int, int]] = []
-            removed, kept, fragment = _rewrite_index(index_file, cutoff, dry_run, moves) if has_index else (0, 0, 0)
-            written = moves[-1][1] - moves[-1][2] if moves else 0  # bytes of whole lines in the new file
+            removed, kept, _fragment = _rewrite_index(index_file, cutoff, dry_run, moves) if has_index else (0, 0, 0)
             report["indexLinesRemoved"] += removed
             report["indexLinesKept"] += kept
             if not dry_run:
@@ -152,7 +151,7 @@ def _prune(store: TraceStore, older_than: timedelta, dry_run: bool) -> dict[str,
                     with contextlib.suppress(FileNotFoundError):
                         p.unlink()
                 if has_index:
-                    _update_db(store, index_file, cutoff, written, moves)
+                    _update_db(store, index_file, cutoff, _whole_lines(moves), moves)
         finally:
             if lock_fd is not None:
                 os.close(lock_fd)
@@ -220,6 +219,11 @@ def _rewrite_index(index_file: Path, cutoff: float, dry_run: bool,
         if dry_run is False and tmp.exists():
             tmp.unlink()
     return removed, kept, fragment
+
+
+def _whole_lines(moves: list[tuple[int, int, int]]) -> int:
+    """Bytes of whole lines in the rewritten file: where its last kept run ends, moved back."""
+    return moves[-1][1] - moves[-1][2] if moves else 0
 
 
 def _update_db(store: TraceStore, index_file: Path, cutoff: float, written: int,

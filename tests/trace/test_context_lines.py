@@ -147,7 +147,8 @@ def test_prune_moves_lines_and_answers_stay(tmp_path: Path, make_store: Any) -> 
     moves: list[tuple[int, int, int]] = []
     removed, kept, _frag = pr._rewrite_index(index_file, cutoff, False, moves)
     assert (removed, kept) == (60, 80) and len(moves) > 1
-    pr._update_db(store, index_file, cutoff, 0, moves)
+    pr._update_db(store, index_file, cutoff, pr._whole_lines(moves), moves)
+    assert pr._whole_lines(moves) == index_file.stat().st_size  # every kept line, nothing appended since
     c = store.conn
     assert c.execute("SELECT COUNT(*) FROM ctx WHERE ids = ?", (ctxids.IN_LINE,)).fetchone()[0] >= 60
     gen = ix.generation(c)
