@@ -66,7 +66,7 @@ GZIP_MIN_BYTES = 1024
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 REFRESH_INTERVAL_S = 1.0
-PUSH_CHUNK = 200  # chapter2 entries per store transaction (reads run between two)
+PUSH_CHUNK = 50  # chapter2 entries per store transaction (reads run between two)
 INITIAL_LOAD_WAIT_S = 1.0
 
 CSP = (

@@ -239,3 +239,20 @@ def test_schema_3_is_upgraded_in_place(tmp_path: Path, monkeypatch: pytest.Monke
         _check(store, entries)
     finally:
         store.close()
+
+
+def test_list_totals_from_a_time_on_match_a_count(tmp_path: Path, make_store: Any) -> None:
+    """The viewer's default list has a retention floor (`since`): its total is the kept count less
+    the rows before the floor. It must equal counting the matching lines, for every filter it serves."""
+    entries = _lines(300, seed=21)
+    logs = tmp_path / "logs"
+    _write(logs, entries)
+    store = make_store(logs)
+    store.refresh()
+    stamps = sorted({e["timestamp"] for e in entries})
+    for since in (stamps[0], stamps[1], stamps[len(stamps) // 3], stamps[-1], "2027-01-01T00:00:00.000Z"):
+        for filt in ({}, {"bot": "relay"}, {"bot": "nobody"}, {"channel": "701"}):
+            expected = sum(1 for e in entries if e["timestamp"] >= since
+                           and all(e[{"bot": "botName", "channel": "channelId"}[k]] == v for k, v in filt.items()))
+            got = store.list_traces(since=since, limit=1, **filt)["total"]
+            assert got == expected, (since, filt)
