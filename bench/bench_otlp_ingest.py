@@ -44,6 +44,30 @@ def _body(mb: float) -> tuple[bytes, int]:
     return body, n
 
 
+async def _chapter2_total(port: int) -> int:
+    """How many chapter2 traces the viewer lists now."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(
+            f"http://127.0.0.1:{port}/api/traces?limit=1&framework=chapter2",
+            headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+        return int((await r.json())["total"])
+
+
+async def _start_viewer(tmp: Path, logs: Path, port: int) -> asyncio.subprocess.Process:
+    """`chapterx traces serve` as its own process (chapter2 OTLP ingest into `tmp/in`), once it answers."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "AUTH_TOKEN": TOKEN, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "chapterx", "traces", "serve", "--port", str(port), "--logs-dir", str(logs),
+        "--chapter2-logs-dir", str(tmp / "in"), "--index", str(tmp / "index.sqlite"),
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    await _wait_up(port, proc)
+    return proc
+
+
 async def _reads(port: int, stop: threading.Event, out: list[float], search: list[float] | None = None) -> None:
     import aiohttp
 
@@ -82,9 +106,7 @@ async def _wait_up(port: int, proc: asyncio.subprocess.Process) -> None:
 
 async def part1(mb: float) -> None:
     """The viewer is a separate process (`chapterx traces serve`), as in production."""
-    import os
     import socket
-    import subprocess
 
     import aiohttp
 
@@ -96,13 +118,8 @@ async def part1(mb: float) -> None:
         logs = Path(tmp) / "logs"
         logs.mkdir()
         (Path(tmp) / "in").mkdir()
-        env = {**os.environ, "AUTH_TOKEN": TOKEN, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chapterx", "traces", "serve", "--port", str(port), "--logs-dir", str(logs),
-            "--chapter2-logs-dir", str(Path(tmp) / "in"), "--index", str(Path(tmp) / "index.sqlite"),
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = await _start_viewer(Path(tmp), logs, port)
         try:
-            await _wait_up(port, proc)
             stop = threading.Event()
             lat: list[float] = []
             reader = asyncio.create_task(_reads(port, stop, lat))
@@ -120,10 +137,7 @@ async def part1(mb: float) -> None:
             hwm = [ln for ln in Path(f"/proc/{proc.pid}/status").read_text().splitlines() if ln.startswith("VmHWM")]
             stop.set()
             await reader
-            async with aiohttp.ClientSession() as http:
-                async with http.get(f"http://127.0.0.1:{port}/api/traces?limit=1&framework=chapter2",
-                                    headers={"Authorization": f"Bearer {TOKEN}"}) as r:
-                    total = (await r.json())["total"]
+            total = await _chapter2_total(port)
         finally:
             proc.terminate()
             await proc.wait()
@@ -138,9 +152,7 @@ async def part1(mb: float) -> None:
 async def part3(total_spans: int, per_post: int) -> None:
     """1M chapter2 spans ingested as a fleet writes them (file-sized bodies, one after another)
     while the list and the search are read."""
-    import os
     import socket
-    import subprocess
 
     import aiohttp
 
@@ -164,13 +176,8 @@ async def part3(total_spans: int, per_post: int) -> None:
             path.write_bytes(json.dumps(request(spans)).encode())
             bodies.append((path, len(spans)))
             made += len(spans)
-        env = {**os.environ, "AUTH_TOKEN": TOKEN, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chapterx", "traces", "serve", "--port", str(port), "--logs-dir", str(logs),
-            "--chapter2-logs-dir", str(Path(tmp) / "in"), "--index", str(Path(tmp) / "index.sqlite"),
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = await _start_viewer(Path(tmp), logs, port)
         try:
-            await _wait_up(port, proc)
             stop = threading.Event()
             lat: list[float] = []
             srch: list[float] = []
@@ -194,10 +201,7 @@ async def part3(total_spans: int, per_post: int) -> None:
             ingest_s = time.perf_counter() - t0
             stop.set()
             await reader
-            async with aiohttp.ClientSession() as http:
-                async with http.get(f"http://127.0.0.1:{port}/api/traces?limit=1&framework=chapter2",
-                                    headers={"Authorization": f"Bearer {TOKEN}"}) as r:
-                    total = (await r.json())["total"]
+            total = await _chapter2_total(port)
             size = sum(p.stat().st_size for p in Path(tmp).glob("index.sqlite*"))
         finally:
             proc.terminate()
