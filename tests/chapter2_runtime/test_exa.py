@@ -17,6 +17,7 @@ from chapterx_compat.chapter2.load import load
 from chapterx_compat.chapter2.runtime.faculties import ExaClient, dehumanize, faculty_items_from, prefetch
 from chapterx_compat.chapter2.runtime.llm import build_request
 from tests.conftest import shared_path
+from tests.fakes.local_http import local_app
 
 
 def _case(case_id: str) -> dict[str, Any]:
@@ -48,17 +49,10 @@ async def _run(case: dict[str, Any], tmp: Path) -> tuple[str, FakeExa, ExaClient
     fake = FakeExa(case["input"].get("exa_results") or [])
     app = web.Application()
     app.router.add_post("/search", fake.search)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
+    async with local_app(app) as port:
         client = ExaClient(em.exa_search_api_key, base_url=f"http://127.0.0.1:{port}")
         items = faculty_items_from(await prefetch(em, history, exa=client, now=NOW))
         request = build_request(em, history, now=NOW, hostname=HOST, faculty_items=items)
-    finally:
-        await runner.cleanup()
     return request.prompt, fake, client
 
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from chapterx.replays.tool_plugins import run_case
 from tests.conftest import SHARED_DIR, shared_path
+from tests.fakes.local_http import local_app
 
 
 class FakeSoma:
@@ -36,13 +37,8 @@ async def soma() -> AsyncIterator[tuple[FakeSoma, str]]:
     fake = FakeSoma()
     app = web.Application()
     app.router.add_post("/api/v1/{name}", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield fake, f"http://127.0.0.1:{port}/api/v1"
-    await runner.cleanup()
+    async with local_app(app) as port:
+        yield fake, f"http://127.0.0.1:{port}/api/v1"
 
 
 def _input(url: str | None, case_id: str = "tp-inject-latest-earliest-prefill") -> dict[str, Any]:

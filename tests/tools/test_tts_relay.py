@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from chapterx.tools.tts_relay import TtsRelay, tts_settings
+from tests.fakes.local_http import local_app
 
 
 class FakeRelay:
@@ -44,11 +45,11 @@ async def test_relay_auth_messages_interruption_and_reconnect() -> None:
     fake = FakeRelay()
     app = web.Application()
     app.router.add_get("/bot", fake.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    async with local_app(app) as port:
+        await _relay_session(fake, port)
+
+
+async def _relay_session(fake: FakeRelay, port: int) -> None:
     interruptions: list[dict[str, Any]] = []
     relay = TtsRelay(f"ws://127.0.0.1:{port}/bot", "tok", "aria", reconnect_s=0.1,
                      on_interruption=interruptions.append)
@@ -71,7 +72,6 @@ async def test_relay_auth_messages_interruption_and_reconnect() -> None:
         await _until(lambda: fake.received[-1].get("text") == "again")
     finally:
         await relay.aclose()
-        await runner.cleanup()
 
 
 async def test_sending_never_blocks_when_the_relay_is_unreachable() -> None:
