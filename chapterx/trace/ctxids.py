@@ -9,6 +9,7 @@ context) go in a second blob: NULL when the line carried none, empty when they a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 
 import orjson
 
-_NONE = -(2 ** 63)
+_NONE = -(2 ** 63)  # a position the line did not give
 
 
 def loads(data: bytes) -> Any:
@@ -28,7 +29,9 @@ def loads(data: bytes) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
-        return json.loads(data)  # a position the line did not give
+        return json.loads(data)
+
+
 _BIG = sys.byteorder == "big"
 
 
@@ -123,7 +126,7 @@ POS_KEY = b'"contextPositions":'
 POS_IN_LINE = b"@"  # `ctx.pos` of a row checked against its line: positions are in the line too
 IN_LINE = b""  # `ctx.ids` of such a row: no stored list
 _INT64_MAX = b'"9223372036854775807"'
-_IDENTITY: dict[int, bytes] = {}
+IDENTITY = b""  # `LineContext.pos` when the positions are 0..n-1
 
 
 @dataclass(slots=True)
@@ -246,14 +249,10 @@ def state_ids(state: ChanState) -> list[int]:
     return [int(s[k:-1]) for s in state.content.split(b",")]
 
 
+@functools.lru_cache(maxsize=256)  # bounded: a line's length is whatever its writer made it
 def _identity(n: int) -> bytes:
-    got = _IDENTITY.get(n)
-    if got is None:
-        got = _IDENTITY[n] = ",".join(map(str, range(n))).encode()
-    return got
-
-
-IDENTITY = b""
+    """`0,1,...,n-1` as a positions array holds it (compared as bytes)."""
+    return ",".join(map(str, range(n))).encode()
 
 
 def cut_line(raw: bytes, prev: dict[tuple[str, bytes], ChanState]) -> tuple[dict[str, Any], LineContext | None] | None:

@@ -27,6 +27,7 @@ from chapterx.llm.providers.base import (
     StopCutter,
     close_quietly,
     connection_cause,
+    json_object,
     status_error,
     transport_error,
     with_stall_timeout,
@@ -236,14 +237,9 @@ class AnthropicProvider(Provider):
         if headers:
             options["headers"] = headers
         send = dict(body)
-        # `cast_to=object` (the SDK's generic-request form) hands back the decoded JSON as it came: the
-        # response is read as plain dicts here anyway, and typed SDK models would build their pydantic
-        # validators on first use (several MiB kept for the life of the bot; bench/README.md)
-        if not request.stream:
+        if not request.stream:  # cast_to=object: plain JSON (see `json_object`)
             msg = await client.post("/v1/messages", body=send, cast_to=object, options=options)
-            if not isinstance(msg, dict):
-                raise ProviderError(f"{self.error_prefix}response is not a JSON object", retryable=True)
-            return self._from_message(msg, cutter, request)
+            return self._from_message(json_object(msg, self.error_prefix), cutter, request)
         stream = await client.post(
             "/v1/messages", body=send, cast_to=object, options=options, stream=True,
             stream_cls=AsyncStream[object],
@@ -260,9 +256,7 @@ class AnthropicProvider(Provider):
         stop_details: Any = None
         try:
             async for event in with_stall_timeout(stream, self.options.stall_timeout):
-                if not isinstance(event, dict):
-                    raise ProviderError(f"{self.error_prefix}stream event is not a JSON object", retryable=True)
-                ev = event
+                ev = json_object(event, self.error_prefix, "stream event")
                 et = ev.get("type")
                 if et == "message_start":
                     message = ev.get("message") or {}

@@ -135,6 +135,15 @@ def transport_error(exc: BaseException, prefix: str) -> ProviderError | None:
     return None
 
 
+def json_object(data: Any, prefix: str, what: str = "response") -> dict[str, Any]:
+    """A response or stream event as the SDK decoded it. Requests pass `cast_to=object` (the SDKs'
+    generic-request form): the JSON is read as dicts anyway, and typed SDK models would build
+    their pydantic validators on first use and keep them for the life of the bot (bench/README.md)."""
+    if not isinstance(data, dict):
+        raise ProviderError(f"{prefix}{what} is not a JSON object", retryable=True)
+    return data
+
+
 def stream_finish(cutter: StopCutter, finish: str | None, prefix: str, cut_reason: str = "stop") -> str:
     """The finish reason of a stream: one we cut at a stop ends as `cut_reason` (the vendor's "stop");
     one that just ended without a reason was truncated (retryable)."""

@@ -25,6 +25,7 @@ from chapterx.llm.providers.base import (
     StopCutter,
     close_quietly,
     connection_cause,
+    json_object,
     status_error,
     stream_finish,
     transport_error,
@@ -218,7 +219,7 @@ class OpenAIChatProvider(Provider):
     async def _attempt(self, request: ProviderRequest, body: dict[str, Any], cutter: StopCutter) -> ProviderResponse:
         client = self.client()
         if not body.get("stream"):
-            data = _json_object(await client.post("/chat/completions", body=dict(body), cast_to=object),
+            data = json_object(await client.post("/chat/completions", body=dict(body), cast_to=object),
                                 self.error_prefix)
             choice = (data.get("choices") or [{}])[0]
             message = choice.get("message") or {}
@@ -298,7 +299,7 @@ async def _read_stream(stream: AsyncStream[Any], stall_timeout: float, cutter: S
     model: str | None = None
     try:
         async for chunk in with_stall_timeout(stream, stall_timeout):
-            data = _json_object(chunk, prefix)
+            data = json_object(chunk, prefix)
             model = data.get("model") or model
             if data.get("usage"):
                 usage = data["usage"]
@@ -311,15 +312,6 @@ async def _read_stream(stream: AsyncStream[Any], stall_timeout: float, cutter: S
     finally:
         await close_quietly(stream)
     return stream_finish(cutter, finish, prefix), usage, model
-
-
-def _json_object(data: Any, prefix: str) -> dict[str, Any]:
-    """A response or stream chunk as the SDK decoded it. Requests pass `cast_to=object` (the SDK's
-    generic-request form): the JSON is read as dicts here anyway, and typed SDK models would build
-    their pydantic validators on first use and keep them for the life of the bot (bench/README.md)."""
-    if not isinstance(data, dict):
-        raise ProviderError(f"{prefix}response is not a JSON object", retryable=True)
-    return data
 
 
 def _response(cutter: StopCutter, finish: str | None, tool_calls: list[dict[str, Any]], usage: Any, model: str,
@@ -433,7 +425,7 @@ class CompletionsProvider(Provider):
         usage: Any = None
         model: str | None = None
         if not body.get("stream"):
-            data = _json_object(await client.post("/completions", body=dict(body), cast_to=object), self.error_prefix)
+            data = json_object(await client.post("/completions", body=dict(body), cast_to=object), self.error_prefix)
             choice = (data.get("choices") or [{}])[0]
             cutter.feed(choice.get("text") or "")
             finish, usage, model = choice.get("finish_reason"), data.get("usage"), data.get("model")

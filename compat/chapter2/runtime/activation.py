@@ -101,6 +101,8 @@ def regex_matches(pattern: str | None, content: str) -> bool:
         return compiled.fullmatch(content, timeout=REGEX_TIMEOUT_S) is not None
     except TimeoutError:
         if pattern not in _warned:
+            if len(_warned) >= 256:  # patterns come from pins: keep the set bounded
+                _warned.clear()
             _warned.add(pattern)
             log.warning("reply_on_regex %r took over %d ms on one message: treated as no match",
                         pattern[:80], int(REGEX_TIMEOUT_S * 1000))
