@@ -151,8 +151,8 @@ class Viewer:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-store")
         # chapter2 parsing and grouping run here, never on the store's thread (readers) or the loop
         self.chapter2_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chapter2")
-        # A read's check for appended chapter2 files gets its own thread: queued behind an ingest's
-        # grouping on the threads above, one `/api/traces` waited 7.4 s (bench_otlp_ingest part 3)
+        # A read's check for appended chapter2 files gets its own thread, so it never queues behind an
+        # ingest's grouping on the threads above (those run for seconds on a file-sized post)
         self.refresh_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chapter2-refresh")
         self._refreshing: asyncio.Future[list[dict[str, Any]]] | None = None
         self.decoder: ProcessPoolExecutor | None = None  # big OTLP bodies, started on first use
