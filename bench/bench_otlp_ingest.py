@@ -19,12 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -32,7 +34,7 @@ from chapterx_compat.chapter2 import otlp
 from tests.security.otlpgen import linked_spans, request
 
 TOKEN = "bench-token-0123456789abcdef"
-_SLOW: list[tuple[float, float, str]] = []  # part 3: (ms, started at, which) of every read
+_SLOW: list[tuple[float, float, str, float]] = []  # part 3: (ms, started at, which, wall time) of every read
 
 
 def _body(mb: float) -> tuple[bytes, int]:
@@ -60,10 +62,16 @@ async def _start_viewer(tmp: Path, logs: Path, port: int) -> asyncio.subprocess.
     import subprocess
 
     env = {**os.environ, "AUTH_TOKEN": TOKEN, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    # --probe: the same command through bench/_viewer_probe.py (gc, grouping, store calls and loop
+    # lag over 50 ms, with wall times, to stderr -> tmp/probe.log)
+    probe = "--probe" in sys.argv
+    launcher = [str(Path(__file__).resolve().parent / "_viewer_probe.py")] if probe else ["-m", "chapterx"]
+    # stderr to a file, never an unread pipe (a full pipe would block the viewer's next log line)
+    stderr: Any = (tmp / "probe.log").open("wb")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "chapterx", "traces", "serve", "--port", str(port), "--logs-dir", str(logs),
+        sys.executable, *launcher, "traces", "serve", "--port", str(port), "--logs-dir", str(logs),
         "--chapter2-logs-dir", str(tmp / "in"), "--index", str(tmp / "index.sqlite"),
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env=env, stdout=subprocess.DEVNULL, stderr=stderr)
     await _wait_up(port, proc)
     return proc
 
@@ -84,7 +92,8 @@ async def _reads(port: int, stop: threading.Event, out: list[float], search: lis
                 assert r.status == 200
             (search if search is not None and n % 2 == 0 else out).append((time.perf_counter() - t) * 1000)
             if search is not None:
-                _SLOW.append(((time.perf_counter() - t) * 1000, t, url.split("?")[0].rsplit("/", 1)[1]))
+                _SLOW.append(((time.perf_counter() - t) * 1000, t, url.split("?")[0].rsplit("/", 1)[1],
+                              time.time() - (time.perf_counter() - t)))
             await asyncio.sleep(0.02)
 
 
@@ -206,6 +215,11 @@ async def part3(total_spans: int, per_post: int) -> None:
         finally:
             proc.terminate()
             await proc.wait()
+            probe_file = Path(tmp) / "probe.log"
+            probe_lines = [ln for ln in probe_file.read_text(errors="replace").splitlines()
+                           if ln.startswith("probe ") and len(ln.split()) == 4] if probe_file.exists() else []
+            if probe_lines:  # kept for a closer look after the run
+                shutil.copy(probe_file, Path(tempfile.gettempdir()) / "bench-otlp-probe.log")
     for name, xs in (("/api/traces", lat), ("/api/search", srch)):
         xs.sort()
         print(f"{name} during the ingest: {len(xs)} reads, p50 {statistics.median(xs):.1f} ms, "
@@ -213,7 +227,17 @@ async def part3(total_spans: int, per_post: int) -> None:
     if "--verbose" in sys.argv:
         print("posts (start, end) s:", [(round(a - t0, 2), round(b - t0, 2)) for a, b in marks])
         print("slowest reads (ms, at s, which):",
-              [(round(ms), round(at - t0, 2), w) for ms, at, w in sorted(_SLOW, reverse=True)[:12]])
+              [(round(ms), round(at - t0, 2), w) for ms, at, w, _ in sorted(_SLOW, reverse=True)[:12]])
+    if "--probe" in sys.argv:
+        # the viewer's probe lines (wall time, what, ms) around each slow read: what it waited for
+        for ms, _at, w, wall in sorted(_SLOW, reverse=True)[:6]:
+            near = [ln for ln in probe_lines if wall - 0.2 <= float(ln.split()[1]) <= wall + ms / 1000 + 0.2]
+            print(f"read {w} {ms:.0f} ms at {wall:.3f}:", *near[:15], sep="\n    ")
+        kinds: dict[str, list[float]] = {}
+        for ln in probe_lines:
+            kinds.setdefault(ln.split()[2], []).append(float(ln.split()[3]))
+        print("probe totals (what: count, max ms):",
+              {k: (len(v), round(max(v))) for k, v in sorted(kinds.items())})
     print(f"fleet ingest: {sent:,} spans in {posts} posts, {total:,} chapter2 traces listed, {ingest_s:.1f} s "
           f"({sent / ingest_s:,.0f} spans/s; first post {post_s[0]:.2f} s, last {post_s[-1]:.2f} s); "
           f"index {size / 1e6:.0f} MB")
@@ -244,6 +268,8 @@ def main() -> None:
     ap.add_argument("--fleet-spans", type=int, default=0, help="part 3 only: spans to ingest into the viewer")
     ap.add_argument("--per-post", type=int, default=80_000, help="part 3: spans a post (~30k traces)")
     ap.add_argument("--verbose", action="store_true", help="part 3: the post times and the slowest reads")
+    ap.add_argument("--probe", action="store_true",
+                    help="part 3: run the viewer under bench/_viewer_probe.py and show what it did at the slowest reads")
     a = ap.parse_args()
     print("load average:", Path("/proc/loadavg").read_text().strip())
     if a.fleet_spans:

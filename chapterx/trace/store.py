@@ -284,6 +284,11 @@ class TraceStore:
         self._wconn = self._conn
         self._wlock = self._lock
         self._worker: _Worker | None = None
+        # External (chapter2) rows in the background mode: their own connection and lock, so a
+        # push transaction (and the WAL checkpoint its commit may run) never holds up a reader on
+        # `_conn`; the readers keep reading the last committed snapshot meanwhile (WAL).
+        self._xconn: sqlite3.Connection | None = None
+        self._xlock = threading.Lock()
         self._committed: dict[str, int] = {}  # index file -> offset committed (this process's passes)
         self._progress = IndexProgress()
         if background:
@@ -299,8 +304,26 @@ class TraceStore:
     def close(self) -> None:
         if self._worker is not None:
             self._worker.stop()
+        with self._xlock:
+            if self._xconn is not None:
+                self._xconn.close()
+                self._xconn = None
         with self._lock:
             self._conn.close()
+
+    @contextlib.contextmanager
+    def _external_writer(self) -> Iterator[sqlite3.Connection]:
+        """The connection (under its lock) that writes external rows: the readers' own in the
+        foreground (one connection, one lock, as for everything else), a second one in the
+        background mode, where readers must never queue behind an ingest's transactions."""
+        if self._worker is None:
+            with self._wlock:
+                yield self._wconn
+            return
+        with self._xlock:
+            if self._xconn is None:
+                self._xconn = ix.connect(self.index_path)
+            yield self._xconn
 
     def index_progress(self) -> IndexProgress:
         """How far the index is behind its files (`building` while a big catch-up runs)."""
@@ -949,19 +972,17 @@ class TraceStore:
         """Add or replace summaries of traces from other frameworks (chapter2). Each entry uses the
         list-entry shape (traceId, timestamp, channelId, triggeringMessageId, botName, ...), may
         carry `contextMessageIds`/`sentMessageIds` for search, `framework` (default chapter2) and a
-        `detail` dict returned by `get_trace`."""
+        `detail` dict returned by `get_trace`, or `detailJson`, the same already as JSON text (kept
+        as it is: no parse, no objects)."""
         items = [e for e in entries if isinstance(e, dict) and isinstance(e.get("traceId"), str)]
         if not items:
             return 0
-        with self._wlock:
-            conn = self._wconn
+        with self._external_writer() as conn:
             with ix.transaction(conn):
                 for e in items:
                     _delete_external(conn, "trace_id = ?", (e["traceId"],))
                 # the message keys, so removing the row later deletes its message rows by key
-                extras = [json.dumps({"detail": e.get("detail"), "source": e.get("source"),
-                                      "keys": [[k, role] for k, _r, role, _p in ix.message_rows(e, 0)]},
-                                     default=str) for e in items]
+                extras = [_external_extra(e) for e in items]
                 for e in items:
                     e.setdefault("framework", "chapter2")
                     if "status" not in e:
@@ -984,8 +1005,7 @@ class TraceStore:
         ids = list(dict.fromkeys(t for t in trace_ids if isinstance(t, str) and t))
         if not ids:
             return 0
-        with self._wlock:
-            conn = self._wconn
+        with self._external_writer() as conn:
             with ix.transaction(conn):
                 n = 0
                 for i in range(0, len(ids), 500):
@@ -1073,6 +1093,17 @@ class TraceStore:
     @property
     def conn(self) -> sqlite3.Connection:
         return self._conn
+
+
+def _external_extra(e: dict[str, Any]) -> str:
+    """An external row's `extra`: its detail, source and message keys (so removing the row later
+    deletes its message rows by key). A detail given as JSON text is spliced in unparsed."""
+    rest = json.dumps({"source": e.get("source"),
+                       "keys": [[k, role] for k, _r, role, _p in ix.message_rows(e, 0)]}, default=str)
+    text = e.pop("detailJson", None)
+    if not isinstance(text, str):
+        text = json.dumps(e.get("detail"), default=str)
+    return '{"detail": ' + text + ", " + rest[1:]
 
 
 def _delete_external(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> int:

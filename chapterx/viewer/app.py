@@ -149,6 +149,9 @@ class Viewer:
         self.store = store
         self.chapter2 = chapter2
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-store")
+        # chapter2 rows are written on their own thread (and the store's own connection for them):
+        # a read never queues behind a push transaction or the WAL checkpoint its commit runs
+        self.write_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trace-store-write")
         # chapter2 parsing and grouping run here, never on the store's thread (readers) or the loop
         self.chapter2_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="chapter2")
         # A read's check for appended chapter2 files gets its own thread, so it never queues behind an
@@ -198,10 +201,20 @@ class Viewer:
             self.store.remove_external(gone)
             del self.chapter2.removed[:len(gone)]
 
+    async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a store write on the writer thread (reads go on, on the store's thread)."""
+        return await asyncio.get_running_loop().run_in_executor(self.write_executor, fn, *args)
+
+    def _push_due(self, changed: list[dict[str, Any]]) -> bool:
+        """Anything for `_push_sync` to do (a read with nothing new does not queue a write)?"""
+        return bool(changed) or (self.chapter2 is not None and (not self._reconciled or bool(self.chapter2.removed)))
+
     async def push(self, changed: list[dict[str, Any]]) -> None:
         """Hand changed chapter2 entries to the store in small transactions, so reads interleave."""
+        if not self._push_due(changed):
+            return
         for i in range(0, max(len(changed), 1), PUSH_CHUNK):
-            await self.run(self._push_sync, changed[i:i + PUSH_CHUNK])
+            await self.write(self._push_sync, changed[i:i + PUSH_CHUNK])
 
     async def refresh(self) -> None:
         """Before a read: pick up appended chapter2 files. Never waits for an ingest in progress
@@ -252,30 +265,33 @@ class Viewer:
 
         def group() -> tuple[list[Pending], Prepared | None]:
             prepared = decoded.prepared() if decoded.entry_chunks else None
-            path, start, end = append_line(folder, decoded.line)
-            decoded.line, decoded.entry_chunks = b"", []  # written / unpickled: let them go
             if chapter2 is None:
+                append_line(folder, decoded.line)
                 return [], None
-            # No collector passes over the objects being built (long pauses for every thread); the
-            # kept spans then move to the permanent generation, so later full passes skip them.
-            gc.disable()
-            try:
-                spans = decoded.spans()
-                decoded.span_chunks = []
-                return chapter2.add_ingested(path, start, end, spans, prepared), prepared
-            finally:
-                gc.freeze()
-                gc.enable()
+            with chapter2.ingesting():  # a read's refresh never picks up this line half way
+                path, start, end = append_line(folder, decoded.line)
+                decoded.line, decoded.entry_chunks = b"", []  # written / unpickled: let them go
+                # No collector passes over the objects being built (long pauses for every thread);
+                # the kept spans then move to the permanent generation, so later full passes skip them.
+                gc.disable()
+                try:
+                    spans = decoded.spans()
+                    decoded.span_chunks = []
+                    return chapter2.add_ingested(path, start, end, spans, prepared), prepared
+                finally:
+                    gc.freeze()
+                    gc.enable()
 
         loop = asyncio.get_running_loop()
         pending, prepared = await loop.run_in_executor(self.chapter2_executor, group)
         for i in range(0, max(len(pending), 1), PUSH_CHUNK):
             batch = await loop.run_in_executor(self.chapter2_executor, with_details,
                                                pending[i:i + PUSH_CHUNK], prepared)
-            await self.run(self._push_sync, batch)
+            await self.write(self._push_sync, batch)
 
     def close(self) -> None:
         self.chapter2_executor.shutdown(wait=True, cancel_futures=True)
+        self.write_executor.shutdown(wait=True, cancel_futures=True)
         self.refresh_executor.shutdown(wait=True, cancel_futures=True)
         if self.decoder is not None:
             self.decoder.shutdown(wait=True, cancel_futures=True)
@@ -801,6 +817,9 @@ def create_app(
         # Closing the store on its own thread checkpoints SQLite's WAL, so the next start does not
         # have to replay it (that replay dominated cold start at a million traces).
         close = getattr(store, "close", None)
+        # no chapter2 write in flight while the store closes (queued ones are dropped: shutting down)
+        await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(viewer.write_executor.shutdown, wait=True, cancel_futures=True))
         if callable(close):
             try:
                 await viewer.run(close)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import fcntl
 import gzip
 import json
@@ -16,7 +17,7 @@ import os
 import pickle
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,7 +62,17 @@ class Chapter2Source:
         #: replies that disappeared (file deleted or rewritten), for the store to forget
         self.removed: list[str] = []
         self._last = 0.0
-        self._lock = threading.Lock()
+        # re-entrant: an ingest holds it from its append to its grouping (`ingesting`), and
+        # `add_ingested` takes it again inside
+        self._lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def ingesting(self) -> Iterator[None]:
+        """Held by an ingest from appending its line until its spans are grouped. Without it a
+        read's refresh could find the line appended but not yet grouped, and read, parse and group
+        the whole post itself while that read waited (seconds for a file-sized post)."""
+        with self._lock:
+            yield
 
     def files(self) -> list[Path]:
         out: list[Path] = []
@@ -391,15 +402,19 @@ class Decoded:
 
 @dataclass
 class Prepared:
-    """Entries built by the worker, and their details still pickled (a detail document is large:
-    holding all of a 32 MB request's as objects would cost hundreds of MB)."""
+    """Entries built by the worker, and their details as JSON text, still pickled. A detail
+    document is large: holding all of a 32 MB request's as objects would cost hundreds of MB, and
+    even one chunk of them as objects lives long enough to reach the collector's oldest generation
+    (a full collection over them paused every thread ~100 ms a post). The store keeps the text
+    as it is."""
 
     entries: dict[PreparedKey, dict[str, Any]]
     chunk_of: dict[PreparedKey, int]
     detail_chunks: list[bytes]
-    _open: tuple[int, dict[PreparedKey, dict[str, Any]]] | None = None
+    _open: tuple[int, dict[PreparedKey, str]] | None = None
 
-    def detail(self, key: PreparedKey) -> dict[str, Any] | None:
+    def detail(self, key: PreparedKey) -> str | None:
+        """The reply's detail document as JSON text (`TraceStore.add_external`'s `detailJson`)."""
         n = self.chunk_of.get(key)
         if n is None:
             return None
@@ -424,9 +439,15 @@ def with_details(batch: list[Pending], prepared: Prepared | None) -> list[dict[s
         if p.reply is None:
             out.append(p.entry)
             continue
-        detail = prepared.detail(p.key) if prepared is not None else None
-        out.append({**p.entry, "detail": detail if detail is not None else otlp.reply_detail(p.reply)})
+        text = prepared.detail(p.key) if prepared is not None else None
+        out.append({**p.entry, "detailJson": text} if text is not None
+                   else {**p.entry, "detail": otlp.reply_detail(p.reply)})
     return out
+
+
+def detail_json(detail: dict[str, Any]) -> str:
+    """A detail document as the store keeps it (text: strings are not tracked by the collector)."""
+    return json.dumps(detail, default=str)
 
 
 def decode_request(body: bytes, content_type: str, content_encoding: str, *, prepare: bool = False) -> Decoded:
@@ -451,7 +472,7 @@ def decode_request(body: bytes, content_type: str, content_encoding: str, *, pre
             part = replies[i:i + _CHUNK]
             entry_chunks.append(pickle.dumps({reply_key(r): otlp.reply_entry(r) for r in part},
                                              protocol=pickle.HIGHEST_PROTOCOL))
-            detail_chunks.append(pickle.dumps({reply_key(r): otlp.reply_detail(r) for r in part},
+            detail_chunks.append(pickle.dumps({reply_key(r): detail_json(otlp.reply_detail(r)) for r in part},
                                               protocol=pickle.HIGHEST_PROTOCOL))
     return Decoded(line, count, chunks, entry_chunks, detail_chunks, chapterx=chapterx)
 

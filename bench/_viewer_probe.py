@@ -1,0 +1,116 @@
+"""`chapterx traces serve` with timing probes, for `bench_otlp_ingest.py --probe` (evidence for stalls).
+
+    python bench/_viewer_probe.py traces serve ...
+
+Prints one line to stderr (`probe <wall time> <what> <ms>`) for every garbage collection, chapter2
+refresh/grouping, store call and event-loop lag longer than PROBE_MS (default 50 ms), so the bench
+can line up its slowest reads with what the viewer process was doing then. Bench-only: nothing
+here is imported by chapterx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+LIMIT_MS = float(os.environ.get("PROBE_MS", "50"))
+
+
+def _say(what: str, ms: float) -> None:
+    if ms >= LIMIT_MS:
+        # one write per line: lines from several threads never interleave
+        os.write(2, f"probe {time.time():.3f} {what} {ms:.0f}\n".encode())
+
+
+def _gc_probe() -> None:
+    started: dict[int, float] = {}
+
+    def cb(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[info["generation"]] = time.perf_counter()
+        else:
+            t = started.pop(info["generation"], None)
+            if t is not None:
+                ms = (time.perf_counter() - t) * 1000
+                what = f"gc-gen{info['generation']}[{threading.current_thread().name}]"
+                if ms >= LIMIT_MS and info["generation"] == 2:
+                    # how much the collection had to walk, and how much was frozen (skipped)
+                    what += f"[live={len(gc.get_objects(2))},frozen={gc.get_freeze_count()}]"
+                _say(what, ms)
+
+    gc.callbacks.append(cb)
+
+
+def _timed(cls: Any, name: str, label: str) -> None:
+    fn = getattr(cls, name)
+
+    @functools.wraps(fn)
+    def wrapper(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            _say(f"{label}[{threading.current_thread().name}]", (time.perf_counter() - t) * 1000)
+
+    setattr(cls, name, wrapper)
+
+
+def _loop_lag() -> None:
+    """Event-loop lag: a 10 ms sleep that wakes late means the loop was blocked."""
+    from chapterx.viewer import app
+
+    orig = app.create_app
+
+    def create_app(*a: Any, **k: Any) -> Any:
+        web_app = orig(*a, **k)
+
+        async def lag(_app: Any) -> None:
+            async def watch() -> None:
+                while True:
+                    t = time.perf_counter()
+                    await asyncio.sleep(0.01)
+                    _say("loop-lag", (time.perf_counter() - t) * 1000 - 10)
+
+            _app["_probe_lag"] = asyncio.get_running_loop().create_task(watch())
+
+        web_app.on_startup.append(lag)
+        return web_app
+
+    app.create_app = create_app
+    from chapterx.viewer import server
+
+    server.create_app = create_app  # type: ignore[attr-defined]
+
+
+def main() -> None:
+    from chapterx.trace.store import TraceStore
+    from chapterx.viewer import app as viewer_app
+    from chapterx.viewer.chapter2 import Chapter2Source
+
+    _gc_probe()
+    for name in ("_refresh_locked", "add_ingested"):
+        _timed(Chapter2Source, name, f"chapter2.{name}")
+    from chapterx.trace.store import _Worker
+
+    for name in ("add_external", "remove_external", "list_traces", "search", "_auto_refresh", "_count"):
+        _timed(TraceStore, name, f"store.{name}")
+    _timed(_Worker, "wait_for_pass", "worker.wait_for_pass")
+    _timed(viewer_app.Viewer, "_push_sync", "viewer._push_sync")
+    _loop_lag()
+    from chapterx.cli import main as cli
+
+    sys.argv = ["chapterx", *sys.argv[1:]]
+    raise SystemExit(cli())
+
+
+if __name__ == "__main__":
+    main()
