@@ -11,12 +11,14 @@ here is imported by chapterx.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import os
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +36,13 @@ def _say(what: str, ms: float) -> None:
 def _gc_probe() -> None:
     started: dict[int, float] = {}
 
+    where: dict[int, str] = {}
+
     def cb(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             started[info["generation"]] = time.perf_counter()
+            if info["generation"] == 2:  # which code's allocation triggered the full collection
+                where[2] = ">".join(f.name for f in traceback.extract_stack(limit=7)[:-1])
         else:
             t = started.pop(info["generation"], None)
             if t is not None:
@@ -44,7 +50,8 @@ def _gc_probe() -> None:
                 what = f"gc-gen{info['generation']}[{threading.current_thread().name}]"
                 if ms >= LIMIT_MS and info["generation"] == 2:
                     # how much the collection had to walk, and how much was frozen (skipped)
-                    what += f"[live={len(gc.get_objects(2))},frozen={gc.get_freeze_count()}]"
+                    what += (f"[live={len(gc.get_objects(2))},collected={info['collected']},"
+                             f"frozen={gc.get_freeze_count()},at={where.get(2)}]")
                 _say(what, ms)
 
     gc.callbacks.append(cb)
@@ -101,11 +108,22 @@ def main() -> None:
         _timed(Chapter2Source, name, f"chapter2.{name}")
     from chapterx.trace.store import _Worker
 
-    for name in ("add_external", "remove_external", "list_traces", "search", "_auto_refresh", "_count"):
+    for name in ("add_external", "remove_external", "list_traces", "search", "_auto_refresh", "_count",
+                 "_select", "_enrich", "_channel_names", "index_progress"):
         _timed(TraceStore, name, f"store.{name}")
     _timed(_Worker, "wait_for_pass", "worker.wait_for_pass")
     _timed(viewer_app.Viewer, "_push_sync", "viewer._push_sync")
     _loop_lag()
+
+    def wal_size() -> None:  # the WAL's size once a second: a WAL that only grows slows every read
+        wal = Path(sys.argv[sys.argv.index("--index") + 1] + "-wal")
+        while True:
+            time.sleep(1.0)
+            with contextlib.suppress(OSError):
+                os.write(2, f"probe {time.time():.3f} wal-MB {wal.stat().st_size / 1e6:.0f}\n".encode())
+
+    if "--index" in sys.argv:
+        threading.Thread(target=wal_size, daemon=True).start()
     from chapterx.cli import main as cli
 
     sys.argv = ["chapterx", *sys.argv[1:]]

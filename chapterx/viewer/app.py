@@ -264,23 +264,27 @@ class Viewer:
         folder = self.settings.otlp_ingest_dir
 
         def group() -> tuple[list[Pending], Prepared | None]:
-            prepared = decoded.prepared() if decoded.entry_chunks else None
             if chapter2 is None:
                 append_line(folder, decoded.line)
                 return [], None
-            with chapter2.ingesting():  # a read's refresh never picks up this line half way
-                path, start, end = append_line(folder, decoded.line)
-                decoded.line, decoded.entry_chunks = b"", []  # written / unpickled: let them go
-                # No collector passes over the objects being built (long pauses for every thread);
-                # the kept spans then move to the permanent generation, so later full passes skip them.
-                gc.disable()
-                try:
+            # No collector passes over the objects being built: the worker's entries and the
+            # spans are ~1M objects a file-sized post that live on, so a collection then walks them
+            # all with every thread stopped (a full one, triggered while the entries were being
+            # unpickled, paused reads 50-140 ms once a post). They then move to the permanent
+            # generation, so later full passes skip them.
+            gc.disable()
+            try:
+                prepared = decoded.prepared() if decoded.entry_chunks else None
+                decoded.entry_chunks = []
+                with chapter2.ingesting():  # a read's refresh never picks up this line half way
+                    path, start, end = append_line(folder, decoded.line)
+                    decoded.line = b""  # written: let it go
                     spans = decoded.spans()
                     decoded.span_chunks = []
                     return chapter2.add_ingested(path, start, end, spans, prepared), prepared
-                finally:
-                    gc.freeze()
-                    gc.enable()
+            finally:
+                gc.freeze()
+                gc.enable()
 
         loop = asyncio.get_running_loop()
         pending, prepared = await loop.run_in_executor(self.chapter2_executor, group)
