@@ -82,10 +82,17 @@ def _loop_lag() -> None:
 
         async def lag(_app: Any) -> None:
             async def watch() -> None:
+                # the loop thread's run-queue wait (/proc schedstat, ns): a lag made of it is the
+                # box's other processes holding the CPUs; the rest is this process (GIL, gc)
+                stat = Path(f"/proc/self/task/{threading.get_native_id()}/schedstat")
                 while True:
                     t = time.perf_counter()
+                    q0 = int(stat.read_text().split()[1])
                     await asyncio.sleep(0.01)
-                    _say("loop-lag", (time.perf_counter() - t) * 1000 - 10)
+                    lag = (time.perf_counter() - t) * 1000 - 10
+                    if lag >= LIMIT_MS:
+                        queued = (int(stat.read_text().split()[1]) - q0) / 1e6
+                        _say(f"loop-lag[runqueue={queued:.0f}ms]", lag)
 
             _app["_probe_lag"] = asyncio.get_running_loop().create_task(watch())
 

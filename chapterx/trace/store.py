@@ -380,13 +380,17 @@ class TraceStore:
                 self.refresh()
             return
         # Background: a big backlog (a first build, a burst) is not waited for: answer from what
-        # is committed now. A few new lines are (so what was just written is listed), and so is a
-        # pass when none ran for `auto_refresh_interval` (markers).
+        # is committed now. A few new lines are (so what was just written is listed). With nothing
+        # new in the index files, a pass overdue (markers) is asked for, not waited for: on a busy
+        # box the worker process could take half a second to be scheduled (a read waited 515 ms
+        # during a chapter2 ingest), and it passes every `auto_refresh_interval` anyway.
         backlog = sum(_size(f) for f, _ in self.index_files()) - worker.caught_up()
         if backlog > SMALL_BACKLOG_BYTES:
             worker.wake()
-        elif backlog > 0 or worker.since_last_pass() >= self._auto_interval:
+        elif backlog > 0:
             worker.wait_for_pass(SMALL_BACKLOG_WAIT_S)
+        elif worker.since_last_pass() >= self._auto_interval:
+            worker.wake()
 
     def reindex(self, progress: Callable[[IndexProgress], None] | None = None) -> ix.IngestStats:
         """Drop everything read from index.jsonl files and read them again from the start."""

@@ -67,6 +67,9 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 REFRESH_INTERVAL_S = 1.0
 PUSH_CHUNK = 50  # chapter2 entries per store transaction (reads run between two)
+# A chapter2 push transaction does not start while a read is on the store's thread, for at most
+# this long: on a busy 2-core box the two competed for the CPU, the GIL and SQLite's pages.
+READ_FIRST_MAX_S = 0.05
 INITIAL_LOAD_WAIT_S = 1.0
 
 CSP = (
@@ -158,6 +161,7 @@ class Viewer:
         # ingest's grouping on the threads above (those run for seconds on a file-sized post)
         self.refresh_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chapter2-refresh")
         self._refreshing: asyncio.Future[list[dict[str, Any]]] | None = None
+        self._reading = 0  # store reads queued or running (changed on the loop thread only)
         self.decoder: ProcessPoolExecutor | None = None  # big OTLP bodies, started on first use
         self.initial_load: asyncio.Task[None] | None = None
         try:
@@ -178,11 +182,24 @@ class Viewer:
         return bool(self.store.query("SELECT 1 FROM traces WHERE trace_id = ? LIMIT 1", (trace_id,)))
 
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A store read on the store's thread; chapter2 writes wait for it (`_read_first`)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+        self._reading += 1
+        try:
+            return await loop.run_in_executor(self.executor, lambda: fn(*args, **kwargs))
+        finally:
+            self._reading -= 1
+
+    def _read_first(self) -> None:
+        """On the writer thread, before a push transaction: let the reads in flight finish first
+        (at most READ_FIRST_MAX_S, so a steady stream of reads cannot hold an ingest up)."""
+        deadline = time.monotonic() + READ_FIRST_MAX_S
+        while self._reading and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def _push_sync(self, changed: list[dict[str, Any]]) -> None:
-        """Store side of a chapter2 update (runs on the store's thread): add, then forget removed."""
+        """Store side of a chapter2 update (runs on the writer thread): add, then forget removed."""
+        self._read_first()
         if changed:
             self.store.add_external(changed)
         if self.chapter2 is not None and not self._reconciled:
