@@ -71,6 +71,21 @@ def _timed(cls: Any, name: str, label: str) -> None:
     setattr(cls, name, wrapper)
 
 
+def _phases(cls: Any, name: str) -> None:
+    """Always log when a coroutine method ends and how long it took (a post's timeline)."""
+    fn = getattr(cls, name)
+
+    @functools.wraps(fn)
+    async def wrapper(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return await fn(*a, **k)
+        finally:
+            os.write(2, f"probe {time.time():.3f} phase-{name} {(time.perf_counter() - t) * 1000:.0f}\n".encode())
+
+    setattr(cls, name, wrapper)
+
+
 def _loop_lag() -> None:
     """Event-loop lag: a 10 ms sleep that wakes late means the loop was blocked."""
     from chapterx.viewer import app
@@ -120,6 +135,8 @@ def main() -> None:
         _timed(TraceStore, name, f"store.{name}")
     _timed(_Worker, "wait_for_pass", "worker.wait_for_pass")
     _timed(viewer_app.Viewer, "_push_sync", "viewer._push_sync")
+    for name in ("decode", "ingest"):  # a post's phases: decode (worker process), group + push
+        _phases(viewer_app.Viewer, name)
     _loop_lag()
 
     def wal_size() -> None:  # the WAL's size once a second: a WAL that only grows slows every read

@@ -46,6 +46,7 @@ from chapterx.viewer.chapter2 import (
     append_line,
     decode_and_prepare,
     decode_request,
+    lower_priority,
     with_details,
 )
 from chapterx.viewer.otlp_chapterx import ChapterxReceiver
@@ -271,7 +272,7 @@ class Viewer:
             # one task per worker: the worker's peak memory (a 32 MB JSON body is ~700 MB of
             # Python objects) goes back to the system when it exits, and the viewer never holds it
             self.decoder = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                               max_tasks_per_child=1)
+                                               max_tasks_per_child=1, initializer=lower_priority)
         return await loop.run_in_executor(self.decoder, decode_and_prepare, body, content_type, content_encoding)
 
     async def ingest(self, decoded: Decoded) -> None:
@@ -612,7 +613,7 @@ def _hidden_by_retention(store: Store, kwargs: dict[str, Any], asked_since: date
     older archive does not look empty without a word)."""
     cut = floor if until is None or until > floor else until
     older = {**kwargs, "since": _iso(asked_since) if asked_since else None, "until": _iso(cut),
-             "limit": 1, "offset": 0}
+             "limit": 1, "offset": 0, "count_only": True}
     return int(store.list_traces(**older).get("total") or 0)
 
 

@@ -363,6 +363,16 @@ def append_line(folder: Path, line: bytes, now: Callable[[], datetime] | None = 
 
 
 PROCESS_DECODE_BYTES = 1024 * 1024  # bigger bodies are decoded in a worker process (off the GIL)
+# The decode worker's niceness: it takes a core for several seconds a file-sized post. At the
+# same priority as the viewer it took the CPU from the viewer's reads (their stalls were run-queue
+# waits, bench/README.md); lower, the reads go first and the decode takes what is left.
+DECODE_NICE = 10
+
+
+def lower_priority() -> None:
+    """Initializer of the decode worker process: run below the viewer (best effort)."""
+    with contextlib.suppress(AttributeError, OSError):  # no os.nice here, or not permitted
+        os.nice(DECODE_NICE)
 _CHUNK = 300  # spans (or prepared replies) per pickle: each unpickle is a short GIL hold
 PreparedKey = tuple[tuple[str, ...], int]  # (sorted OTLP trace ids, span count) of one reply
 

@@ -131,3 +131,30 @@ def test_a_big_post_is_listed_and_served_with_the_details_built_by_the_decode_wo
         assert d.status == 200
         want = json.loads(json.dumps(otlp.reply_detail(reply), default=str))
         assert {k: d.json()[k] for k in want} == want
+
+
+def test_a_list_page_read_in_one_step_is_the_page_row_by_row(tmp_path: Path) -> None:
+    """The page comes back as one JSON array (one SQLite step): same rows, same order (ties on the
+    time broken by id), exact floats, text as written."""
+    logs = tmp_path / "logs"
+    (logs / "traces").mkdir(parents=True)
+    store = TraceStore([logs], index_path=tmp_path / "i.sqlite")
+    try:
+        entries = [_ext(i, timestamp=f"2030-01-01T00:00:0{i % 3}.123Z", cost=0.1 * i + 0.2,
+                        durationMs=1234.5 + i, triggerPreview=f"é \"q\" \\ {i} ☃", success=i % 4 != 0)
+                   for i in range(40)]
+        store.add_external(entries)
+        from chapterx.trace import store as store_mod
+
+        sql = (f"SELECT {store_mod._LIST_SQL} FROM traces WHERE ts >= ? "
+               "ORDER BY ts DESC, id DESC LIMIT ? OFFSET ?")
+        for offset in (0, 7):
+            with store.locked():
+                one_step = store._select_page(sql, [0, 25, offset])
+                by_row = store._select(sql, [0, 25, offset])
+            assert one_step == by_row and len(one_step) == 25
+        page = store.list_traces(limit=40)["traces"]
+        assert [t["cost"] for t in page] == [e["cost"] for e in sorted(
+            entries, key=lambda e: (e["timestamp"], int(e["traceId"], 16)), reverse=True)]
+    finally:
+        store.close()
