@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chapterx.trace import ctxids
+from chapterx.trace import ctxids, durhist
 from chapterx.trace.ids import message_key, parse_iso
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ CREATE TABLE IF NOT EXISTS counts(kind TEXT NOT NULL, key TEXT NOT NULL, n INTEG
 CREATE TABLE IF NOT EXISTS channel_names(channel_id TEXT PRIMARY KEY, name TEXT NOT NULL, seq INTEGER);
 CREATE TABLE IF NOT EXISTS hourly(hour INTEGER NOT NULL, bot TEXT NOT NULL, framework TEXT NOT NULL,
   n INTEGER NOT NULL, fail INTEGER NOT NULL, tin INTEGER NOT NULL, tout INTEGER NOT NULL, cost REAL NOT NULL,
+  priced INTEGER NOT NULL DEFAULT 0, dmin INTEGER, dmax INTEGER, hist BLOB,
   PRIMARY KEY(hour, bot, framework)) WITHOUT ROWID;
 """
 
@@ -138,9 +139,13 @@ _ADDED_COLUMNS = (("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"))
 # schema 4: where a context row's line is (its ids are checked there, not stored); schema 3 rows
 # keep their stored id lists and stay valid as they are
 _ADDED_CTX_COLUMNS = (("src_off", "INTEGER"), ("src_len", "INTEGER"))
+# counts v4: activations with a known cost (`priced`), exact min/max duration and a duration
+# histogram (`chapterx.trace.durhist`) per hour; filled from `traces` by the recount COUNTS_VERSION forces
+_ADDED_HOURLY_COLUMNS = (("priced", "INTEGER NOT NULL DEFAULT 0"), ("dmin", "INTEGER"), ("dmax", "INTEGER"),
+                         ("hist", "BLOB"))
 _ROW = {name: i + 1 for i, name in enumerate(TRACE_COLUMNS)}  # position in a prepared row (id first)
 # counts kept since this version: an older database recounts once (see `counts`)
-COUNTS_VERSION = "3"
+COUNTS_VERSION = "4"
 _INSERT_TRACE = (f"INSERT INTO traces(id,{','.join(TRACE_COLUMNS)}) "
                  f"VALUES ({','.join('?' * (len(TRACE_COLUMNS) + 1))})")
 _INSERT_MSG = "INSERT OR IGNORE INTO messages(key, trace_row, role, position) VALUES (?,?,?,?)"
@@ -316,7 +321,7 @@ def _upgrade_context(conn: sqlite3.Connection) -> None:
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     """Columns added since a database was created (NULL in its old rows: read as unknown)."""
-    for table, added in (("traces", _ADDED_COLUMNS), ("ctx", _ADDED_CTX_COLUMNS)):
+    for table, added in (("traces", _ADDED_COLUMNS), ("ctx", _ADDED_CTX_COLUMNS), ("hourly", _ADDED_HOURLY_COLUMNS)):
         have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
         for name, decl in added:
             if name not in have:
@@ -564,7 +569,8 @@ def _next_row(conn: sqlite3.Connection) -> int:
                int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM traces").fetchone()[0]) + 1)
 
 
-Summary = tuple[dict[tuple[str, str], float], dict[tuple[int, str, str], list[float]]]
+HourlyDelta = list[Any]  # [n, fail, tin, tout, cost, priced, dmin, dmax, {duration bucket: count}]
+Summary = tuple[dict[tuple[str, str], float], dict[tuple[int, str, str], HourlyDelta]]
 
 
 def summarise(rows: list[tuple[Any, ...]]) -> Summary:
@@ -768,33 +774,89 @@ def add_hourly(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], sign: int)
     apply_hourly(conn, hourly_sums(rows, sign))
 
 
-def hourly_sums(rows: list[tuple[Any, ...]], sign: int) -> dict[tuple[int, str, str], list[float]]:
-    sums: dict[tuple[int, str, str], list[float]] = {}
-    for ts, bot, fw, status, success, _dur, tin, tout, tot, cost in rows:
+def hourly_sums(rows: list[tuple[Any, ...]], sign: int) -> dict[tuple[int, str, str], HourlyDelta]:
+    """Roll-up deltas per (hour, bot, framework) of rows given as in `add_hourly` (pure)."""
+    sums: dict[tuple[int, str, str], HourlyDelta] = {}
+    for ts, bot, fw, status, success, dur, tin, tout, tot, cost in rows:
         if status == "running":
             continue
         key = (int(ts // 3600), bot or "", fw)
-        acc = sums.setdefault(key, [0, 0, 0, 0, 0.0])
+        acc = sums.get(key)
+        if acc is None:
+            acc = sums[key] = [0, 0, 0, 0, 0.0, 0, None, None, {}]
         acc[0] += sign
         acc[1] += 0 if success else sign
         acc[2] += sign * (tin if tin is not None else (tot or 0))
         acc[3] += sign * (tout or 0)
-        acc[4] += sign * (cost or 0.0)
+        if cost is not None:
+            acc[4] += sign * cost
+            acc[5] += sign
+        if dur is not None:
+            durhist.count_into(acc[8], dur, sign)
+            if acc[6] is None or dur < acc[6]:
+                acc[6] = dur
+            if acc[7] is None or dur > acc[7]:
+                acc[7] = dur
     return sums
 
 
-def apply_hourly(conn: sqlite3.Connection, sums: dict[tuple[int, str, str], list[float]]) -> None:
-    if sums:
-        conn.executemany(
-            "INSERT INTO hourly VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(hour, bot, framework) DO UPDATE SET "
-            "n=n+excluded.n, fail=fail+excluded.fail, tin=tin+excluded.tin, tout=tout+excluded.tout, "
-            "cost=cost+excluded.cost", [(*k, *v) for k, v in sums.items()])
+_HOURLY_COLS = "n, fail, tin, tout, cost, priced, dmin, dmax, hist"
+_HOURLY_KEY = "hour = ? AND bot = ? AND framework = ?"
 
 
-def add_hourly_cost(conn: sqlite3.Connection, rows: list[tuple[float, str | None, str, float]]) -> None:
-    """A cost learnt later (from the trace file) for rows given as (ts, bot, framework, cost)."""
-    conn.executemany("UPDATE hourly SET cost = cost + ? WHERE hour = ? AND bot = ? AND framework = ?",
-                     [(cost, int(ts // 3600), bot or "", fw) for ts, bot, fw, cost in rows if cost])
+def apply_hourly(conn: sqlite3.Connection, sums: dict[tuple[int, str, str], HourlyDelta]) -> None:
+    """Add roll-up deltas (inside the caller's transaction). Histograms merge by adding counts; a
+    delete that took an hour's smallest or largest duration reads that hour's new min/max back
+    from `traces` (its rows are gone by then)."""
+    if not sums:
+        return
+    out = []
+    recheck = []
+    for key, (n, fail, tin, tout, cost, priced, dmin, dmax, hist) in sums.items():
+        old = conn.execute(f"SELECT {_HOURLY_COLS} FROM hourly WHERE {_HOURLY_KEY}", key).fetchone()
+        h = durhist.Dense()
+        if old is not None:
+            n += old[0]
+            fail += old[1]
+            tin += old[2]
+            tout += old[3]
+            cost += old[4]
+            priced += old[5]
+            h.add_blob(old[8])
+            if dmin is not None and old[6] is not None and n > 0:
+                if any(c < 0 for c in hist.values()):  # a delete: took the extreme itself?
+                    if dmin <= old[6] or dmax >= old[7]:
+                        recheck.append(key)
+                    dmin, dmax = old[6], old[7]
+                else:
+                    dmin, dmax = min(dmin, old[6]), max(dmax, old[7])
+            elif dmin is None:
+                dmin, dmax = old[6], old[7]
+        h.add_dict(hist)
+        blob = h.blob()
+        if blob is None:
+            dmin = dmax = None
+        if not priced:
+            cost = 0.0  # no float dust left from sums of costs that all went away
+        out.append((*key, n, fail, tin, tout, cost, priced, dmin, dmax, blob))
+    conn.executemany(f"INSERT OR REPLACE INTO hourly(hour, bot, framework, {_HOURLY_COLS}) "
+                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", out)
+    for hour, bot, fw in recheck:
+        conn.execute(
+            f"UPDATE hourly SET (dmin, dmax) = (SELECT MIN(duration_ms), MAX(duration_ms) FROM traces "
+            "WHERE ts >= ? AND ts < ? AND COALESCE(bot, '') = ? AND framework = ? AND duration_ms IS NOT NULL "
+            f"AND COALESCE(status, '') <> 'running') WHERE {_HOURLY_KEY}",
+            (hour * 3600, (hour + 1) * 3600, bot, fw, hour, bot, fw))
+
+
+def add_hourly_cost(conn: sqlite3.Connection, rows: list[tuple[float, str | None, str, float | None, float | None]]
+                    ) -> None:
+    """A cost learnt later (from the trace file) for rows given as (ts, bot, framework, cost before,
+    cost now): the cost changes by the difference, and `priced` when one of the two is unknown."""
+    conn.executemany(
+        f"UPDATE hourly SET cost = cost + ?, priced = priced + ? WHERE {_HOURLY_KEY}",
+        [((new or 0.0) - (old or 0.0), (new is not None) - (old is not None), int(ts // 3600), bot or "", fw)
+         for ts, bot, fw, old, new in rows if old != new])
 
 
 def add_counts(conn: sqlite3.Connection, deltas: dict[tuple[str, str], float]) -> None:

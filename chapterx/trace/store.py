@@ -758,7 +758,7 @@ class TraceStore:
                     deltas[("status", status)] = deltas.get(("status", status), 0) + 1
                     change = (cost or 0.0) - (r["cost"] or 0.0)  # the row's cost before is replaced
                     deltas[("total", "cost")] = deltas.get(("total", "cost"), 0.0) + change
-                    costs.append((r["ts"], r["bot"], r["framework"], change))
+                    costs.append((r["ts"], r["bot"], r["framework"], r["cost"], cost))
             ix.add_counts(c, deltas)
             ix.add_hourly_cost(c, costs)
 
