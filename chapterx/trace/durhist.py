@@ -24,27 +24,87 @@ import math
 import sys
 from array import array
 from bisect import bisect_left
+from collections import Counter
 from itertools import accumulate
 from operator import add
 
 RATIO = 1.04
 RELATIVE_ERROR = math.sqrt(RATIO) - 1  # 0.0198
-_LOG = math.log(RATIO)
+_INV = 1 / math.log(RATIO)
 _BIG = sys.byteorder == "big"
 
 
 def bucket(ms: float) -> int:
     """The bucket of a duration in ms."""
-    return int(math.log(ms) / _LOG) if ms >= 1 else -1
+    return int(math.log(ms) * _INV) if ms >= 1 else -1
 
 
-def value(k: int) -> int:
-    """The duration a bucket stands for: the integer nearest its geometric middle, within the bucket."""
+def _value(k: int) -> int:
     if k < 0:
         return 0
     lo = math.ceil(math.pow(RATIO, k))
     hi = max(lo, math.ceil(math.pow(RATIO, k + 1)) - 1)
     return min(hi, max(lo, round(math.pow(RATIO, k + 0.5))))
+
+
+_VALUES = [_value(k) for k in range(1024)]  # up to ~3e17 ms: any duration a line can hold
+
+
+def value(k: int) -> int:
+    """The duration a bucket stands for: the integer nearest its geometric middle, within the bucket."""
+    return _VALUES[k] if 0 <= k < len(_VALUES) else _value(k)
+
+
+def decode(blob: bytes) -> array:
+    """A stored histogram as int32s: [first bucket, counts...]."""
+    arr = array("i")
+    arr.frombytes(blob)
+    if _BIG:
+        arr.byteswap()
+    return arr
+
+
+def merge(blobs: list[bytes]) -> tuple[int, list[int]]:
+    """(first bucket, counts) of the sum of stored histograms (a read's whole hours)."""
+    arrs = [decode(b) for b in blobs]
+    if len(arrs) == 1:
+        return arrs[0][0], arrs[0][1:].tolist()
+    lo = min(a[0] for a in arrs)
+    hi = max(a[0] + len(a) - 1 for a in arrs)
+    zeros = array("i", bytes(4 * (hi - lo)))
+    padded = [zeros[:a[0] - lo] + a[1:] + zeros[:hi - a[0] - len(a) + 1] for a in arrs]
+    return lo, list(map(sum, zip(*padded, strict=True)))
+
+
+def percentiles(lo: int, counts: list[int], ps: tuple[float, ...], lo_ms: float | None,
+                hi_ms: float | None) -> list[float | None]:
+    """Nearest-rank p-th fractions (0 < p <= 1) of a histogram whose first bucket is `lo`, clamped
+    to the exact [lo_ms, hi_ms] when known (the smallest and largest rank are then exact)."""
+    cum = list(accumulate(counts))
+    n = cum[-1] if cum else 0
+    if n <= 0:
+        return [None for _ in ps]
+    out: list[float | None] = []
+    for p in ps:
+        rank = max(1, math.ceil(n * p))
+        if rank == 1 and lo_ms is not None:
+            out.append(float(lo_ms))
+        elif rank == n and hi_ms is not None:
+            out.append(float(hi_ms))
+        else:
+            v = float(value(lo + bisect_left(cum, rank)))
+            if lo_ms is not None:
+                v = max(v, float(lo_ms))
+            if hi_ms is not None:
+                v = min(v, float(hi_ms))
+            out.append(v)
+    return out
+
+
+def count_many(values: list[int]) -> dict[int, int]:
+    """The histogram of many durations (a ragged end's rows): `bucket` without a call per value."""
+    log, inv = math.log, _INV
+    return dict(Counter([int(log(ms) * inv) if ms >= 1 else -1 for ms in values]))
 
 
 def count_into(hist: dict[int, int], ms: float, sign: int = 1) -> None:
@@ -90,10 +150,7 @@ class Dense:
     def add_blob(self, blob: bytes | None) -> None:
         if not blob:
             return
-        arr = array("i")
-        arr.frombytes(blob)
-        if _BIG:
-            arr.byteswap()
+        arr = decode(blob)
         lo, counts = arr[0], arr[1:]
         a = self._cover(lo, len(counts))
         b = a + len(counts)
@@ -115,18 +172,4 @@ class Dense:
 
     def percentile(self, p: float, lo_ms: float | None, hi_ms: float | None) -> float | None:
         """Nearest-rank p-th fraction (0 < p <= 1), clamped to the exact [lo_ms, hi_ms] when known."""
-        cum = list(accumulate(self.counts))
-        n = cum[-1] if cum else 0
-        if n <= 0:
-            return None
-        rank = max(1, math.ceil(n * p))
-        if rank == 1 and lo_ms is not None:
-            return float(lo_ms)
-        if rank == n and hi_ms is not None:
-            return float(hi_ms)
-        v = float(value(self.lo + bisect_left(cum, rank)))
-        if lo_ms is not None:
-            v = max(v, float(lo_ms))
-        if hi_ms is not None:
-            v = min(v, float(hi_ms))
-        return v
+        return percentiles(self.lo, self.counts.tolist(), (p,), lo_ms, hi_ms)[0]
