@@ -1205,6 +1205,10 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
     return changed
 
 
+class _Overtaken(Exception):
+    """Another process committed lines or row ids a first build had counted on."""
+
+
 def _bulk_parallel(conn: sqlite3.Connection, index_file: Path, source_id: int, stats: IngestStats,
                    progress: Callable[[int], None] | None = None) -> bool:
     """First build of a big index: worker processes parse blocks of lines and prepare rows while
@@ -1219,6 +1223,8 @@ def _bulk_parallel(conn: sqlite3.Connection, index_file: Path, source_id: int, s
     next_id = _next_row(conn)
     try:
         return _bulk_parallel_run(conn, index_file, source_id, stats, workers, offset, next_id, progress)
+    except _Overtaken:
+        return True
     except (OSError, cf.process.BrokenProcessPool) as exc:
         # no worker processes here (sandbox, no /dev/shm): the sequential loop carries on from the
         # last committed block
@@ -1234,7 +1240,7 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
     from collections import deque
 
     added = 0
-    in_flight: deque[tuple[cf.Future[BulkResult | None], int, int]] = deque()
+    in_flight: deque[tuple[cf.Future[BulkResult | None], int, int, int]] = deque()
     last: dict[str, set[int]] = {}  # each channel's last context so far: its ids have pairs
     # spawn, not fork: the caller may have threads (viewer, writer) that fork would copy mid-lock
     with open(index_file, "rb") as fh, cf.ProcessPoolExecutor(
@@ -1257,12 +1263,12 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
                 want = BULK_BLOCK
                 n = data.count(b"\n", 0, cut + 1)
                 in_flight.append((pool.submit(prepare_bulk_at, str(index_file), read_at, cut + 1, n, source_id,
-                                              next_id), cut + 1, next_id + n))
+                                              next_id), cut + 1, next_id + n, n))
                 read_at += cut + 1
                 next_id += n
             if not in_flight:
                 break
-            future, size, next_after = in_flight.popleft()
+            future, size, next_after, size_lines = in_flight.popleft()
             result = future.result()
             if result is None:
                 raise OSError(f"{index_file} changed while it was being indexed")
@@ -1273,6 +1279,11 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
                 pairs.extend((k, chan) for k in keys if k not in seen)
             last.update((chan, set(keys)) for chan, keys in tails.items())
             with transaction(conn):
+                stored = conn.execute("SELECT offset FROM sources WHERE id=?", (source_id,)).fetchone()
+                if stored is None or stored[0] != offset or _next_row(conn) > next_after - size_lines:
+                    # another process (a second viewer, `chapterx traces list`) read these lines or
+                    # took these row ids meanwhile: the sequential loop goes on from what it committed
+                    raise _Overtaken
                 kept = insert_prepared(conn, prepared, next_after, summary)
                 offset += size
                 conn.execute("UPDATE sources SET offset=?, lines=lines+?, malformed=malformed+? WHERE id=?",
