@@ -96,28 +96,56 @@ def bucket_stats(store: TraceStore, *, since: float, until: float, bucket_second
         first_h = math.ceil(since / HOUR)
         last_h = math.floor(until / HOUR) if math.isfinite(until) else 2**40
         if first_h < last_h:
-            raw.append((since, first_h * HOUR))
-            for hour in _add_hourly_hist(store, acc, first_h, last_h, since, width, bot, framework):
-                raw.append((hour * HOUR, (hour + 1) * HOUR))
-            raw.append((last_h * HOUR, until))
-            if sum(g[0] for g in acc.groups.values()) <= exact_max:  # few: every row, exact
-                acc = _Acc()
-                raw = [(since, until)]
+            rows = _hourly_rows(store, first_h, last_h, bot, framework)
+            if sum(r[3] for r in rows) <= exact_max:  # few: every row, exact
+                raw.append((since, until))
+            elif width == HOUR and since == first_h * HOUR:  # the fleet page's grid: an hour a bucket
+                _add_raw(store, acc, last_h * HOUR, until, since, width, bot, framework)
+                out = _finish(acc, since, width) + _hour_stats(rows, since)
+                out.sort(key=lambda b: (b.bot, b.framework, b.bucket_start))
+                return out
+            else:
+                raw.append((since, first_h * HOUR))
+                for hour in _add_hourly_hist(acc, rows, since, width):
+                    raw.append((hour * HOUR, (hour + 1) * HOUR))
+                raw.append((last_h * HOUR, until))
         else:
             raw.append((since, until))
     else:
         raw.append((since, until))
     for start, end in _merged(raw):
         _add_raw(store, acc, start, end, since, width, bot, framework)
+    return _finish(acc, since, width)
+
+
+def _finish(acc: _Acc, since: float, width: int) -> list[BucketStats]:
     out = []
     for (b, fw, k), g in sorted(acc.groups.items()):
         if g[0] <= 0:
             continue
         p50, p95 = acc.percentiles((b, fw, k))
         out.append(BucketStats(
-            bot=b, framework=fw, bucket_start=since + k * bucket_seconds, activations=int(g[0]),
+            bot=b, framework=fw, bucket_start=since + k * width, activations=int(g[0]),
             failures=int(g[1]), p50_ms=p50, p95_ms=p95, input_tokens=int(g[2]), output_tokens=int(g[3]),
             cost_usd=round(float(g[4]), 8) if g[5] > 0 else None, priced=int(g[5])))
+    return out
+
+
+def _hour_stats(rows: list[tuple[Any, ...]], since: float) -> list[BucketStats]:
+    """One bucket per roll-up row (hourly buckets on hour edges): no grouping, no merge."""
+    out = []
+    for hour, b, fw, n, fail, tin, tout, cost, priced, dmin, dmax, hist in rows:
+        if n <= 0:
+            continue
+        if hist:
+            lo, counts = durhist.merge([hist])
+            p50, p95 = durhist.percentiles(lo, counts, (0.5, 0.95), dmin, dmax)
+        else:
+            p50 = p95 = None
+        out.append(BucketStats(
+            bot=b, framework=fw, bucket_start=float(hour * HOUR), activations=n, failures=fail, p50_ms=p50,
+            p95_ms=p95, input_tokens=tin, output_tokens=tout, cost_usd=round(float(cost), 8) if priced > 0 else None,
+            priced=priced))
     return out
 
 
@@ -194,18 +222,22 @@ def _filters(bot: str | None, framework: str | None, params: dict[str, Any], bot
     return sql
 
 
-def _add_hourly_hist(store: TraceStore, acc: _Acc, h0: int, h1: int, origin: float, width: float,
-                     bot: str | None, framework: str | None) -> list[int]:
-    """Roll-ups of hours [h0, h1) (hour numbers) that lie whole inside their bucket (origin + k *
-    width), histograms included; returns the hours with data that do not (they are read as rows)."""
+def _hourly_rows(store: TraceStore, h0: int, h1: int, bot: str | None, framework: str | None
+                 ) -> list[tuple[Any, ...]]:
+    """The roll-up rows of hours [h0, h1) (hour numbers), histograms included."""
     store.bot_names()  # brings the kept counts and roll-ups up to date (an upgraded index recounts)
     params: dict[str, Any] = {"h0": h0, "h1": h1}
     extra = _filters(bot, framework, params, "bot")
+    return store.query("SELECT hour, bot, framework, n, fail, tin, tout, cost, priced, dmin, dmax, hist FROM hourly "
+                       f"WHERE hour >= :h0 AND hour < :h1{extra}", params, raw=True)
+
+
+def _add_hourly_hist(acc: _Acc, rows: list[tuple[Any, ...]], origin: float, width: float) -> list[int]:
+    """Roll-up rows of hours that lie whole inside their bucket (origin + k * width) summed per
+    bucket; returns the hours with data that do not (they are read as rows)."""
     split: list[int] = []
     groups, blobs, bounds = acc.groups, acc.blobs, acc.bounds  # the hot loop: one row per hour and bot
-    for hour, b, fw, n, fail, tin, tout, cost, priced, dmin, dmax, hist in store.query(
-            "SELECT hour, bot, framework, n, fail, tin, tout, cost, priced, dmin, dmax, hist FROM hourly "
-            f"WHERE hour >= :h0 AND hour < :h1{extra}", params, raw=True):
+    for hour, b, fw, n, fail, tin, tout, cost, priced, dmin, dmax, hist in rows:
         start = hour * HOUR
         k = int((start - origin) // width)
         if start + HOUR > origin + (k + 1) * width:

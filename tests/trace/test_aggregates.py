@@ -423,9 +423,11 @@ def test_bucket_stats_from_histograms_match_the_rows(tmp_path: Path, make_store:
         return [e["durationMs"] for e in entries if e["botName"] == bot
                 and since <= datetime.fromisoformat(e["timestamp"]).timestamp() < until]
 
-    # aligned daily buckets; then a window starting mid-hour with 5 h buckets (split hours and
-    # ragged ends are read as rows, merged with the whole hours' histograms)
-    for since, until, width in ((T0, T0 + 2 * 86400, 86400), (T0 + 1800, T0 + 29 * HOUR + 77, 5 * HOUR)):
+    # aligned daily buckets; a window starting mid-hour with 5 h buckets (split hours and ragged
+    # ends are read as rows, merged with the whole hours' histograms); hourly buckets on hour
+    # edges (one roll-up row each) with a ragged last hour
+    for since, until, width in ((T0, T0 + 2 * 86400, 86400), (T0 + 1800, T0 + 29 * HOUR + 77, 5 * HOUR),
+                                (T0, T0 + 26 * HOUR + 600, HOUR)):
         exact = {(b.bot, b.bucket_start): b for b in ag.bucket_stats(
             store, since=since, until=until, bucket_seconds=width)}
         hist = ag.bucket_stats(store, since=since, until=until, bucket_seconds=width, exact_max=0)
