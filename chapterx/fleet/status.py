@@ -380,7 +380,8 @@ def collect(opts: StatusOptions, *, now: float | None = None, procs: list[Proc] 
             unit=unit.name if unit else None,
             unit_state=f"{unit.active_state}/{unit.sub_state}" if unit else None,
             process_alive=alive, pids=sorted(pids), last_activation=a.last_activation,
-            activations_24h=a.activations, failures_24h=a.failures, cost_24h_usd=None if a.cost_usd is None else round(a.cost_usd, 6),
+            activations_24h=a.activations, failures_24h=a.failures,
+            cost_24h_usd=None if a.cost_usd is None else round(a.cost_usd, 6),
         )
         s.health, s.reasons = health(s, now=now, silent_after=opts.silent_after)
         if mode is not None and int(mode, 8) & 0o077:

@@ -30,13 +30,13 @@ from operator import add
 
 RATIO = 1.04
 RELATIVE_ERROR = math.sqrt(RATIO) - 1  # 0.0198
-_INV = 1 / math.log(RATIO)
+INV = 1 / math.log(RATIO)  # bucket = floor(log(ms) * INV)
 _BIG = sys.byteorder == "big"
 
 
 def bucket(ms: float) -> int:
     """The bucket of a duration in ms."""
-    return int(math.log(ms) * _INV) if ms >= 1 else -1
+    return int(math.log(ms) * INV) if ms >= 1 else -1
 
 
 def _value(k: int) -> int:
@@ -103,7 +103,7 @@ def percentiles(lo: int, counts: list[int], ps: tuple[float, ...], lo_ms: float 
 
 def count_many(values: list[int]) -> dict[int, int]:
     """The histogram of many durations (a ragged end's rows): `bucket` without a call per value."""
-    log, inv = math.log, _INV
+    log, inv = math.log, INV
     return dict(Counter([int(log(ms) * inv) if ms >= 1 else -1 for ms in values]))
 
 

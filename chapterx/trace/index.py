@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import sqlite3
 import stat
@@ -321,7 +322,8 @@ def _upgrade_context(conn: sqlite3.Connection) -> None:
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     """Columns added since a database was created (NULL in its old rows: read as unknown)."""
-    for table, added in (("traces", _ADDED_COLUMNS), ("ctx", _ADDED_CTX_COLUMNS), ("hourly", _ADDED_HOURLY_COLUMNS)):
+    for table, added in (("traces", _ADDED_COLUMNS), ("ctx", _ADDED_CTX_COLUMNS),
+                         ("hourly", _ADDED_HOURLY_COLUMNS)):
         have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
         for name, decl in added:
             if name not in have:
@@ -777,6 +779,7 @@ def add_hourly(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], sign: int)
 def hourly_sums(rows: list[tuple[Any, ...]], sign: int) -> dict[tuple[int, str, str], HourlyDelta]:
     """Roll-up deltas per (hour, bot, framework) of rows given as in `add_hourly` (pure)."""
     sums: dict[tuple[int, str, str], HourlyDelta] = {}
+    log, inv = math.log, durhist.INV  # `durhist.bucket` inlined: a build's workers run this per line
     for ts, bot, fw, status, success, dur, tin, tout, tot, cost in rows:
         if status == "running":
             continue
@@ -792,7 +795,9 @@ def hourly_sums(rows: list[tuple[Any, ...]], sign: int) -> dict[tuple[int, str, 
             acc[4] += sign * cost
             acc[5] += sign
         if dur is not None:
-            durhist.count_into(acc[8], dur, sign)
+            hist = acc[8]
+            k = int(log(dur) * inv) if dur >= 1 else -1
+            hist[k] = hist.get(k, 0) + sign
             if acc[6] is None or dur < acc[6]:
                 acc[6] = dur
             if acc[7] is None or dur > acc[7]:
@@ -813,6 +818,7 @@ def apply_hourly(conn: sqlite3.Connection, sums: dict[tuple[int, str, str], Hour
     out = []
     recheck = []
     for key, (n, fail, tin, tout, cost, priced, dmin, dmax, hist) in sums.items():
+        deleting = n < 0  # a delta is all inserts or all deletes (`hourly_sums` takes one sign)
         old = conn.execute(f"SELECT {_HOURLY_COLS} FROM hourly WHERE {_HOURLY_KEY}", key).fetchone()
         h = durhist.Dense()
         if old is not None:
@@ -823,15 +829,14 @@ def apply_hourly(conn: sqlite3.Connection, sums: dict[tuple[int, str, str], Hour
             cost += old[4]
             priced += old[5]
             h.add_blob(old[8])
-            if dmin is not None and old[6] is not None and n > 0:
-                if any(c < 0 for c in hist.values()):  # a delete: took the extreme itself?
-                    if dmin <= old[6] or dmax >= old[7]:
-                        recheck.append(key)
-                    dmin, dmax = old[6], old[7]
-                else:
-                    dmin, dmax = min(dmin, old[6]), max(dmax, old[7])
-            elif dmin is None:
+            if dmin is None:  # the delta has no durations
                 dmin, dmax = old[6], old[7]
+            elif deleting:  # did it take the hour's smallest or largest one?
+                if old[6] is not None and (dmin <= old[6] or dmax >= old[7]):
+                    recheck.append(key)
+                dmin, dmax = old[6], old[7]
+            elif old[6] is not None:
+                dmin, dmax = min(dmin, old[6]), max(dmax, old[7])
         h.add_dict(hist)
         blob = h.blob()
         if blob is None:
