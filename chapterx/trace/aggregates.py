@@ -138,8 +138,8 @@ def _hour_stats(rows: list[tuple[Any, ...]], since: float) -> list[BucketStats]:
         if n <= 0:
             continue
         if hist:
-            lo, counts = durhist.merge([hist])
-            p50, p95 = durhist.percentiles(lo, counts, (0.5, 0.95), dmin, dmax)
+            arr = durhist.decode(hist)
+            p50, p95 = durhist.percentiles(arr[0], arr[1:], (0.5, 0.95), dmin, dmax)
         else:
             p50 = p95 = None
         out.append(BucketStats(

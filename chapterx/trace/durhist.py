@@ -25,6 +25,7 @@ import sys
 from array import array
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Iterable
 from itertools import accumulate
 from operator import add
 
@@ -76,7 +77,7 @@ def merge(blobs: list[bytes]) -> tuple[int, list[int]]:
     return lo, list(map(sum, zip(*padded, strict=True)))
 
 
-def percentiles(lo: int, counts: list[int], ps: tuple[float, ...], lo_ms: float | None,
+def percentiles(lo: int, counts: Iterable[int], ps: tuple[float, ...], lo_ms: float | None,
                 hi_ms: float | None) -> list[float | None]:
     """Nearest-rank p-th fractions (0 < p <= 1) of a histogram whose first bucket is `lo`, clamped
     to the exact [lo_ms, hi_ms] when known (the smallest and largest rank are then exact)."""
