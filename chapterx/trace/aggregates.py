@@ -80,13 +80,15 @@ def bucket_stats(store: TraceStore, *, since: float, until: float, bucket_second
     Only buckets with at least one activation are returned, ordered by bot, framework, time.
 
     Every whole hour that lies inside one bucket is read from the hourly roll-ups (counts, tokens,
-    cost and a duration histogram); the rest of the window (ragged ends, buckets shorter than an
-    hour or not on hour edges) from the rows. p50/p95 are nearest-rank: exact (a measured
-    duration) when the whole hours of the window hold at most `exact_max` activations (then every
-    row is read) or a bucket has no whole hour; otherwise read from the merged histograms, within
-    2% + 0.5 ms of the exact value (`chapterx.trace.durhist`), exact when it is the bucket's
-    smallest or largest duration. A month of a big fleet then costs a few thousand roll-up rows,
-    not every activation of the month."""
+    cost and a duration histogram). An hour cut by a bucket edge: its smaller side is read as
+    rows, the other side is the hour's roll-up less those rows. The window's ragged ends, and
+    every bucket shorter than an hour, are read as rows. Counts, tokens and cost are exact.
+    p50/p95 are nearest-rank: exact (a measured duration) when the window's whole hours hold at
+    most `exact_max` activations (then every row is read) or for buckets under an hour; otherwise
+    from the merged histograms, within 2% + 0.5 ms of the exact value (`chapterx.trace.durhist`),
+    and exact when it is the bucket's smallest or largest duration and no cut hour is in the
+    bucket. A month of a big fleet then costs a few thousand roll-up rows, not every activation
+    of the month."""
     if bucket_seconds <= 0:
         raise ValueError("bucket_seconds must be positive")
     acc = _Acc()
@@ -106,8 +108,7 @@ def bucket_stats(store: TraceStore, *, since: float, until: float, bucket_second
                 return out
             else:
                 raw.append((since, first_h * HOUR))
-                for hour in _add_hourly_hist(acc, rows, since, width):
-                    raw.append((hour * HOUR, (hour + 1) * HOUR))
+                _add_split(store, acc, _add_hourly_hist(acc, rows, since, width), since, width, bot, framework)
                 raw.append((last_h * HOUR, until))
         else:
             raw.append((since, until))
@@ -175,6 +176,8 @@ class _Acc:
         self.exact: dict[_Key, list[int]] = {}
         self.blobs: dict[_Key, list[bytes]] = {}
         self.bounds: dict[_Key, list[float]] = {}
+        #: groups whose bounds are an hour's min/max around a part of that hour (not exact)
+        self.loose: set[_Key] = set()
 
     def add(self, key: _Key, n: int, fail: int, tin: int, tout: int, cost: float, priced: int) -> None:
         g = self.groups.get(key)
@@ -207,7 +210,8 @@ class _Acc:
         if not blobs:
             return None, None
         lo, counts = durhist.merge(blobs)
-        p50, p95 = durhist.percentiles(lo, counts, (0.5, 0.95), *(bounds or (None, None)))
+        p50, p95 = durhist.percentiles(lo, counts, (0.5, 0.95), *(bounds or (None, None)),
+                                       exact_bounds=key not in self.loose)
         return p50, p95
 
 
@@ -232,16 +236,17 @@ def _hourly_rows(store: TraceStore, h0: int, h1: int, bot: str | None, framework
                        f"WHERE hour >= :h0 AND hour < :h1{extra}", params, raw=True)
 
 
-def _add_hourly_hist(acc: _Acc, rows: list[tuple[Any, ...]], origin: float, width: float) -> list[int]:
+def _add_hourly_hist(acc: _Acc, rows: list[tuple[Any, ...]], origin: float, width: float
+                     ) -> list[tuple[Any, ...]]:
     """Roll-up rows of hours that lie whole inside their bucket (origin + k * width) summed per
-    bucket; returns the hours with data that do not (they are read as rows)."""
-    split: list[int] = []
+    bucket; returns the rows of the hours cut by a bucket edge (see `_add_split`)."""
+    split: list[tuple[Any, ...]] = []
     groups, blobs, bounds = acc.groups, acc.blobs, acc.bounds  # the hot loop: one row per hour and bot
     for hour, b, fw, n, fail, tin, tout, cost, priced, dmin, dmax, hist in rows:
         start = hour * HOUR
         k = int((start - origin) // width)
         if start + HOUR > origin + (k + 1) * width:
-            split.append(hour)
+            split.append((hour, b, fw, n, fail, tin, tout, cost, priced, dmin, dmax, hist))
             continue
         if n <= 0:
             continue
@@ -269,6 +274,57 @@ def _add_hourly_hist(acc: _Acc, rows: list[tuple[Any, ...]], origin: float, widt
                 bd[0] = min(bd[0], dmin)
                 bd[1] = max(bd[1], dmax)
     return split
+
+
+def _add_split(store: TraceStore, acc: _Acc, rows: list[tuple[Any, ...]], origin: float, width: float,
+               bot: str | None, framework: str | None) -> None:
+    """Hours cut by a bucket edge (width >= an hour: one edge each). The smaller side of the edge
+    is read as rows; the other side is the hour's roll-up less those rows (counts exact, the
+    histogram exact, its min/max only bounds). Reads at most half of each cut hour."""
+    plan: dict[int, tuple[int, int, float, float]] = {}  # hour -> (read bucket, derived bucket, span read)
+    for r in rows:
+        start = r[0] * HOUR
+        k = int((start - origin) // width)
+        edge = origin + (k + 1) * width
+        plan[r[0]] = (k, k + 1, start, edge) if edge - start <= HOUR / 2 else (k + 1, k, edge, start + HOUR)
+    parts: dict[tuple[int, str, str], tuple[Any, ...]] = {}
+    for hour, (_k, _k2, start, end) in plan.items():  # a query per cut hour: rows of that hour only
+        params: dict[str, Any] = {"since": start, "until": end}
+        extra = _filters(bot, framework, params, "COALESCE(bot, '')")
+        for b, fw, *sums in store.query(
+                "SELECT COALESCE(bot, ''), framework, COUNT(*), SUM(success = 0), "
+                "SUM(COALESCE(input_tokens, total_tokens, 0)), SUM(COALESCE(output_tokens, 0)), "
+                "COALESCE(SUM(cost), 0.0), COUNT(cost), group_concat(CAST(duration_ms AS INTEGER)) FROM traces "
+                f"WHERE ts >= :since AND ts < :until AND {_FINISHED}{extra} GROUP BY 1, 2", params, raw=True):
+            parts[(hour, b, fw)] = tuple(sums)
+    for hour, b, fw, n, fail, tin, tout, cost, priced, dmin, dmax, hist in rows:
+        k_read, k_rest = plan[hour][:2]
+        pn, pfail, ptin, ptout, pcost, ppriced, durs = parts.pop((hour, b, fw), (0, 0, 0, 0, 0.0, 0, None))
+        read = list(map(int, durs.split(","))) if durs else []
+        if pn:
+            acc.add((b, fw, k_read), pn, pfail, ptin, ptout, pcost, ppriced)
+            acc.exact.setdefault((b, fw, k_read), []).extend(read)
+        if n - pn <= 0:
+            continue
+        key = (b, fw, k_rest)
+        acc.add(key, n - pn, fail - pfail, tin - ptin, tout - ptout, cost - pcost, priced - ppriced)
+        h = durhist.Dense()
+        h.add_blob(hist)
+        h.add_dict({k: -c for k, c in durhist.count_many(read).items()})
+        blob = h.blob()
+        blobs = acc.blobs.setdefault(key, [])
+        if blob:
+            blobs.append(blob)
+        if dmin is not None and blob:
+            bd = acc.bounds.get(key)
+            acc.bounds[key] = [min(bd[0], dmin), max(bd[1], dmax)] if bd else [dmin, dmax]
+            acc.loose.add(key)
+    for (hour, b, fw), (pn, pfail, ptin, ptout, pcost, ppriced, durs) in parts.items():
+        # rows without a roll-up row (never: the roll-ups are kept with the rows) still count
+        k_read = plan[hour][0]
+        acc.add((b, fw, k_read), pn, pfail, ptin, ptout, pcost, ppriced)
+        if durs:
+            acc.exact.setdefault((b, fw, k_read), []).extend(map(int, durs.split(",")))
 
 
 def _add_hourly(store: TraceStore, acc: _Acc, start: float, end: float,

@@ -78,9 +78,10 @@ def merge(blobs: list[bytes]) -> tuple[int, list[int]]:
 
 
 def percentiles(lo: int, counts: Iterable[int], ps: tuple[float, ...], lo_ms: float | None,
-                hi_ms: float | None) -> list[float | None]:
+                hi_ms: float | None, *, exact_bounds: bool = True) -> list[float | None]:
     """Nearest-rank p-th fractions (0 < p <= 1) of a histogram whose first bucket is `lo`, clamped
-    to the exact [lo_ms, hi_ms] when known (the smallest and largest rank are then exact)."""
+    to [lo_ms, hi_ms] when known. With `exact_bounds` those are the smallest and largest duration
+    themselves (the first and last rank are then exact); otherwise only bounds around them."""
     cum = list(accumulate(counts))
     n = cum[-1] if cum else 0
     if n <= 0:
@@ -88,9 +89,9 @@ def percentiles(lo: int, counts: Iterable[int], ps: tuple[float, ...], lo_ms: fl
     out: list[float | None] = []
     for p in ps:
         rank = max(1, math.ceil(n * p))
-        if rank == 1 and lo_ms is not None:
+        if rank == 1 and lo_ms is not None and exact_bounds:
             out.append(float(lo_ms))
-        elif rank == n and hi_ms is not None:
+        elif rank == n and hi_ms is not None and exact_bounds:
             out.append(float(hi_ms))
         else:
             v = float(value(lo + bisect_left(cum, rank)))

@@ -423,11 +423,13 @@ def test_bucket_stats_from_histograms_match_the_rows(tmp_path: Path, make_store:
         return [e["durationMs"] for e in entries if e["botName"] == bot
                 and since <= datetime.fromisoformat(e["timestamp"]).timestamp() < until]
 
-    # aligned daily buckets; a window starting mid-hour with 5 h buckets (split hours and ragged
+    # aligned daily buckets; a window starting mid-hour with 5 h buckets (cut hours and ragged
     # ends are read as rows, merged with the whole hours' histograms); hourly buckets on hour
-    # edges (one roll-up row each) with a ragged last hour
+    # edges (one roll-up row each) with a ragged last hour; hours cut near their start / end (the
+    # smaller side is read, the rest derived from the hour's roll-up)
     for since, until, width in ((T0, T0 + 2 * 86400, 86400), (T0 + 1800, T0 + 29 * HOUR + 77, 5 * HOUR),
-                                (T0, T0 + 26 * HOUR + 600, HOUR)):
+                                (T0, T0 + 26 * HOUR + 600, HOUR), (T0 + 2700, T0 + 29 * HOUR, 3 * HOUR),
+                                (T0 + 600, T0 + 20 * HOUR + 600, HOUR)):
         exact = {(b.bot, b.bucket_start): b for b in ag.bucket_stats(
             store, since=since, until=until, bucket_seconds=width)}
         hist = ag.bucket_stats(store, since=since, until=until, bucket_seconds=width, exact_max=0)
@@ -437,6 +439,8 @@ def test_bucket_stats_from_histograms_match_the_rows(tmp_path: Path, make_store:
             e = exact[(b.bot, b.bucket_start)]
             assert (b.activations, b.failures, b.priced) == (e.activations, e.failures, e.priced) == (
                 len(d), e.failures, len(d))
+            assert (b.input_tokens, b.output_tokens) == (e.input_tokens, e.output_tokens)
+            assert b.cost_usd == pytest.approx(e.cost_usd, abs=1e-9)
             assert (e.p50_ms, e.p95_ms) == (_nearest_rank(d, 0.5), _nearest_rank(d, 0.95))  # exact mode
             assert _within(b.p50_ms, _nearest_rank(d, 0.5)) and _within(b.p95_ms, _nearest_rank(d, 0.95))
             if b.bot in ("Flat", "Solo"):  # all equal / one row: exact from the histograms too
