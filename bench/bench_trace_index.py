@@ -154,7 +154,10 @@ def cost_split(index_file: Path, db: Path, block_mb: int = 16) -> dict[str, obje
                 break
             n = data.count(b"\n", 0, cut + 1)
             t0 = clock()
-            prepared, _bad, summary, heads, _tails = ix.prepare_bulk(data[:cut + 1], 1, next_id, offset)
+            got = ix.prepare_bulk_at(str(index_file), offset, cut + 1, n, 1, next_id)
+            if got is None:
+                raise SystemExit(f"{index_file} changed while it was measured")
+            prepared, _bad, summary, heads, _tails = got
             t1 = clock()
             # what a worker's result costs to cross to the inserting process (bytes we made just now)
             prepared, summary = pickle.loads(pickle.dumps((prepared, summary), protocol=pickle.HIGHEST_PROTOCOL))  # noqa: S301
