@@ -311,6 +311,7 @@ def _add_split(store: TraceStore, acc: _Acc, rows: list[tuple[Any, ...]], origin
         h = durhist.Dense()
         h.add_blob(hist)
         h.add_dict({k: -c for k, c in durhist.count_many(read).items()})
+        h.drop_negative()  # the rows and the roll-up are two reads: a commit may fall between them
         blob = h.blob()
         blobs = acc.blobs.setdefault(key, [])
         if blob:

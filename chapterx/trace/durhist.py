@@ -166,6 +166,11 @@ class Dense:
         for k, n in hist.items():
             self.counts[a + k - lo] += n
 
+    def drop_negative(self) -> None:
+        """Counts below zero become zero (a difference taken across two reads that a commit fell between)."""
+        if any(c < 0 for c in self.counts):
+            self.counts = array("q", (max(0, c) for c in self.counts))
+
     def blob(self) -> bytes | None:
         return encode(self.lo, self.counts)
 
