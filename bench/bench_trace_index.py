@@ -1,6 +1,6 @@
 """Benchmark the trace store's SQLite index at scale.
 
-    python bench/bench_trace_index.py [--lines 1000000] [--dir /tmp/cx-bench] [--reuse] [--cost-split]
+    python bench/bench_trace_index.py [--lines 1000000] [--dir /tmp/cx-bench] [--reuse] [--reads-only] [--cost-split]
 
 Generates a tree with `bench/gen_traces.py`, builds the index from `index.jsonl` (rate in lines/s),
 then measures p50/p95 of `list_traces` (first page; page filtered by bot + channel; failed only)
@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--generate-only", action="store_true", help="only write the tree (reused with --reuse)")
     ap.add_argument("--catch-up-only", action="store_true",
                     help="with --reuse and a built index: only the catch-up measurement")
+    ap.add_argument("--reads-only", action="store_true",
+                    help="with --reuse: keep an index built by an earlier run (no build figures)")
     ap.add_argument("--cost-split", action="store_true",
                     help="with --reuse: the first build's CPU per line by stage, in one process")
     args = ap.parse_args(argv)
@@ -229,18 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.cost_split:
         print(json.dumps(cost_split(logs / "traces" / "index.jsonl", args.dir / "cost-split.sqlite")))
         return 0
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(index_path) + suffix).unlink(missing_ok=True)
-
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    child = ctx.Process(target=_build, args=(logs, index_path, q))
-    child.start()
-    lines, build = q.get()
-    child.join()
-    results["build_s"] = round(build, 1)
-    results["build_lines_per_s"] = int(lines / build)
-    results["build_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    if not (args.reads_only and index_path.exists()):
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(index_path) + suffix).unlink(missing_ok=True)
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        child = ctx.Process(target=_build, args=(logs, index_path, q))
+        child.start()
+        lines, build = q.get()
+        child.join()
+        results["build_s"] = round(build, 1)
+        results["build_lines_per_s"] = int(lines / build)
+        results["build_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     results["index_db_mb"] = round(sum(Path(str(index_path) + s).stat().st_size for s in ("", "-wal")
                                        if Path(str(index_path) + s).exists()) / 1e6, 1)
     results["index_size_ratio"] = round(results["index_db_mb"] / results["index_jsonl_mb"], 3)  # type: ignore[operator]
