@@ -13,13 +13,22 @@ filled from `aggregates.bucket_stats`), `warm` (repeated views, nothing changed)
 the rollup syncs with the index and recomputes the current hour).
 `--direct` also times the aggregates API without the rollup.
 Target (issue 15): every chart's query p50 < 50 ms at 1M traces.
+
+`--aggregates-only` times `aggregates.bucket_stats` itself (issue 14: < 50 ms at 1M) for 24 h
+hourly, 7 d and 30 d daily windows, on whole hours and on a window starting mid-hour, with the
+number of activations each window held, checks the histogram percentiles against the exact ones
+(the documented 2% + 0.5 ms), and times the upgrade of an index with the old `hourly` table
+(columns dropped, counts version 3: the roll-ups recounted from `traces` on open).
+`--logs DIR` reuses a tree made by `bench/bench_trace_index.py --generate-only`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import sqlite3
 import statistics
 import sys
 import time
@@ -63,11 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--reuse", action="store_true", help="reuse an existing generated tree and index")
     ap.add_argument("--direct", action="store_true", help="also time the aggregates API without the rollup")
+    ap.add_argument("--aggregates-only", action="store_true",
+                    help="time bucket_stats windows, their precision and the hourly upgrade only")
+    ap.add_argument("--logs", type=Path, help="an existing logs tree (default: DIR/logs, generated)")
     args = ap.parse_args(argv)
-    logs = args.dir / "logs"
+    logs = args.logs or args.dir / "logs"
     index_path = args.dir / "index.sqlite"
     results: dict[str, Any] = {"lines": args.lines, "loadavg_start": os.getloadavg()}
-    if not (args.reuse and (logs / "traces" / "index.jsonl").exists()):
+    if args.logs is None and not (args.reuse and (logs / "traces" / "index.jsonl").exists()):
         tree = generate_tree(logs, args.lines, files=100)
         results["generate_s"] = round(tree.seconds, 1)
         for suffix in ("", "-wal", "-shm"):
@@ -78,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     results["index_build_s"] = round(time.perf_counter() - t, 1)
     newest = float(store.query("SELECT MAX(ts) AS t FROM traces")[0]["t"])
     results["traces_in_index"] = int(store.query("SELECT COUNT(*) AS n FROM traces")[0]["n"])
+
+    if args.aggregates_only:
+        results.update(_aggregates(store, index_path, logs, newest, args.runs))  # closes the store
+        results["loadavg_end"] = os.getloadavg()
+        print(json.dumps(results, indent=1))
+        return 0
 
     rows = []
     # earlier runs of an older version of this script appended lines to the newest hour; end the
@@ -149,6 +167,71 @@ def main(argv: list[str] | None = None) -> int:
     results["loadavg_end"] = os.getloadavg()
     print(json.dumps(results, indent=1))
     return 0
+
+
+def _exact(store: TraceStore, since: float, until: float, width: int) -> dict[tuple[str, int], tuple[int, int]]:
+    """Exact nearest-rank p50/p95 per (bot, bucket) from every row (the reference)."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    for bot, ts, dur in store.query(
+            "SELECT COALESCE(bot, ''), ts, duration_ms FROM traces WHERE ts >= ? AND ts < ? "
+            "AND duration_ms IS NOT NULL AND COALESCE(status, '') <> 'running'", (since, until), raw=True):
+        groups.setdefault((bot, int((ts - since) // width)), []).append(dur)
+    out = {}
+    for key, d in groups.items():
+        d.sort()
+        out[key] = (d[max(1, math.ceil(len(d) * 0.5)) - 1], d[max(1, math.ceil(len(d) * 0.95)) - 1])
+    return out
+
+
+def _aggregates(store: TraceStore, index_path: Path, logs: Path, newest: float, runs: int) -> dict[str, Any]:
+    """The `--aggregates-only` figures; closes `store` (the upgrade reopens the index)."""
+    hour_end = math.floor(newest / 3600) * 3600
+    out: dict[str, Any] = {"bucket_stats": []}
+    windows = [("24h hourly, whole hours", hour_end - 86400, hour_end, 3600),
+               ("24h hourly, any window", newest - 86400, newest + 1, 3600),
+               ("7d daily, whole hours", hour_end - 7 * 86400, hour_end, 86400),
+               ("7d daily, from mid-hour", hour_end - 7 * 86400 + 1800, hour_end + 1800, 86400),
+               ("30d daily, whole hours", hour_end - 30 * 86400, hour_end, 86400),
+               ("30d daily, from mid-hour", hour_end - 30 * 86400 + 1800, hour_end + 1800, 86400),
+               ("30d hourly, whole hours", hour_end - 30 * 86400, hour_end, 3600)]
+    for name, since, until, width in windows:
+        n = int(store.query("SELECT COUNT(*) AS n FROM traces WHERE ts >= ? AND ts < ?", (since, until))[0]["n"])
+        call = partial(aggregates.bucket_stats, store, since=since, until=until, bucket_seconds=width)
+        p50, p95 = _time(call, runs)
+        exact_p50, _ = _time(partial(call, exact_max=10**12), 3)
+        ref = _exact(store, since, until, width)
+        worst = 0.0
+        for b in call():
+            e50, e95 = ref[(b.bot, int((b.bucket_start - since) // width))]
+            for got, want in ((b.p50_ms, e50), (b.p95_ms, e95)):
+                assert got is not None
+                worst = max(worst, (abs(got - want) - 0.5) / want if want else 0.0)
+        row = {"window": name, "activations": n, "p50_ms": round(p50, 1), "p95_ms": round(p95, 1),
+               "all_rows_p50_ms": round(exact_p50, 1), "worst_rel_error": round(max(worst, 0.0), 4)}
+        out["bucket_stats"].append(row)
+        print(f"{name:<28} {n:>7} activations  p50 {p50:6.1f} p95 {p95:6.1f} ms  (every row: {exact_p50:7.1f} ms)"
+              f"  worst error {row['worst_rel_error']:.2%}", flush=True)
+    t = time.perf_counter()
+    aggregates.bot_summaries(store, since=newest - 86400)
+    out["bot_summaries_24h_ms"] = round((time.perf_counter() - t) * 1000, 1)
+    store.close()
+    # the upgrade: an index with the old hourly table (no priced/min/max/hist, counts version 3)
+    conn = sqlite3.connect(index_path)
+    for col in ("priced", "dmin", "dmax", "hist"):
+        conn.execute(f"ALTER TABLE hourly DROP COLUMN {col}")
+    conn.execute("UPDATE meta SET value='3' WHERE key='counts_version'")
+    conn.commit()
+    conn.close()
+    t = time.perf_counter()
+    again = TraceStore([logs], index_path=index_path, auto_refresh_interval=3600)
+    opened = time.perf_counter() - t
+    again.bot_names()  # the first read recounts (one transaction)
+    out["upgrade_open_s"] = round(opened, 2)
+    out["upgrade_recount_s"] = round(time.perf_counter() - t - opened, 2)
+    print(f"upgrade from the old hourly table: open {opened:.2f} s, recount {out['upgrade_recount_s']:.2f} s",
+          flush=True)
+    again.close()
+    return out
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark the trace store's SQLite index at scale.
 
-    python bench/bench_trace_index.py [--lines 1000000] [--dir /tmp/cx-bench] [--reuse]
+    python bench/bench_trace_index.py [--lines 1000000] [--dir /tmp/cx-bench] [--reuse] [--reads-only] [--cost-split]
 
 Generates a tree with `bench/gen_traces.py`, builds the index from `index.jsonl` (rate in lines/s),
 then measures p50/p95 of `list_traces` (first page; page filtered by bot + channel; failed only)
@@ -123,6 +123,74 @@ def _catch_up(logs: Path, index_path: Path, samples: list[str], n_lines: int) ->
                                                round(lat[-1], 2))}
 
 
+def cost_split(index_file: Path, db: Path, block_mb: int = 16) -> dict[str, object]:
+    """Where a first build's CPU goes, per line, in one process (CPU time, so other work on the
+    box changes it less than it changes wall time): parsing a block as a build worker does, the
+    round trip of its rows to the inserting process (pickle), the inserts, then the secondary
+    indexes and the FTS table. The SQLite part runs on one connection (one writer), so it bounds
+    the build rate whatever the parsing costs."""
+    import pickle
+
+    from chapterx.trace import index as ix
+
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    conn = ix.connect(db)
+    conn.execute(f"PRAGMA cache_size=-{ix.BULK_CACHE_KB}")
+    for name in ix._INDEX_NAMES:
+        if name not in ix._KEPT_IN_BULK:
+            conn.execute(f"DROP INDEX IF EXISTS {name}")
+    ix.suspend_fts(conn)
+    spent = dict.fromkeys(("parse", "transfer", "insert", "indexes", "fts"), 0.0)
+    lines = 0
+    next_id = 1
+    offset = 0
+    clock = time.process_time
+    with open(index_file, "rb") as fh:
+        while True:
+            data = os.pread(fh.fileno(), block_mb << 20, offset)
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                break
+            n = data.count(b"\n", 0, cut + 1)
+            t0 = clock()
+            got = ix.prepare_bulk_at(str(index_file), offset, cut + 1, n, 1, next_id)
+            if got is None:
+                raise SystemExit(f"{index_file} changed while it was measured")
+            prepared, _bad, summary, heads, _tails = got
+            t1 = clock()
+            # what a worker's result costs to cross to the inserting process (bytes we made just now)
+            prepared, summary = pickle.loads(pickle.dumps((prepared, summary), protocol=pickle.HIGHEST_PROTOCOL))  # noqa: S301
+            t2 = clock()
+            prepared[4].extend((k, chan) for chan, keys in heads.items() for k in keys)
+            with ix.transaction(conn):
+                ix.insert_prepared(conn, prepared, next_id + n, summary)
+            t3 = clock()
+            spent["parse"] += t1 - t0
+            spent["transfer"] += t2 - t1
+            spent["insert"] += t3 - t2
+            lines += n
+            next_id += n
+            offset += cut + 1
+    conn.execute("PRAGMA temp_store=FILE")
+    t0 = clock()
+    with ix.transaction(conn):
+        for stmt in ix._INDEXES:
+            conn.execute(stmt)
+    t1 = clock()
+    with ix.transaction(conn):
+        ix.resume_fts(conn)
+    spent["indexes"] = t1 - t0
+    spent["fts"] = clock() - t1
+    conn.close()
+    us = {k: round(v / max(1, lines) * 1e6, 1) for k, v in spent.items()}
+    sqlite_us = us["insert"] + us["indexes"] + us["fts"]
+    total_us = sum(us.values())
+    return {"lines": lines, "cpu_us_per_line": us, "sqlite_us_per_line": round(sqlite_us, 1),
+            "ceiling_one_writer_lines_per_s": int(1e6 / sqlite_us),
+            "ceiling_two_cores_lines_per_s": int(2e6 / total_us), "loadavg": os.getloadavg()}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=1_000_000)
@@ -134,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--generate-only", action="store_true", help="only write the tree (reused with --reuse)")
     ap.add_argument("--catch-up-only", action="store_true",
                     help="with --reuse and a built index: only the catch-up measurement")
+    ap.add_argument("--reads-only", action="store_true",
+                    help="with --reuse: keep an index built by an earlier run (no build figures)")
+    ap.add_argument("--cost-split", action="store_true",
+                    help="with --reuse: the first build's CPU per line by stage, in one process")
     args = ap.parse_args(argv)
     logs = args.dir / "logs"
     index_path = args.dir / "index.sqlite"
@@ -156,18 +228,21 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_catch_up(logs, index_path, meta["samples"], args.catch_up_lines)))
         print("loadavg", os.getloadavg())
         return 0
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(index_path) + suffix).unlink(missing_ok=True)
-
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    child = ctx.Process(target=_build, args=(logs, index_path, q))
-    child.start()
-    lines, build = q.get()
-    child.join()
-    results["build_s"] = round(build, 1)
-    results["build_lines_per_s"] = int(lines / build)
-    results["build_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    if args.cost_split:
+        print(json.dumps(cost_split(logs / "traces" / "index.jsonl", args.dir / "cost-split.sqlite")))
+        return 0
+    if not (args.reads_only and index_path.exists()):
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(index_path) + suffix).unlink(missing_ok=True)
+        ctx = mp.get_context("spawn")
+        q = ctx.Queue()
+        child = ctx.Process(target=_build, args=(logs, index_path, q))
+        child.start()
+        lines, build = q.get()
+        child.join()
+        results["build_s"] = round(build, 1)
+        results["build_lines_per_s"] = int(lines / build)
+        results["build_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
     results["index_db_mb"] = round(sum(Path(str(index_path) + s).stat().st_size for s in ("", "-wal")
                                        if Path(str(index_path) + s).exists()) / 1e6, 1)
     results["index_size_ratio"] = round(results["index_db_mb"] / results["index_jsonl_mb"], 3)  # type: ignore[operator]

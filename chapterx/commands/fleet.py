@@ -142,7 +142,8 @@ def _table(bots: list[Any], now: float) -> None:
         table.add_row(
             Text(b.bot), b.framework, Text(b.health, style=colours.get(b.health, "")),
             f"{b.config_errors}E {b.config_warnings}W", token, b.unit_state or "-", proc,
-            _age(b.last_activation, now), f"{b.activations_24h}/{b.failures_24h}", f"${b.cost_24h_usd:.2f}",
+            _age(b.last_activation, now), f"{b.activations_24h}/{b.failures_24h}",
+            "unknown" if b.cost_24h_usd is None else f"${b.cost_24h_usd:.2f}",
             Text("; ".join(b.reasons)),
         )
     console = Console(highlight=False)

@@ -309,6 +309,15 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cost_line(stats: dict[str, Any]) -> str:
+    """The total cost as far as it is known: activations that reported none are not $0."""
+    priced, finished = stats["pricedActivations"], stats["finishedActivations"]
+    if not priced:
+        return "unknown (no activation reported a cost)" if finished else "$0.0000"
+    known = f"${stats['cost']:.4f}"
+    return known if priced >= finished else f"{known} ({priced} of {finished} activations priced)"
+
+
 def _stats(args: argparse.Namespace) -> int:
     stats = _store(args).stats()
     if args.json:
@@ -318,7 +327,7 @@ def _stats(args: argparse.Namespace) -> int:
     print("by status: " + ", ".join(f"{k} {v}" for k, v in sorted(stats["byStatus"].items())))
     print("by bot: " + ", ".join(f"{k or '(none)'} {v}" for k, v in sorted(stats["byBot"].items())))
     print("by framework: " + ", ".join(f"{k} {v}" for k, v in sorted(stats["byFramework"].items())))
-    print(f"tokens: {stats['totalTokens']}  cost: ${stats['cost']:.4f}")
+    print(f"tokens: {stats['totalTokens']}  cost: {_cost_line(stats)}")
     for s in stats["sources"]:
         print(f"index {s['path']}: {s['lines']} lines, {s['malformed']} malformed")
     print(f"sqlite index: {stats['indexPath']} ({stats['indexBytes'] / 1e6:.1f} MB)")

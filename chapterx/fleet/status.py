@@ -62,7 +62,7 @@ class Activity:
     last_activation: float | None = None
     activations: int = 0
     failures: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0  # None: activations, none of which reported a cost
 
 
 @dataclass
@@ -84,7 +84,7 @@ class BotStatus:
     last_activation: float | None
     activations_24h: int
     failures_24h: int
-    cost_24h_usd: float
+    cost_24h_usd: float | None  # None: unknown (no activation in 24 h reported a cost)
     health: str = "ok"
     reasons: list[str] = field(default_factory=list)
 
@@ -281,7 +281,7 @@ def activity(store: Any, *, now: float, window: float = DAY) -> dict[tuple[str, 
     the window, with their newest activation before it: one query answers both questions."""
     from chapterx.trace.aggregates import bot_summaries
 
-    return {(s.framework, s.bot): Activity(s.last_activation, s.activations, s.failures, float(s.cost_usd))
+    return {(s.framework, s.bot): Activity(s.last_activation, s.activations, s.failures, s.cost_usd)
             for s in bot_summaries(store, since=now - window, until=None)}
 
 
@@ -302,7 +302,13 @@ def find_activity(acts: Mapping[tuple[str, str], Activity], entry: BotEntry, *,
         return Activity()
     lasts = [a.last_activation for a in found if a.last_activation is not None]
     return Activity(max(lasts) if lasts else None, sum(a.activations for a in found),
-                    sum(a.failures for a in found), sum(a.cost_usd for a in found))
+                    sum(a.failures for a in found), _known_sum([a.cost_usd for a in found]))
+
+
+def _known_sum(costs: list[float | None]) -> float | None:
+    """The sum of the known costs; None when every one is unknown."""
+    known = [c for c in costs if c is not None]
+    return sum(known) if known else None
 
 
 # ----------------------------------------------------------------------------- judge
@@ -374,7 +380,8 @@ def collect(opts: StatusOptions, *, now: float | None = None, procs: list[Proc] 
             unit=unit.name if unit else None,
             unit_state=f"{unit.active_state}/{unit.sub_state}" if unit else None,
             process_alive=alive, pids=sorted(pids), last_activation=a.last_activation,
-            activations_24h=a.activations, failures_24h=a.failures, cost_24h_usd=round(a.cost_usd, 6),
+            activations_24h=a.activations, failures_24h=a.failures,
+            cost_24h_usd=None if a.cost_usd is None else round(a.cost_usd, 6),
         )
         s.health, s.reasons = health(s, now=now, silent_after=opts.silent_after)
         if mode is not None and int(mode, 8) & 0o077:

@@ -20,17 +20,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import sqlite3
 import stat
 import time
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chapterx.trace import ctxids
+from chapterx.trace import ctxids, durhist
 from chapterx.trace.ids import message_key, parse_iso
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ CREATE TABLE IF NOT EXISTS counts(kind TEXT NOT NULL, key TEXT NOT NULL, n INTEG
 CREATE TABLE IF NOT EXISTS channel_names(channel_id TEXT PRIMARY KEY, name TEXT NOT NULL, seq INTEGER);
 CREATE TABLE IF NOT EXISTS hourly(hour INTEGER NOT NULL, bot TEXT NOT NULL, framework TEXT NOT NULL,
   n INTEGER NOT NULL, fail INTEGER NOT NULL, tin INTEGER NOT NULL, tout INTEGER NOT NULL, cost REAL NOT NULL,
+  priced INTEGER NOT NULL DEFAULT 0, dmin INTEGER, dmax INTEGER, hist BLOB,
   PRIMARY KEY(hour, bot, framework)) WITHOUT ROWID;
 """
 
@@ -138,9 +140,13 @@ _ADDED_COLUMNS = (("input_tokens", "INTEGER"), ("output_tokens", "INTEGER"))
 # schema 4: where a context row's line is (its ids are checked there, not stored); schema 3 rows
 # keep their stored id lists and stay valid as they are
 _ADDED_CTX_COLUMNS = (("src_off", "INTEGER"), ("src_len", "INTEGER"))
+# counts v4: activations with a known cost (`priced`), exact min/max duration and a duration
+# histogram (`chapterx.trace.durhist`) per hour; filled from `traces` by the recount COUNTS_VERSION forces
+_ADDED_HOURLY_COLUMNS = (("priced", "INTEGER NOT NULL DEFAULT 0"), ("dmin", "INTEGER"), ("dmax", "INTEGER"),
+                         ("hist", "BLOB"))
 _ROW = {name: i + 1 for i, name in enumerate(TRACE_COLUMNS)}  # position in a prepared row (id first)
 # counts kept since this version: an older database recounts once (see `counts`)
-COUNTS_VERSION = "3"
+COUNTS_VERSION = "4"
 _INSERT_TRACE = (f"INSERT INTO traces(id,{','.join(TRACE_COLUMNS)}) "
                  f"VALUES ({','.join('?' * (len(TRACE_COLUMNS) + 1))})")
 _INSERT_MSG = "INSERT OR IGNORE INTO messages(key, trace_row, role, position) VALUES (?,?,?,?)"
@@ -316,7 +322,8 @@ def _upgrade_context(conn: sqlite3.Connection) -> None:
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     """Columns added since a database was created (NULL in its old rows: read as unknown)."""
-    for table, added in (("traces", _ADDED_COLUMNS), ("ctx", _ADDED_CTX_COLUMNS)):
+    for table, added in (("traces", _ADDED_COLUMNS), ("ctx", _ADDED_CTX_COLUMNS),
+                         ("hourly", _ADDED_HOURLY_COLUMNS)):
         have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
         for name, decl in added:
             if name not in have:
@@ -564,7 +571,8 @@ def _next_row(conn: sqlite3.Connection) -> int:
                int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM traces").fetchone()[0]) + 1)
 
 
-Summary = tuple[dict[tuple[str, str], float], dict[tuple[int, str, str], list[float]]]
+HourlyDelta = list[Any]  # [n, fail, tin, tout, cost, priced, dmin, dmax, {duration bucket: count}]
+Summary = tuple[dict[tuple[str, str], float], dict[tuple[int, str, str], HourlyDelta]]
 
 
 def summarise(rows: list[tuple[Any, ...]]) -> Summary:
@@ -615,8 +623,48 @@ def insert_entries(conn: sqlite3.Connection, entries: Iterable[dict[str, Any]], 
 def prepare_block(block: bytes, source_id: int, first_id: int, base_offset: int = 0,
                   heads: dict[str, list[int]] | None = None,
                   tails: dict[str, list[int]] | None = None) -> tuple[Prepared, int]:
-    """Rows of a block of complete index lines starting at file offset `base_offset`, and how
-    many lines were malformed (pure: a first build runs it in worker processes). Lines in the
+    """`prepare_lines` of a block of complete lines that starts at file offset `base_offset`."""
+    return prepare_lines(_block_lines(block, base_offset), source_id, first_id, heads, tails)
+
+
+def _block_lines(block: bytes, offset: int) -> Iterator[tuple[int, bytes]]:
+    for raw in block.split(b"\n"):
+        yield offset, raw
+        offset += len(raw) + 1
+
+
+PIECE = 1 << 20  # a worker reads its block in pieces that stay in the CPU cache while parsed
+
+
+def _file_lines(fd: int, offset: int, size: int, counted: list[int]) -> Iterator[tuple[int, bytes]]:
+    """The complete lines of the `size` bytes at `offset`, read a piece at a time (each line
+    once from memory: reading 8 MB at once and splitting it went through memory three times);
+    `counted` gets the bytes and newlines seen."""
+    end = offset + size
+    want = PIECE
+    while offset < end:
+        data = os.pread(fd, min(want, end - offset), offset)
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            if len(data) < want:
+                return  # the block's end, or the file changed under it: the caller sees the count differ
+            want *= 2  # a line longer than a piece
+            continue
+        want = PIECE
+        lines = data.split(b"\n")
+        lines.pop()  # after the last newline: read again with the next piece
+        counted[0] += cut + 1
+        counted[1] += len(lines)
+        for raw in lines:
+            yield offset, raw
+            offset += len(raw) + 1
+
+
+def prepare_lines(lines: Iterable[tuple[int, bytes]], source_id: int, first_id: int,
+                  heads: dict[str, list[int]] | None = None,
+                  tails: dict[str, list[int]] | None = None) -> tuple[Prepared, int]:
+    """Rows of complete index lines, given with their file offsets, and how many lines were
+    malformed (pure but for reading: a first build runs it in worker processes). Lines in the
     plain shape are cut as bytes (`ctxids.cut_line`): their context row keeps the line's offset
     and length instead of an id list, and only ids new to their channel get a `msgchan` pair.
     Any other line is parsed fully and stored as `prepare_entries` does. With `heads`, the ids of
@@ -631,12 +679,9 @@ def prepare_block(block: bytes, source_id: int, first_id: int, base_offset: int 
     prev: dict[tuple[str, bytes], ctxids.ChanState] = {}
     malformed = 0
     next_id = first_id
-    off = base_offset
     span_level = ctxids.span_level
     in_line = ctxids.IN_LINE
-    for raw in block.split(b"\n"):
-        start = off
-        off += len(raw) + 1
+    for start, raw in lines:
         if not raw or raw.isspace():
             continue
         cut = ctxids.cut_line(raw, prev)
@@ -689,21 +734,18 @@ BulkResult = tuple[Prepared, int, "Summary", dict[str, list[int]], dict[str, lis
 
 def prepare_bulk_at(path: str, offset: int, size: int, lines: int, source_id: int,
                     first_id: int) -> BulkResult | None:
-    """`prepare_bulk` of the `size` bytes at `offset` of a file, which the caller found to hold
-    `lines` complete lines; None when they are not there any more (the file was replaced)."""
-    with open(path, "rb") as fh:
-        block = os.pread(fh.fileno(), size, offset)
-    if len(block) != size or block.count(b"\n") != lines or not block.endswith(b"\n"):
-        return None
-    return prepare_bulk(block, source_id, first_id, offset)
-
-
-def prepare_bulk(block: bytes, source_id: int, first_id: int, base_offset: int) -> BulkResult:
-    """`prepare_block` for a worker of a first build: also the rows' summary, and each channel's
-    first context (to filter) and last one (to filter the next block's against)."""
+    """A first build worker's block: the rows of the `size` bytes at `offset` of a file, which the
+    caller found to hold `lines` complete lines, their summary, and each channel's first context
+    (to filter) and last one (to filter the next block's against); None when the lines are not
+    there any more (the file was replaced)."""
     heads: dict[str, list[int]] = {}
     tails: dict[str, list[int]] = {}
-    prepared, malformed = prepare_block(block, source_id, first_id, base_offset, heads, tails)
+    counted = [0, 0]
+    with open(path, "rb") as fh:
+        prepared, malformed = prepare_lines(_file_lines(fh.fileno(), offset, size, counted), source_id, first_id,
+                                            heads, tails)
+    if counted != [size, lines]:
+        return None
     return prepared, malformed, summarise(prepared[0]), heads, tails
 
 
@@ -768,33 +810,92 @@ def add_hourly(conn: sqlite3.Connection, rows: list[tuple[Any, ...]], sign: int)
     apply_hourly(conn, hourly_sums(rows, sign))
 
 
-def hourly_sums(rows: list[tuple[Any, ...]], sign: int) -> dict[tuple[int, str, str], list[float]]:
-    sums: dict[tuple[int, str, str], list[float]] = {}
-    for ts, bot, fw, status, success, _dur, tin, tout, tot, cost in rows:
+def hourly_sums(rows: list[tuple[Any, ...]], sign: int) -> dict[tuple[int, str, str], HourlyDelta]:
+    """Roll-up deltas per (hour, bot, framework) of rows given as in `add_hourly` (pure)."""
+    sums: dict[tuple[int, str, str], HourlyDelta] = {}
+    log, inv = math.log, durhist.INV  # `durhist.bucket` inlined: a build's workers run this per line
+    for ts, bot, fw, status, success, dur, tin, tout, tot, cost in rows:
         if status == "running":
             continue
         key = (int(ts // 3600), bot or "", fw)
-        acc = sums.setdefault(key, [0, 0, 0, 0, 0.0])
+        acc = sums.get(key)
+        if acc is None:
+            acc = sums[key] = [0, 0, 0, 0, 0.0, 0, None, None, {}]
         acc[0] += sign
         acc[1] += 0 if success else sign
         acc[2] += sign * (tin if tin is not None else (tot or 0))
         acc[3] += sign * (tout or 0)
-        acc[4] += sign * (cost or 0.0)
+        if cost is not None:
+            acc[4] += sign * cost
+            acc[5] += sign
+        if dur is not None:
+            hist = acc[8]
+            k = int(log(dur) * inv) if dur >= 1 else -1
+            hist[k] = hist.get(k, 0) + sign
+            if acc[6] is None or dur < acc[6]:
+                acc[6] = dur
+            if acc[7] is None or dur > acc[7]:
+                acc[7] = dur
     return sums
 
 
-def apply_hourly(conn: sqlite3.Connection, sums: dict[tuple[int, str, str], list[float]]) -> None:
-    if sums:
-        conn.executemany(
-            "INSERT INTO hourly VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(hour, bot, framework) DO UPDATE SET "
-            "n=n+excluded.n, fail=fail+excluded.fail, tin=tin+excluded.tin, tout=tout+excluded.tout, "
-            "cost=cost+excluded.cost", [(*k, *v) for k, v in sums.items()])
+_HOURLY_COLS = "n, fail, tin, tout, cost, priced, dmin, dmax, hist"
+_HOURLY_KEY = "hour = ? AND bot = ? AND framework = ?"
 
 
-def add_hourly_cost(conn: sqlite3.Connection, rows: list[tuple[float, str | None, str, float]]) -> None:
-    """A cost learnt later (from the trace file) for rows given as (ts, bot, framework, cost)."""
-    conn.executemany("UPDATE hourly SET cost = cost + ? WHERE hour = ? AND bot = ? AND framework = ?",
-                     [(cost, int(ts // 3600), bot or "", fw) for ts, bot, fw, cost in rows if cost])
+def apply_hourly(conn: sqlite3.Connection, sums: dict[tuple[int, str, str], HourlyDelta]) -> None:
+    """Add roll-up deltas (inside the caller's transaction). Histograms merge by adding counts; a
+    delete that took an hour's smallest or largest duration reads that hour's new min/max back
+    from `traces` (its rows are gone by then)."""
+    if not sums:
+        return
+    out = []
+    recheck = []
+    for key, (n, fail, tin, tout, cost, priced, dmin, dmax, hist) in sums.items():
+        deleting = n < 0  # a delta is all inserts or all deletes (`hourly_sums` takes one sign)
+        old = conn.execute(f"SELECT {_HOURLY_COLS} FROM hourly WHERE {_HOURLY_KEY}", key).fetchone()
+        h = durhist.Dense()
+        if old is not None:
+            n += old[0]
+            fail += old[1]
+            tin += old[2]
+            tout += old[3]
+            cost += old[4]
+            priced += old[5]
+            h.add_blob(old[8])
+            if dmin is None:  # the delta has no durations
+                dmin, dmax = old[6], old[7]
+            elif deleting:  # did it take the hour's smallest or largest one?
+                if old[6] is not None and (dmin <= old[6] or dmax >= old[7]):
+                    recheck.append(key)
+                dmin, dmax = old[6], old[7]
+            elif old[6] is not None:
+                dmin, dmax = min(dmin, old[6]), max(dmax, old[7])
+        h.add_dict(hist)
+        blob = h.blob()
+        if blob is None:
+            dmin = dmax = None
+        if not priced:
+            cost = 0.0  # no float dust left from sums of costs that all went away
+        out.append((*key, n, fail, tin, tout, cost, priced, dmin, dmax, blob))
+    conn.executemany(f"INSERT OR REPLACE INTO hourly(hour, bot, framework, {_HOURLY_COLS}) "
+                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", out)
+    for hour, bot, fw in recheck:
+        conn.execute(
+            f"UPDATE hourly SET (dmin, dmax) = (SELECT MIN(duration_ms), MAX(duration_ms) FROM traces "
+            "WHERE ts >= ? AND ts < ? AND COALESCE(bot, '') = ? AND framework = ? AND duration_ms IS NOT NULL "
+            f"AND COALESCE(status, '') <> 'running') WHERE {_HOURLY_KEY}",
+            (hour * 3600, (hour + 1) * 3600, bot, fw, hour, bot, fw))
+
+
+def add_hourly_cost(conn: sqlite3.Connection, rows: list[tuple[float, str | None, str, float | None, float | None]]
+                    ) -> None:
+    """A cost learnt later (from the trace file) for rows given as (ts, bot, framework, cost before,
+    cost now): the cost changes by the difference, and `priced` when one of the two is unknown."""
+    conn.executemany(
+        f"UPDATE hourly SET cost = cost + ?, priced = priced + ? WHERE {_HOURLY_KEY}",
+        [((new or 0.0) - (old or 0.0), (new is not None) - (old is not None), int(ts // 3600), bot or "", fw)
+         for ts, bot, fw, old, new in rows if old != new])
 
 
 def add_counts(conn: sqlite3.Connection, deltas: dict[tuple[str, str], float]) -> None:
@@ -1143,6 +1244,10 @@ def tail_source(conn: sqlite3.Connection, index_file: Path, base: Path, stats: I
     return changed
 
 
+class _Overtaken(Exception):
+    """Another process committed lines or row ids a first build had counted on."""
+
+
 def _bulk_parallel(conn: sqlite3.Connection, index_file: Path, source_id: int, stats: IngestStats,
                    progress: Callable[[int], None] | None = None) -> bool:
     """First build of a big index: worker processes parse blocks of lines and prepare rows while
@@ -1157,6 +1262,8 @@ def _bulk_parallel(conn: sqlite3.Connection, index_file: Path, source_id: int, s
     next_id = _next_row(conn)
     try:
         return _bulk_parallel_run(conn, index_file, source_id, stats, workers, offset, next_id, progress)
+    except _Overtaken:
+        return True
     except (OSError, cf.process.BrokenProcessPool) as exc:
         # no worker processes here (sandbox, no /dev/shm): the sequential loop carries on from the
         # last committed block
@@ -1172,7 +1279,7 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
     from collections import deque
 
     added = 0
-    in_flight: deque[tuple[cf.Future[BulkResult | None], int, int]] = deque()
+    in_flight: deque[tuple[cf.Future[BulkResult | None], int, int, int]] = deque()
     last: dict[str, set[int]] = {}  # each channel's last context so far: its ids have pairs
     # spawn, not fork: the caller may have threads (viewer, writer) that fork would copy mid-lock
     with open(index_file, "rb") as fh, cf.ProcessPoolExecutor(
@@ -1195,12 +1302,12 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
                 want = BULK_BLOCK
                 n = data.count(b"\n", 0, cut + 1)
                 in_flight.append((pool.submit(prepare_bulk_at, str(index_file), read_at, cut + 1, n, source_id,
-                                              next_id), cut + 1, next_id + n))
+                                              next_id), cut + 1, next_id + n, n))
                 read_at += cut + 1
                 next_id += n
             if not in_flight:
                 break
-            future, size, next_after = in_flight.popleft()
+            future, size, next_after, size_lines = in_flight.popleft()
             result = future.result()
             if result is None:
                 raise OSError(f"{index_file} changed while it was being indexed")
@@ -1211,6 +1318,11 @@ def _bulk_parallel_run(conn: sqlite3.Connection, index_file: Path, source_id: in
                 pairs.extend((k, chan) for k in keys if k not in seen)
             last.update((chan, set(keys)) for chan, keys in tails.items())
             with transaction(conn):
+                stored = conn.execute("SELECT offset FROM sources WHERE id=?", (source_id,)).fetchone()
+                if stored is None or stored[0] != offset or _next_row(conn) > next_after - size_lines:
+                    # another process (a second viewer, `chapterx traces list`) read these lines or
+                    # took these row ids meanwhile: the sequential loop goes on from what it committed
+                    raise _Overtaken
                 kept = insert_prepared(conn, prepared, next_after, summary)
                 offset += size
                 conn.execute("UPDATE sources SET offset=?, lines=lines+?, malformed=malformed+? WHERE id=?",

@@ -812,7 +812,7 @@ class TraceStore:
                     deltas[("status", status)] = deltas.get(("status", status), 0) + 1
                     change = (cost or 0.0) - (r["cost"] or 0.0)  # the row's cost before is replaced
                     deltas[("total", "cost")] = deltas.get(("total", "cost"), 0.0) + change
-                    costs.append((r["ts"], r["bot"], r["framework"], change))
+                    costs.append((r["ts"], r["bot"], r["framework"], r["cost"], cost))
             ix.add_counts(c, deltas)
             ix.add_hourly_cost(c, costs)
 
@@ -1063,6 +1063,8 @@ class TraceStore:
                 by_bot[""] = unnamed
             by_fw = dict(ix.counts(c, "framework"))
             tokens, cost = int(totals.get("tokens", 0)), float(totals.get("cost", 0.0))
+            # how many finished activations reported a cost (the hourly roll-ups: O(hours x bots))
+            priced, finished = c.execute("SELECT COALESCE(SUM(priced), 0), COALESCE(SUM(n), 0) FROM hourly").fetchone()
             ends = [c.execute(f"SELECT timestamp FROM traces ORDER BY ts {d}, id {d} "
                               "LIMIT 1").fetchone() for d in ("", "DESC")]
             oldest, newest = (e[0] if e else None for e in ends)
@@ -1080,6 +1082,7 @@ class TraceStore:
         return {
             "traces": total, "byStatus": by_status, "byBot": by_bot, "byFramework": by_fw,
             "totalTokens": tokens or 0, "cost": round(cost, 6) if cost else 0.0,
+            "pricedActivations": int(priced), "finishedActivations": int(finished),
             "oldest": oldest, "newest": newest, "messageRows": messages, "sources": sources,
             "logsDirs": [str(b) for b in self.bases], "indexPath": str(self.index_path),
             "indexBytes": db_bytes,

@@ -220,16 +220,24 @@ def hourly(rollup: Rollup, w: Window, *, bot: str | None = None, framework: str 
 
 def daily(rollup: Rollup, w: Window, *, bot: str | None = None, framework: str | None = None
           ) -> dict[str, Any]:
-    """Activations, input/output tokens and cost per bot and day (sums of its hours)."""
+    """Activations, input/output tokens and cost per bot and day (sums of its hours). `costUsd` is
+    the cost of the day's `pricedActivations`; null (unknown, not $0) for a day with activations
+    none of which reported a cost."""
 
     def fill(s: dict[str, Any], k: int, b: aggregates.BucketStats) -> None:
         s["activations"][k] += b.activations
         s["inputTokens"][k] += b.input_tokens
         s["outputTokens"][k] += b.output_tokens
-        s["costUsd"][k] = round(s["costUsd"][k] + b.cost_usd, 8)
+        s["pricedActivations"][k] += b.priced
+        if b.cost_usd is not None:
+            s["costUsd"][k] = round(s["costUsd"][k] + b.cost_usd, 8)
 
-    fields = {"activations": 0, "inputTokens": 0, "outputTokens": 0, "costUsd": 0.0}
-    return _per_bot(rollup, w, bot, framework, fields, fill)
+    fields = {"activations": 0, "inputTokens": 0, "outputTokens": 0, "costUsd": 0.0, "pricedActivations": 0}
+    doc = _per_bot(rollup, w, bot, framework, fields, fill)
+    for s in doc["series"]:
+        s["costUsd"] = [None if n and not p else c
+                        for n, p, c in zip(s["activations"], s["pricedActivations"], s["costUsd"], strict=True)]
+    return doc
 
 
 def _doc(w: Window, series: list[dict[str, Any]]) -> dict[str, Any]:
@@ -243,21 +251,24 @@ def bots(rollup: Rollup, w: Window, *, framework: str | None = None) -> dict[str
     idle bot)."""
     totals: dict[tuple[str, str], list[float]] = {}
     for b in rollup.stats(w, framework=framework):
-        t = totals.setdefault((b.bot, b.framework), [0, 0, 0.0])
+        t = totals.setdefault((b.bot, b.framework), [0, 0, 0.0, 0])
         t[0] += b.activations
         t[1] += b.failures
-        t[2] += b.cost_usd
+        t[2] += b.cost_usd or 0.0
+        t[3] += b.priced
     last = {(s.bot, s.framework): s.last_activation
             for s in aggregates.bot_summaries(rollup.store, since=w.until - HOUR, until=w.until)}
     for key in last:
         if framework is None or key[1] == framework:
-            totals.setdefault(key, [0, 0, 0.0])
+            totals.setdefault(key, [0, 0, 0.0, 0])
     rows = []
-    for (bot, fw), (n, fails, cost) in sorted(totals.items()):
+    for (bot, fw), (n, fails, cost, priced) in sorted(totals.items()):
         stamp = last.get((bot, fw))
         rows.append({
             "bot": bot, "framework": fw, "activations": int(n), "failures": int(fails),
-            "failureRate": round(fails / n, 4) if n else None, "costUsd": round(cost, 8),
+            "failureRate": round(fails / n, 4) if n else None,
+            # unknown (null), not $0, when it ran and no activation reported a cost
+            "costUsd": None if n and not priced else round(cost, 8), "pricedActivations": int(priced),
             "lastActivation": stamp * 1000 if stamp is not None else None,
         })
     return {"since": w.since * 1000, "until": w.until * 1000, "bots": rows}

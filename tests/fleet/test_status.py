@@ -126,6 +126,8 @@ def test_status_table_json_and_exit_code(machine: dict[str, Path], capsys: pytes
     assert any("chmod 600" in r for r in owl["reasons"])
     gull = bots[("chapter2", "gull")]
     assert gull["activations_24h"] == 1 and gull["process_alive"] and gull["config_warnings"] >= 1
+    # its spans carry no cost: unknown (null), not $0; owl did nothing in 24 h: it spent $0
+    assert gull["cost_24h_usd"] is None and owl["cost_24h_usd"] == 0.0
     skua = bots[("chapter2", "skua")]
     assert skua["activations_24h"] == 1 and skua["process_alive"] and skua["token_file"].endswith("skua/discord_token")
     # the table on a terminal-less stdout still names every bot and its word
@@ -133,6 +135,9 @@ def test_status_table_json_and_exit_code(machine: dict[str, Path], capsys: pytes
     table = capsys.readouterr().out
     for (_fw, bot), word in words.items():
         assert bot in table and word in table
+    rows = {line.split()[1]: line for line in table.splitlines() if line.startswith("│ ") and len(line.split()) > 2}
+    assert "unknown" in rows["gull"] and "$0.00" not in rows["gull"]
+    assert "$0.04" in rows["robin"] and "$0.00" in rows["owl"]
 
 
 def test_all_ok_exits_zero(machine: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:

@@ -256,3 +256,26 @@ def test_list_totals_from_a_time_on_match_a_count(tmp_path: Path, make_store: An
                            and all(e[{"bot": "botName", "channel": "channelId"}[k]] == v for k, v in filt.items()))
             got = store.list_traces(since=since, limit=1, **filt)["total"]
             assert got == expected, (since, filt)
+
+
+def test_a_worker_reads_its_block_in_pieces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build worker reads its block a piece at a time: the rows are those of the whole block
+    at once, lines longer than a piece included, and a block that is not there any more is None."""
+    entries = _lines(60)
+    entries[7]["triggerPreview"] = "x" * 2000  # longer than a piece
+    logs = tmp_path / "logs"
+    _write(logs, entries)
+    path = logs / "traces" / "index.jsonl"
+    block = path.read_bytes()
+    monkeypatch.setattr(ix, "PIECE", 300)
+    got = ix.prepare_bulk_at(str(path), 0, len(block), block.count(b"\n"), 1, 1)
+    heads: dict[str, list[int]] = {}
+    tails: dict[str, list[int]] = {}
+    whole = ix.prepare_block(block, 1, 1, 0, heads, tails)
+    assert got is not None
+    assert (got[0], got[1], got[3], got[4]) == (whole[0], whole[1], heads, tails)
+    assert len(got[0][0]) == len(entries)
+    # the block no longer holds the lines its bounds were cut for
+    assert ix.prepare_bulk_at(str(path), 0, len(block), block.count(b"\n") + 1, 1, 1) is None
+    path.write_bytes(block[: len(block) // 2])
+    assert ix.prepare_bulk_at(str(path), 0, len(block), block.count(b"\n"), 1, 1) is None

@@ -231,3 +231,42 @@ def test_one_logs_folder_under_two_spellings_is_indexed_once(tmp_path: Path,
     store.refresh()
     assert store.list_traces()["total"] == 4
     store.close()
+
+
+def test_another_refresher_during_a_first_build_duplicates_nothing(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two processes may keep one index (the viewer's worker and a `chapterx traces list`). When
+    the other one catches up while this one's parallel first build is half way, the build stops
+    at the offset the other committed instead of inserting those lines a second time."""
+    import sys
+
+    from chapterx.trace import index as ix
+    from chapterx.trace.store import IndexProgress, TraceStore
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from bench.gen_traces import generate_tree
+
+    tree = generate_tree(tmp_path / "logs", 2000, files=10, channels=4, context=8)
+    monkeypatch.setattr(ix, "BULK_BYTES", 1)
+    monkeypatch.setattr(ix, "BULK_BLOCK", 64 * 1024)
+    monkeypatch.setattr(ix, "CHUNK", 64 * 1024)
+    index_path = tmp_path / "index.sqlite"
+    other = TraceStore([tmp_path / "logs"], index_path=index_path)
+    calls = []
+
+    def meanwhile(p: IndexProgress) -> None:
+        calls.append(p.done_bytes)
+        if len(calls) == 3:  # a few blocks in: the other process reads everything that is left
+            monkeypatch.setattr(ix, "BULK_BYTES", 10**12)
+            other.refresh()
+            monkeypatch.setattr(ix, "BULK_BYTES", 1)
+
+    store = TraceStore([tmp_path / "logs"], index_path=index_path)
+    store.refresh(progress=meanwhile)
+    assert len(calls) > 3
+    ids = [r[0] for r in store.conn.execute("SELECT trace_id FROM traces")]
+    assert len(ids) == len(set(ids)) == tree.lines
+    assert store.list_traces(limit=1)["total"] == tree.lines
+    assert store.stats()["traces"] == tree.lines
+    store.close()
+    other.close()

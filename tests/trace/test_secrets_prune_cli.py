@@ -240,3 +240,27 @@ def test_prune_and_store_do_not_import_each_other() -> None:
             "import chapterx.trace.store as s; import inspect; "
             "assert 'trace.prune' not in inspect.getsource(s)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_stats_says_what_it_knows_of_the_cost(tmp_path: Path, capsys: Any) -> None:
+    """Activations that reported no cost are not $0: `stats` says how many were priced."""
+    idx = tmp_path / "logs" / "traces" / "index.jsonl"
+    idx.parent.mkdir(parents=True)
+
+    def line(i: int, cost: float | None) -> str:
+        e: dict[str, Any] = {"traceId": f"t{i}", "timestamp": f"2026-03-01T10:0{i}:00.000Z", "botName": "b",
+                             "channelId": "1", "success": True, "durationMs": 100}
+        if cost is not None:
+            e["cost"] = cost
+        return json.dumps(e) + "\n"
+
+    for costs, want in (([None, None], "cost: unknown (no activation reported a cost)"),
+                        ([0.25, None, None], "cost: $0.2500 (1 of 3 activations priced)"),
+                        ([0.25, 0.5], "cost: $0.7500\n")):
+        idx.write_text("".join(line(i, c) for i, c in enumerate(costs)))
+        code, out, _ = _run(capsys, "stats", "--logs-dir", str(tmp_path / "logs"))
+        assert code == 0 and want in out, out
+        code, out, _ = _run(capsys, "stats", "--logs-dir", str(tmp_path / "logs"), "--json")
+        got = json.loads(out)
+        assert (got["pricedActivations"], got["finishedActivations"]) == (sum(c is not None for c in costs),
+                                                                          len(costs))

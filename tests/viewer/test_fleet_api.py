@@ -72,6 +72,12 @@ def test_daily_tokens_and_cost(fleet_viewer: tuple[RunningViewer, Fleet]) -> Non
     assert sum(aria["activations"]) == 6
     assert sum(aria["inputTokens"]) == 9500 and sum(aria["outputTokens"]) == 900
     assert sum(aria["costUsd"]) == pytest.approx(0.095)
+    assert sum(aria["pricedActivations"]) == 6
+    # wren (chapter2 spans) reports no cost: its day is unknown (null), not $0; idle days cost 0
+    wren = _series(doc, "wren")
+    day = next(i for i, n in enumerate(wren["activations"]) if n)
+    assert wren["costUsd"][day] is None and wren["pricedActivations"][day] == 0
+    assert all(c == 0.0 for i, c in enumerate(wren["costUsd"]) if i != day)
 
 
 def test_bots_and_failures(fleet_viewer: tuple[RunningViewer, Fleet]) -> None:
@@ -81,6 +87,8 @@ def test_bots_and_failures(fleet_viewer: tuple[RunningViewer, Fleet]) -> None:
     assert bots[("aria", "chapterx")]["activations"] == 5 and bots[("aria", "chapterx")]["failures"] == 1
     assert bots[("aria", "chapterx")]["failureRate"] == 0.2
     assert bots[("beacon", "chapterx")]["costUsd"] == pytest.approx(0.006)
+    assert bots[("beacon", "chapterx")]["pricedActivations"] == 3  # one of them cost a known $0
+    assert (bots[("wren", "chapter2")]["costUsd"], bots[("wren", "chapter2")]["pricedActivations"]) == (None, 0)
     assert bots[("wren", "chapter2")]["failures"] == 1
     fails = _get(v, f"/api/fleet/failures?range=24h&until={until_ms}")["failures"]
     assert [f["traceId"] for f in fails] == fleet.failures

@@ -89,6 +89,13 @@ def test_fleet_page_renders_charts_with_one_point_per_bucket(
     # daily bars over 24h: one day per series
     assert set(_counts(page, "chart-tokens", "rect.cbar").values()) == {1}
     assert page.locator("[data-testid=fleet-failure]").count() == len(fleet.failures)
+    # cost: wren's spans report none, so its cost is unknown ("—"), never "$0"; a known one is shown
+    cost = {b: page.locator(f"[data-testid=fleet-bot-row][data-bot={b}] [data-testid=fleet-cost]").inner_text()
+            for b in ("aria", "beacon", "wren")}
+    assert cost == {"aria": "$0.06", "beacon": "$0.0060", "wren": "—"}  # aria: $0.055 in 24 h
+    unknown = page.locator("[data-testid=chart-cost] g.series[data-series='wren (chapter2)'] rect.cbar.unknown")
+    assert unknown.count() == 1 and unknown.first.locator("title").text_content().endswith(": —")
+    assert page.locator("[data-testid=chart-cost] rect.cbar.unknown").count() == 1
     _shot(page, tmp_path, "fleet-24h")
 
 
@@ -150,6 +157,27 @@ def test_list_shows_the_retention_hint(page: Any, tmp_path: Path) -> None:
         hint.wait_for()
         assert hint.inner_text() == "2 older traces hidden by retention (INDEX_RETENTION_DAYS=7)"
         assert page.locator("[data-testid=trace-card]").count() == 1
+    finally:
+        v.stop()
+
+
+def test_partly_priced_cost_says_how_many_activations_it_covers(page: Any, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    writer = TraceWriter(logs_dir=logs, background=False)
+    now = datetime.now(UTC)
+    for i, cost in enumerate((0.5, None, 0.25, None)):  # 2 of 4 activations report a cost
+        trace: dict[str, Any] = {"traceId": f"{i:08x}" + "c" * 24, "timestamp": iso_now(now - timedelta(minutes=5 + i)),
+                                 "channelId": "1", "botId": "kite", "outcome": {"success": True}, "durationMs": 5}
+        if cost is not None:
+            trace["cost"] = cost
+        writer.write_trace(trace)
+    v = RunningViewer(make_settings(tmp_path, [logs])).start()
+    try:
+        page.goto(v.url + "/fleet")
+        cell = page.locator("[data-testid=fleet-bot-row][data-bot=kite] [data-testid=fleet-cost]")
+        cell.wait_for()
+        assert cell.inner_text() == "$0.75 (2 of 4 priced)"
+        assert cell.get_attribute("title") == "Cost of the 2 of 4 activations that reported one"
     finally:
         v.stop()
 

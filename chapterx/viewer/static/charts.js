@@ -154,11 +154,14 @@ export function barChart(opts) {
     const color = s.color || PALETTE[si % PALETTE.length];
     const g = svg("g", { class: "series", "data-series": s.label });
     s.values.forEach((v, i) => {
-      const val = typeof v === "number" ? v : 0;
+      const known = typeof v === "number";
+      const val = known ? v : 0;
       const hgt = (ih * val) / maxY;
+      // a null value (unknown) is a bar of height 0 whose tooltip says what fmt makes of null
       g.appendChild(svg("rect", { x: (M.left + slot * i + slot * 0.1 + bw * si).toFixed(1), y: (M.top + ih - hgt).toFixed(1),
-        width: bw.toFixed(1), height: hgt.toFixed(1), fill: color, class: "cbar", "data-i": i, "data-v": val },
-        title(`${s.label} · ${new Date(opts.buckets[i]).toISOString().slice(0, 10)}: ${fmt(val)}`)));
+        width: bw.toFixed(1), height: hgt.toFixed(1), fill: color, class: known ? "cbar" : "cbar unknown", "data-i": i,
+        "data-v": known ? val : "" },
+        title(`${s.label} · ${new Date(opts.buckets[i]).toISOString().slice(0, 10)}: ${fmt(known ? val : null)}`)));
     });
     root.appendChild(g);
   });

@@ -77,9 +77,26 @@ export async function showFleet(main, p, navigate) {
     series: daily.series.map((s) => ({ label: seriesLabel(s), values: s.inputTokens.map((v, i) => v + s.outputTokens[i]), color: color(s) })),
     fmt: fmtTokens }));
   charts.appendChild(barChart({ ...dbase, title: "Cost per day (USD)", testid: "chart-cost",
-    series: daily.series.map((s) => ({ label: seriesLabel(s), values: s.costUsd, color: color(s) })), fmt: (v) => fmtCost(v) || "$0" }));
+    series: daily.series.map((s) => ({ label: seriesLabel(s), values: s.costUsd, color: color(s) })), fmt: costText }));
   main.appendChild(charts);
   main.appendChild(failureList(failures.failures, navigate));
+}
+
+/** A cost: "—" when unknown (null: activations, none of which reported a cost), never "$0". */
+function costText(v) {
+  return typeof v === "number" ? fmtCost(v) || "$0" : "—";
+}
+
+/** The table's cost cell: unknown says so; a partly priced total says how many activations it covers. */
+function costCell(b) {
+  const priced = b.pricedActivations || 0;
+  if (b.costUsd === null || b.costUsd === undefined) {
+    return h("td", { className: "num unknown", title: "No activation in this range reported a cost", dataset: { testid: "fleet-cost" } }, "—");
+  }
+  const partial = priced < b.activations;
+  return h("td", { className: "num", dataset: { testid: "fleet-cost" },
+    title: partial ? `Cost of the ${priced} of ${b.activations} activations that reported one` : null },
+  costText(b.costUsd), partial ? h("span", { className: "priced" }, ` (${priced} of ${b.activations} priced)`) : null);
 }
 
 function colorFor(series) {
@@ -103,7 +120,7 @@ function summaryTable(rows, go) {
       h("td", { className: "num" }, String(b.activations)),
       h("td", { className: "num" + (b.failures ? " fail" : "") }, String(b.failures)),
       h("td", { className: "num" }, pct(b.failureRate)),
-      h("td", { className: "num" }, fmtCost(b.costUsd) || "$0"),
+      costCell(b),
       h("td", null, b.lastActivation ? new Date(b.lastActivation).toLocaleString() : "never"),
     ));
   }
