@@ -117,7 +117,7 @@ def _loop_lag() -> None:
     app.create_app = create_app
     from chapterx.viewer import server
 
-    server.create_app = create_app  # type: ignore[attr-defined]
+    server.create_app = create_app
 
 
 def main() -> None:

@@ -8,8 +8,10 @@ Routes (same paths and JSON shapes as upstream's `tools/trace-server.ts`, plus a
   POST /v1/traces                               OTLP/HTTP (JSON or protobuf), Bearer only
   GET  /static/<file>, anything else -> the UI shell (index.html)
 
-The store (`chapterx.trace.store.TraceStore`, SQLite) is synchronous; every call runs on one
+The store (`chapterx.trace.store.TraceStore`, SQLite) is synchronous; every read runs on one
 dedicated worker thread so the event loop never blocks and the connection stays on one thread.
+chapter2 rows are written on a second thread (the store gives them their own connection), so a
+read never queues behind an ingest's transactions.
 """
 
 from __future__ import annotations

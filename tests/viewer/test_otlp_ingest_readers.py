@@ -64,7 +64,8 @@ def test_a_reader_does_not_wait_for_an_open_chapter2_write(tmp_path: Path) -> No
         assert [r["traceId"] for r in found["results"]] == [f"{1:032x}"]
         assert waited < 5  # (before: until the write let go, 8 s)
         assert store.list_traces(limit=10)["total"] == 2  # and the write landed once released
-        assert store.get_trace(f"{2:032x}")["n"] == "held"
+        landed = store.get_trace(f"{2:032x}")
+        assert landed is not None and landed["n"] == "held"
     finally:
         held.release.set()
         store.close()
@@ -146,7 +147,7 @@ def test_a_list_page_read_in_one_step_is_the_page_row_by_row(tmp_path: Path) -> 
         store.add_external(entries)
         from chapterx.trace import store as store_mod
 
-        sql = (f"SELECT {store_mod._LIST_SQL} FROM traces WHERE ts >= ? "
+        sql = (f"SELECT {store_mod._LIST_SQL} FROM traces WHERE ts >= ? "  # noqa: S608 - the store's own columns
                "ORDER BY ts DESC, id DESC LIMIT ? OFFSET ?")
         for offset in (0, 7):
             with store.locked():
