@@ -68,10 +68,13 @@ _LIST_SQL = _SLIM_SQL.replace(", extra,", ", CASE WHEN source_id >= 0 THEN extra
 # ... and comes back from SQLite in one step, as one JSON array: fetched a row at a time, each row
 # gave the GIL back and waited up to a switch interval to retake it while an ingest was grouping
 # on another thread (50 rows: p90 32 ms against 2.5 ms in one step). A REAL comes as
-# `[quote(x)]`, its exact text (JSON numbers would keep 15 digits).
+# `[quote(x)]`, its exact text (JSON numbers would keep 15 digits). Only `ts` and `cost` have REAL
+# affinity; the other columns hold integers or text (TEXT affinity turns any number into text).
 _PAGE_COLS = tuple(c.split()[-1] for c in _LIST_SQL.split(","))
+_REAL_COLS = ("ts", "cost")
 _PAGE_JSON = "json_group_array(json_array({}))".format(
-    ",".join(f"iif(typeof({c})='real', json_array(quote({c})), {c})" for c in _PAGE_COLS))
+    ",".join(f"iif(typeof({c})='real', json_array(quote({c})), {c})" if c in _REAL_COLS else c
+             for c in _PAGE_COLS))
 
 # list filters whose total is a kept count (`index.counts`): (kind, key when no parameter)
 _KEPT_COUNTS: dict[tuple[str, ...], tuple[str, str]] = {
@@ -553,10 +556,14 @@ class TraceStore:
         """`_select` of a list page (`_LIST_SQL` columns) in one SQLite step (caller holds the lock)."""
         try:
             raw = self._conn.execute(f"SELECT {_PAGE_JSON} FROM ({sql})", params).fetchone()[0]
-        except sqlite3.OperationalError:  # a BLOB value, or an SQLite without JSON functions
+            pages = json.loads(raw)
+        except (sqlite3.OperationalError, ValueError):  # a BLOB value, no JSON functions, odd text
             return self._select(sql, params)
-        rows = [{c: float(v[0]) if isinstance(v, list) else v for c, v in zip(_PAGE_COLS, values, strict=True)}
-                for values in json.loads(raw)]
+        rows = [dict(zip(_PAGE_COLS, values, strict=True)) for values in pages]
+        for r in rows:
+            for c in _REAL_COLS:
+                if type(v := r[c]) is list:
+                    r[c] = float(v[0])
         rows.sort(key=lambda r: (-r["ts"], -r["id"]))  # the page's order, whatever the aggregate's
         return rows
 
