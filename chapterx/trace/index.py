@@ -788,10 +788,13 @@ def _tally(rows: Iterable[tuple[Any, ...]]) -> dict[tuple[str, str], float]:
     n = 0
     tokens = 0
     cost = 0.0
+    priced = 0
     for channel_id, bot, framework, status, success, tok, cst in rows:
         n += 1
         tokens += tok or 0
-        cost += cst or 0.0
+        if cst is not None:
+            cost += cst
+            priced += 1
         for key in (("channel", channel_id), ("bot", bot), ("framework", framework),
                     ("status", status_key(status, success))):
             if key[1] is not None:
@@ -800,6 +803,7 @@ def _tally(rows: Iterable[tuple[Any, ...]]) -> dict[tuple[str, str], float]:
         tally[("total", "rows")] = n
         tally[("total", "tokens")] = tokens
         tally[("total", "cost")] = cost
+        tally[("total", "priced")] = priced
     return tally
 
 
@@ -907,7 +911,7 @@ def add_counts(conn: sqlite3.Connection, deltas: dict[tuple[str, str], float]) -
 
 def counts(conn: sqlite3.Connection, kind: str) -> list[tuple[str, Any]]:
     """(key, traces) for `channel`, `bot`, `framework` or `status`, most first (`total`: rows,
-    tokens, cost, messages). Kept up to date by inserts and deletes;
+    tokens, cost, rows with a cost (`priced`), messages). Kept up to date by inserts and deletes;
     setting meta `counts_dirty` to 1 forces a full recount (a repair tool, not a hot path)."""
     dirty = conn.execute("SELECT value FROM meta WHERE key='counts_dirty'").fetchone()
     if dirty and dirty[0] == "1":
@@ -924,6 +928,7 @@ def counts(conn: sqlite3.Connection, kind: str) -> list[tuple[str, Any]]:
             conn.execute("INSERT INTO counts SELECT 'total', 'rows', COUNT(*) FROM traces")
             conn.execute("INSERT INTO counts SELECT 'total', 'tokens', COALESCE(SUM(total_tokens), 0) FROM traces")
             conn.execute("INSERT INTO counts SELECT 'total', 'cost', COALESCE(SUM(cost), 0.0) FROM traces")
+            conn.execute("INSERT INTO counts SELECT 'total', 'priced', COUNT(cost) FROM traces")
             conn.execute("INSERT INTO counts SELECT 'total', 'messages', (SELECT COUNT(*) FROM messages) + "
                          "(SELECT COALESCE(SUM(n), 0) FROM ctx)")
             conn.execute("DELETE FROM hourly")

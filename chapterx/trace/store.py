@@ -819,6 +819,8 @@ class TraceStore:
                     deltas[("status", status)] = deltas.get(("status", status), 0) + 1
                     change = (cost or 0.0) - (r["cost"] or 0.0)  # the row's cost before is replaced
                     deltas[("total", "cost")] = deltas.get(("total", "cost"), 0.0) + change
+                    priced = (cost is not None) - (r["cost"] is not None)
+                    deltas[("total", "priced")] = deltas.get(("total", "priced"), 0) + priced
                     costs.append((r["ts"], r["bot"], r["framework"], r["cost"], cost))
             ix.add_counts(c, deltas)
             ix.add_hourly_cost(c, costs)
@@ -1070,8 +1072,9 @@ class TraceStore:
                 by_bot[""] = unnamed
             by_fw = dict(ix.counts(c, "framework"))
             tokens, cost = int(totals.get("tokens", 0)), float(totals.get("cost", 0.0))
-            # how many finished activations reported a cost (the hourly roll-ups: O(hours x bots))
-            priced, finished = c.execute("SELECT COALESCE(SUM(priced), 0), COALESCE(SUM(n), 0) FROM hourly").fetchone()
+            # how many activations reported a cost, of those that finished (a running one has none yet)
+            priced = int(totals.get("priced", 0))
+            finished = int(totals.get("rows", 0)) - int(by_status.get("running", 0))
             ends = [c.execute(f"SELECT timestamp FROM traces ORDER BY ts {d}, id {d} "
                               "LIMIT 1").fetchone() for d in ("", "DESC")]
             oldest, newest = (e[0] if e else None for e in ends)

@@ -206,6 +206,7 @@ def _recount(store: TraceStore) -> dict[str, Any]:
         "byFramework": dict(c.execute("SELECT framework, COUNT(*) FROM traces GROUP BY 1").fetchall()),
         "totalTokens": c.execute("SELECT COALESCE(SUM(total_tokens), 0) FROM traces").fetchone()[0],
         "cost": pytest.approx(c.execute("SELECT COALESCE(SUM(cost), 0) FROM traces").fetchone()[0], abs=1e-6),
+        "pricedActivations": c.execute("SELECT COUNT(cost) FROM traces").fetchone()[0],
         # one per (message, trace, role): trigger/sent rows plus each trace's context ids
         "messageRows": c.execute("SELECT (SELECT COUNT(*) FROM messages) + "
                                  "(SELECT COALESCE(SUM(n), 0) FROM ctx)").fetchone()[0],
