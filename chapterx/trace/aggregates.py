@@ -191,6 +191,16 @@ class _Acc:
         g[4] += cost
         g[5] += priced
 
+    def add_hist(self, key: _Key, blob: bytes | None, dmin: float | None, dmax: float | None) -> None:
+        """An hour's stored histogram and its duration bounds (the group then answers from
+        histograms, even with none: an hour without durations)."""
+        blobs = self.blobs.setdefault(key, [])
+        if blob:
+            blobs.append(blob)
+        if dmin is not None and dmax is not None:
+            bd = self.bounds.get(key)
+            self.bounds[key] = [min(bd[0], dmin), max(bd[1], dmax)] if bd else [dmin, dmax]
+
     def percentiles(self, key: _Key) -> tuple[float | None, float | None]:
         exact = self.exact.get(key) or []
         blobs = self.blobs.get(key)
@@ -241,7 +251,6 @@ def _add_hourly_hist(acc: _Acc, rows: list[tuple[Any, ...]], origin: float, widt
     """Roll-up rows of hours that lie whole inside their bucket (origin + k * width) summed per
     bucket; returns the rows of the hours cut by a bucket edge (see `_add_split`)."""
     split: list[tuple[Any, ...]] = []
-    groups, blobs, bounds = acc.groups, acc.blobs, acc.bounds  # the hot loop: one row per hour and bot
     for hour, b, fw, n, fail, tin, tout, cost, priced, dmin, dmax, hist in rows:
         start = hour * HOUR
         k = int((start - origin) // width)
@@ -251,28 +260,8 @@ def _add_hourly_hist(acc: _Acc, rows: list[tuple[Any, ...]], origin: float, widt
         if n <= 0:
             continue
         key = (b, fw, k)
-        g = groups.get(key)
-        if g is None:
-            groups[key] = [n, fail, tin, tout, cost, priced]
-            blobs[key] = [hist] if hist else []
-            if dmin is not None:
-                bounds[key] = [dmin, dmax]
-            continue
-        g[0] += n
-        g[1] += fail
-        g[2] += tin
-        g[3] += tout
-        g[4] += cost
-        g[5] += priced
-        if hist:
-            blobs[key].append(hist)
-        if dmin is not None:
-            bd = bounds.get(key)
-            if bd is None:
-                bounds[key] = [dmin, dmax]
-            else:
-                bd[0] = min(bd[0], dmin)
-                bd[1] = max(bd[1], dmax)
+        acc.add(key, n, fail, tin, tout, cost, priced)
+        acc.add_hist(key, hist, dmin, dmax)
     return split
 
 
@@ -313,12 +302,8 @@ def _add_split(store: TraceStore, acc: _Acc, rows: list[tuple[Any, ...]], origin
         h.add_dict({k: -c for k, c in durhist.count_many(read).items()})
         h.drop_negative()  # the rows and the roll-up are two reads: a commit may fall between them
         blob = h.blob()
-        blobs = acc.blobs.setdefault(key, [])
-        if blob:
-            blobs.append(blob)
+        acc.add_hist(key, blob, dmin if blob else None, dmax)
         if dmin is not None and blob:
-            bd = acc.bounds.get(key)
-            acc.bounds[key] = [min(bd[0], dmin), max(bd[1], dmax)] if bd else [dmin, dmax]
             acc.loose.add(key)
     for (hour, b, fw), (pn, pfail, ptin, ptout, pcost, ppriced, durs) in parts.items():
         # rows without a roll-up row (never: the roll-ups are kept with the rows) still count

@@ -105,6 +105,19 @@ def make_settings(tmp: Path, logs: list[Path], **kw: Any) -> ViewerSettings:
     return s
 
 
+INGEST_TOKEN = "ingest-token-1"
+
+
+@pytest.fixture()
+def ingest_viewer(tmp_path: Path) -> Iterator[RunningViewer]:
+    """A viewer over an empty logs folder that takes OTLP posts with `INGEST_TOKEN`."""
+    logs = tmp_path / "logs"
+    (logs / "traces").mkdir(parents=True)
+    v = RunningViewer(make_settings(tmp_path, [logs], auth_token=INGEST_TOKEN)).start()
+    yield v
+    v.stop()
+
+
 @pytest.fixture(scope="module")
 def sample_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not SAMPLE_LOGS.is_dir():

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from chapterx_compat.chapter2 import otlp
-from tests.viewer.conftest import OTLP_DIR, RunningViewer, make_settings
+from tests.viewer.conftest import INGEST_TOKEN, OTLP_DIR, RunningViewer
 
-TOKEN = "ingest-token-1"
+TOKEN = INGEST_TOKEN
 
 
 def _summary(name: str) -> list[dict]:
@@ -81,15 +80,6 @@ def test_chapter2_detail_has_prompt_continuation_and_tree(ch2_viewer: RunningVie
 def test_chapter2_bots_listed(ch2_viewer: RunningViewer) -> None:
     bots = ch2_viewer.request("GET", "/api/bots").json()["bots"]
     assert {"AlphaBot", "Beta Bot", "ch2-wren", "ch2-quill"} <= set(bots)
-
-
-@pytest.fixture()
-def ingest_viewer(tmp_path: Path) -> Iterator[RunningViewer]:
-    logs = tmp_path / "logs"
-    (logs / "traces").mkdir(parents=True)
-    v = RunningViewer(make_settings(tmp_path, [logs], auth_token=TOKEN)).start()
-    yield v
-    v.stop()
 
 
 def _first_discord_request() -> tuple[dict, str]:

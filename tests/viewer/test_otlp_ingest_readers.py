@@ -7,19 +7,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from chapterx.trace.store import TraceStore
 from chapterx.viewer.chapter2 import PROCESS_DECODE_BYTES, Chapter2Source, append_line, request_line
 from chapterx_compat.chapter2 import otlp
 from tests.security.otlpgen import linked_spans, request
-from tests.viewer.conftest import RunningViewer, make_settings
+from tests.viewer.conftest import INGEST_TOKEN, RunningViewer
 
-TOKEN = "readers-token-1"
+TOKEN = INGEST_TOKEN
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -103,15 +100,6 @@ def test_a_refresh_never_reads_an_ingest_line_before_the_ingest_has_grouped_it(t
         pending = source.add_ingested(path, start, end, spans)
     assert len(pending) == len(otlp.group_replies(spans)) == len(source.entries())
     assert source.refresh() == []  # nothing left to read: the line is not grouped twice
-
-
-@pytest.fixture()
-def ingest_viewer(tmp_path: Path) -> Iterator[RunningViewer]:
-    logs = tmp_path / "logs"
-    (logs / "traces").mkdir(parents=True)
-    v = RunningViewer(make_settings(tmp_path, [logs], auth_token=TOKEN)).start()
-    yield v
-    v.stop()
 
 
 def test_a_big_post_is_listed_and_served_with_the_details_built_by_the_decode_worker(
