@@ -373,6 +373,8 @@ def lower_priority() -> None:
     """Initializer of the decode worker process: run below the viewer (best effort)."""
     with contextlib.suppress(AttributeError, OSError):  # no os.nice here, or not permitted
         os.nice(DECODE_NICE)
+
+
 _CHUNK = 300  # spans (or prepared replies) per pickle: each unpickle is a short GIL hold
 PreparedKey = tuple[tuple[str, ...], int]  # (sorted OTLP trace ids, span count) of one reply
 
