@@ -236,6 +236,18 @@ def _filters(bot: str | None, framework: str | None, params: dict[str, Any], bot
     return sql
 
 
+# a group of rows summed in SQLite: n, failures, input, output, cost, priced, and the durations as
+# one text (no Python per row)
+_ROW_SUMS = ("COUNT(*), SUM(success = 0), SUM(COALESCE(input_tokens, total_tokens, 0)), "
+             "SUM(COALESCE(output_tokens, 0)), COALESCE(SUM(cost), 0.0), COUNT(cost), "
+             "group_concat(CAST(duration_ms AS INTEGER))")
+
+
+def _durations(text: str | None) -> list[int]:
+    """The durations `_ROW_SUMS` gives as one text."""
+    return list(map(int, text.split(","))) if text else []
+
+
 def _hourly_rows(store: TraceStore, h0: int, h1: int, bot: str | None, framework: str | None
                  ) -> list[tuple[Any, ...]]:
     """The roll-up rows of hours [h0, h1) (hour numbers), histograms included."""
@@ -281,15 +293,13 @@ def _add_split(store: TraceStore, acc: _Acc, rows: list[tuple[Any, ...]], origin
         params: dict[str, Any] = {"since": start, "until": end}
         extra = _filters(bot, framework, params, "COALESCE(bot, '')")
         for b, fw, *sums in store.query(
-                "SELECT COALESCE(bot, ''), framework, COUNT(*), SUM(success = 0), "
-                "SUM(COALESCE(input_tokens, total_tokens, 0)), SUM(COALESCE(output_tokens, 0)), "
-                "COALESCE(SUM(cost), 0.0), COUNT(cost), group_concat(CAST(duration_ms AS INTEGER)) FROM traces "
+                f"SELECT COALESCE(bot, ''), framework, {_ROW_SUMS} FROM traces "
                 f"WHERE ts >= :since AND ts < :until AND {_FINISHED}{extra} GROUP BY 1, 2", params, raw=True):
             parts[(hour, b, fw)] = tuple(sums)
     for hour, b, fw, n, fail, tin, tout, cost, priced, dmin, dmax, hist in rows:
         k_read, k_rest = plan[hour][:2]
         pn, pfail, ptin, ptout, pcost, ppriced, durs = parts.pop((hour, b, fw), (0, 0, 0, 0, 0.0, 0, None))
-        read = list(map(int, durs.split(","))) if durs else []
+        read = _durations(durs)
         if pn:
             acc.add((b, fw, k_read), pn, pfail, ptin, ptout, pcost, ppriced)
             acc.exact.setdefault((b, fw, k_read), []).extend(read)
@@ -310,7 +320,7 @@ def _add_split(store: TraceStore, acc: _Acc, rows: list[tuple[Any, ...]], origin
         k_read = plan[hour][0]
         acc.add((b, fw, k_read), pn, pfail, ptin, ptout, pcost, ppriced)
         if durs:
-            acc.exact.setdefault((b, fw, k_read), []).extend(map(int, durs.split(",")))
+            acc.exact.setdefault((b, fw, k_read), []).extend(_durations(durs))
 
 
 def _add_hourly(store: TraceStore, acc: _Acc, start: float, end: float,
@@ -333,14 +343,12 @@ def _add_raw(store: TraceStore, acc: _Acc, start: float, end: float, origin: flo
                               "width": width if math.isfinite(width) else 1e300}
     extra = _filters(bot, framework, params, "COALESCE(bot, '')")
     for b, fw, k, n, fail, tin, tout, cost, priced, durs in store.query(
-            "SELECT COALESCE(bot, ''), framework, CAST((ts - :origin) / :width AS INTEGER), COUNT(*), "
-            "SUM(success = 0), SUM(COALESCE(input_tokens, total_tokens, 0)), SUM(COALESCE(output_tokens, 0)), "
-            "COALESCE(SUM(cost), 0.0), COUNT(cost), group_concat(CAST(duration_ms AS INTEGER)) FROM traces "
-            f"WHERE ts >= :since AND ts < :until AND {_FINISHED}{extra} GROUP BY 1, 2, 3", params, raw=True):
+            f"SELECT COALESCE(bot, ''), framework, CAST((ts - :origin) / :width AS INTEGER), {_ROW_SUMS} "
+            f"FROM traces WHERE ts >= :since AND ts < :until AND {_FINISHED}{extra} GROUP BY 1, 2, 3", params, raw=True):
         key = (b, fw, k)
         acc.add(key, n, fail, tin, tout, cost, priced)
         if durs:
-            acc.exact.setdefault(key, []).extend(map(int, durs.split(",")))
+            acc.exact.setdefault(key, []).extend(_durations(durs))
 
 
 def bot_summaries(store: TraceStore, *, since: float, until: float | None = None) -> list[BotSummary]:
